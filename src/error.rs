@@ -1,0 +1,235 @@
+//! Error types, one per layer of the crate.
+//!
+//! Every variant is a case a caller can act on. None of them ever carries a
+//! token, a part of a token or a hash: their `Debug` and `Display` output is
+//! safe to log.
+
+use std::fmt;
+
+/// Why a string is not a well-formed token of a known kind.
+///
+/// Returned by [`TokenFormat::parse`](crate::TokenFormat::parse) before any
+/// store is touched.
+///
+/// ```
+/// use keyward::{TokenError, TokenFormat, TokenKind};
+///
+/// let format = TokenFormat::new([TokenKind::new("pk").unwrap()]);
+/// assert_eq!(format.parse("").unwrap_err(), TokenError::Empty);
+/// assert_eq!(format.parse("nope").unwrap_err(), TokenError::MissingPrefix);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The input is empty.
+    #[error("the token is empty")]
+    Empty,
+    /// The input is longer than any token of a known kind can be.
+    #[error("the token is too long")]
+    TooLong,
+    /// The input has no `<prefix>_` part.
+    #[error("the token has no prefix")]
+    MissingPrefix,
+    /// The prefix is well formed but names no configured token kind.
+    #[error("the token prefix is not one this service issues")]
+    UnknownPrefix,
+    /// The body after the prefix has the wrong length.
+    #[error("the token body has the wrong length")]
+    BadLength,
+    /// A character outside the token alphabet (`[0-9A-Za-z]` in the body).
+    #[error("the token contains a character outside its alphabet")]
+    InvalidCharacter,
+    /// The checksum does not match: a typo, a truncated paste or garbage.
+    #[error("the token checksum does not match")]
+    BadChecksum,
+}
+
+/// Why a token kind or its prefix could not be configured.
+///
+/// ```
+/// use keyward::{ConfigError, TokenKind};
+///
+/// assert!(matches!(TokenKind::new("PK"), Err(ConfigError::InvalidPrefix(_))));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A prefix must be 1–16 characters of `[a-z0-9_]`, start with a letter and
+    /// not end with `_`.
+    #[error("invalid token prefix {0:?}: use 1-16 of [a-z0-9_], starting with a letter")]
+    InvalidPrefix(String),
+    /// Two token kinds share a prefix.
+    #[error("token prefix {0:?} is configured twice")]
+    DuplicatePrefix(String),
+    /// A scope catalog declaration is invalid.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// The keyring was built without a store.
+    #[error("the keyring has no store")]
+    MissingStore,
+    /// The keyring was built without any token kind.
+    #[error("the keyring has no token kind")]
+    NoTokenKind,
+    /// Two peppers share a version, or a pepper is too short.
+    #[error("invalid pepper: {0}")]
+    InvalidPepper(&'static str),
+}
+
+/// Why a scope string or a catalog declaration is invalid.
+///
+/// ```
+/// use keyward::{Scope, ScopeError};
+///
+/// assert!(matches!("Games:Read".parse::<Scope>(), Err(ScopeError::Invalid(_))));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// Not of the form `name` or `resource:action` (each part 1–64 of
+    /// `[a-z0-9_-]`, starting with a letter), or a wildcard where none is allowed.
+    #[error("invalid scope {0:?}: use `name` or `resource:action` in [a-z0-9_-]")]
+    Invalid(String),
+    /// The scope is well formed but the catalog does not declare it.
+    #[error("unknown scope {0:?}")]
+    Unknown(String),
+    /// The catalog declares a scope twice.
+    #[error("scope {0:?} is declared twice")]
+    Duplicate(String),
+    /// A requirement names no scope.
+    #[error("a scope requirement must name at least one scope")]
+    EmptyRequirement,
+}
+
+/// A storage back end failed. Never grants access: the HTTP layer maps it to 503.
+///
+/// The message is for operators; it must not contain secrets, and the stores of
+/// this crate never put any in it.
+///
+/// ```
+/// use keyward::StoreError;
+///
+/// let err = StoreError::unavailable("connection refused");
+/// assert!(err.is_unavailable());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be reached or timed out; retrying later may work.
+    #[error("key store unavailable: {0}")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// A record with the same id or hash already exists.
+    #[error("key store conflict: a key with this id or hash exists")]
+    Conflict,
+    /// Any other failure of the back end.
+    #[error("key store error: {0}")]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A [`StoreError::Unavailable`] from any error or message.
+    pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Unavailable(err.into())
+    }
+
+    /// A [`StoreError::Other`] from any error or message.
+    pub fn other(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Other(err.into())
+    }
+
+    /// Whether this is [`StoreError::Unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Why a key could not be issued or rotated.
+///
+/// ```
+/// use keyward::IssueError;
+///
+/// let err = IssueError::InvalidName;
+/// assert_eq!(err.to_string(), "a key name must be 1-200 printable characters");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// No token kind with this prefix is configured.
+    #[error("no token kind with prefix {0:?} is configured")]
+    UnknownKind(String),
+    /// A scope is malformed or not declared in the kind's catalog.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// The key name is empty, too long or has control characters.
+    #[error("a key name must be 1-200 printable characters")]
+    InvalidName,
+    /// The tenant id is empty, too long or has control characters.
+    #[error("a tenant id must be 1-200 printable characters")]
+    InvalidTenant,
+    /// Too many metadata labels, or one too long or with control characters.
+    #[error("metadata: at most 32 labels, keys 1-64 bytes, values up to 1024 bytes")]
+    InvalidMetadata,
+    /// The expiry lies in the past.
+    #[error("the expiry lies in the past")]
+    ExpiryInPast,
+    /// The key to rotate does not exist.
+    #[error("no such key")]
+    NotFound,
+    /// The key to rotate is revoked or expired.
+    #[error("the key is revoked or expired")]
+    Inactive,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a presented token does not authenticate.
+///
+/// The variants the HTTP layer tells apart (`invalid_token`, `token_expired`,
+/// `token_revoked`, `auth_unavailable`) map one to one onto these.
+///
+/// ```
+/// use keyward::{TokenError, VerifyError};
+///
+/// let err = VerifyError::Malformed(TokenError::BadChecksum);
+/// assert_eq!(err.to_string(), "malformed token: the token checksum does not match");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is not well formed; no store was asked.
+    #[error("malformed token: {0}")]
+    Malformed(#[from] TokenError),
+    /// Well formed, but no key has this hash.
+    #[error("unknown token")]
+    Unknown,
+    /// The key has expired.
+    #[error("the token has expired")]
+    Expired,
+    /// The key has been revoked.
+    #[error("the token has been revoked")]
+    Revoked,
+    /// The store failed; access is refused (fail closed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a management operation (get, list, revoke, flush) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManageError {
+    /// No key with this id exists.
+    #[error("no such key")]
+    NotFound,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Formats a byte count for diagnostics without revealing contents.
+pub(crate) struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}

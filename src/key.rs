@@ -1,0 +1,418 @@
+//! Key records and the inputs to issue them: ids, tenants, expiry presets,
+//! rate limits.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rand::distr::{Alphanumeric, Distribution};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::hash::TokenHash;
+use crate::scope::ScopeSet;
+
+const MAX_LABEL_LEN: usize = 200;
+const MAX_ID_LEN: usize = 64;
+
+/// The public, stable id of a key (`key_…`): not derived from the secret, safe
+/// to log and to show. Management calls (get, revoke, rotate) take it.
+///
+/// ```
+/// use keyward::KeyId;
+///
+/// let id = KeyId::generate();
+/// assert!(id.as_str().starts_with("key_"));
+/// assert_eq!(KeyId::parse(id.as_str()), Some(id));
+/// assert_eq!(KeyId::parse("no spaces"), None);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct KeyId(Arc<str>);
+
+impl KeyId {
+    /// A fresh random id, `key_` and 22 base62 characters.
+    pub fn generate() -> Self {
+        let mut id = String::with_capacity(26);
+        id.push_str("key_");
+        id.extend(
+            Alphanumeric
+                .sample_iter(rand::rng())
+                .take(22)
+                .map(char::from),
+        );
+        KeyId(Arc::from(id))
+    }
+
+    /// Accepts 1–64 of `[A-Za-z0-9_-]`, the alphabet of ids this crate makes
+    /// and of most ids a host store would make.
+    pub fn parse(input: &str) -> Option<Self> {
+        let ok = !input.is_empty()
+            && input.len() <= MAX_ID_LEN
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        ok.then(|| KeyId(Arc::from(input)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The tenant a key belongs to: a PlayerOS property, a PlayableLabs
+/// organization. 1–200 characters, no control characters.
+///
+/// ```
+/// use keyward::TenantId;
+///
+/// assert_eq!(TenantId::parse("prop_123").unwrap().as_str(), "prop_123");
+/// assert!(TenantId::parse("").is_none());
+/// assert!(TenantId::parse("a\nb").is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(Arc<str>);
+
+impl TenantId {
+    /// Validates a tenant id.
+    pub fn parse(input: &str) -> Option<Self> {
+        valid_label(input).then(|| TenantId(Arc::from(input)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn valid_label(input: &str) -> bool {
+    !input.trim().is_empty()
+        && input.chars().count() <= MAX_LABEL_LEN
+        && !input.chars().any(char::is_control)
+}
+
+/// When a new key expires: the presets of the dashboards, or an instant.
+///
+/// ```
+/// use keyward::Expiry;
+///
+/// assert_eq!("90d".parse::<Expiry>().unwrap(), Expiry::Days90);
+/// assert_eq!("never".parse::<Expiry>().unwrap(), Expiry::Never);
+/// assert!("2w".parse::<Expiry>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// 30 days after issue.
+    Days30,
+    /// 90 days after issue.
+    Days90,
+    /// 365 days after issue.
+    Year1,
+    /// Never expires.
+    #[default]
+    Never,
+    /// At this instant.
+    At(OffsetDateTime),
+}
+
+impl Expiry {
+    /// The expiry instant for a key issued at `now`.
+    pub fn resolve(self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        match self {
+            Expiry::Days30 => Some(now + Duration::days(30)),
+            Expiry::Days90 => Some(now + Duration::days(90)),
+            Expiry::Year1 => Some(now + Duration::days(365)),
+            Expiry::Never => None,
+            Expiry::At(at) => Some(at),
+        }
+    }
+}
+
+/// The text is not one of `30d`, `90d`, `1y`, `never`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expiry must be one of 30d, 90d, 1y, never")]
+pub struct ParseExpiryError;
+
+impl FromStr for Expiry {
+    type Err = ParseExpiryError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "30d" => Ok(Expiry::Days30),
+            "90d" => Ok(Expiry::Days90),
+            "1y" => Ok(Expiry::Year1),
+            "never" => Ok(Expiry::Never),
+            _ => Err(ParseExpiryError),
+        }
+    }
+}
+
+/// How many requests a minute a key may make.
+///
+/// ```
+/// use keyward::RateLimit;
+///
+/// assert_eq!(RateLimit::default(), RateLimit::per_minute(100).unwrap());
+/// assert_eq!(RateLimit::per_minute(0), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RateLimit {
+    /// No limit.
+    Unlimited,
+    /// At most this many requests a minute.
+    PerMinute(NonZeroU32),
+}
+
+impl RateLimit {
+    /// The default of both products: 100 a minute.
+    pub const DEFAULT_PER_MINUTE: u32 = 100;
+
+    /// A limit of `n` a minute; `None` for 0.
+    pub fn per_minute(n: u32) -> Option<Self> {
+        NonZeroU32::new(n).map(RateLimit::PerMinute)
+    }
+
+    /// The limit a minute, `None` when unlimited.
+    pub fn requests_per_minute(&self) -> Option<u32> {
+        match self {
+            RateLimit::Unlimited => None,
+            RateLimit::PerMinute(n) => Some(n.get()),
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit::PerMinute(NonZeroU32::new(Self::DEFAULT_PER_MINUTE).expect("non-zero"))
+    }
+}
+
+/// Whether a key works at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Usable.
+    Active,
+    /// Past its expiry.
+    Expired,
+    /// Revoked (a scheduled revocation counts from its instant).
+    Revoked,
+}
+
+/// A key as stored. Holds the hash, never the token; `Debug` hides the hash.
+///
+/// Host stores read and write every field; [`KeyInfo`] is the view without
+/// the hash that list and get calls return.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// Public id.
+    pub id: KeyId,
+    /// Owner.
+    pub tenant: TenantId,
+    /// Token kind prefix (`pk`, `pl`).
+    pub kind: String,
+    /// Name given at issue.
+    pub name: String,
+    /// First 8 characters of the token.
+    pub display_prefix: String,
+    /// Hash of the token.
+    pub hash: TokenHash,
+    /// Granted scopes.
+    pub scopes: ScopeSet,
+    /// Issue instant.
+    pub created_at: OffsetDateTime,
+    /// Expiry instant, if any.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Last successful verification, as last flushed.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Revocation instant (may lie in the future during a rotation's grace).
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Requests a minute.
+    pub rate_limit: RateLimit,
+    /// Free-form labels of the host.
+    pub metadata: BTreeMap<String, String>,
+    /// The key this one succeeded in a rotation.
+    pub rotated_from: Option<KeyId>,
+}
+
+impl KeyRecord {
+    /// Whether the key works at `now`. Revocation wins over expiry.
+    ///
+    /// ```
+    /// # use keyward::*;
+    /// # let now = time::OffsetDateTime::UNIX_EPOCH;
+    /// # let mut record = KeyRecord {
+    /// #     id: KeyId::generate(), tenant: TenantId::parse("t").unwrap(), kind: "pk".into(),
+    /// #     name: "n".into(), display_prefix: "pk_abcde".into(),
+    /// #     hash: TokenHasher::sha256().hash("x"), scopes: ScopeSet::default(),
+    /// #     created_at: now, expires_at: None, last_used_at: None, revoked_at: None,
+    /// #     rate_limit: RateLimit::default(), metadata: Default::default(), rotated_from: None,
+    /// # };
+    /// assert_eq!(record.state(now), KeyState::Active);
+    /// record.revoked_at = Some(now);
+    /// assert_eq!(record.state(now), KeyState::Revoked);
+    /// ```
+    pub fn state(&self, now: OffsetDateTime) -> KeyState {
+        if self.revoked_at.is_some_and(|at| at <= now) {
+            KeyState::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyState::Expired
+        } else {
+            KeyState::Active
+        }
+    }
+
+    /// The view without the hash.
+    pub fn info(&self) -> KeyInfo {
+        KeyInfo {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            display_prefix: self.display_prefix.clone(),
+            scopes: self.scopes.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+            rate_limit: self.rate_limit,
+            metadata: self.metadata.clone(),
+            rotated_from: self.rotated_from.clone(),
+        }
+    }
+}
+
+/// What list views show of a key: everything but the hash (and never the
+/// token). Serializes with RFC 3339 timestamps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyInfo {
+    /// Public id.
+    pub id: KeyId,
+    /// Owner.
+    pub tenant: TenantId,
+    /// Token kind prefix.
+    pub kind: String,
+    /// Name given at issue.
+    pub name: String,
+    /// First 8 characters of the token.
+    pub display_prefix: String,
+    /// Granted scopes.
+    pub scopes: ScopeSet,
+    /// Issue instant.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Expiry instant, if any.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Last use, as last flushed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Revocation instant.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Requests a minute.
+    pub rate_limit: RateLimit,
+    /// Labels of the host.
+    pub metadata: BTreeMap<String, String>,
+    /// The key this one succeeded.
+    pub rotated_from: Option<KeyId>,
+}
+
+/// What to issue: built with [`NewKey::new`] and passed to
+/// [`Keyring::issue`](crate::Keyring::issue).
+///
+/// ```
+/// use keyward::{Expiry, NewKey, RateLimit};
+///
+/// let new = NewKey::new("pl", "org_1", "CI uploader")
+///     .scopes(["versions:write"])
+///     .expires(Expiry::Days90)
+///     .rate_limit(RateLimit::per_minute(10).unwrap())
+///     .metadata("created_by", "user_7");
+/// # let _ = new;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NewKey {
+    pub(crate) kind: String,
+    pub(crate) tenant: String,
+    pub(crate) name: String,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) expiry: Expiry,
+    pub(crate) rate_limit: RateLimit,
+    pub(crate) metadata: BTreeMap<String, String>,
+}
+
+impl NewKey {
+    /// A key of kind `kind` (its prefix) for `tenant`, named `name`; the
+    /// kind's default scopes, no expiry, 100 requests a minute.
+    pub fn new(kind: &str, tenant: &str, name: &str) -> Self {
+        NewKey {
+            kind: kind.to_owned(),
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            scopes: None,
+            expiry: Expiry::Never,
+            rate_limit: RateLimit::default(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// The scopes to grant, instead of the kind's defaults.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.scopes = Some(scopes.into_iter().map(|s| s.as_ref().to_owned()).collect());
+        self
+    }
+
+    /// When the key expires.
+    pub fn expires(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// The key's rate limit.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    /// Adds a metadata label.
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        self.metadata.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}

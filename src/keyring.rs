@@ -1,0 +1,529 @@
+//! The keyring: issue, verify, list, get, revoke and rotate keys over a store.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus, VerifyError};
+//!
+//! let catalog = ScopeCatalog::builder()
+//!     .scope("read", "Read players", ScopeStatus::Enforced)
+//!     .scope("write", "Change players", ScopeStatus::Enforced)
+//!     .build()?;
+//! let keyring = Keyring::builder()
+//!     .store(MemoryStore::new())
+//!     .kind(KeyKind::new("pk", catalog)?.default_scopes(["read", "write"])?)
+//!     .build()?;
+//!
+//! let issued = keyring.issue(NewKey::new("pk", "property_1", "Backend")).await?;
+//! let key = keyring.verify(issued.token.expose_secret()).await?;
+//! assert_eq!(key.tenant().as_str(), "property_1");
+//!
+//! keyring.revoke(key.id()).await?;
+//! let err = keyring.verify(issued.token.expose_secret()).await.unwrap_err();
+//! assert!(matches!(err, VerifyError::Revoked));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
+use crate::hash::TokenHasher;
+use crate::key::{valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId};
+use crate::last_used::LastUsedTracker;
+use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
+use crate::store::KeyStore;
+use crate::token::{Secret, TokenFormat, TokenKind};
+
+/// Most metadata labels a key may carry.
+pub const MAX_METADATA_ENTRIES: usize = 32;
+/// Longest metadata key, in bytes.
+pub const MAX_METADATA_KEY_LEN: usize = 64;
+/// Longest metadata value, in bytes.
+pub const MAX_METADATA_VALUE_LEN: usize = 1024;
+
+/// A token kind with the scopes its keys may hold: the prefix, its scope
+/// catalog, and the scopes a key gets when the issuer names none.
+///
+/// ```
+/// use keyward::{KeyKind, ScopeCatalog, ScopeStatus};
+///
+/// let catalog = ScopeCatalog::builder().scope("read", "", ScopeStatus::Enforced).build().unwrap();
+/// let kind = KeyKind::new("pk", catalog).unwrap().default_scopes(["read"]).unwrap();
+/// assert_eq!(kind.token_kind().prefix(), "pk");
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyKind {
+    token: TokenKind,
+    catalog: Arc<ScopeCatalog>,
+    default_scopes: ScopeSet,
+}
+
+impl KeyKind {
+    /// A kind with this prefix and catalog; no default scopes.
+    pub fn new(prefix: &str, catalog: ScopeCatalog) -> Result<Self, ConfigError> {
+        Ok(KeyKind {
+            token: TokenKind::new(prefix)?,
+            catalog: Arc::new(catalog),
+            default_scopes: ScopeSet::default(),
+        })
+    }
+
+    /// The scopes a key gets when the issuer names none (PlayerOS:
+    /// `["read", "write"]`). Each must be in the catalog.
+    pub fn default_scopes<I, S>(mut self, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.default_scopes = self.catalog.grant(scopes)?;
+        Ok(self)
+    }
+
+    /// The token kind.
+    pub fn token_kind(&self) -> &TokenKind {
+        &self.token
+    }
+
+    /// The scope catalog.
+    pub fn catalog(&self) -> &ScopeCatalog {
+        &self.catalog
+    }
+}
+
+/// Configures a [`Keyring`].
+#[must_use]
+pub struct KeyringBuilder {
+    store: Option<Arc<dyn KeyStore>>,
+    kinds: Vec<KeyKind>,
+    hasher: TokenHasher,
+    clock: Arc<dyn Clock>,
+    last_used_interval: Duration,
+}
+
+impl fmt::Debug for KeyringBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyringBuilder")
+            .field("kinds", &self.kinds)
+            .field("hasher", &self.hasher)
+            .field("last_used_interval", &self.last_used_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyringBuilder {
+    /// The store (required).
+    pub fn store(mut self, store: impl KeyStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The store, already shared.
+    pub fn shared_store(mut self, store: Arc<dyn KeyStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Accepts and issues keys of this kind (at least one).
+    pub fn kind(mut self, kind: KeyKind) -> Self {
+        self.kinds.push(kind);
+        self
+    }
+
+    /// How tokens are hashed; SHA-256 by default.
+    pub fn hasher(mut self, hasher: TokenHasher) -> Self {
+        self.hasher = hasher;
+        self
+    }
+
+    /// Where time comes from; the system clock by default.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// At most one last-used write per key per this interval; 60 s by default.
+    pub fn last_used_interval(mut self, interval: Duration) -> Self {
+        self.last_used_interval = interval;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<Keyring, ConfigError> {
+        let store = self.store.ok_or(ConfigError::MissingStore)?;
+        if self.kinds.is_empty() {
+            return Err(ConfigError::NoTokenKind);
+        }
+        let format = TokenFormat::try_new(self.kinds.iter().map(|k| k.token.clone()))?;
+        Ok(Keyring {
+            inner: Arc::new(Inner {
+                store,
+                format,
+                kinds: self.kinds.into_iter().map(Arc::new).collect(),
+                hasher: self.hasher,
+                clock: self.clock,
+                last_used: LastUsedTracker::new(self.last_used_interval),
+            }),
+        })
+    }
+}
+
+/// Issues, verifies and manages keys. Cheap to clone; clones share state.
+///
+/// See the [crate-level example](crate) and the examples in this module.
+#[derive(Clone)]
+pub struct Keyring {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn KeyStore>,
+    format: TokenFormat,
+    kinds: Vec<Arc<KeyKind>>,
+    hasher: TokenHasher,
+    clock: Arc<dyn Clock>,
+    last_used: LastUsedTracker,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("kinds", &self.inner.kinds)
+            .field("hasher", &self.inner.hasher)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly issued key: the token, to show its owner once, and the record.
+#[derive(Debug)]
+pub struct IssuedKey {
+    /// The token. `Debug`/`Display` redact it; it is zeroed on drop.
+    pub token: Secret,
+    /// What was stored (without the hash).
+    pub info: KeyInfo,
+}
+
+/// A key that passed verification, with what routes need to authorize.
+#[derive(Clone)]
+pub struct VerifiedKey {
+    record: Arc<KeyRecord>,
+    kind: Arc<KeyKind>,
+}
+
+impl VerifiedKey {
+    /// The key's id.
+    pub fn id(&self) -> &KeyId {
+        &self.record.id
+    }
+
+    /// The key's tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.record.tenant
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The key's kind.
+    pub fn kind(&self) -> &TokenKind {
+        &self.kind.token
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.record.scopes
+    }
+
+    /// The catalog of the key's kind.
+    pub fn catalog(&self) -> &ScopeCatalog {
+        &self.kind.catalog
+    }
+
+    /// The key's rate limit.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.record.rate_limit
+    }
+
+    /// When the key expires.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.record.expires_at
+    }
+
+    /// The key's metadata labels.
+    pub fn metadata(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.record.metadata
+    }
+
+    /// Evaluates a route's requirement against the key's scopes.
+    pub fn check(&self, requirement: &Requirement) -> Decision {
+        self.kind.catalog.evaluate(requirement, &self.record.scopes)
+    }
+}
+
+impl fmt::Debug for VerifiedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedKey")
+            .field("id", &self.record.id)
+            .field("tenant", &self.record.tenant)
+            .field("kind", &self.kind.token)
+            .field("scopes", &self.record.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// A builder: SHA-256, the system clock, last-used writes every 60 s.
+    pub fn builder() -> KeyringBuilder {
+        KeyringBuilder {
+            store: None,
+            kinds: Vec::new(),
+            hasher: TokenHasher::sha256(),
+            clock: Arc::new(SystemClock),
+            last_used_interval: Duration::seconds(60),
+        }
+    }
+
+    /// The accepted token format (for parsing without verifying).
+    pub fn format(&self) -> &TokenFormat {
+        &self.inner.format
+    }
+
+    /// The configured kinds.
+    pub fn kinds(&self) -> impl Iterator<Item = &KeyKind> {
+        self.inner.kinds.iter().map(|k| &**k)
+    }
+
+    /// The kind with this prefix.
+    pub fn kind(&self, prefix: &str) -> Option<&KeyKind> {
+        self.kinds().find(|k| k.token.prefix() == prefix)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.store
+    }
+
+    /// The current instant of the keyring's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// Issues a key. The token in the result exists nowhere else: only its
+    /// hash is stored.
+    pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, IssueError> {
+        let kind = self
+            .kind(&new.kind)
+            .ok_or_else(|| IssueError::UnknownKind(new.kind.clone()))?;
+        if !valid_label(&new.name) {
+            return Err(IssueError::InvalidName);
+        }
+        let tenant = TenantId::parse(&new.tenant).ok_or(IssueError::InvalidTenant)?;
+        let scopes = match &new.scopes {
+            Some(scopes) => kind.catalog.grant(scopes)?,
+            None => kind.default_scopes.clone(),
+        };
+        check_metadata(&new.metadata)?;
+        let now = self.now();
+        let expires_at = new.expiry.resolve(now);
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(IssueError::ExpiryInPast);
+        }
+        self.insert(
+            kind,
+            tenant,
+            new.name,
+            scopes,
+            now,
+            expires_at,
+            new.rate_limit,
+            new.metadata,
+            None,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert(
+        &self,
+        kind: &KeyKind,
+        tenant: TenantId,
+        name: String,
+        scopes: ScopeSet,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+        rate_limit: RateLimit,
+        metadata: std::collections::BTreeMap<String, String>,
+        rotated_from: Option<KeyId>,
+    ) -> Result<IssuedKey, IssueError> {
+        let token = kind.token.generate();
+        let record = KeyRecord {
+            id: KeyId::generate(),
+            tenant,
+            kind: kind.token.prefix().to_owned(),
+            name,
+            display_prefix: token.display_prefix().to_owned(),
+            hash: self.inner.hasher.hash(token.expose_secret()),
+            scopes,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+            rate_limit,
+            metadata,
+            rotated_from,
+        };
+        let info = record.info();
+        self.inner.store.insert(record).await?;
+        tracing::info!(target: "keyward::audit", key_id = %info.id, tenant = %info.tenant, kind = %info.kind, "key issued");
+        Ok(IssuedKey { token, info })
+    }
+
+    /// Verifies a presented token: format and checksum offline, then the
+    /// store by hash, then revocation and expiry. Records the use for the
+    /// coalesced last-used write.
+    ///
+    /// Fails closed: a store error is [`VerifyError::Store`], never a pass.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedKey, VerifyError> {
+        let parsed = self.inner.format.parse(token)?;
+        let mut found = None;
+        for hash in self.inner.hasher.candidates(parsed.expose_secret()) {
+            if let Some(record) = self.inner.store.find_by_hash(&hash).await? {
+                // A store must answer by exact hash; check rather than trust.
+                if record.hash == hash && record.kind == parsed.kind().prefix() {
+                    found = Some(record);
+                }
+                break;
+            }
+        }
+        let record = found.ok_or(VerifyError::Unknown)?;
+        let now = self.now();
+        match record.state(now) {
+            KeyState::Active => {}
+            KeyState::Revoked => return Err(VerifyError::Revoked),
+            KeyState::Expired => return Err(VerifyError::Expired),
+        }
+        let kind = self
+            .inner
+            .kinds
+            .iter()
+            .find(|k| &k.token == parsed.kind())
+            .cloned()
+            .ok_or(VerifyError::Unknown)?;
+        if let Some(batch) = self.inner.last_used.record(&record.id, now) {
+            // The write's outcome never changes this request's answer.
+            if let Err(err) = self.inner.store.touch(batch.uses()).await {
+                tracing::warn!(target: "keyward::last_used", error = %err, keys = batch.uses().len(), "last-used write failed; retrying next interval");
+            } else {
+                batch.written();
+            }
+        }
+        Ok(VerifiedKey { record, kind })
+    }
+
+    /// Writes every pending last-used instant now (call at shutdown). Returns
+    /// how many keys were written; on error the batch stays pending.
+    pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
+        let Some(batch) = self.inner.last_used.take_all(self.now()) else {
+            return Ok(0);
+        };
+        self.inner.store.touch(batch.uses()).await?;
+        let n = batch.uses().len();
+        batch.written();
+        Ok(n)
+    }
+
+    /// Last uses recorded but not yet written.
+    pub fn pending_last_used(&self) -> usize {
+        self.inner.last_used.pending()
+    }
+
+    /// A key by id.
+    pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        let record = self
+            .inner
+            .store
+            .get(id)
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        Ok(record.info())
+    }
+
+    /// A tenant's keys, oldest first: no hash, no token.
+    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, ManageError> {
+        let records = self.inner.store.list(tenant).await?;
+        Ok(records.iter().map(|r| r.info()).collect())
+    }
+
+    /// Revokes a key now. Idempotent: revoking again keeps the first instant.
+    /// Once this returns, [`verify`](Self::verify) in this process refuses the
+    /// key.
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        let record = self
+            .inner
+            .store
+            .revoke(id, self.now())
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        tracing::info!(target: "keyward::audit", key_id = %record.id, tenant = %record.tenant, "key revoked");
+        Ok(record.info())
+    }
+
+    /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
+    /// metadata and lifetime, and revokes the old key after `grace` (at once
+    /// for a zero grace).
+    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
+        let old = self
+            .inner
+            .store
+            .get(id)
+            .await?
+            .ok_or(IssueError::NotFound)?;
+        let now = self.now();
+        if old.state(now) != KeyState::Active {
+            return Err(IssueError::Inactive);
+        }
+        let kind = self
+            .kind(&old.kind)
+            .ok_or_else(|| IssueError::UnknownKind(old.kind.clone()))?;
+        let expires_at = old.expires_at.map(|at| now + (at - old.created_at));
+        let issued = self
+            .insert(
+                kind,
+                old.tenant.clone(),
+                old.name.clone(),
+                old.scopes.clone(),
+                now,
+                expires_at,
+                old.rate_limit,
+                old.metadata.clone(),
+                Some(old.id.clone()),
+            )
+            .await?;
+        self.inner
+            .store
+            .revoke(&old.id, now + grace.max(Duration::ZERO))
+            .await?;
+        Ok(issued)
+    }
+}
+
+fn check_metadata(metadata: &std::collections::BTreeMap<String, String>) -> Result<(), IssueError> {
+    let ok = metadata.len() <= MAX_METADATA_ENTRIES
+        && metadata.iter().all(|(k, v)| {
+            !k.is_empty()
+                && k.len() <= MAX_METADATA_KEY_LEN
+                && v.len() <= MAX_METADATA_VALUE_LEN
+                && !k.chars().any(char::is_control)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(IssueError::InvalidMetadata)
+    }
+}

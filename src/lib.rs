@@ -1,0 +1,73 @@
+//! # keyward
+//!
+//! API keys and access tokens with fine-grained scopes for Rust web services.
+//!
+//! * Prefixed tokens (`pk_…`, `pl_…`) with a checksum, rejected offline when
+//!   mistyped ([`TokenFormat`]).
+//! * Only hashes at rest: SHA-256 or HMAC-SHA256 with a rotatable pepper
+//!   ([`TokenHasher`]).
+//! * Scope catalogs with enforced and "soon" scopes, implications and
+//!   wildcards ([`ScopeCatalog`]).
+//! * A [`Keyring`] that issues, verifies, lists, revokes and rotates keys over
+//!   any [`KeyStore`], with coalesced last-used writes.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use keyward::{Decision, Expiry, KeyKind, Keyring, MemoryStore, NewKey, Requirement,
+//!               ScopeCatalog, ScopeStatus};
+//!
+//! let catalog = ScopeCatalog::builder()
+//!     .scope("games:read", "List games", ScopeStatus::Soon)
+//!     .scope("versions:write", "Upload versions", ScopeStatus::Enforced)
+//!     .build()?;
+//! let keyring = Keyring::builder()
+//!     .store(MemoryStore::new())
+//!     .kind(KeyKind::new("pl", catalog)?)
+//!     .build()?;
+//!
+//! let issued = keyring
+//!     .issue(NewKey::new("pl", "org_1", "CI").scopes(["versions:write"]).expires(Expiry::Days90))
+//!     .await?;
+//! println!("your token (shown once): {}", issued.token.expose_secret());
+//!
+//! let key = keyring.verify(issued.token.expose_secret()).await?;
+//! let upload = Requirement::all(["versions:write"])?;
+//! assert_eq!(key.check(&upload), Decision::Allowed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod clock;
+mod error;
+mod hash;
+mod key;
+mod keyring;
+mod last_used;
+mod scope;
+pub mod store;
+mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{
+    ConfigError, IssueError, ManageError, ScopeError, StoreError, TokenError, VerifyError,
+};
+pub use hash::{HashScheme, Pepper, TokenHash, TokenHasher, TOKEN_HASH_LEN};
+pub use key::{
+    Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, RateLimit, TenantId,
+};
+pub use keyring::{
+    IssuedKey, KeyKind, Keyring, KeyringBuilder, VerifiedKey, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
+};
+pub use scope::{
+    Decision, Requirement, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeEntry, ScopeSet,
+    ScopeStatus,
+};
+pub use store::{KeyStore, MemoryStore};
+pub use token::{ParsedToken, Secret, TokenFormat, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN};
+
+/// Re-exported so hosts name the same `time` types.
+pub use time;

@@ -1,0 +1,144 @@
+//! The embedded default store: a map in memory behind one lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::KeyStore;
+use crate::error::StoreError;
+use crate::hash::TokenHash;
+use crate::key::{KeyId, KeyRecord, TenantId};
+
+/// Keys in process memory: for tests, single-instance services and as the
+/// default. Records are shared (`Arc`) and replaced on change, so a lookup
+/// copies nothing. Clones share the same map.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::{KeyStore, MemoryStore, TokenHasher};
+///
+/// let store = MemoryStore::new();
+/// let hash = TokenHasher::sha256().hash("pk_unknown");
+/// assert!(store.find_by_hash(&hash).await.unwrap().is_none());
+/// assert_eq!(store.len(), 0);
+/// # });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<RwLock<Maps>>,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    by_hash: HashMap<TokenHash, Arc<KeyRecord>>,
+    hash_of: HashMap<KeyId, TokenHash>,
+    by_tenant: HashMap<TenantId, Vec<KeyId>>,
+}
+
+impl Maps {
+    fn replace(
+        &mut self,
+        id: &KeyId,
+        change: impl FnOnce(&mut KeyRecord),
+    ) -> Option<Arc<KeyRecord>> {
+        let hash = self.hash_of.get(id)?;
+        let slot = self.by_hash.get_mut(hash)?;
+        let mut record = KeyRecord::clone(slot);
+        change(&mut record);
+        *slot = Arc::new(record);
+        Some(Arc::clone(slot))
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.read().by_hash.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A panic while the lock is held cannot leave the maps half-updated (each
+    // change is one insert or one replace), so a poisoned lock is still sound.
+    fn read(&self) -> RwLockReadGuard<'_, Maps> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Maps> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let mut maps = self.write();
+        if maps.hash_of.contains_key(&record.id) || maps.by_hash.contains_key(&record.hash) {
+            return Err(StoreError::Conflict);
+        }
+        maps.hash_of.insert(record.id.clone(), record.hash);
+        maps.by_tenant
+            .entry(record.tenant.clone())
+            .or_default()
+            .push(record.id.clone());
+        maps.by_hash.insert(record.hash, Arc::new(record));
+        Ok(())
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Ok(self.read().by_hash.get(hash).cloned())
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let maps = self.read();
+        Ok(maps
+            .hash_of
+            .get(id)
+            .and_then(|h| maps.by_hash.get(h))
+            .cloned())
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let maps = self.read();
+        let ids = maps
+            .by_tenant
+            .get(tenant)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(ids
+            .iter()
+            .filter_map(|id| maps.hash_of.get(id).and_then(|h| maps.by_hash.get(h)))
+            .cloned()
+            .collect())
+    }
+
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Ok(self.write().replace(id, |r| {
+            r.revoked_at = Some(r.revoked_at.map_or(at, |old| old.min(at)));
+        }))
+    }
+
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        let mut maps = self.write();
+        for (id, at) in uses {
+            maps.replace(id, |r| {
+                r.last_used_at = Some(r.last_used_at.map_or(*at, |old| old.max(*at)));
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! The storage contract ([`KeyStore`]) and the stores shipped with the crate.
+//!
+//! # Implementing a store
+//!
+//! A host stores keys wherever it likes by implementing [`KeyStore`] with
+//! [`async_trait`](https://docs.rs/async-trait). The keyring holds the store
+//! as `Arc<dyn KeyStore>`, so the trait is object safe and a keyring's type
+//! does not depend on its store. The contract:
+//!
+//! * `insert` fails with [`StoreError::Conflict`] when the id or the hash is
+//!   taken, and stores the record otherwise.
+//! * `find_by_hash` looks a key up by its exact [`TokenHash`] (index it); it
+//!   returns revoked and expired keys too: the keyring decides.
+//! * `revoke` sets `revoked_at` to the earlier of the stored value and `at`
+//!   (so it is idempotent and a later call never postpones a revocation), and
+//!   returns the updated record, or `None` for an unknown id. Once it returns,
+//!   `find_by_hash` and `get` must show the revocation.
+//! * `touch` sets `last_used_at` to the later of the stored value and the
+//!   given instant for each id, ignoring unknown ids, in one batch.
+//! * Every failure is an error, never an empty answer: the keyring fails
+//!   closed on errors, but would treat a wrongly empty answer as "unknown".
+//!
+//! The `test-util` feature exports a conformance suite to run against a store.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::hash::TokenHash;
+use crate::key::{KeyId, KeyRecord, TenantId};
+
+/// Where key records live. See the [module docs](self) for the contract.
+///
+/// ```
+/// use keyward::{KeyStore, MemoryStore};
+/// use std::sync::Arc;
+///
+/// let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+/// # let _ = store;
+/// ```
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new record; [`StoreError::Conflict`] if its id or hash exists.
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError>;
+
+    /// The record with exactly this hash, whatever its state.
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+
+    /// The record with this id.
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+
+    /// Every record of a tenant, oldest first.
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+
+    /// Sets `revoked_at` to the earlier of its value and `at`; the updated
+    /// record, or `None` for an unknown id.
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+
+    /// Records last uses in one batch: `last_used_at` becomes the later of its
+    /// value and the given instant. Unknown ids are ignored.
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        (**self).insert(record).await
+    }
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        (**self).find_by_hash(hash).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        (**self).get(id).await
+    }
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).list(tenant).await
+    }
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        (**self).revoke(id, at).await
+    }
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        (**self).touch(uses).await
+    }
+}

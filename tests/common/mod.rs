@@ -1,0 +1,63 @@
+//! Fixtures shared by the integration tests: both products' catalogs and a
+//! keyring on a manual clock.
+#![allow(dead_code, unreachable_pub)]
+
+use keyward::{KeyKind, KeyStore, Keyring, ManualClock, MemoryStore, ScopeCatalog, ScopeStatus};
+use time::{Duration, OffsetDateTime};
+
+/// PlayerOS: `read` and `write`, both enforced; `write` implies `read`.
+pub fn player_os() -> ScopeCatalog {
+    ScopeCatalog::builder()
+        .scope("read", "Read players and events", ScopeStatus::Enforced)
+        .scope("write", "Create and change players", ScopeStatus::Enforced)
+        .implies("write", "read")
+        .build()
+        .unwrap()
+}
+
+/// PlayableLabs: a resource:action grid, only two scopes enforced.
+pub fn playable_labs() -> ScopeCatalog {
+    let mut b = ScopeCatalog::builder();
+    for (name, status) in [
+        ("games:read", ScopeStatus::Soon),
+        ("games:write", ScopeStatus::Soon),
+        ("games:delete", ScopeStatus::Soon),
+        ("versions:read", ScopeStatus::Soon),
+        ("versions:write", ScopeStatus::Enforced),
+        ("assets:read", ScopeStatus::Soon),
+        ("assets:write", ScopeStatus::Enforced),
+        ("exports:read", ScopeStatus::Soon),
+        ("exports:create", ScopeStatus::Soon),
+    ] {
+        b = b.scope(name, &format!("{name} permission"), status);
+    }
+    b.allow_wildcards().build().unwrap()
+}
+
+pub fn start() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
+
+/// A keyring with `pk` (PlayerOS, default read+write) and `pl` kinds on
+/// `store`, a manual clock and a 60 s last-used interval.
+pub fn keyring_on(store: impl KeyStore) -> (Keyring, ManualClock) {
+    let clock = ManualClock::new(start());
+    let keyring = Keyring::builder()
+        .store(store)
+        .kind(
+            KeyKind::new("pk", player_os())
+                .unwrap()
+                .default_scopes(["read", "write"])
+                .unwrap(),
+        )
+        .kind(KeyKind::new("pl", playable_labs()).unwrap())
+        .clock(clock.clone())
+        .last_used_interval(Duration::seconds(60))
+        .build()
+        .unwrap();
+    (keyring, clock)
+}
+
+pub fn keyring() -> (Keyring, ManualClock) {
+    keyring_on(MemoryStore::new())
+}

@@ -1,0 +1,541 @@
+//! The key lifecycle through the public API: issue, verify, list, get,
+//! revoke, rotate, expiry, last-used coalescing, concurrency.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::{keyring, keyring_on, start};
+use keyward::{
+    Decision, Expiry, IssueError, KeyId, KeyRecord, KeyStore, Keyring, ManageError, MemoryStore,
+    NewKey, RateLimit, Requirement, ScopeError, StoreError, TenantId, TokenError, TokenHash,
+    VerifyError,
+};
+use time::{Duration, OffsetDateTime};
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn issue_then_verify_both_products() {
+    let (keyring, _) = keyring();
+    let pk = keyring
+        .issue(NewKey::new("pk", "prop_1", "Backend"))
+        .await
+        .unwrap();
+    assert!(pk.token.expose_secret().starts_with("pk_"));
+    assert_eq!(pk.info.display_prefix, &pk.token.expose_secret()[..8]);
+    assert_eq!(pk.info.scopes.to_string(), "read write");
+    assert_eq!(pk.info.rate_limit, RateLimit::default());
+    assert_eq!(pk.info.expires_at, None);
+
+    let key = keyring.verify(pk.token.expose_secret()).await.unwrap();
+    assert_eq!(key.id(), &pk.info.id);
+    assert_eq!(key.tenant(), &tenant("prop_1"));
+    assert_eq!(key.kind().prefix(), "pk");
+
+    let pl = keyring
+        .issue(
+            NewKey::new("pl", "org_1", "CI")
+                .scopes(["versions:write", "games:read"])
+                .expires(Expiry::Days30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pl.info.expires_at, Some(start() + Duration::days(30)));
+    let key = keyring.verify(pl.token.expose_secret()).await.unwrap();
+    let upload = Requirement::all(["versions:write"]).unwrap();
+    let assets = Requirement::all(["assets:write"]).unwrap();
+    assert_eq!(key.check(&upload), Decision::Allowed);
+    assert!(matches!(key.check(&assets), Decision::Denied { .. }));
+}
+
+#[tokio::test]
+async fn read_only_keys_on_request() {
+    let (keyring, _) = keyring();
+    let ro = keyring
+        .issue(NewKey::new("pk", "prop_1", "Analytics").scopes(["read"]))
+        .await
+        .unwrap();
+    let key = keyring.verify(ro.token.expose_secret()).await.unwrap();
+    let write = Requirement::all(["write"]).unwrap();
+    assert_eq!(
+        key.check(&write),
+        Decision::Denied {
+            missing: vec!["write".parse().unwrap()]
+        }
+    );
+}
+
+#[tokio::test]
+async fn issue_refuses_bad_input() {
+    let (keyring, clock) = keyring();
+    let err = keyring
+        .issue(NewKey::new("pk", "p", "n").scopes(["admin"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IssueError::Scope(ScopeError::Unknown(s)) if s == "admin"));
+    let err = keyring
+        .issue(NewKey::new("pk", "p", "n").scopes(["Bad Scope"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IssueError::Scope(ScopeError::Invalid(_))));
+    // PlayerOS does not allow wildcards; PlayableLabs does.
+    assert!(keyring
+        .issue(NewKey::new("pk", "p", "n").scopes(["*"]))
+        .await
+        .is_err());
+    assert!(keyring
+        .issue(NewKey::new("pl", "o", "n").scopes(["games:*"]))
+        .await
+        .is_ok());
+    assert!(matches!(
+        keyring
+            .issue(NewKey::new("gh", "p", "n"))
+            .await
+            .unwrap_err(),
+        IssueError::UnknownKind(_)
+    ));
+    for name in ["", "   ", "a\u{0}b", &"x".repeat(201)] {
+        assert!(matches!(
+            keyring
+                .issue(NewKey::new("pk", "p", name))
+                .await
+                .unwrap_err(),
+            IssueError::InvalidName
+        ));
+    }
+    assert!(matches!(
+        keyring.issue(NewKey::new("pk", "", "n")).await.unwrap_err(),
+        IssueError::InvalidTenant
+    ));
+    assert!(matches!(
+        keyring
+            .issue(NewKey::new("pk", "p", "n").expires(Expiry::At(clock.now_for_test())))
+            .await
+            .unwrap_err(),
+        IssueError::ExpiryInPast
+    ));
+    assert!(matches!(
+        keyring
+            .issue(NewKey::new("pk", "p", "n").metadata("k", &"v".repeat(2000)))
+            .await
+            .unwrap_err(),
+        IssueError::InvalidMetadata
+    ));
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> OffsetDateTime;
+}
+impl NowForTest for keyward::ManualClock {
+    fn now_for_test(&self) -> OffsetDateTime {
+        keyward::Clock::now(self)
+    }
+}
+
+#[tokio::test]
+async fn verify_errors_are_typed() {
+    let (keyring, _) = keyring();
+    let issued = keyring.issue(NewKey::new("pl", "org", "n")).await.unwrap();
+    let token = issued.token.expose_secret();
+
+    let mut typo = token.as_bytes().to_vec();
+    typo[10] = if typo[10] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).unwrap();
+    assert!(matches!(
+        keyring.verify(&typo).await.unwrap_err(),
+        VerifyError::Malformed(TokenError::BadChecksum)
+    ));
+    assert!(matches!(
+        keyring.verify("").await.unwrap_err(),
+        VerifyError::Malformed(TokenError::Empty)
+    ));
+    assert!(matches!(
+        keyring.verify(&token[..20]).await.unwrap_err(),
+        VerifyError::Malformed(TokenError::BadLength)
+    ));
+    // A well-formed token nobody issued.
+    let stranger = keyward::TokenKind::new("pl").unwrap().generate();
+    assert!(matches!(
+        keyring.verify(stranger.expose_secret()).await.unwrap_err(),
+        VerifyError::Unknown
+    ));
+}
+
+#[tokio::test]
+async fn expiry_presets_end_access() {
+    let (keyring, clock) = keyring();
+    for (preset, days) in [
+        (Expiry::Days30, 30),
+        (Expiry::Days90, 90),
+        (Expiry::Year1, 365),
+    ] {
+        let issued = keyring
+            .issue(NewKey::new("pl", "org", "n").expires(preset))
+            .await
+            .unwrap();
+        clock.advance(Duration::days(days) - Duration::seconds(1));
+        assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
+        clock.advance(Duration::seconds(1));
+        assert!(matches!(
+            keyring
+                .verify(issued.token.expose_secret())
+                .await
+                .unwrap_err(),
+            VerifyError::Expired
+        ));
+    }
+    let never = keyring.issue(NewKey::new("pl", "org", "n")).await.unwrap();
+    clock.advance(Duration::days(3650));
+    assert!(keyring.verify(never.token.expose_secret()).await.is_ok());
+}
+
+#[tokio::test]
+async fn revoke_is_immediate_idempotent_and_listed() {
+    let (keyring, clock) = keyring();
+    let issued = keyring.issue(NewKey::new("pl", "org", "n")).await.unwrap();
+    let first = keyring.revoke(&issued.info.id).await.unwrap();
+    assert_eq!(first.revoked_at, Some(start()));
+    assert!(matches!(
+        keyring
+            .verify(issued.token.expose_secret())
+            .await
+            .unwrap_err(),
+        VerifyError::Revoked
+    ));
+    clock.advance(Duration::hours(1));
+    let again = keyring.revoke(&issued.info.id).await.unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(start()),
+        "a second revoke keeps the first instant"
+    );
+    assert!(matches!(
+        keyring.revoke(&KeyId::generate()).await.unwrap_err(),
+        ManageError::NotFound
+    ));
+    let listed = keyring.list(&tenant("org")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(start()));
+}
+
+#[tokio::test]
+async fn list_and_get_show_no_secrets() {
+    let (keyring, _) = keyring();
+    let a = keyring
+        .issue(NewKey::new("pk", "prop_1", "a"))
+        .await
+        .unwrap();
+    let _b = keyring
+        .issue(NewKey::new("pk", "prop_1", "b"))
+        .await
+        .unwrap();
+    let _c = keyring
+        .issue(NewKey::new("pk", "prop_2", "c"))
+        .await
+        .unwrap();
+    let listed = keyring.list(&tenant("prop_1")).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(!json.contains(a.token.expose_secret()));
+    assert!(!json.contains("hash"));
+    let got = keyring.get(&a.info.id).await.unwrap();
+    assert_eq!(got, a.info);
+    assert!(format!("{:?}", a).contains("[REDACTED]"));
+    assert!(!format!("{:?}", a).contains(a.token.expose_secret()));
+}
+
+#[tokio::test]
+async fn rotate_keeps_the_old_key_for_the_grace_period() {
+    let (keyring, clock) = keyring();
+    let old = keyring
+        .issue(
+            NewKey::new("pl", "org", "deploy")
+                .scopes(["assets:write"])
+                .expires(Expiry::Days90)
+                .rate_limit(RateLimit::per_minute(7).unwrap()),
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::days(10));
+    let new = keyring
+        .rotate(&old.info.id, Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(new.info.rotated_from.as_ref(), Some(&old.info.id));
+    assert_eq!(new.info.scopes, old.info.scopes);
+    assert_eq!(new.info.rate_limit, old.info.rate_limit);
+    assert_eq!(new.info.expires_at, Some(start() + Duration::days(100)));
+    assert_ne!(new.token.expose_secret(), old.token.expose_secret());
+
+    assert!(keyring.verify(old.token.expose_secret()).await.is_ok());
+    clock.advance(Duration::minutes(59));
+    assert!(keyring.verify(old.token.expose_secret()).await.is_ok());
+    clock.advance(Duration::minutes(1));
+    assert!(matches!(
+        keyring.verify(old.token.expose_secret()).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
+    assert!(matches!(
+        keyring
+            .rotate(&old.info.id, Duration::ZERO)
+            .await
+            .unwrap_err(),
+        IssueError::Inactive
+    ));
+}
+
+/// Counts `touch` calls and the ids they carry.
+#[derive(Default, Clone)]
+struct CountingStore {
+    inner: MemoryStore,
+    touches: Arc<AtomicUsize>,
+    touched_ids: Arc<AtomicUsize>,
+    fail_touch: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl KeyStore for CountingStore {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.find_by_hash(hash).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.list(tenant).await
+    }
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.revoke(id, at).await
+    }
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if self.fail_touch.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("down"));
+        }
+        self.touches.fetch_add(1, Ordering::SeqCst);
+        self.touched_ids.fetch_add(uses.len(), Ordering::SeqCst);
+        self.inner.touch(uses).await
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_verifications_write_once_per_interval() {
+    let store = CountingStore::default();
+    let (keyring, clock) = keyring_on(store.clone());
+    let issued = keyring.issue(NewKey::new("pk", "p", "busy")).await.unwrap();
+    let token = issued.token.expose_secret();
+    // 10,000 verifications spread over 5 minutes: 30 ms apart.
+    for _ in 0..10_000 {
+        keyring.verify(token).await.unwrap();
+        clock.advance(Duration::milliseconds(30));
+    }
+    // Due at 60, 120, 180, 240 s; the 300 s write is still pending.
+    assert_eq!(store.touches.load(Ordering::SeqCst), 4);
+    assert_eq!(store.touched_ids.load(Ordering::SeqCst), 4);
+    assert_eq!(keyring.pending_last_used(), 1);
+    assert_eq!(keyring.flush_last_used().await.unwrap(), 1);
+    assert_eq!(keyring.pending_last_used(), 0);
+    let info = keyring.get(&issued.info.id).await.unwrap();
+    assert_eq!(
+        info.last_used_at,
+        Some(start() + Duration::milliseconds(30 * 9_999))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_last_used_write_is_retried_and_never_fails_verify() {
+    let store = CountingStore::default();
+    let (keyring, clock) = keyring_on(store.clone());
+    let issued = keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
+    let token = issued.token.expose_secret();
+    store.fail_touch.store(true, Ordering::SeqCst);
+    keyring.verify(token).await.unwrap();
+    clock.advance(Duration::seconds(60));
+    keyring.verify(token).await.unwrap(); // the write fails, the request does not
+    assert_eq!(keyring.pending_last_used(), 1);
+    assert!(keyring.flush_last_used().await.is_err());
+    assert_eq!(keyring.pending_last_used(), 1);
+    store.fail_touch.store(false, Ordering::SeqCst);
+    clock.advance(Duration::seconds(60));
+    keyring.verify(token).await.unwrap();
+    assert_eq!(store.touches.load(Ordering::SeqCst), 1);
+    let info = keyring.get(&issued.info.id).await.unwrap();
+    assert_eq!(info.last_used_at, Some(start() + Duration::seconds(120)));
+}
+
+/// A store whose every call fails: verify must fail closed.
+struct DownStore;
+
+#[async_trait]
+impl KeyStore for DownStore {
+    async fn insert(&self, _: KeyRecord) -> Result<(), StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+    async fn find_by_hash(&self, _: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+    async fn get(&self, _: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+    async fn list(&self, _: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+    async fn revoke(
+        &self,
+        _: &KeyId,
+        _: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+    async fn touch(&self, _: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+}
+
+#[tokio::test]
+async fn store_errors_fail_closed() {
+    let (keyring, _) = keyring_on(DownStore);
+    let token = keyward::TokenKind::new("pk").unwrap().generate();
+    let err = keyring.verify(token.expose_secret()).await.unwrap_err();
+    assert!(matches!(err, VerifyError::Store(e) if e.is_unavailable()));
+    assert!(matches!(
+        keyring
+            .issue(NewKey::new("pk", "p", "n"))
+            .await
+            .unwrap_err(),
+        IssueError::Store(_)
+    ));
+    // Malformed input never reaches the store.
+    assert!(matches!(
+        keyring.verify("pk_short").await.unwrap_err(),
+        VerifyError::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_pepper_rotation_keeps_old_keys_working() {
+    use keyward::{HashScheme, KeyKind, ManualClock, Pepper, TokenHasher};
+    let store = MemoryStore::new();
+    let build = |hasher: TokenHasher| {
+        Keyring::builder()
+            .store(store.clone())
+            .kind(KeyKind::new("pk", common::player_os()).unwrap())
+            .hasher(hasher)
+            .clock(ManualClock::new(start()))
+            .build()
+            .unwrap()
+    };
+    let v1 = || Pepper::new(1, b"first pepper, 16 bytes or more".to_vec()).unwrap();
+    let v2 = Pepper::new(2, b"second pepper, also long enough".to_vec()).unwrap();
+    let before = build(TokenHasher::hmac(v1()));
+    let old = before.issue(NewKey::new("pk", "p", "old")).await.unwrap();
+
+    let after = build(
+        TokenHasher::hmac(v2)
+            .with_previous(HashScheme::Hmac(v1()))
+            .unwrap(),
+    );
+    assert!(after.verify(old.token.expose_secret()).await.is_ok());
+    let new = after.issue(NewKey::new("pk", "p", "new")).await.unwrap();
+    assert!(after.verify(new.token.expose_secret()).await.is_ok());
+    // The old keyring does not know pepper 2.
+    assert!(matches!(
+        before.verify(new.token.expose_secret()).await.unwrap_err(),
+        VerifyError::Unknown
+    ));
+    // Without the previous pepper, old keys stop working.
+    let only_v2 = build(TokenHasher::hmac(
+        Pepper::new(2, b"second pepper, also long enough".to_vec()).unwrap(),
+    ));
+    assert!(matches!(
+        only_v2.verify(old.token.expose_secret()).await.unwrap_err(),
+        VerifyError::Unknown
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_key_never_verifies_after_revoke_returns() {
+    let (keyring, _) = keyring();
+    let mut issued = Vec::new();
+    for i in 0..64 {
+        issued.push(
+            keyring
+                .issue(NewKey::new("pk", "p", &format!("k{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let revoked: Arc<Vec<std::sync::atomic::AtomicBool>> =
+        Arc::new((0..64).map(|_| Default::default()).collect());
+    let tokens: Arc<Vec<String>> = Arc::new(
+        issued
+            .iter()
+            .map(|k| k.token.expose_secret().to_owned())
+            .collect(),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (keyring, revoked, tokens) = (keyring.clone(), revoked.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut violations = 0;
+            for round in 0..2_000 {
+                let i = (t * 7 + round) % 64;
+                // Read the flag before verifying: if revoke had returned by
+                // then, the verification must fail.
+                let was_revoked = revoked[i].load(Ordering::SeqCst);
+                let ok = keyring.verify(&tokens[i]).await.is_ok();
+                if was_revoked && ok {
+                    violations += 1;
+                }
+            }
+            violations
+        }));
+    }
+    let revoker = {
+        let (keyring, revoked) = (keyring.clone(), revoked.clone());
+        let ids: Vec<KeyId> = issued.iter().map(|k| k.info.id.clone()).collect();
+        tokio::spawn(async move {
+            for (i, id) in ids.iter().enumerate().step_by(2) {
+                keyring.revoke(id).await.unwrap();
+                revoked[i].store(true, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    // Issue concurrently too.
+    let issuer = {
+        let keyring = keyring.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                keyring
+                    .issue(NewKey::new("pl", "o", &format!("n{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    revoker.await.unwrap();
+    issuer.await.unwrap();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 0);
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        let result = keyring.verify(token).await;
+        assert_eq!(result.is_ok(), i % 2 == 1, "key {i}");
+    }
+}
