@@ -69,5 +69,10 @@ pub use scope::{
 pub use store::{KeyStore, MemoryStore};
 pub use token::{ParsedToken, Secret, TokenFormat, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN};
 
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Re-exported so hosts name the same `time` types.
 pub use time;
