@@ -8,8 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use keyward::{
-    HashScheme, KeyKind, KeyStore, Keyring, MemoryStore, NewKey, Pepper, TokenFormat,
-    TokenHasher, TokenKind,
+    HashScheme, KeyKind, KeyStore, Keyring, MemoryStore, NewKey, Pepper, TokenFormat, TokenHasher,
+    TokenKind,
 };
 use time::Duration;
 
@@ -70,10 +70,17 @@ async fn no_token_or_hash_leaks_anywhere() {
         .await
         .unwrap();
     let token = issued.token.expose_secret().to_owned();
-    seen.push(format!("{issued:?} {} {}", issued.token, issued.info.display_prefix));
+    seen.push(format!(
+        "{issued:?} {} {}",
+        issued.token, issued.info.display_prefix
+    ));
     let key = keyring.verify(&token).await.unwrap();
     seen.push(format!("{key:?}"));
-    let record = store.find_by_hash(&hasher.hash(&token)).await.unwrap().unwrap();
+    let record = store
+        .find_by_hash(&hasher.hash(&token))
+        .await
+        .unwrap()
+        .unwrap();
     seen.push(format!("{record:?}"));
     seen.push(format!("{:?} {:?} {:?}", record.hash, hasher, pepper()));
     seen.push(format!("{keyring:?}"));
@@ -117,7 +124,10 @@ async fn no_token_or_hash_leaks_anywhere() {
     needles.push(typo);
     for text in &seen {
         for needle in &needles {
-            assert!(!text.contains(needle.as_str()), "leak of {needle:?} in {text}");
+            assert!(
+                !text.contains(needle.as_str()),
+                "leak of {needle:?} in {text}"
+            );
         }
     }
 }

@@ -1,0 +1,121 @@
+//! keyward side by side with what a team would use instead, in the same
+//! criterion groups: token generation, verification, and (with the `http`
+//! feature) the tower layer.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use keyward::{
+    KeyKind, Keyring, MemoryStore, NewKey, Pepper, ScopeCatalog, ScopeStatus, TokenHasher,
+    TokenKind,
+};
+use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
+use sha2::{Digest, Sha256};
+
+const KEYS: usize = 100_000;
+
+fn pak_controller() -> PrefixedApiKeyController<rand08::rngs::ThreadRng, Sha256> {
+    PrefixedApiKeyController::configure()
+        .prefix("pk".to_owned())
+        .rng(rand08::thread_rng())
+        .default_lengths()
+        .finalize()
+        .unwrap()
+}
+
+fn generation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("generate");
+    let kind = TokenKind::new("pk").unwrap();
+    group.bench_function("keyward", |b| b.iter(|| kind.generate()));
+    let pak = pak_controller();
+    group.bench_function("prefixed-api-key", |b| b.iter(|| pak.generate_key()));
+    group.finish();
+}
+
+fn keyring(hasher: TokenHasher) -> Keyring {
+    let catalog = ScopeCatalog::builder()
+        .scope("read", "", ScopeStatus::Enforced)
+        .build()
+        .unwrap();
+    Keyring::builder()
+        .store(MemoryStore::new())
+        .kind(
+            KeyKind::new("pk", catalog)
+                .unwrap()
+                .default_scopes(["read"])
+                .unwrap(),
+        )
+        .hasher(hasher)
+        .build()
+        .unwrap()
+}
+
+fn verification(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("verify_100k_keys");
+    let mut tokens = Vec::new();
+    for (name, hasher) in [
+        ("keyward_sha256", TokenHasher::sha256()),
+        (
+            "keyward_hmac",
+            TokenHasher::hmac(Pepper::new(1, vec![7; 32]).unwrap()),
+        ),
+    ] {
+        let keyring = keyring(hasher);
+        tokens = rt.block_on(async {
+            let mut tokens = Vec::with_capacity(KEYS);
+            for i in 0..KEYS {
+                let issued = keyring
+                    .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench"))
+                    .await
+                    .unwrap();
+                tokens.push(issued.token.expose_secret().to_owned());
+            }
+            tokens
+        });
+        let token = &tokens[KEYS / 2];
+        group.bench_function(BenchmarkId::new(name, KEYS), |b| {
+            b.to_async(&rt)
+                .iter(|| async { keyring.verify(token).await.is_ok() })
+        });
+    }
+
+    // prefixed-api-key: parse, look the short token up, compare the hash.
+    let pak = pak_controller();
+    let mut by_short: HashMap<String, String> = HashMap::with_capacity(KEYS);
+    let mut sample = None;
+    for _ in 0..KEYS {
+        let (key, hash) = pak.generate_key_and_hash();
+        by_short.insert(key.short_token().to_owned(), hash);
+        sample = Some(key.to_string());
+    }
+    let sample = sample.unwrap();
+    group.bench_function(BenchmarkId::new("prefixed-api-key", KEYS), |b| {
+        b.iter(|| {
+            let key = PrefixedApiKey::from_string(&sample).unwrap();
+            let hash = by_short.get(key.short_token()).unwrap();
+            pak.check_hash(&key, hash)
+        })
+    });
+
+    // The floor: one SHA-256 of the token and one map lookup.
+    let floor: HashMap<[u8; 32], usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (Sha256::digest(t.as_bytes()).into(), i))
+        .collect();
+    let probe = &tokens[KEYS / 2];
+    group.bench_function(BenchmarkId::new("floor_sha256_plus_lookup", KEYS), |b| {
+        b.iter(|| {
+            let digest: [u8; 32] = Sha256::digest(probe.as_bytes()).into();
+            floor.get(&digest).copied()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, generation, verification);
+criterion_main!(benches);
