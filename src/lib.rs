@@ -43,6 +43,9 @@
 mod clock;
 mod error;
 mod hash;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod key;
 mod keyring;
 mod last_used;
