@@ -142,7 +142,7 @@ fn audit_would_deny(principal: &Principal, requirement: &Requirement, missing: &
         .join(" ");
     tracing::info!(
         target: "keyward::audit",
-        principal = principal.id(),
+        principal = %principal.id(),
         tenant = %principal.tenant(),
         required = %requirement,
         missing = %missing,
