@@ -171,13 +171,13 @@ async fn player_os_keys_read_and_write_players() {
 #[tokio::test]
 async fn keys_are_created_listed_and_revoked() {
     let s = start().await;
-    let manager = key(s.key("key manager"));
+    let manager = &[key(s.key("key manager"))];
     let create = "/api/functions/create-api-key";
 
     let created = s
         .post(
             create,
-            &[manager.clone()],
+            manager,
             json!({ "property_id": "property_demo", "name": "partner", "expires_in": "90d" }),
         )
         .await;
@@ -193,7 +193,7 @@ async fn keys_are_created_listed_and_revoked() {
         .await
         .assert_status(200);
 
-    let listed = s.get("/api/keys", &[manager.clone()]).await;
+    let listed = s.get("/api/keys", manager).await;
     let keys = listed.assert_status(200)["keys"]
         .as_array()
         .unwrap()
@@ -226,13 +226,13 @@ async fn keys_are_created_listed_and_revoked() {
         ),
     ];
     for (body, code) in bad {
-        s.post(create, &[manager.clone()], body)
+        s.post(create, manager, body)
             .await
             .assert_rejected(400, code, None);
     }
     s.post(
         create,
-        &[manager.clone()],
+        manager,
         json!({ "property_id": "property_other", "name": "x" }),
     )
     .await
@@ -251,7 +251,7 @@ async fn keys_are_created_listed_and_revoked() {
 
     // Revocation takes effect on the key's next request.
     let revoke = "/api/functions/revoke-api-key";
-    s.post(revoke, &[manager.clone()], json!({ "id": id }))
+    s.post(revoke, manager, json!({ "id": id }))
         .await
         .assert_status(200);
     s.get("/api/players", &[bearer(&token)])
@@ -264,7 +264,7 @@ async fn keys_are_created_listed_and_revoked() {
         .await
         .unwrap();
     for id in ["key_doesnotexist", "garbage id", foreign.info.id.as_str()] {
-        s.post(revoke, &[manager.clone()], json!({ "id": id }))
+        s.post(revoke, manager, json!({ "id": id }))
             .await
             .assert_rejected(404, "not_found", None);
     }
