@@ -688,3 +688,28 @@ async fn the_renderer_is_shared_with_the_scope_layer() {
     assert_eq!(res.status(), 401);
     assert_eq!(res.body(), r#"{"code":"missing_credentials"}"#);
 }
+
+#[tokio::test]
+async fn hyper_style_bodies_work() {
+    use axum::body::Bytes;
+    use http_body_util::Full;
+
+    let (keyring, _) = keyring();
+    let token = pk(&keyring).await;
+    let svc = ServiceBuilder::new()
+        .layer(AuthLayer::new(keyring))
+        .layer(RequireScopesLayer::all(["read"]).unwrap())
+        .service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+    let req = |token: &str| {
+        Request::get("/")
+            .header("x-api-key", token)
+            .body(Full::default())
+            .unwrap()
+    };
+    let res = svc.clone().oneshot(req(&token)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = svc.oneshot(req("pk_nope")).await.unwrap();
+    assert_eq!(res.status(), 401);
+}

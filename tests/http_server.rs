@@ -360,3 +360,68 @@ async fn bad_input_over_the_wire() {
         players(headers).await.assert_status(200);
     }
 }
+
+#[tokio::test]
+async fn extractors_reject_like_the_layers() {
+    use axum::routing::get;
+    use keyward::http::{AuthLayer, MaybePrincipal, Principal};
+    use tower::ServiceExt;
+
+    async fn strict(principal: Principal) -> String {
+        principal.tenant().to_string()
+    }
+    async fn optional(principal: Option<Principal>) -> String {
+        principal.map_or("anonymous".into(), |p| p.tenant().to_string())
+    }
+    async fn maybe(MaybePrincipal(principal): MaybePrincipal) -> String {
+        principal.map_or("anonymous".into(), |p| p.tenant().to_string())
+    }
+    let keyring = app::keyring();
+    let token = keyring
+        .issue(NewKey::new("pk", "property_1", "x"))
+        .await
+        .unwrap()
+        .token;
+    let router = axum::Router::new()
+        .route("/strict", get(strict))
+        .route("/optional", get(optional))
+        .route("/maybe", get(maybe))
+        .layer(
+            AuthLayer::new(keyring)
+                .allow_anonymous(true)
+                .realm("players"),
+        );
+    let call = |path: &str, token: Option<&str>| {
+        let mut req = Request::get(path);
+        if let Some(token) = token {
+            req = req.header("x-api-key", token);
+        }
+        router
+            .clone()
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+    };
+    let text = |res: http::Response<axum::body::Body>| async move {
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (parts, String::from_utf8(bytes.to_vec()).unwrap())
+    };
+
+    let (parts, body) = text(call("/strict", None).await.unwrap()).await;
+    assert_eq!(parts.status, 401);
+    assert_eq!(
+        parts.headers["www-authenticate"],
+        r#"Bearer realm="players""#
+    );
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "missing_credentials");
+
+    let secret = Some(token.expose_secret());
+    for path in ["/strict", "/optional", "/maybe"] {
+        let (parts, body) = text(call(path, secret).await.unwrap()).await;
+        assert_eq!((parts.status.as_u16(), body.as_str()), (200, "property_1"));
+    }
+    for path in ["/optional", "/maybe"] {
+        let (parts, body) = text(call(path, None).await.unwrap()).await;
+        assert_eq!((parts.status.as_u16(), body.as_str()), (200, "anonymous"));
+    }
+}

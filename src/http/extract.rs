@@ -8,18 +8,24 @@
 //! [`AuthLayer::allow_anonymous`]: crate::http::AuthLayer::allow_anonymous
 //!
 //! ```
-//! use axum::{routing::get, Router};
-//! use keyward::http::{MaybePrincipal, Principal};
+//! use axum::{handler::Handler, routing::{get, post}, Router};
+//! use keyward::http::{AuthLayer, MaybePrincipal, Principal, RequireScopesLayer};
 //!
-//! async fn me(principal: Principal) -> String {
-//!     format!("{} acting for {}", principal.id(), principal.tenant())
+//! async fn list(principal: Principal) -> String {
+//!     format!("players of {}", principal.tenant())
 //! }
-//!
+//! async fn upload() -> &'static str { "uploaded" }
 //! async fn hello(MaybePrincipal(principal): MaybePrincipal) -> &'static str {
 //!     if principal.is_some() { "hello, caller" } else { "hello, stranger" }
 //! }
 //!
-//! let app: Router = Router::new().route("/me", get(me)).route("/hello", get(hello));
+//! fn app(keyring: keyward::Keyring) -> Result<Router, keyward::ScopeError> {
+//!     Ok(Router::new()
+//!         .route("/api/players", get(list.layer(RequireScopesLayer::all(["read"])?)))
+//!         .route("/api/assets", post(upload.layer(RequireScopesLayer::all(["assets:write"])?)))
+//!         .route("/hello", get(hello))
+//!         .layer(AuthLayer::new(keyring).allow_anonymous(true)))
+//! }
 //! ```
 
 use std::convert::Infallible;

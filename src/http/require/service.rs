@@ -1,86 +1,18 @@
-//! Per-route scope requirements: a layer behind [`AuthLayer`] that checks the
-//! [`Principal`] against a [`Requirement`].
-//!
-//! [`AuthLayer`]: crate::http::AuthLayer
+//! [`RequireScopes`]: the check, and the audit of "soon" scopes.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use tower::Service;
 
-use crate::error::ScopeError;
+use super::future::{Kind, ResponseFuture};
 use crate::http::principal::{Principal, WouldDeny};
 use crate::http::rejection::{Rejection, Renderer};
 use crate::scope::{Decision, Requirement, Scope};
 
-/// Applies [`RequireScopes`] to a service.
-///
-/// * No [`Principal`] in the request (no [`AuthLayer`] in front, or an
-///   anonymous request) → 401 `missing_credentials`.
-/// * An enforced requirement the principal does not meet → 403
-///   `insufficient_scope`, with the requirement in the challenge's `scope`.
-/// * A requirement that names a "soon" scope and would fail once enforced →
-///   passes; a [`WouldDeny`] goes into the request extensions and an event
-///   is logged at target `keyward::audit` (principal id, tenant, required and
-///   missing scopes; never a token).
-///
-/// [`AuthLayer`]: crate::http::AuthLayer
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RequireScopesLayer {
-    requirement: Arc<Requirement>,
-}
-
-impl RequireScopesLayer {
-    /// Requires `requirement`.
-    pub fn new(requirement: Requirement) -> Self {
-        RequireScopesLayer {
-            requirement: Arc::new(requirement),
-        }
-    }
-
-    /// Requires every one of these scopes.
-    pub fn all<I, S>(scopes: I) -> Result<Self, ScopeError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        Requirement::all(scopes).map(Self::new)
-    }
-
-    /// Requires any one of these scopes.
-    pub fn any<I, S>(scopes: I) -> Result<Self, ScopeError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        Requirement::any(scopes).map(Self::new)
-    }
-
-    /// The requirement.
-    pub fn requirement(&self) -> &Requirement {
-        &self.requirement
-    }
-}
-
-impl<S> Layer<S> for RequireScopesLayer {
-    type Service = RequireScopes<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireScopes {
-            inner,
-            requirement: self.requirement.clone(),
-        }
-    }
-}
-
-/// Checks the request's [`Principal`] against a requirement. Built by
-/// [`RequireScopesLayer`].
+/// Checks the request's [`Principal`](crate::http::Principal) against a requirement. Built by
+/// [`RequireScopesLayer`](crate::http::RequireScopesLayer).
 #[derive(Debug, Clone)]
 pub struct RequireScopes<S> {
     inner: S,
@@ -88,6 +20,10 @@ pub struct RequireScopes<S> {
 }
 
 impl<S> RequireScopes<S> {
+    pub(super) fn new(inner: S, requirement: Arc<Requirement>) -> Self {
+        RequireScopes { inner, requirement }
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -176,49 +112,6 @@ where
                 response: Some(Renderer::of(req.extensions()).render(&rejection)),
             },
         };
-        ResponseFuture { kind }
-    }
-}
-
-pin_project! {
-    /// The response future of [`RequireScopes`].
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Future {
-            #[pin]
-            future: F,
-        },
-        Rejected {
-            response: Option<Response<B>>,
-        },
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Future { future } => future.poll(cx),
-            KindProj::Rejected { response } => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
-            }
-        }
-    }
-}
-
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        ResponseFuture::new(kind)
     }
 }
