@@ -10,6 +10,9 @@
 //!   wildcards ([`ScopeCatalog`]).
 //! * A [`Keyring`] that issues, verifies, lists, revokes and rotates keys over
 //!   any [`KeyStore`], with coalesced last-used writes.
+//! * Tower middleware in `keyward::http` (feature `http`, default): an
+//!   authentication layer, per-route scope requirements and RFC 6750
+//!   rejections; with feature `axum`, extractors for the principal.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -43,6 +46,9 @@
 mod clock;
 mod error;
 mod hash;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod key;
 mod keyring;
 mod last_used;

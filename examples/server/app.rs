@@ -1,0 +1,318 @@
+//! The example server's application: both products' catalogs, demo keys and
+//! the axum router. `tests/http_server.rs` drives the same router over a real
+//! socket.
+//!
+//! Errors of the management endpoints have the shape of the layers'
+//! rejections, `{"error": code, "message": text}`: 400 `invalid_body`
+//! (unparsable body, bad name, property id or expiry), 400 `invalid_scope`
+//! (a scope the PlayerOS catalog does not declare), 404 `not_found` (no key
+//! with this id in the caller's tenant).
+
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use keyward::http::{AuthLayer, Principal, Rejection, RequireScopesLayer, WouldDeny};
+use keyward::{
+    Expiry, IssueError, KeyId, KeyInfo, KeyKind, Keyring, ManageError, MemoryStore, NewKey,
+    ScopeCatalog, ScopeStatus,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// PlayerOS: `read` and `write` (enforced, `write` implies `read`) and
+/// `keys:manage` for the key management endpoints.
+pub(crate) fn player_os() -> ScopeCatalog {
+    ScopeCatalog::builder()
+        .scope("read", "Read players and events", ScopeStatus::Enforced)
+        .scope("write", "Create and change players", ScopeStatus::Enforced)
+        .scope(
+            "keys:manage",
+            "Create, list and revoke API keys",
+            ScopeStatus::Enforced,
+        )
+        .implies("write", "read")
+        .build()
+        .expect("a valid catalog")
+}
+
+/// PlayableLabs: a `resource:action` grid where only `versions:write` and
+/// `assets:write` are enforced yet.
+pub(crate) fn playable_labs() -> ScopeCatalog {
+    let soon = ScopeStatus::Soon;
+    let enforced = ScopeStatus::Enforced;
+    ScopeCatalog::builder()
+        .scope("games:read", "List and read games", soon)
+        .scope("games:write", "Create and edit games", soon)
+        .scope("games:delete", "Delete games", soon)
+        .scope("versions:read", "Read game versions", soon)
+        .scope("versions:write", "Upload game versions", enforced)
+        .scope("assets:read", "Read assets", soon)
+        .scope("assets:write", "Upload assets", enforced)
+        .scope("exports:read", "Read exports", soon)
+        .scope("exports:create", "Create exports", soon)
+        .build()
+        .expect("a valid catalog")
+}
+
+/// An in-memory keyring with `pk_` (PlayerOS, default `read` + `write`) and
+/// `pl_` (PlayableLabs) keys.
+pub(crate) fn keyring() -> Keyring {
+    Keyring::builder()
+        .store(MemoryStore::new())
+        .kind(
+            KeyKind::new("pk", player_os())
+                .and_then(|k| k.default_scopes(["read", "write"]))
+                .expect("a valid kind"),
+        )
+        .kind(KeyKind::new("pl", playable_labs()).expect("a valid kind"))
+        .build()
+        .expect("a valid keyring")
+}
+
+/// A demo key, printed once at start.
+#[derive(Debug, Serialize)]
+pub(crate) struct DemoKey {
+    /// What it is for.
+    pub(crate) name: String,
+    /// The token, shown once.
+    pub(crate) token: String,
+    /// Its scopes.
+    pub(crate) scopes: Vec<String>,
+    /// Its tenant.
+    pub(crate) tenant: String,
+}
+
+/// Issues the demo keys: PlayerOS keys for `property_demo` (read/write,
+/// read-only, key manager) and PlayableLabs tokens for `org_demo`.
+pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueError> {
+    let specs: [(&str, &str, &str, &[&str]); 5] = [
+        ("pk", "property_demo", "players backend", &["read", "write"]),
+        ("pk", "property_demo", "players dashboard", &["read"]),
+        ("pk", "property_demo", "key manager", &["keys:manage"]),
+        (
+            "pl",
+            "org_demo",
+            "ci uploader",
+            &["versions:write", "assets:write"],
+        ),
+        ("pl", "org_demo", "games viewer", &["games:read"]),
+    ];
+    let mut keys = Vec::new();
+    for (kind, tenant, name, scopes) in specs {
+        let issued = keyring
+            .issue(NewKey::new(kind, tenant, name).scopes(scopes.iter().copied()))
+            .await?;
+        keys.push(DemoKey {
+            name: name.to_owned(),
+            token: issued.token.expose_secret().to_owned(),
+            scopes: issued.info.scopes.iter().map(|s| s.to_string()).collect(),
+            tenant: tenant.to_owned(),
+        });
+    }
+    Ok(keys)
+}
+
+fn scopes(list: &[&str]) -> RequireScopesLayer {
+    RequireScopesLayer::all(list.iter().copied()).expect("valid scopes")
+}
+
+/// The API: every route behind [`AuthLayer`], each with its requirement.
+pub(crate) fn router(keyring: Keyring) -> Router {
+    let manage = || scopes(&["keys:manage"]);
+    Router::new()
+        .route(
+            "/api/players",
+            get(list_players.layer(scopes(&["read"])))
+                .post(create_player.layer(scopes(&["write"]))),
+        )
+        .route(
+            "/api/functions/create-api-key",
+            post(create_api_key.layer(manage())),
+        )
+        .route(
+            "/api/functions/revoke-api-key",
+            post(revoke_api_key.layer(manage())),
+        )
+        .route("/api/keys", get(list_keys.layer(manage())))
+        .route("/api/scopes", get(scope_grid))
+        .route("/api/games", get(list_games.layer(scopes(&["games:read"]))))
+        .route(
+            "/api/games/{id}/versions",
+            post(upload_version.layer(scopes(&["versions:write"]))),
+        )
+        .route(
+            "/api/assets",
+            post(upload_asset.layer(scopes(&["assets:write"]))),
+        )
+        .layer(Extension(keyring.clone()))
+        .layer(AuthLayer::new(keyring))
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+fn store_error() -> Response {
+    Rejection::AuthUnavailable.into_response()
+}
+
+/// Picks fields of a key's serialized [`KeyInfo`]: never a hash or a token.
+fn key_view(info: &KeyInfo, fields: &[&str]) -> Value {
+    let all = serde_json::to_value(info).unwrap_or_default();
+    fields
+        .iter()
+        .map(|f| (f.to_string(), all.get(*f).cloned().unwrap_or(Value::Null)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+async fn list_players(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "property_id": principal.tenant().as_str(),
+        "players": [{ "id": "player_1", "name": "Ada" }, { "id": "player_2", "name": "Linus" }],
+    }))
+}
+
+async fn create_player(principal: Principal) -> (StatusCode, Json<Value>) {
+    let body = json!({ "property_id": principal.tenant().as_str(), "id": "player_3" });
+    (StatusCode::CREATED, Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    property_id: String,
+    name: String,
+    scopes: Option<Vec<String>>,
+    expires_in: Option<String>,
+}
+
+async fn create_api_key(
+    principal: Principal,
+    Extension(keyring): Extension<Keyring>,
+    body: Bytes,
+) -> Response {
+    let Ok(req) = serde_json::from_slice::<CreateKey>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {\"property_id\", \"name\", \"scopes\"?, \"expires_in\"?}",
+        );
+    };
+    if req.property_id != principal.tenant().as_str() {
+        return Rejection::TenantMismatch.into_response();
+    }
+    let expiry = match req.expires_in.as_deref().map(str::parse::<Expiry>) {
+        None => Expiry::Never,
+        Some(Ok(expiry)) => expiry,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "expires_in must be one of 30d, 90d, 1y, never",
+            )
+        }
+    };
+    let mut new = NewKey::new("pk", &req.property_id, &req.name).expires(expiry);
+    if let Some(scopes) = req.scopes {
+        new = new.scopes(scopes);
+    }
+    match keyring.issue(new).await {
+        Ok(issued) => {
+            let mut view = key_view(
+                &issued.info,
+                &["id", "display_prefix", "scopes", "expires_at"],
+            );
+            view["token"] = issued.token.expose_secret().into();
+            (StatusCode::CREATED, Json(view)).into_response()
+        }
+        Err(IssueError::Scope(err)) => {
+            error(StatusCode::BAD_REQUEST, "invalid_scope", &err.to_string())
+        }
+        Err(IssueError::Store(_)) => store_error(),
+        Err(err) => error(StatusCode::BAD_REQUEST, "invalid_body", &err.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeKey {
+    id: String,
+}
+
+async fn revoke_api_key(
+    principal: Principal,
+    Extension(keyring): Extension<Keyring>,
+    body: Bytes,
+) -> Response {
+    let Ok(req) = serde_json::from_slice::<RevokeKey>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_body", "expected {\"id\"}");
+    };
+    let not_found = || error(StatusCode::NOT_FOUND, "not_found", "no such key");
+    let Some(id) = KeyId::parse(&req.id) else {
+        return not_found();
+    };
+    // Another tenant's key is as good as absent: no oracle for ids.
+    match keyring.get(&id).await {
+        Ok(info) if &info.tenant == principal.tenant() => {}
+        Ok(_) | Err(ManageError::NotFound) => return not_found(),
+        Err(_) => return store_error(),
+    }
+    match keyring.revoke(&id).await {
+        Ok(info) => Json(key_view(&info, &["id", "revoked_at"])).into_response(),
+        Err(ManageError::NotFound) => not_found(),
+        Err(_) => store_error(),
+    }
+}
+
+async fn list_keys(principal: Principal, Extension(keyring): Extension<Keyring>) -> Response {
+    const FIELDS: &[&str] = &[
+        "id",
+        "name",
+        "created_at",
+        "last_used_at",
+        "scopes",
+        "display_prefix",
+        "expires_at",
+        "revoked_at",
+    ];
+    match keyring.list(principal.tenant()).await {
+        Ok(keys) => {
+            let keys: Vec<Value> = keys.iter().map(|k| key_view(k, FIELDS)).collect();
+            Json(json!({ "keys": keys })).into_response()
+        }
+        Err(_) => store_error(),
+    }
+}
+
+/// The permission grid of the caller's product.
+async fn scope_grid(principal: Principal) -> Json<Value> {
+    Json(serde_json::to_value(principal.catalog()).unwrap_or_default())
+}
+
+async fn list_games(principal: Principal, would_deny: Option<Extension<WouldDeny>>) -> Json<Value> {
+    // `games:read` is "soon": the request passes, and we tell the caller.
+    let missing: Vec<String> = would_deny
+        .map(|Extension(w)| w.missing().iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    Json(json!({
+        "organization_id": principal.tenant().as_str(),
+        "games": [{ "id": "game_1", "title": "Tiny Tower" }],
+        "would_deny": missing,
+    }))
+}
+
+async fn upload_version(Path(id): Path<String>) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::CREATED,
+        Json(json!({ "game_id": id, "version": 2 })),
+    )
+}
+
+async fn upload_asset() -> (StatusCode, Json<Value>) {
+    (StatusCode::CREATED, Json(json!({ "id": "asset_1" })))
+}

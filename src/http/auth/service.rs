@@ -1,0 +1,180 @@
+//! [`Auth`]: the service, and the authentication it runs per request.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::future::{ResponseFuture, State};
+use super::layer::AuthConfig;
+use crate::http::credentials::{self, Credential};
+use crate::http::principal::Principal;
+use crate::http::rejection::Rejection;
+use crate::key::TenantId;
+
+/// Authenticates requests, then calls the inner service with the
+/// [`Principal`](crate::http::Principal) in the request extensions. Built by [`AuthLayer`](crate::http::AuthLayer).
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    config: Arc<AuthConfig>,
+}
+
+impl<S> Auth<S> {
+    pub(super) fn new(inner: S, config: Arc<AuthConfig>) -> Self {
+        Auth { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        req.extensions_mut().insert(config.renderer.clone());
+        // Header checks are synchronous: refuse bad input before any lookup.
+        let presented = config.rules.extract(req.headers()).and_then(|credential| {
+            let tenant = credentials::tenant(req.headers(), &config.tenant_header)?;
+            Ok(credential.map(|c| (c, tenant)))
+        });
+        let rejection = match presented {
+            Err(rejection) => rejection,
+            Ok(None) if !config.anonymous => Rejection::MissingCredentials,
+            Ok(presented) => {
+                // The clone may not be ready: keep the ready service for this
+                // request.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let state = match presented {
+                    None => State::Future {
+                        future: inner.call(req),
+                    },
+                    Some((credential, tenant)) => State::Authenticating {
+                        auth: Box::pin(authenticate(config.clone(), credential, tenant, req)),
+                        inner: Some(inner),
+                    },
+                };
+                return ResponseFuture::new(state);
+            }
+        };
+        ResponseFuture::new(State::Rejected {
+            response: Some(config.renderer.render(&rejection)),
+        })
+    }
+}
+
+pub(super) type AuthFuture<B> =
+    Pin<Box<dyn Future<Output = Result<Request<B>, Response<String>>> + Send>>;
+
+/// Verifies the credential, selects the tenant, runs the hooks; on success
+/// the request carries the principal.
+async fn authenticate<B>(
+    config: Arc<AuthConfig>,
+    credential: Credential,
+    tenant: Option<TenantId>,
+    req: Request<B>,
+) -> Result<Request<B>, Response<String>> {
+    let (mut parts, body) = req.into_parts();
+    let outcome = async {
+        let principal = config.principal(&credential, tenant).await?;
+        drop(credential);
+        for hook in &config.hooks {
+            hook.after_authentication(&principal, &mut parts).await?;
+        }
+        Ok::<_, Rejection>(principal)
+    }
+    .await;
+    match outcome {
+        Ok(principal) => {
+            parts.extensions.insert(principal);
+            Ok(Request::from_parts(parts, body))
+        }
+        Err(rejection) => Err(config.renderer.render(&rejection)),
+    }
+}
+
+impl AuthConfig {
+    async fn principal(
+        &self,
+        credential: &Credential,
+        tenant: Option<TenantId>,
+    ) -> Result<Principal, Rejection> {
+        let value = credential.value.as_str();
+        match &self.external {
+            Some(external) if credential.bearer && !self.is_keyward_token(value) => {
+                let principal = external
+                    .authenticate(value)
+                    .await
+                    .map_err(|e| Rejection::from(&e))?;
+                let tenant = match tenant {
+                    Some(t) if principal.tenants().contains(&t) => t,
+                    Some(_) => return Err(Rejection::TenantMismatch),
+                    None => match principal.tenants() {
+                        [only] => only.clone(),
+                        [] => return Err(Rejection::TenantMismatch),
+                        _ => return Err(Rejection::TenantRequired),
+                    },
+                };
+                Ok(Principal::external(principal, tenant))
+            }
+            _ => {
+                let key = self
+                    .keyring
+                    .verify(value)
+                    .await
+                    .map_err(|e| Rejection::from(&e))?;
+                if tenant.is_some_and(|t| &t != key.tenant()) {
+                    return Err(Rejection::TenantMismatch);
+                }
+                Ok(Principal::key(key))
+            }
+        }
+    }
+
+    /// Whether `value` starts with `<prefix>_` of a configured kind.
+    fn is_keyward_token(&self, value: &str) -> bool {
+        self.keyring.kinds().any(|kind| {
+            value
+                .strip_prefix(kind.token_kind().prefix())
+                .is_some_and(|rest| rest.starts_with('_'))
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading credentials and the tenant header from a request, strictly.
+//!
+//! The policy, each case tested in `tests/http.rs`:
+//!
+//! * A header that may carry credentials appears at most once; repeated →
+//!   400 `invalid_request`.
+//! * Values are visible ASCII; any other byte → 400 `invalid_request`.
+//! * Empty values → 400 `invalid_request`.
+//! * Values longer than the configured maximum (4096 bytes by default) → 400
+//!   `invalid_request`, before any parsing or hashing.
+//! * `Authorization`: the scheme is case-insensitive (RFC 7235), so `bearer`
+//!   and `BEARER` are accepted. Exactly one space separates it from the token,
+//!   which must match RFC 6750's `b64token`; `Bearer` without a token, two
+//!   spaces, or trailing spaces → 400 `invalid_request`. (HTTP/1 servers strip
+//!   the whitespace around a whole header value, as RFC 9110 requires, before
+//!   this layer sees it.)
+//! * `Authorization` with another scheme (`Basic …`) is not a credential of
+//!   ours: as if absent (401 `missing_credentials` unless anonymous requests
+//!   are allowed).
+//! * `X-Api-Key` carries the token alone, in the same `b64token` alphabet.
+//! * Both headers with the same token → accepted; with different tokens → 400
+//!   `invalid_request`.
+
+use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
+use zeroize::Zeroizing;
+
+use crate::http::rejection::Rejection;
+use crate::key::TenantId;
+
+/// Where the authentication layer looks for credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CredentialSource {
+    /// The API key header only (`X-Api-Key` by default).
+    ApiKey,
+    /// `Authorization: Bearer` only.
+    Bearer,
+    /// Either or both (the default).
+    #[default]
+    Both,
+}
+
+/// The default name of the API key header.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// The default name of the tenant header.
+pub const TENANT_HEADER: &str = "x-property-id";
+/// The default longest credential accepted, in bytes.
+pub const DEFAULT_MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// A presented credential, copied out of the request and zeroed on drop.
+pub(crate) struct Credential {
+    pub(crate) value: Zeroizing<String>,
+    /// Whether it came in `Authorization: Bearer` (only those may go to an
+    /// external authenticator).
+    pub(crate) bearer: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CredentialRules {
+    pub(crate) source: CredentialSource,
+    pub(crate) api_key_header: HeaderName,
+    pub(crate) max_len: usize,
+}
+
+impl Default for CredentialRules {
+    fn default() -> Self {
+        CredentialRules {
+            source: CredentialSource::Both,
+            api_key_header: HeaderName::from_static(API_KEY_HEADER),
+            max_len: DEFAULT_MAX_CREDENTIAL_LEN,
+        }
+    }
+}
+
+impl CredentialRules {
+    /// The credential of a request: `Ok(None)` when it presents none of ours.
+    pub(crate) fn extract(&self, headers: &HeaderMap) -> Result<Option<Credential>, Rejection> {
+        let api_key = match self.source {
+            CredentialSource::ApiKey | CredentialSource::Both => {
+                match single_value(headers, &self.api_key_header, self.max_len)? {
+                    Some(value) => Some(token(value)?),
+                    None => None,
+                }
+            }
+            CredentialSource::Bearer => None,
+        };
+        let bearer = match self.source {
+            CredentialSource::Bearer | CredentialSource::Both => {
+                match single_value(headers, &AUTHORIZATION, self.max_len)? {
+                    Some(value) => bearer_token(value)?,
+                    None => None,
+                }
+            }
+            CredentialSource::ApiKey => None,
+        };
+        let (value, bearer) = match (api_key, bearer) {
+            (None, None) => return Ok(None),
+            (Some(key), None) => (key, false),
+            (None, Some(b)) => (b, true),
+            (Some(key), Some(b)) if key == b => (b, true),
+            (Some(_), Some(_)) => {
+                return Err(Rejection::InvalidRequest(
+                    "X-Api-Key and Authorization carry different credentials",
+                ))
+            }
+        };
+        Ok(Some(Credential {
+            value: Zeroizing::new(value.to_owned()),
+            bearer,
+        }))
+    }
+}
+
+/// The tenant a request names, if any.
+pub(crate) fn tenant(
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<TenantId>, Rejection> {
+    match single_value(headers, name, DEFAULT_MAX_CREDENTIAL_LEN)? {
+        None => Ok(None),
+        Some(value) => TenantId::parse(value)
+            .map(Some)
+            .ok_or(Rejection::InvalidRequest(
+                "the tenant header is not a valid tenant id",
+            )),
+    }
+}
+
+/// The value of a header that must appear at most once, as visible ASCII,
+/// non-empty and at most `max_len` bytes.
+fn single_value<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    max_len: usize,
+) -> Result<Option<&'a str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest(
+            "a credential or tenant header is repeated",
+        ));
+    }
+    if value.len() > max_len {
+        return Err(Rejection::InvalidRequest(
+            "a credential or tenant header is too long",
+        ));
+    }
+    let value = value.to_str().map_err(|_| {
+        Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
+    })?;
+    if value.is_empty() {
+        return Err(Rejection::InvalidRequest(
+            "a credential or tenant header is empty",
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// The token of `Bearer <token>`; `None` for another scheme.
+fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    if rest.is_empty() {
+        return Err(Rejection::InvalidRequest("Bearer without a token"));
+    }
+    token(rest).map(Some)
+}
+
+/// Checks RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~"
+/// / "+" / "/" ) *"="`. Rejects any whitespace.
+fn token(value: &str) -> Result<&str, Rejection> {
+    let body = value.trim_end_matches('=');
+    let ok = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if ok {
+        Ok(value)
+    } else {
+        Err(Rejection::InvalidRequest(
+            "the credential is not a single token (RFC 6750 b64token)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn b64token_grammar() {
+        assert!(token("pk_abc").is_ok());
+        assert!(token("eyJ.a-b_c~d+e/f==").is_ok());
+        assert!(token("==").is_err());
+        assert!(token("a b").is_err());
+        assert!(token(" a").is_err());
+        assert!(token("a=b").is_err());
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("bEaReR tok").unwrap(), Some("tok"));
+        assert_eq!(bearer_token("Basic dXNlcjpw").unwrap(), None);
+        assert!(bearer_token("Bearer").is_err());
+        assert!(bearer_token("Bearer  tok").is_err());
+        assert!(bearer_token("Bearer tok ").is_err());
+    }
+}

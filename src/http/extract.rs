@@ -1,0 +1,81 @@
+//! axum extractors for the [`Principal`].
+//!
+//! * `Principal`: the authenticated caller; 401 `missing_credentials` (the
+//!   same JSON rejection as the layers) when the request has none.
+//! * `Option<Principal>` and [`MaybePrincipal`]: the caller, if any; never
+//!   rejects (for routes behind [`AuthLayer::allow_anonymous`]).
+//!
+//! [`AuthLayer::allow_anonymous`]: crate::http::AuthLayer::allow_anonymous
+//!
+//! ```
+//! use axum::{handler::Handler, routing::{get, post}, Router};
+//! use keyward::http::{AuthLayer, MaybePrincipal, Principal, RequireScopesLayer};
+//!
+//! async fn list(principal: Principal) -> String {
+//!     format!("players of {}", principal.tenant())
+//! }
+//! async fn upload() -> &'static str { "uploaded" }
+//! async fn hello(MaybePrincipal(principal): MaybePrincipal) -> &'static str {
+//!     if principal.is_some() { "hello, caller" } else { "hello, stranger" }
+//! }
+//!
+//! fn app(keyring: keyward::Keyring) -> Result<Router, keyward::ScopeError> {
+//!     Ok(Router::new()
+//!         .route("/api/players", get(list.layer(RequireScopesLayer::all(["read"])?)))
+//!         .route("/api/assets", post(upload.layer(RequireScopesLayer::all(["assets:write"])?)))
+//!         .route("/hello", get(hello))
+//!         .layer(AuthLayer::new(keyring).allow_anonymous(true)))
+//! }
+//! ```
+
+use std::convert::Infallible;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+
+use crate::http::principal::Principal;
+use crate::http::rejection::{Rejection, Renderer};
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Renderer::of(&parts.extensions).render(&Rejection::MissingCredentials))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Principal>().cloned())
+    }
+}
+
+/// The [`Principal`] if the request has one; never rejects.
+#[derive(Debug, Clone)]
+pub struct MaybePrincipal(pub Option<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybePrincipal {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(MaybePrincipal(parts.extensions.get::<Principal>().cloned()))
+    }
+}
+
+/// Renders with the default JSON rendering (realm `"api"`), so handlers can
+/// return a [`Rejection`].
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        Renderer::default().render(&self)
+    }
+}

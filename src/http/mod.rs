@@ -1,0 +1,110 @@
+//! Tower middleware: authenticate requests with a [`Keyring`](crate::Keyring)
+//! (and optionally the host's own authenticator), require scopes per route,
+//! and refuse with RFC 6750 challenges and small JSON bodies.
+//!
+//! # Example
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use http::{Request, Response, StatusCode};
+//! use keyward::http::{AuthLayer, Principal, RequireScopesLayer};
+//! use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus};
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//!
+//! let catalog = ScopeCatalog::builder()
+//!     .scope("read", "Read players", ScopeStatus::Enforced)
+//!     .scope("write", "Change players", ScopeStatus::Enforced)
+//!     .build()?;
+//! let keyring = Keyring::builder()
+//!     .store(MemoryStore::new())
+//!     .kind(KeyKind::new("pk", catalog)?)
+//!     .build()?;
+//! let issued = keyring.issue(NewKey::new("pk", "property_1", "Backend").scopes(["read"])).await?;
+//!
+//! let handler = service_fn(|req: Request<String>| async move {
+//!     let principal = req.extensions().get::<Principal>().expect("authenticated");
+//!     Ok::<_, std::convert::Infallible>(Response::new(format!("hello {}", principal.tenant())))
+//! });
+//! let mut read = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(keyring.clone()))
+//!     .layer(RequireScopesLayer::all(["read"])?)
+//!     .service(handler.clone());
+//!
+//! let req = Request::get("/players")
+//!     .header("x-api-key", issued.token.expose_secret())
+//!     .body(String::new())?;
+//! let res = read.ready().await?.call(req).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.body(), "hello property_1");
+//!
+//! // The key lacks `write`: 403 with an RFC 6750 challenge and a JSON body.
+//! let write = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(keyring))
+//!     .layer(RequireScopesLayer::all(["write"])?)
+//!     .service(handler);
+//! let req = Request::post("/players")
+//!     .header("authorization", format!("Bearer {}", issued.token.expose_secret()))
+//!     .body(String::new())?;
+//! let res = write.oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(
+//!     res.headers()["www-authenticate"],
+//!     r#"Bearer realm="api", error="insufficient_scope", scope="write""#,
+//! );
+//! assert!(res.body().contains(r#""error":"insufficient_scope""#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Layers
+//!
+//! * [`AuthLayer`] reads `X-Api-Key` and/or `Authorization: Bearer`
+//!   ([`CredentialSource`]), verifies the token with
+//!   [`Keyring::verify`](crate::Keyring::verify) (or an
+//!   [`ExternalAuthenticator`] for bearer values without a keyward prefix),
+//!   checks the tenant header (`X-Property-Id`), runs its [`AuthHook`]s and
+//!   puts the [`Principal`] into the request extensions.
+//! * [`RequireScopesLayer`] goes behind it, per route, with an all-of or
+//!   any-of [`Requirement`](crate::Requirement).
+//!
+//! Both work with any `http::Request<B>` service whose response body
+//! converts from `String` (`ResBody: From<String>`): axum's `Body`,
+//! `http_body_util::Full<Bytes>`, `String`. For a body without that
+//! conversion (tonic's), map the inner service's body first (tower-http's
+//! `MapResponseBody`). The authentication layer needs the request body to be
+//! `Send + 'static`, since the request waits in a boxed future while the
+//! store answers.
+//!
+//! # Tenants
+//!
+//! A key belongs to one tenant: a tenant header naming another is 403
+//! `tenant_mismatch`. An external principal may have several: the header
+//! picks one (403 `tenant_mismatch` if it is not among them); without the
+//! header, a principal of one tenant acts for it, one of several gets 400
+//! `tenant_required`, and one of none 403 `tenant_mismatch`.
+//!
+//! # Rejections
+//!
+//! See [`Rejection`] for the table of statuses, codes and challenges, and
+//! [`credentials`] for the bad-input policy. [`AuthLayer::renderer`] replaces
+//! the rendering for every layer and extractor behind it.
+
+pub mod auth;
+pub mod credentials;
+mod external;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+mod principal;
+pub mod rejection;
+pub mod require;
+
+pub use auth::{Auth, AuthHook, AuthLayer};
+pub use credentials::CredentialSource;
+pub use external::{ExternalAuthError, ExternalAuthenticator, ExternalPrincipal};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::MaybePrincipal;
+pub use principal::{Identity, Principal, WouldDeny};
+pub use rejection::{JsonRejections, Rejection, RenderRejection};
+pub use require::{RequireScopes, RequireScopesLayer};

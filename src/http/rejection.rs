@@ -1,0 +1,356 @@
+//! Every way the HTTP layers refuse a request, and how a refusal becomes a
+//! response: the one place where errors map to statuses and codes.
+//!
+//! | status | `error` code | `WWW-Authenticate` |
+//! |---|---|---|
+//! | 400 | `invalid_request` | `Bearer realm="…", error="invalid_request"` |
+//! | 400 | `tenant_required` | — |
+//! | 401 | `missing_credentials` | `Bearer realm="…"` (no `error`, RFC 6750 §3.1) |
+//! | 401 | `invalid_token` | `Bearer realm="…", error="invalid_token"` |
+//! | 401 | `token_expired` | `Bearer realm="…", error="invalid_token"` |
+//! | 401 | `token_revoked` | `Bearer realm="…", error="invalid_token"` |
+//! | 403 | `insufficient_scope` | `Bearer realm="…", error="insufficient_scope", scope="…"` |
+//! | 403 | `tenant_mismatch` | — |
+//! | 503 | `auth_unavailable` | — |
+//!
+//! The body is `{"error": "<code>", "message": "<for people>"}` with
+//! `Content-Type: application/json` and `Cache-Control: no-store`.
+//!
+//! ```
+//! use keyward::http::Rejection;
+//!
+//! let response = Rejection::TokenRevoked.to_response("api");
+//! assert_eq!(response.status(), 401);
+//! assert_eq!(
+//!     response.headers()["www-authenticate"],
+//!     r#"Bearer realm="api", error="invalid_token""#,
+//! );
+//! let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+//! assert_eq!(body["error"], "token_revoked");
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::error::VerifyError;
+use crate::http::external::ExternalAuthError;
+
+/// The realm of the default rendering.
+pub const DEFAULT_REALM: &str = "api";
+
+/// Why a request is refused. Each variant has a fixed status and a stable
+/// machine-readable code (see the [module docs](self) for the table).
+///
+/// New variants (such as a future `rate_limited` 429) may be added in minor
+/// releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// 400 `invalid_request`: malformed or ambiguous credentials (repeated
+    /// headers, two different tokens, non-visible-ASCII bytes, empty or
+    /// oversized values, `Bearer` without a token) or a malformed tenant
+    /// header. The text says which, for people.
+    InvalidRequest(&'static str),
+    /// 400 `tenant_required`: a principal of several tenants named none.
+    TenantRequired,
+    /// 401 `missing_credentials`: no credentials of a scheme this service
+    /// accepts.
+    MissingCredentials,
+    /// 401 `invalid_token`: malformed, bad checksum, or unknown.
+    InvalidToken,
+    /// 401 `token_expired`.
+    TokenExpired,
+    /// 401 `token_revoked`.
+    TokenRevoked,
+    /// 403 `insufficient_scope`.
+    InsufficientScope {
+        /// The scopes the route requires, space separated (RFC 6750 `scope`).
+        scope: String,
+    },
+    /// 403 `tenant_mismatch`: the tenant header names a tenant the principal
+    /// does not belong to.
+    TenantMismatch,
+    /// 503 `auth_unavailable`: the key store or the external authenticator
+    /// failed. Never grants access.
+    AuthUnavailable,
+}
+
+impl Rejection {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::InvalidRequest(_) | Rejection::TenantRequired => StatusCode::BAD_REQUEST,
+            Rejection::MissingCredentials
+            | Rejection::InvalidToken
+            | Rejection::TokenExpired
+            | Rejection::TokenRevoked => StatusCode::UNAUTHORIZED,
+            Rejection::InsufficientScope { .. } | Rejection::TenantMismatch => {
+                StatusCode::FORBIDDEN
+            }
+            Rejection::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code of the body's `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidRequest(_) => "invalid_request",
+            Rejection::TenantRequired => "tenant_required",
+            Rejection::MissingCredentials => "missing_credentials",
+            Rejection::InvalidToken => "invalid_token",
+            Rejection::TokenExpired => "token_expired",
+            Rejection::TokenRevoked => "token_revoked",
+            Rejection::InsufficientScope { .. } => "insufficient_scope",
+            Rejection::TenantMismatch => "tenant_mismatch",
+            Rejection::AuthUnavailable => "auth_unavailable",
+        }
+    }
+
+    /// A message for people; never contains credential material.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            Rejection::InvalidRequest(why) => Cow::Borrowed(why),
+            Rejection::TenantRequired => Cow::Borrowed(
+                "this principal belongs to several tenants: name one in the tenant header",
+            ),
+            Rejection::MissingCredentials => Cow::Borrowed(
+                "credentials are required: send an X-Api-Key or Authorization: Bearer header",
+            ),
+            Rejection::InvalidToken => Cow::Borrowed("the token is malformed or unknown"),
+            Rejection::TokenExpired => Cow::Borrowed("the token has expired"),
+            Rejection::TokenRevoked => Cow::Borrowed("the token has been revoked"),
+            Rejection::InsufficientScope { scope } => {
+                Cow::Owned(format!("this route requires the scope(s): {scope}"))
+            }
+            Rejection::TenantMismatch => {
+                Cow::Borrowed("the credentials do not belong to the requested tenant")
+            }
+            Rejection::AuthUnavailable => {
+                Cow::Borrowed("authentication is temporarily unavailable; retry later")
+            }
+        }
+    }
+
+    /// The RFC 6750 `error` attribute of the challenge, if the rejection
+    /// carries one.
+    fn rfc6750_error(&self) -> Option<&'static str> {
+        match self {
+            Rejection::InvalidRequest(_) => Some("invalid_request"),
+            Rejection::InvalidToken | Rejection::TokenExpired | Rejection::TokenRevoked => {
+                Some("invalid_token")
+            }
+            Rejection::InsufficientScope { .. } => Some("insufficient_scope"),
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for `realm`, or `None` where the
+    /// table in the [module docs](self) has none.
+    ///
+    /// ```
+    /// use keyward::http::Rejection;
+    ///
+    /// assert_eq!(
+    ///     Rejection::MissingCredentials.www_authenticate("api").unwrap(),
+    ///     r#"Bearer realm="api""#,
+    /// );
+    /// assert_eq!(Rejection::AuthUnavailable.www_authenticate("api"), None);
+    /// ```
+    pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        if !matches!(self, Rejection::MissingCredentials) && self.rfc6750_error().is_none() {
+            return None;
+        }
+        let mut challenge = format!("Bearer realm=\"{}\"", quoted_string_safe(realm));
+        if let Some(error) = self.rfc6750_error() {
+            challenge.push_str(&format!(", error=\"{error}\""));
+        }
+        if let Rejection::InsufficientScope { scope } = self {
+            challenge.push_str(&format!(", scope=\"{}\"", quoted_string_safe(scope)));
+        }
+        Some(challenge)
+    }
+
+    /// The JSON body: `{"error": code, "message": text}`.
+    pub fn json_body(&self) -> String {
+        serde_json::json!({ "error": self.code(), "message": self.message() }).to_string()
+    }
+
+    /// The default rendering: status, `WWW-Authenticate` for `realm`, JSON
+    /// body. Map the body with `response.map(Into::into)` for any body type
+    /// that converts from `String`.
+    pub fn to_response(&self, realm: &str) -> Response<String> {
+        let mut response = Response::new(self.json_body());
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = self.www_authenticate(realm) {
+            // Safe by construction: `quoted_string_safe` keeps visible ASCII only.
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.insert(WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.status())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Drops what cannot appear in a quoted-string header value: quotes,
+/// backslashes, and anything but visible ASCII and space.
+fn quoted_string_safe(s: &str) -> Cow<'_, str> {
+    let ok = |c: char| (c == ' ' || c.is_ascii_graphic()) && c != '"' && c != '\\';
+    if s.chars().all(ok) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().filter(|&c| ok(c)).collect())
+    }
+}
+
+impl From<&VerifyError> for Rejection {
+    fn from(err: &VerifyError) -> Self {
+        match err {
+            VerifyError::Malformed(_) | VerifyError::Unknown => Rejection::InvalidToken,
+            VerifyError::Expired => Rejection::TokenExpired,
+            VerifyError::Revoked => Rejection::TokenRevoked,
+            VerifyError::Store(_) => Rejection::AuthUnavailable,
+        }
+    }
+}
+
+impl From<&ExternalAuthError> for Rejection {
+    fn from(err: &ExternalAuthError) -> Self {
+        match err {
+            ExternalAuthError::Invalid => Rejection::InvalidToken,
+            ExternalAuthError::Expired => Rejection::TokenExpired,
+            ExternalAuthError::Unavailable(_) => Rejection::AuthUnavailable,
+        }
+    }
+}
+
+/// Turns a [`Rejection`] into a response. Implemented by [`JsonRejections`]
+/// (the default) and by any `Fn(&Rejection) -> Response<String>` closure.
+///
+/// ```
+/// use http::Response;
+/// use keyward::http::{AuthLayer, Rejection};
+/// # fn layer(keyring: keyward::Keyring) -> AuthLayer {
+/// AuthLayer::new(keyring).renderer(|r: &Rejection| {
+///     let mut response = r.to_response("players");
+///     *response.body_mut() = format!("{{\"code\":\"{}\"}}", r.code());
+///     response
+/// })
+/// # }
+/// ```
+pub trait RenderRejection: Send + Sync + 'static {
+    /// The response for this rejection.
+    fn render(&self, rejection: &Rejection) -> Response<String>;
+}
+
+impl<F> RenderRejection for F
+where
+    F: Fn(&Rejection) -> Response<String> + Send + Sync + 'static,
+{
+    fn render(&self, rejection: &Rejection) -> Response<String> {
+        self(rejection)
+    }
+}
+
+/// The default rendering ([`Rejection::to_response`]) with a realm.
+#[derive(Debug, Clone)]
+pub struct JsonRejections {
+    realm: Arc<str>,
+}
+
+impl JsonRejections {
+    /// Renders with this realm. Quotes, backslashes and characters outside
+    /// visible ASCII are dropped from it.
+    pub fn new(realm: &str) -> Self {
+        JsonRejections {
+            realm: Arc::from(quoted_string_safe(realm)),
+        }
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+}
+
+impl Default for JsonRejections {
+    fn default() -> Self {
+        JsonRejections::new(DEFAULT_REALM)
+    }
+}
+
+impl RenderRejection for JsonRejections {
+    fn render(&self, rejection: &Rejection) -> Response<String> {
+        rejection.to_response(&self.realm)
+    }
+}
+
+/// The renderer the authentication layer puts into request extensions, so
+/// the scope layer and the extractors render the same way.
+#[derive(Clone)]
+pub(crate) struct Renderer(Arc<dyn RenderRejection>);
+
+impl Renderer {
+    pub(crate) fn new(render: impl RenderRejection) -> Self {
+        Renderer(Arc::new(render))
+    }
+
+    /// The renderer of a request's authentication layer, or the default.
+    pub(crate) fn of(extensions: &http::Extensions) -> Self {
+        extensions.get::<Renderer>().cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn render<B: From<String>>(&self, rejection: &Rejection) -> Response<B> {
+        tracing::debug!(target: "keyward::http", code = rejection.code(), status = %rejection.status(), "request rejected");
+        self.0.render(rejection).map(B::from)
+    }
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Renderer::new(JsonRejections::default())
+    }
+}
+
+impl fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Renderer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realm_cannot_break_out_of_its_quotes() {
+        let r = JsonRejections::new("a\"b\\c\nd");
+        assert_eq!(r.realm(), "abcd");
+    }
+
+    #[test]
+    fn insufficient_scope_challenge_lists_the_scopes() {
+        let r = Rejection::InsufficientScope {
+            scope: "games:read games:write".into(),
+        };
+        assert_eq!(
+            r.www_authenticate("x").unwrap(),
+            r#"Bearer realm="x", error="insufficient_scope", scope="games:read games:write""#
+        );
+        assert_eq!(r.status(), 403);
+    }
+}
