@@ -136,12 +136,8 @@ impl Quota {
         Duration::from_nanos(self.window_ns() as u64)
     }
 
-    pub(crate) fn interval_ns(&self) -> i64 {
-        self.interval
-    }
-
     /// `count · T`: at most about 3.2e16 + 4.3e9, no overflow.
-    pub(crate) fn window_ns(&self) -> i64 {
+    fn window_ns(&self) -> i64 {
         i64::from(self.count.get()) * self.interval
     }
 
@@ -331,7 +327,7 @@ mod tests {
             quota in quotas(),
             gaps in proptest::collection::vec(0i64..2_000, 1..300),
         ) {
-            let t = quota.interval_ns();
+            let t = quota.interval;
             let mut tat = None;
             let mut now = 1_700_000_000_000 * MS;
             let mut admitted = Vec::new();
