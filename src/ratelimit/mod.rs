@@ -43,6 +43,16 @@
 //! kind so a key id cannot collide with an IP. Keys are 1 to
 //! [`MAX_KEY_LEN`] bytes.
 //!
+//! A key whose [`RateLimit`](crate::RateLimit) is unlimited has no
+//! [`Quota`] ([`Quota::from_rate_limit`] returns `None`): skip the check.
+//!
+//! # Why not `governor`
+//!
+//! `governor`'s keyed limiter applies one quota to all its keys, while here
+//! each key carries its own limit; and a shared store needs the arithmetic
+//! on its own anyway. One `i64` per key and a few lines of integer
+//! arithmetic do it, and the memory limiter bounds its keys itself.
+//!
 //! # Failures
 //!
 //! A limiter whose shared store fails returns [`LimitError::Store`]; callers
