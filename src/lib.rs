@@ -52,6 +52,7 @@ pub mod http;
 mod key;
 mod keyring;
 mod last_used;
+pub mod ratelimit;
 mod scope;
 pub mod store;
 mod token;
@@ -68,6 +69,7 @@ pub use keyring::{
     IssuedKey, KeyKind, Keyring, KeyringBuilder, VerifiedKey, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
+pub use ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
 pub use scope::{
     Decision, Requirement, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeEntry, ScopeSet,
     ScopeStatus,

@@ -1,0 +1,111 @@
+//! Rate limiter costs: a check on one hot key, on many keys, through the
+//! trait object, and a flood of 1,000,000 distinct keys (tracked entries and
+//! bytes after it).
+#![allow(missing_docs)]
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hash::{BuildHasher, RandomState};
+
+use keyward::ratelimit::{unix_nanos, MemoryRateLimiter, Quota, RateLimiter};
+use keyward::{Clock, SystemClock};
+
+/// A key shaped like a key id: `key_` and 22 characters, 26 bytes.
+fn key_id(buf: &mut String, i: usize) -> &str {
+    buf.clear();
+    write!(buf, "key_{i:022}").unwrap();
+    buf
+}
+
+fn checks(c: &mut Criterion) {
+    // What a check pays before it touches the limiter: the clock and a hash.
+    c.bench_function("ratelimit/parts/system_clock_unix_nanos", |b| {
+        b.iter(|| unix_nanos(SystemClock.now()))
+    });
+    let hasher = RandomState::new();
+    c.bench_function("ratelimit/parts/siphash_key", |b| {
+        b.iter(|| hasher.hash_one(black_box("key:key_0123456789abcdefghijkl")))
+    });
+
+    let quota = Quota::per_second(1_000_000_000).unwrap();
+    let limiter = MemoryRateLimiter::new();
+    c.bench_function("ratelimit/memory/hot_key", |b| {
+        b.iter(|| limiter.check_sync(black_box("key:key_0123456789abcdefghijkl"), quota))
+    });
+
+    let keys: Vec<String> = (0..10_000)
+        .map(|i| key_id(&mut String::new(), i).to_owned())
+        .collect();
+    for key in &keys {
+        limiter.check_sync(key, quota).unwrap();
+    }
+    let mut next = 0;
+    c.bench_function("ratelimit/memory/10k_keys", |b| {
+        b.iter(|| {
+            next = (next + 1) % keys.len();
+            limiter.check_sync(&keys[next], quota)
+        })
+    });
+
+    let shared: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    c.bench_function("ratelimit/memory/hot_key_dyn_async", |b| {
+        b.to_async(&runtime)
+            .iter(|| shared.check(black_box("key:key_0123456789abcdefghijkl"), quota))
+    });
+}
+
+/// Resident memory of this process, from /proc (Linux); 0 elsewhere.
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn flood(c: &mut Criterion) {
+    const KEYS: usize = 1_000_000;
+    // T = 36 s: nothing turns idle during the flood, so the cap decides.
+    let quota = Quota::per_hour(100).unwrap();
+    for max_keys in [100_000, KEYS] {
+        let before = rss_bytes();
+        let limiter = MemoryRateLimiter::builder().max_keys(max_keys).build();
+        let mut buf = String::new();
+        let started = std::time::Instant::now();
+        for i in 0..KEYS {
+            limiter.check_sync(key_id(&mut buf, i), quota).unwrap();
+        }
+        let elapsed = started.elapsed();
+        let tracked = limiter.len();
+        let estimate = limiter.memory_estimate();
+        let rss = rss_bytes().saturating_sub(before);
+        println!(
+            "flood of {KEYS} keys, max_keys {max_keys}: {:.0} ns/check, {tracked} tracked, \
+             estimate {estimate} B ({} B/key), RSS +{rss} B ({} B/key)",
+            elapsed.as_nanos() as f64 / KEYS as f64,
+            estimate / tracked.max(1),
+            rss / tracked.max(1),
+        );
+        assert!(tracked <= max_keys);
+    }
+
+    // The steady cost of new keys at the cap (each insert may evict).
+    let limiter = MemoryRateLimiter::builder().max_keys(100_000).build();
+    let mut buf = String::new();
+    let mut i = 0;
+    c.bench_function("ratelimit/memory/new_key_at_cap", |b| {
+        b.iter(|| {
+            i += 1;
+            limiter.check_sync(key_id(&mut buf, i), quota)
+        })
+    });
+    assert!(limiter.len() <= 100_000);
+}
+
+criterion_group!(benches, checks, flood);
+criterion_main!(benches);

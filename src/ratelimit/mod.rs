@@ -1,0 +1,223 @@
+//! Rate limits: a GCRA engine and an in-memory, keyed limiter.
+//!
+//! A [`Quota`] is `count` requests per `period`, admitted in a burst of up to
+//! `count` and then one every `period / count` (the generic cell rate
+//! algorithm, see the [`Quota::step`] arithmetic). A [`RateLimiter`] checks
+//! one request of a key against a quota and returns a [`RateDecision`], which
+//! renders the `Retry-After` and IETF `RateLimit-Policy` / `RateLimit` header
+//! values. [`MemoryRateLimiter`] keeps the state of each key in process, in
+//! bounded memory.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use keyward::ManualClock;
+//! use keyward::ratelimit::{MemoryRateLimiter, Quota, RateLimiter};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+//! let limiter = MemoryRateLimiter::builder().clock(clock.clone()).build();
+//! let quota = Quota::per_minute(100).unwrap();
+//!
+//! for _ in 0..100 {
+//!     assert!(limiter.check("key:key_123", quota).await?.allowed);
+//! }
+//! let denied = limiter.check("key:key_123", quota).await?;
+//! assert!(!denied.allowed);
+//! assert_eq!(denied.retry_after, Some(Duration::from_millis(600)));
+//! assert_eq!(denied.retry_after_value().as_deref(), Some("1"));
+//! assert_eq!(denied.policy_value(), r#""default";q=100;w=60"#);
+//! assert_eq!(denied.value(), r#""default";r=0;t=60"#);
+//!
+//! clock.advance(time::Duration::milliseconds(600));
+//! assert!(limiter.check("key:key_123", quota).await?.allowed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Keys
+//!
+//! The caller picks the key, and must pick it from something already
+//! authenticated or bounded: a key id (`key:key_…`), an account, a client IP
+//! as the server sees it (`ip:203.0.113.7`). Never key by raw header input:
+//! anyone could then mint a fresh bucket per request. Prefix keys with their
+//! kind so a key id cannot collide with an IP. Keys are 1 to
+//! [`MAX_KEY_LEN`] bytes.
+//!
+//! A key whose [`RateLimit`](crate::RateLimit) is unlimited has no
+//! [`Quota`] ([`Quota::from_rate_limit`] returns `None`): skip the check.
+//!
+//! # Why not `governor`
+//!
+//! `governor`'s keyed limiter applies one quota to all its keys, while here
+//! each key carries its own limit; and a shared store needs the arithmetic
+//! on its own anyway. One `i64` per key and a few lines of integer
+//! arithmetic do it, and the memory limiter bounds its keys itself.
+//!
+//! # Failures
+//!
+//! A limiter whose shared store fails returns [`LimitError::Store`]; callers
+//! should fail closed (the HTTP layer answers 503), never admit.
+
+mod gcra;
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+
+pub use gcra::{unix_nanos, Quota, PG_GCRA_SQL};
+pub use memory::{MemoryRateLimiter, MemoryRateLimiterBuilder};
+
+/// The longest key a limiter accepts, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// The policy name in the `RateLimit-Policy` and `RateLimit` header values.
+pub const POLICY_NAME: &str = "default";
+
+/// Checks requests of a key against a quota. Object safe: hold it as
+/// `Arc<dyn RateLimiter>`.
+///
+/// ```
+/// use keyward::ratelimit::{MemoryRateLimiter, RateLimiter};
+/// use std::sync::Arc;
+///
+/// let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+/// # let _ = limiter;
+/// ```
+#[async_trait]
+pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
+    /// Counts one request of `key` against `quota` and says whether it is
+    /// admitted. A denied request does not use up any of the quota.
+    ///
+    /// `key` must come from authenticated or bounded data, never from raw
+    /// header input (see the [module docs](self)).
+    async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError>;
+}
+
+#[async_trait]
+impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
+    async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
+        (**self).check(key, quota).await
+    }
+}
+
+/// Why a limiter could not decide. Callers must not admit the request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// The key is empty or longer than [`MAX_KEY_LEN`] bytes.
+    #[error("a rate limit key must be 1-256 bytes")]
+    InvalidKey,
+    /// The shared store of the limiter failed (fail closed: 503).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The outcome of one [`RateLimiter::check`].
+///
+/// ```
+/// use keyward::ratelimit::Quota;
+///
+/// let quota = Quota::per_minute(100).unwrap();
+/// let (decision, _) = quota.step(None, 0);
+/// assert!(decision.allowed);
+/// assert_eq!(decision.policy_value(), r#""default";q=100;w=60"#);
+/// assert_eq!(decision.value(), r#""default";r=99;t=1"#);
+/// assert_eq!(decision.retry_after_value(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RateDecision {
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// The quota's request count per window.
+    pub limit: u32,
+    /// The quota's period.
+    pub window: Duration,
+    /// How many more requests would be admitted right now.
+    pub remaining: u32,
+    /// The time until the key is back to a full burst of `limit`.
+    pub reset: Duration,
+    /// When denied, the time until the next request would be admitted.
+    pub retry_after: Option<Duration>,
+}
+
+impl RateDecision {
+    /// The `Retry-After` value when denied: whole seconds, rounded up (a
+    /// client that waits that long is admitted).
+    pub fn retry_after_value(&self) -> Option<String> {
+        self.retry_after.map(|wait| ceil_secs(wait).to_string())
+    }
+
+    /// The IETF `RateLimit-Policy` value, `"default";q=<limit>;w=<window
+    /// seconds, rounded up>`.
+    pub fn policy_value(&self) -> String {
+        format!(
+            "\"{POLICY_NAME}\";q={};w={}",
+            self.limit,
+            ceil_secs(self.window)
+        )
+    }
+
+    /// The IETF `RateLimit` value, `"default";r=<remaining>;t=<seconds until
+    /// the key is full again, rounded up>`.
+    pub fn value(&self) -> String {
+        format!(
+            "\"{POLICY_NAME}\";r={};t={}",
+            self.remaining,
+            ceil_secs(self.reset)
+        )
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+pub(crate) fn valid_key(key: &str) -> Result<(), LimitError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(LimitError::InvalidKey);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_round_seconds_up() {
+        let decision = RateDecision {
+            allowed: false,
+            limit: 7,
+            window: Duration::from_millis(1500),
+            remaining: 0,
+            reset: Duration::from_nanos(18_000_000_001),
+            retry_after: Some(Duration::from_millis(600)),
+        };
+        assert_eq!(decision.retry_after_value().as_deref(), Some("1"));
+        assert_eq!(decision.policy_value(), "\"default\";q=7;w=2");
+        assert_eq!(decision.value(), "\"default\";r=0;t=19");
+        let exact = RateDecision {
+            retry_after: Some(Duration::from_secs(2)),
+            reset: Duration::ZERO,
+            ..decision
+        };
+        assert_eq!(exact.retry_after_value().as_deref(), Some("2"));
+        assert_eq!(exact.value(), "\"default\";r=0;t=0");
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        assert!(matches!(valid_key(""), Err(LimitError::InvalidKey)));
+        assert!(valid_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
+        assert!(matches!(
+            valid_key(&"k".repeat(MAX_KEY_LEN + 1)),
+            Err(LimitError::InvalidKey)
+        ));
+    }
+}
