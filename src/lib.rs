@@ -48,6 +48,8 @@ mod keyring;
 mod last_used;
 mod scope;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
