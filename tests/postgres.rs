@@ -351,3 +351,36 @@ async fn errors_never_echo_hashes() {
         .collect();
     assert!(!text.contains(&hex[..16]), "{text}");
 }
+
+#[tokio::test]
+async fn a_blocked_statement_times_out_as_unavailable() {
+    let Some((store, schema)) = pg::store("statement_timeout").await else {
+        return;
+    };
+    let url = pg::database_url("statement_timeout").unwrap();
+    let (keyring, _) = common::keyring_on(store);
+    let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let impatient = keyward::store::postgres::PgStore::builder(&url)
+        .schema(&schema)
+        .timeout(StdDuration::from_millis(300))
+        .build()
+        .unwrap();
+    // Another session holds the row lock, so the revoke's UPDATE waits.
+    let mut holder = pg::store_on(&url, &schema).pool().get().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM keyward_keys WHERE id = $1 FOR UPDATE",
+        &[&issued.info.id.as_str()],
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let err = impatient
+        .revoke(&issued.info.id, keyring.now())
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(took < StdDuration::from_secs(3), "took {took:?}");
+    tx.rollback().await.unwrap();
+}
