@@ -1,42 +1,4 @@
 //! A read-through cache in front of any [`KeyStore`]: [`CachedStore`].
-//!
-//! Only `find_by_hash` (the lookup behind every verification) is cached;
-//! management calls (`get`, `list`) and writes go to the inner store.
-//!
-//! # Bounds
-//!
-//! * **Size:** at most [`capacity`](CachedStoreBuilder::capacity) entries
-//!   (10 000 by default), known and unknown hashes together. When full, the
-//!   oldest entry is evicted first (FIFO), so an eviction never costs more
-//!   than a few map operations.
-//! * **Staleness:** a known key is served from the cache for at most
-//!   [`ttl`](CachedStoreBuilder::ttl) (30 s by default) after it was read; an
-//!   unknown hash is remembered for [`negative_ttl`](CachedStoreBuilder::negative_ttl)
-//!   (5 s by default). Time comes from the injectable [`Clock`].
-//! * **Revocation in this process:** a `revoke` through the cache invalidates
-//!   the key before it returns, and a lookup that raced with it can not put
-//!   the old record back (every invalidation bumps an epoch; a lookup only
-//!   fills the cache when no invalidation happened while it ran).
-//! * **Revocation in other processes:** each process must learn of it. Call
-//!   [`CacheInvalidator::invalidate`] when told (the PostgreSQL store's
-//!   `RevocationListener` does so through `LISTEN`/`NOTIFY` within about a
-//!   second); in the worst case, with every notification lost, a revoked key
-//!   keeps verifying in another process for at most `ttl`.
-//!
-//! ```
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use keyward::store::CachedStore;
-//! use keyward::{KeyStore, MemoryStore, TokenHasher};
-//!
-//! let store = CachedStore::builder(MemoryStore::new())
-//!     .ttl(time::Duration::seconds(10))
-//!     .capacity(50_000)
-//!     .build();
-//! let hash = TokenHasher::sha256().hash("pk_unknown");
-//! assert!(store.find_by_hash(&hash).await.unwrap().is_none());
-//! assert_eq!(store.cached(), 1); // the miss is remembered for a short while
-//! # });
-//! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -51,8 +13,45 @@ use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
 
-/// A [`KeyStore`] that remembers lookups by hash. See the
-/// [module docs](self) for its bounds. Clones share the cache.
+/// A [`KeyStore`] that remembers lookups by hash. Clones share the cache.
+///
+/// Only `find_by_hash` (the lookup behind every verification) is cached;
+/// management calls (`get`, `list`) and writes go to the inner store.
+///
+/// # Bounds
+///
+/// * **Size:** at most [`capacity`](CachedStoreBuilder::capacity) entries
+///   (10 000 by default), known and unknown hashes together. When full, the
+///   oldest entry is evicted first (FIFO), so an eviction never costs more
+///   than a few map operations.
+/// * **Staleness:** a known key is served from the cache for at most
+///   [`ttl`](CachedStoreBuilder::ttl) (30 s by default) after it was read; an
+///   unknown hash is remembered for [`negative_ttl`](CachedStoreBuilder::negative_ttl)
+///   (5 s by default). Time comes from the injectable [`Clock`].
+/// * **Revocation in this process:** a `revoke` through the cache invalidates
+///   the key before it returns, and a lookup that raced with it can not put
+///   the old record back (every invalidation bumps an epoch; a lookup only
+///   fills the cache when no invalidation happened while it ran).
+/// * **Revocation in other processes:** each process must learn of it. Call
+///   [`CacheInvalidator::invalidate`] when told (the PostgreSQL store's
+///   `RevocationListener` does so through `LISTEN`/`NOTIFY` within about a
+///   second); in the worst case, with every notification lost, a revoked key
+///   keeps verifying in another process for at most `ttl`.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::store::CachedStore;
+/// use keyward::{KeyStore, MemoryStore, TokenHasher};
+///
+/// let store = CachedStore::builder(MemoryStore::new())
+///     .ttl(time::Duration::seconds(10))
+///     .capacity(50_000)
+///     .build();
+/// let hash = TokenHasher::sha256().hash("pk_unknown");
+/// assert!(store.find_by_hash(&hash).await.unwrap().is_none());
+/// assert_eq!(store.cached(), 1); // the miss is remembered for a short while
+/// # });
+/// ```
 pub struct CachedStore<S> {
     inner: S,
     cache: Arc<Cache>,

@@ -83,7 +83,7 @@ pub const SCHEMA_VERSION: i32 = 1;
 const MIGRATIONS: &[(i32, &str)] = &[(1, SCHEMA)];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
-const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_64; // "keyward"
+const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
 
 /// The columns `record_from_row` reads, in its order.
 macro_rules! columns {
@@ -451,17 +451,26 @@ fn map_err(err: tokio_postgres::Error) -> StoreError {
             StoreError::other(message)
         };
     }
-    if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>())
-    {
-        return StoreError::unavailable(err);
+    // No server message: say what failed and why (e.g. "connection refused").
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    let mut io = false;
+    while let Some(cause) = source {
+        io |= cause.is::<std::io::Error>();
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
     }
-    // Timeouts and connection failures have no db error; treat every other
-    // failure to talk to the server as unavailable too, decoding errors not.
-    let text = err.to_string();
-    if text.starts_with("error connecting") || text.contains("timed out") {
-        StoreError::unavailable(err)
+    if err.is_closed()
+        || io
+        || message.starts_with("error connecting")
+        || message.contains("timed out")
+    {
+        StoreError::unavailable(message)
     } else {
-        StoreError::other(err)
+        StoreError::other(message)
     }
 }
 
