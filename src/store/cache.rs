@@ -21,7 +21,8 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 /// # Bounds
 ///
 /// * **Size:** at most [`capacity`](CachedStoreBuilder::capacity) entries
-///   (10 000 by default), known and unknown hashes together. When full, the
+///   (10 000 by default), of which at most a quarter remember unknown hashes
+///   (a flood of made-up tokens can not push known keys out). When full, the
 ///   oldest entry is evicted first (FIFO), so an eviction never costs more
 ///   than a few map operations.
 /// * **Staleness:** a known key is served from the cache for at most
@@ -234,6 +235,8 @@ struct State {
     /// been replaced or removed are skipped (and compacted away).
     order: VecDeque<(TokenHash, u64)>,
     next_seq: u64,
+    /// Entries for unknown hashes.
+    negatives: usize,
     /// Bumped on every invalidation: a lookup that started before one must
     /// not fill the cache with what it read.
     epoch: u64,
@@ -255,8 +258,8 @@ impl Cache {
     fn invalidate(&self, id: &KeyId) {
         let mut state = self.lock();
         state.epoch += 1;
-        if let Some(hash) = state.hash_of.remove(id) {
-            state.entries.remove(&hash);
+        if let Some(hash) = state.hash_of.get(id).copied() {
+            state.remove(&hash);
         }
     }
 
@@ -272,17 +275,21 @@ impl Cache {
         state.entries.clear();
         state.hash_of.clear();
         state.order.clear();
+        state.negatives = 0;
     }
 }
 
 impl State {
     fn remove(&mut self, hash: &TokenHash) {
-        if let Some(Entry {
-            record: Some(record),
-            ..
-        }) = self.entries.remove(hash)
-        {
-            self.hash_of.remove(&record.id);
+        match self.entries.remove(hash) {
+            Some(Entry {
+                record: Some(record),
+                ..
+            }) => {
+                self.hash_of.remove(&record.id);
+            }
+            Some(Entry { record: None, .. }) => self.negatives -= 1,
+            None => {}
         }
     }
 
@@ -304,8 +311,11 @@ impl State {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(record) = &record {
-            self.hash_of.insert(record.id.clone(), hash);
+        match &record {
+            Some(record) => {
+                self.hash_of.insert(record.id.clone(), hash);
+            }
+            None => self.negatives += 1,
         }
         self.entries.insert(hash, Entry { record, until, seq });
         self.order.push_back((hash, seq));
@@ -348,7 +358,10 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
             } else {
                 self.cache.negative_ttl
             };
-            if ttl > Duration::ZERO {
+            // Misses get at most a quarter of the room, so a flood of
+            // unknown tokens can not push known keys out of the cache.
+            let room = found.is_some() || state.negatives < (self.cache.capacity / 4).max(1);
+            if ttl > Duration::ZERO && room {
                 state.put(*hash, found.clone(), now + ttl, self.cache.capacity);
             }
         }
@@ -548,5 +561,31 @@ mod tests {
         }
         let state = store.cache.lock();
         assert!(state.entries.len() <= 3 && state.order.len() <= 2 * 3 + 16);
+    }
+
+    #[tokio::test]
+    async fn unknown_hashes_take_at_most_a_quarter_of_the_room() {
+        let (store, inner, _) = cached(8);
+        let known: Vec<_> = (0..6).map(|i| record(&format!("k{i}"))).collect();
+        for r in &known {
+            store.insert(r.clone()).await.unwrap();
+            store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        }
+        for i in 0..100 {
+            let hash = TokenHasher::sha256().hash(&format!("garbage{i}"));
+            assert!(store.find_by_hash(&hash).await.unwrap().is_none());
+        }
+        assert_eq!(store.cache.lock().negatives, 2);
+        let before = inner.lookups.load(Ordering::SeqCst);
+        for r in &known {
+            store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        }
+        assert_eq!(
+            inner.lookups.load(Ordering::SeqCst),
+            before,
+            "known keys stayed cached"
+        );
+        store.clear();
+        assert_eq!(store.cache.lock().negatives, 0);
     }
 }
