@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
 
 use crate::key::KeyId;
 use crate::store::CacheInvalidator;
@@ -50,8 +51,28 @@ impl RevocationListener {
     ///
     /// Outside a tokio runtime.
     pub fn spawn(config: tokio_postgres::Config, cache: CacheInvalidator) -> Self {
+        Self::spawn_with_tls(config, NoTls, cache)
+    }
+
+    /// Like [`spawn`](Self::spawn), connecting with a TLS connector (e.g.
+    /// `postgres-native-tls` or `tokio-postgres-rustls`).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn_with_tls<T>(
+        config: tokio_postgres::Config,
+        tls: T,
+        cache: CacheInvalidator,
+    ) -> Self
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let listening = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run(config, cache, Arc::clone(&listening)));
+        let task = tokio::spawn(run(config, tls, cache, Arc::clone(&listening)));
         RevocationListener { task, listening }
     }
 
@@ -67,10 +88,20 @@ impl Drop for RevocationListener {
     }
 }
 
-async fn run(config: tokio_postgres::Config, cache: CacheInvalidator, listening: Arc<AtomicBool>) {
+async fn run<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    cache: CacheInvalidator,
+    listening: Arc<AtomicBool>,
+) where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let result = session(&config, &cache, &listening).await;
+        let result = session(&config, tls.clone(), &cache, &listening).await;
         let was_listening = listening.swap(false, Ordering::SeqCst);
         // Whatever happened, notifications may have been missed.
         cache.clear();
@@ -91,17 +122,23 @@ async fn run(config: tokio_postgres::Config, cache: CacheInvalidator, listening:
 }
 
 /// One connection's life: returns when it ends.
-async fn session(
+async fn session<T>(
     config: &tokio_postgres::Config,
+    tls: T,
     cache: &CacheInvalidator,
     listening: &AtomicBool,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let timeout = config
         .get_connect_timeout()
         .copied()
         .unwrap_or(Duration::from_secs(5));
-    let (client, mut connection) = match tokio::time::timeout(timeout, config.connect(NoTls)).await
-    {
+    let (client, mut connection) = match tokio::time::timeout(timeout, config.connect(tls)).await {
         Ok(connected) => connected?,
         Err(_) => return Ok(()),
     };

@@ -109,6 +109,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgStore {
     pool: Pool,
     pg_config: Option<tokio_postgres::Config>,
+    /// The configured schema, which `migrate` creates when missing.
+    schema: Option<String>,
     timeout: Duration,
     statements: Arc<AtomicU64>,
 }
@@ -143,6 +145,15 @@ impl fmt::Debug for PgStoreBuilder {
 }
 
 impl PgStoreBuilder {
+    fn new(config: Result<tokio_postgres::Config, String>) -> Self {
+        PgStoreBuilder {
+            config,
+            schema: None,
+            max_connections: 16,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
     /// Keep the tables in this schema (sets `search_path`; `migrate` creates
     /// the schema). 1–63 of `[a-z0-9_]`, starting with a letter or `_`.
     pub fn schema(mut self, schema: &str) -> Self {
@@ -207,6 +218,7 @@ impl PgStoreBuilder {
         Ok(PgStore {
             pool,
             pg_config: Some(config),
+            schema: self.schema,
             timeout: self.timeout,
             statements: Arc::default(),
         })
@@ -226,22 +238,15 @@ impl PgStore {
     /// A builder for a `postgres://` URL (or a `key=value` connection
     /// string). Without TLS: for TLS, build a pool and use [`from_pool`](Self::from_pool).
     pub fn builder(url: &str) -> PgStoreBuilder {
-        Self::builder_from_config(
+        PgStoreBuilder::new(
             url.parse()
                 .map_err(|_| "invalid PostgreSQL connection string".to_owned()),
         )
     }
 
     /// A builder for a connection configuration.
-    pub fn builder_from_config(
-        config: impl Into<Result<tokio_postgres::Config, String>>,
-    ) -> PgStoreBuilder {
-        PgStoreBuilder {
-            config: config.into(),
-            schema: None,
-            max_connections: 16,
-            timeout: DEFAULT_TIMEOUT,
-        }
+    pub fn builder_from_config(config: tokio_postgres::Config) -> PgStoreBuilder {
+        PgStoreBuilder::new(Ok(config))
     }
 
     /// A store with the default settings for a URL.
@@ -254,11 +259,12 @@ impl PgStore {
     /// are bounded by [`DEFAULT_TIMEOUT`] on the client side too (see
     /// [`with_timeout`](Self::with_timeout)). Such a store has no connection
     /// configuration for [`listen`](Self::listen): use
-    /// [`RevocationListener::spawn`] with one.
+    /// [`RevocationListener::spawn`] (or `spawn_with_tls`) with one.
     pub fn from_pool(pool: Pool) -> Self {
         PgStore {
             pool,
             pg_config: None,
+            schema: None,
             timeout: DEFAULT_TIMEOUT,
             statements: Arc::default(),
         }
@@ -291,16 +297,20 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(map_err)?;
-        // With a configured search_path its first schema may not exist yet.
-        let path: Option<String> = tx
-            .query_one("SELECT current_setting('search_path')", &[])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        if let Some(first) = path.as_deref().and_then(|p| p.split(',').next()) {
-            let first = first.trim();
-            if valid_identifier(first) {
-                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {first}"))
+        // The configured schema may not exist yet. Checked first: creating
+        // needs a privilege that using an existing schema does not.
+        if let Some(schema) = &self.schema {
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[schema],
+                )
+                .await
+                .map_err(map_err)?
+                .get(0);
+            if !exists {
+                // `schema` was checked to be a plain identifier.
+                tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
                     .await
                     .map_err(map_err)?;
             }
