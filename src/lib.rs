@@ -10,6 +10,8 @@
 //!   wildcards ([`ScopeCatalog`]).
 //! * A [`Keyring`] that issues, verifies, lists, revokes and rotates keys over
 //!   any [`KeyStore`], with coalesced last-used writes.
+//! * Stores: [`MemoryStore`], a read-through [`store::CachedStore`] for any
+//!   store, and PostgreSQL (`store::postgres`, feature `postgres`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -611,3 +611,50 @@ impl KeyStore for PgStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_refuses_bad_input_without_echoing_it() {
+        let err = PgStore::builder("postgres://u:hunter2@h/db")
+            .schema("Bad-Name; DROP")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("DROP"), "{err}");
+        let err = PgStore::builder("postgres://u:hunter2@h:notaport/db")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(PgStore::builder("postgres://u@h/db")
+            .schema("auth_2")
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for ok in ["auth", "_x", "kw_test_123"] {
+            assert!(valid_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1x",
+            "Auth",
+            "a-b",
+            "a b",
+            "a;b",
+            "\"a\"",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sql_reads_the_columns_record_from_row_expects() {
+        assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
+        assert_eq!(columns!().split(',').count(), 14);
+    }
+}
