@@ -63,7 +63,9 @@
 //!   [`Keyring::verify`](crate::Keyring::verify) (or an
 //!   [`ExternalAuthenticator`] for bearer values without a keyward prefix),
 //!   checks the tenant header (`X-Property-Id`), runs its [`AuthHook`]s and
-//!   puts the [`Principal`] into the request extensions.
+//!   puts the [`Principal`] into the request extensions. Verification is
+//!   bounded by [`AuthLayer::verify_timeout`] (5 s by default; past it, 503
+//!   `auth_unavailable`), on tokio's timer.
 //! * [`RequireScopesLayer`] goes behind it, per route, with an all-of or
 //!   any-of [`Requirement`](crate::Requirement).
 //!

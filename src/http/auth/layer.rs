@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::HeaderName;
 use tower::Layer;
@@ -28,9 +29,13 @@ pub(super) struct AuthConfig {
     pub(super) external: Option<Arc<dyn ExternalAuthenticator>>,
     pub(super) hooks: Vec<Arc<dyn AuthHook>>,
     pub(super) renderer: Renderer,
+    pub(super) verify_timeout: Duration,
 }
 
 impl AuthLayer {
+    /// How long verifying a credential may take by default: 5 s.
+    pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// Verifies credentials with `keyring`: `X-Api-Key` and `Authorization:
     /// Bearer` both accepted, tenant header `X-Property-Id`, no anonymous
     /// requests, JSON rejections with realm `"api"`.
@@ -44,6 +49,7 @@ impl AuthLayer {
                 external: None,
                 hooks: Vec::new(),
                 renderer: Renderer::default(),
+                verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
             }),
         }
     }
@@ -91,6 +97,22 @@ impl AuthLayer {
         self
     }
 
+    /// The longest a credential's verification may take: the keyring's store
+    /// lookup (and the last-used write it may carry) or the
+    /// [`ExternalAuthenticator`] call. Past it the request is refused with
+    /// 503 `auth_unavailable`, as when the store fails, so a hung or slow
+    /// store never holds requests forever nor lets one through.
+    /// [`DEFAULT_VERIFY_TIMEOUT`](Self::DEFAULT_VERIFY_TIMEOUT) (5 s) by
+    /// default; [`AuthHook`]s are not included.
+    ///
+    /// The timer is tokio's: the service must run inside a tokio runtime
+    /// with its time driver enabled (as `#[tokio::main]`, axum and hyper
+    /// servers do).
+    pub fn verify_timeout(mut self, timeout: Duration) -> Self {
+        self.config().verify_timeout = timeout;
+        self
+    }
+
     /// Adds a check that runs after authentication.
     pub fn hook(mut self, hook: impl AuthHook) -> Self {
         self.config().hooks.push(Arc::new(hook));
@@ -121,6 +143,7 @@ impl fmt::Debug for AuthLayer {
             .field("anonymous", &self.config.anonymous)
             .field("external", &self.config.external.is_some())
             .field("hooks", &self.config.hooks.len())
+            .field("verify_timeout", &self.config.verify_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -114,7 +114,7 @@ async fn authenticate<B>(
 ) -> Result<Request<B>, Response<String>> {
     let (mut parts, body) = req.into_parts();
     let outcome = async {
-        let principal = config.principal(&credential, tenant).await?;
+        let principal = config.principal_within_timeout(&credential, tenant).await?;
         drop(credential);
         for hook in &config.hooks {
             hook.after_authentication(&principal, &mut parts).await?;
@@ -132,6 +132,22 @@ async fn authenticate<B>(
 }
 
 impl AuthConfig {
+    /// [`principal`](Self::principal), refused as unavailable past the
+    /// verification timeout (dropping the lookup cancels it).
+    async fn principal_within_timeout(
+        &self,
+        credential: &Credential,
+        tenant: Option<TenantId>,
+    ) -> Result<Principal, Rejection> {
+        let verify = self.principal(credential, tenant);
+        tokio::time::timeout(self.verify_timeout, verify)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(target: "keyward::http", timeout = ?self.verify_timeout, "credential verification timed out");
+                Err(Rejection::AuthUnavailable)
+            })
+    }
+
     async fn principal(
         &self,
         credential: &Credential,
