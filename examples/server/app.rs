@@ -61,8 +61,13 @@ pub(crate) fn playable_labs() -> ScopeCatalog {
 /// An in-memory keyring with `pk_` (PlayerOS, default `read` + `write`) and
 /// `pl_` (PlayableLabs) keys.
 pub(crate) fn keyring() -> Keyring {
+    keyring_on(MemoryStore::new())
+}
+
+/// The same keyring on `store`.
+pub(crate) fn keyring_on(store: impl keyward::KeyStore) -> Keyring {
     Keyring::builder()
-        .store(MemoryStore::new())
+        .store(store)
         .kind(
             KeyKind::new("pk", player_os())
                 .and_then(|k| k.default_scopes(["read", "write"]))

@@ -1,8 +1,18 @@
-//! An axum server on the in-memory store that serves both products:
-//! PlayerOS (`pk_` keys, `read` / `write`, key management) and PlayableLabs
-//! (`pl_` tokens, a `resource:action` grid with "soon" scopes).
+//! An axum server that serves both products: PlayerOS (`pk_` keys, `read` /
+//! `write`, key management) and PlayableLabs (`pl_` tokens, a
+//! `resource:action` grid with "soon" scopes).
 //!
-//! Run with `cargo run --example server --features axum`. It listens on
+//! Run with `cargo run --example server --features axum` (in-memory store).
+//! With `--features axum,postgres` and `DATABASE_URL` set, it keeps keys in
+//! PostgreSQL instead: it migrates the schema on start and verifies through
+//! a `CachedStore<PgStore>` whose `RevocationListener` hears revocations
+//! made by other instances on the same database.
+//!
+//! ```sh
+//! DATABASE_URL=postgres://app@localhost/app cargo run --example server --features axum,postgres
+//! ```
+//!
+//! It listens on
 //! `KEYWARD_ADDR` (default `127.0.0.1:3000`) and prints one JSON line per
 //! demo key on stdout (`{"name","token","scopes","tenant"}`); logs go to
 //! stderr, with `Authorization` and `X-Api-Key` marked sensitive.
@@ -29,7 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_max_level(tracing::Level::INFO)
         .init();
 
-    let keyring = app::keyring();
+    // The listener (PostgreSQL only) runs as long as it is held.
+    let (keyring, _listener) = open_keyring().await?;
     for key in app::demo_keys(&keyring).await? {
         println!("{}", serde_json::to_string(&key)?);
     }
@@ -49,4 +60,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     keyring.flush_last_used().await?;
     Ok(())
+}
+
+/// On PostgreSQL when `DATABASE_URL` is set: migrated, cached, and listening
+/// for other instances' revocations. In memory otherwise.
+#[cfg(feature = "postgres")]
+async fn open_keyring() -> Result<
+    (
+        keyward::Keyring,
+        Option<keyward::store::postgres::RevocationListener>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    use keyward::store::postgres::PgStore;
+    use keyward::store::CachedStore;
+
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("store: in memory (set DATABASE_URL for PostgreSQL)");
+            return Ok((app::keyring(), None));
+        }
+    };
+    let pg = PgStore::builder(&url).build()?;
+    pg.migrate().await?;
+    let store = CachedStore::new(pg.clone());
+    let listener = pg.listen(store.invalidator())?;
+    eprintln!("store: PostgreSQL (migrated; cached, revocations shared by LISTEN/NOTIFY)");
+    Ok((app::keyring_on(store), Some(listener)))
+}
+
+/// In memory: built without the `postgres` feature.
+#[cfg(not(feature = "postgres"))]
+async fn open_keyring() -> Result<(keyward::Keyring, ()), Box<dyn std::error::Error>> {
+    if std::env::var_os("DATABASE_URL").is_some() {
+        eprintln!("store: in memory (DATABASE_URL ignored: built without the postgres feature)");
+    } else {
+        eprintln!("store: in memory");
+    }
+    Ok((app::keyring(), ()))
 }
