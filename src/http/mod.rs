@@ -5,7 +5,7 @@
 //! # Example
 //!
 //! ```
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! use http::{Request, Response, StatusCode};
 //! use keyward::http::{AuthLayer, Principal, RequireScopesLayer};
 //! use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus};

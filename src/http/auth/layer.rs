@@ -107,7 +107,8 @@ impl AuthLayer {
     ///
     /// The timer is tokio's: the service must run inside a tokio runtime
     /// with its time driver enabled (as `#[tokio::main]`, axum and hyper
-    /// servers do).
+    /// servers do). Elsewhere, a request with credentials panics (and never
+    /// reaches the inner service).
     pub fn verify_timeout(mut self, timeout: Duration) -> Self {
         self.config().verify_timeout = timeout;
         self
