@@ -82,7 +82,7 @@ pub use store::{KeyStore, MemoryStore};
 pub use token::{ParsedToken, Secret, TokenFormat, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN};
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
