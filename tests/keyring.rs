@@ -470,7 +470,20 @@ async fn a_pepper_rotation_keeps_old_keys_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_key_never_verifies_after_revoke_returns() {
-    let (keyring, _) = keyring();
+    revoke_races_verify(keyring().0).await;
+}
+
+/// The same through a cache: `revoke` invalidates before it returns, and a
+/// lookup racing with it can not put the old record back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_key_never_verifies_after_revoke_returns_through_a_cache() {
+    let store = keyward::store::CachedStore::new(MemoryStore::new());
+    revoke_races_verify(keyring_on(store).0).await;
+}
+
+/// 16 tasks verify 64 keys while another revokes every other one and a third
+/// issues more: no verification that starts after a revoke returned passes.
+async fn revoke_races_verify(keyring: Keyring) {
     let mut issued = Vec::new();
     for i in 0..64 {
         issued.push(
@@ -489,7 +502,7 @@ async fn a_revoked_key_never_verifies_after_revoke_returns() {
             .collect(),
     );
     let mut tasks = Vec::new();
-    for t in 0..8 {
+    for t in 0..16 {
         let (keyring, revoked, tokens) = (keyring.clone(), revoked.clone(), tokens.clone());
         tasks.push(tokio::spawn(async move {
             let mut violations = 0;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use keyward::{Decision, Requirement, Scope, ScopeSet, ScopeStatus, TokenFormat, TokenKind};
+use keyward::{
+    Decision, Requirement, Scope, ScopeCatalog, ScopeSet, ScopeStatus, TokenFormat, TokenKind,
+};
 use proptest::prelude::*;
 
 fn kinds() -> TokenFormat {
@@ -29,6 +31,19 @@ proptest! {
         let parsed = format.parse(token.expose_secret()).unwrap();
         prop_assert_eq!(parsed.kind(), &kind);
         prop_assert_eq!(parsed.display_prefix(), &token.expose_secret()[..8]);
+    }
+
+    /// Every kind of one format, `pk_test` beside `pk` included: a generated
+    /// token parses back as its own kind, whole.
+    #[test]
+    fn generated_tokens_round_trip_in_a_shared_format(which in 0usize..3) {
+        let format = kinds();
+        let kind = &format.kinds()[which];
+        let token = kind.generate();
+        let parsed = format.parse(token.expose_secret()).unwrap();
+        prop_assert_eq!(parsed.kind(), kind);
+        prop_assert_eq!(parsed.expose_secret(), token.expose_secret());
+        prop_assert_eq!(token.expose_secret().len(), kind.token_len());
     }
 
     #[test]
@@ -74,6 +89,77 @@ proptest! {
         if enforced_covered {
             let would_deny = matches!(decision, Decision::NotEnforced { would_deny: true, .. });
             prop_assert_eq!(would_deny, !all_covered);
+        }
+    }
+
+    /// The same for any-of: permitted exactly when one named scope is covered
+    /// or one is "soon"; allowed outright exactly when one is covered and
+    /// none is "soon".
+    #[test]
+    fn any_of_is_permitted_iff_a_scope_is_covered_or_soon(
+        granted in proptest::sample::subsequence(ALL.to_vec(), 0..=ALL.len()),
+        required in proptest::sample::subsequence(ALL.to_vec(), 1..=4),
+    ) {
+        let catalog = common::playable_labs();
+        let granted = catalog.grant(&granted).unwrap();
+        let req = Requirement::any(&required).unwrap();
+        let decision = catalog.evaluate(&req, &granted);
+        let soon = |s: &&str| catalog.status(&s.parse().unwrap()) == ScopeStatus::Soon;
+        let one_covered = required.iter().any(|s| catalog.covers(&granted, &s.parse().unwrap()));
+        let any_soon = required.iter().any(soon);
+        prop_assert_eq!(decision.is_permitted(), one_covered || any_soon);
+        prop_assert_eq!(decision == Decision::Allowed, one_covered && !any_soon);
+        if let Decision::NotEnforced { would_deny, .. } = decision {
+            prop_assert_eq!(would_deny, !one_covered);
+        }
+    }
+
+    /// All-of, exactly: allowed outright iff every scope is covered and none
+    /// is "soon".
+    #[test]
+    fn all_of_is_allowed_iff_covered_and_enforced(
+        granted in proptest::sample::subsequence(ALL.to_vec(), 0..=ALL.len()),
+        required in proptest::sample::subsequence(ALL.to_vec(), 1..=4),
+    ) {
+        let catalog = common::playable_labs();
+        let granted = catalog.grant(&granted).unwrap();
+        let decision = catalog.evaluate(&Requirement::all(&required).unwrap(), &granted);
+        let all_covered = required.iter().all(|s| catalog.covers(&granted, &s.parse().unwrap()));
+        let any_soon = required.iter().any(|s| catalog.status(&s.parse().unwrap()) == ScopeStatus::Soon);
+        prop_assert_eq!(decision == Decision::Allowed, all_covered && !any_soon);
+    }
+
+    /// Implication is transitive, and nothing more: on a catalog with random
+    /// implications (cycles included), granting one scope covers exactly the
+    /// scopes reachable from it.
+    #[test]
+    fn implication_is_transitive(
+        edges in proptest::collection::vec((0usize..6, 0usize..6), 0..12),
+        from in 0usize..6,
+    ) {
+        let names = ["s0", "s1", "s2", "s3", "s4", "s5"];
+        let mut builder = ScopeCatalog::builder();
+        for name in names {
+            builder = builder.scope(name, name, ScopeStatus::Enforced);
+        }
+        for &(a, b) in &edges {
+            builder = builder.implies(names[a], names[b]);
+        }
+        let catalog = builder.build().unwrap();
+        let mut reach = [false; 6];
+        reach[from] = true;
+        let mut stack = vec![from];
+        while let Some(a) = stack.pop() {
+            for &(x, y) in &edges {
+                if x == a && !reach[y] {
+                    reach[y] = true;
+                    stack.push(y);
+                }
+            }
+        }
+        let granted = catalog.grant([names[from]]).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            prop_assert_eq!(catalog.covers(&granted, &name.parse().unwrap()), reach[i], "{}", name);
         }
     }
 
