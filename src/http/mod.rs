@@ -95,9 +95,11 @@ mod external;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+mod future;
 mod principal;
 pub mod rejection;
 pub mod require;
+pub mod throttle;
 
 pub use auth::{Auth, AuthHook, AuthLayer};
 pub use credentials::CredentialSource;
@@ -108,3 +110,4 @@ pub use extract::MaybePrincipal;
 pub use principal::{Identity, Principal, WouldDeny};
 pub use rejection::{JsonRejections, Rejection, RenderRejection};
 pub use require::{RequireScopes, RequireScopesLayer};
+pub use throttle::{Throttle, ThrottleLayer};

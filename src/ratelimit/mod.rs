@@ -174,8 +174,25 @@ impl RateDecision {
     }
 }
 
-fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// `<kind>:<value>`, or `<kind>:sha256:<hex digest of value>` when that
+/// would be longer than [`MAX_KEY_LEN`] (an external subject, say).
+pub(crate) fn bounded_key(kind: &str, value: &str) -> String {
+    if kind.len() + 1 + value.len() <= MAX_KEY_LEN {
+        format!("{kind}:{value}")
+    } else {
+        hashed_key(kind, value)
+    }
+}
+
+/// `<kind>:sha256:<hex digest of value>`: a fixed-length key that keeps
+/// request input such as an account name out of the limiter's store.
+pub(crate) fn hashed_key(kind: &str, value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{kind}:sha256:{:x}", Sha256::digest(value.as_bytes()))
 }
 
 pub(crate) fn valid_key(key: &str) -> Result<(), LimitError> {

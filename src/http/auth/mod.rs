@@ -7,11 +7,10 @@ use http::request::Parts;
 use crate::http::principal::Principal;
 use crate::http::rejection::Rejection;
 
-mod future;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
+pub use crate::http::future::ResponseFuture;
 pub use layer::AuthLayer;
 pub use service::Auth;
 
