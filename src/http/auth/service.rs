@@ -7,9 +7,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
-use crate::http::future::{Admitted, ResponseFuture, State};
 use super::layer::AuthConfig;
 use crate::http::credentials::{self, Credential};
+use crate::http::future::{Admitted, ResponseFuture, State};
 use crate::http::principal::{Identity, Principal};
 use crate::http::rejection::{render_limited, Rejection};
 use crate::key::TenantId;

@@ -179,18 +179,33 @@ mod tests {
     fn forwarded_for_is_read_only_from_trusted_peers() {
         let trusted: HashSet<IpAddr> = [ip("10.0.0.1"), ip("10.0.0.2")].into();
         let headers = xff(&["198.51.100.9, 203.0.113.7, 10.0.0.2"]);
-        assert_eq!(client_ip(ip("192.0.2.1"), &headers, &trusted), Ok(ip("192.0.2.1")));
-        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), Ok(ip("203.0.113.7")));
-        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &HashSet::new()), Ok(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(ip("192.0.2.1"), &headers, &trusted),
+            Ok(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            Ok(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &HashSet::new()),
+            Ok(ip("10.0.0.1"))
+        );
         // Several lines are one list; ports and mapped addresses are accepted.
         let lines = xff(&["198.51.100.9", "[::ffff:203.0.113.8]:4711, 10.0.0.2"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &lines, &trusted), Ok(ip("203.0.113.8")));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &lines, &trusted),
+            Ok(ip("203.0.113.8"))
+        );
         // Only trusted hops: the left-most; no header: the proxy itself.
         assert_eq!(
             client_ip(ip("10.0.0.1"), &xff(&["10.0.0.2"]), &trusted),
             Ok(ip("10.0.0.2"))
         );
-        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), Ok(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            Ok(ip("10.0.0.1"))
+        );
         for bad in ["unknown", "203.0.113.7,", "203.0.113.7 10.0.0.2"] {
             assert!(matches!(
                 client_ip(ip("10.0.0.1"), &xff(&[bad]), &trusted),
