@@ -13,6 +13,8 @@
 //! * Tower middleware in `keyward::http` (feature `http`, default): an
 //!   authentication layer, per-route scope requirements and RFC 6750
 //!   rejections; with feature `axum`, extractors for the principal.
+//! * Stores: [`MemoryStore`], a read-through [`store::CachedStore`] for any
+//!   store, and PostgreSQL (`store::postgres`, feature `postgres`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -55,6 +57,8 @@ mod last_used;
 pub mod ratelimit;
 mod scope;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -115,11 +115,15 @@ impl KeyStore for MemoryStore {
             .get(tenant)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        Ok(ids
+        let mut records: Vec<_> = ids
             .iter()
             .filter_map(|id| maps.hash_of.get(id).and_then(|h| maps.by_hash.get(h)))
             .cloned()
-            .collect())
+            .collect();
+        // Oldest first even when inserted out of order; ties keep insertion
+        // order (the sort is stable).
+        records.sort_by_key(|r| r.created_at);
+        Ok(records)
     }
 
     async fn revoke(

@@ -20,10 +20,22 @@
 //! * Every failure is an error, never an empty answer: the keyring fails
 //!   closed on errors, but would treat a wrongly empty answer as "unknown".
 //!
-//! The `test-util` feature exports a conformance suite to run against a store.
+//! The `test-util` feature exports a conformance suite to run against a store
+//! (`keyward::testing::conformance`).
+//!
+//! # Stores shipped here
+//!
+//! * [`MemoryStore`]: in process memory, the default.
+//! * [`CachedStore`]: a read-through cache in front of any store.
+//! * `postgres::PgStore` (feature `postgres`): PostgreSQL, with the schema
+//!   shipped in the crate and a revocation listener for the cache.
 
+mod cache;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
+pub use cache::{CacheInvalidator, CachedStore, CachedStoreBuilder};
 pub use memory::MemoryStore;
 
 use std::sync::Arc;

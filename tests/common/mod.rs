@@ -61,3 +61,6 @@ pub fn keyring_on(store: impl KeyStore) -> (Keyring, ManualClock) {
 pub fn keyring() -> (Keyring, ManualClock) {
     keyring_on(MemoryStore::new())
 }
+
+#[cfg(feature = "postgres")]
+pub mod pg;

@@ -1,0 +1,591 @@
+//! A read-through cache in front of any [`KeyStore`]: [`CachedStore`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use time::{Duration, OffsetDateTime};
+
+use super::KeyStore;
+use crate::clock::{Clock, SystemClock};
+use crate::error::StoreError;
+use crate::hash::TokenHash;
+use crate::key::{KeyId, KeyRecord, TenantId};
+
+/// A [`KeyStore`] that remembers lookups by hash. Clones share the cache.
+///
+/// Only `find_by_hash` (the lookup behind every verification) is cached;
+/// management calls (`get`, `list`) and writes go to the inner store.
+///
+/// # Bounds
+///
+/// * **Size:** at most [`capacity`](CachedStoreBuilder::capacity) entries
+///   (10 000 by default), of which at most a quarter remember unknown hashes
+///   (a flood of made-up tokens can not push known keys out). When full, the
+///   oldest entry is evicted first (FIFO), so an eviction never costs more
+///   than a few map operations.
+/// * **Staleness:** a known key is served from the cache for at most
+///   [`ttl`](CachedStoreBuilder::ttl) (30 s by default) after it was read; an
+///   unknown hash is remembered for [`negative_ttl`](CachedStoreBuilder::negative_ttl)
+///   (5 s by default). Time comes from the injectable [`Clock`].
+/// * **Revocation in this process:** a `revoke` through the cache invalidates
+///   the key before it returns, and a lookup that raced with it can not put
+///   the old record back (every invalidation bumps an epoch; a lookup only
+///   fills the cache when no invalidation happened while it ran).
+/// * **Revocation in other processes:** each process must learn of it. Call
+///   [`CacheInvalidator::invalidate`] when told (the PostgreSQL store's
+///   `RevocationListener` does so through `LISTEN`/`NOTIFY` within about a
+///   second); in the worst case, with every notification lost, a revoked key
+///   keeps verifying in another process for at most `ttl`.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::store::CachedStore;
+/// use keyward::{KeyStore, MemoryStore, TokenHasher};
+///
+/// let store = CachedStore::builder(MemoryStore::new())
+///     .ttl(time::Duration::seconds(10))
+///     .capacity(50_000)
+///     .build();
+/// let hash = TokenHasher::sha256().hash("pk_unknown");
+/// assert!(store.find_by_hash(&hash).await.unwrap().is_none());
+/// assert_eq!(store.cached(), 1); // the miss is remembered for a short while
+/// # });
+/// ```
+pub struct CachedStore<S> {
+    inner: S,
+    cache: Arc<Cache>,
+}
+
+impl<S: Clone> Clone for CachedStore<S> {
+    fn clone(&self) -> Self {
+        CachedStore {
+            inner: self.inner.clone(),
+            cache: Arc::clone(&self.cache),
+        }
+    }
+}
+
+impl<S> fmt::Debug for CachedStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("ttl", &self.cache.ttl)
+            .field("negative_ttl", &self.cache.negative_ttl)
+            .field("capacity", &self.cache.capacity)
+            .field("cached", &self.cache.lock().entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`CachedStore`].
+#[must_use]
+pub struct CachedStoreBuilder<S> {
+    inner: S,
+    ttl: Duration,
+    negative_ttl: Duration,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S> fmt::Debug for CachedStoreBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStoreBuilder")
+            .field("ttl", &self.ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore> CachedStoreBuilder<S> {
+    /// How long a known key is served from the cache; 30 s by default. This
+    /// bounds revocation lag across processes when notifications are lost.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an unknown hash is remembered; 5 s by default.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Most entries kept (known and unknown hashes); 10 000 by default, at
+    /// least 1.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Where time comes from; the system clock by default.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> CachedStore<S> {
+        CachedStore {
+            inner: self.inner,
+            cache: Arc::new(Cache {
+                ttl: self.ttl,
+                negative_ttl: self.negative_ttl,
+                capacity: self.capacity,
+                clock: self.clock,
+                state: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl<S: KeyStore> CachedStore<S> {
+    /// Default time a known key stays cached.
+    pub const DEFAULT_TTL: Duration = Duration::seconds(30);
+    /// Default time an unknown hash stays cached.
+    pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::seconds(5);
+    /// Default most entries.
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+
+    /// A cache with the defaults in front of `inner`.
+    pub fn new(inner: S) -> Self {
+        Self::builder(inner).build()
+    }
+
+    /// A builder with the defaults: 30 s TTL, 5 s negative TTL, 10 000
+    /// entries, the system clock.
+    pub fn builder(inner: S) -> CachedStoreBuilder<S> {
+        CachedStoreBuilder {
+            inner,
+            ttl: Self::DEFAULT_TTL,
+            negative_ttl: Self::DEFAULT_NEGATIVE_TTL,
+            capacity: Self::DEFAULT_CAPACITY,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// A handle that invalidates this cache, for a notification listener.
+    pub fn invalidator(&self) -> CacheInvalidator {
+        CacheInvalidator {
+            cache: Arc::clone(&self.cache),
+        }
+    }
+
+    /// Forgets a key, e.g. on a revocation made elsewhere.
+    pub fn invalidate(&self, id: &KeyId) {
+        self.cache.invalidate(id);
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+
+    /// How many entries are cached (including expired ones not yet dropped).
+    pub fn cached(&self) -> usize {
+        self.cache.lock().entries.len()
+    }
+}
+
+/// Invalidates a [`CachedStore`]'s entries from elsewhere (a listener task).
+/// Cheap to clone; does not keep the inner store alive.
+#[derive(Clone)]
+pub struct CacheInvalidator {
+    cache: Arc<Cache>,
+}
+
+impl fmt::Debug for CacheInvalidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheInvalidator").finish_non_exhaustive()
+    }
+}
+
+impl CacheInvalidator {
+    /// Forgets a key.
+    pub fn invalidate(&self, id: &KeyId) {
+        self.cache.invalidate(id);
+    }
+
+    /// Forgets everything (e.g. when notifications may have been lost).
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+}
+
+struct Cache {
+    ttl: Duration,
+    negative_ttl: Duration,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<TokenHash, Entry>,
+    /// Key id to hash, for invalidation by id.
+    hash_of: HashMap<KeyId, TokenHash>,
+    /// Insertion order for eviction; `(hash, seq)` pairs whose entry has since
+    /// been replaced or removed are skipped (and compacted away).
+    order: VecDeque<(TokenHash, u64)>,
+    next_seq: u64,
+    /// Entries for unknown hashes.
+    negatives: usize,
+    /// Bumped on every invalidation: a lookup that started before one must
+    /// not fill the cache with what it read.
+    epoch: u64,
+}
+
+struct Entry {
+    /// `None`: no key has this hash.
+    record: Option<Arc<KeyRecord>>,
+    until: OffsetDateTime,
+    seq: u64,
+}
+
+impl Cache {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each critical section leaves the maps consistent before it can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn invalidate(&self, id: &KeyId) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        if let Some(hash) = state.hash_of.get(id).copied() {
+            state.remove(&hash);
+        }
+    }
+
+    fn invalidate_hash(&self, hash: &TokenHash) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        state.remove(hash);
+    }
+
+    fn clear(&self) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        state.entries.clear();
+        state.hash_of.clear();
+        state.order.clear();
+        state.negatives = 0;
+    }
+}
+
+impl State {
+    fn remove(&mut self, hash: &TokenHash) {
+        match self.entries.remove(hash) {
+            Some(Entry {
+                record: Some(record),
+                ..
+            }) => {
+                self.hash_of.remove(&record.id);
+            }
+            Some(Entry { record: None, .. }) => self.negatives -= 1,
+            None => {}
+        }
+    }
+
+    fn put(
+        &mut self,
+        hash: TokenHash,
+        record: Option<Arc<KeyRecord>>,
+        until: OffsetDateTime,
+        capacity: usize,
+    ) {
+        self.remove(&hash);
+        while self.entries.len() >= capacity {
+            let Some((old, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&old).is_some_and(|e| e.seq == seq) {
+                self.remove(&old);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        match &record {
+            Some(record) => {
+                self.hash_of.insert(record.id.clone(), hash);
+            }
+            None => self.negatives += 1,
+        }
+        self.entries.insert(hash, Entry { record, until, seq });
+        self.order.push_back((hash, seq));
+        // Replaced and invalidated entries leave stale pairs behind; keep the
+        // queue within a constant factor of the map.
+        if self.order.len() > 2 * capacity + 16 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(h, seq)| entries.get(h).is_some_and(|e| e.seq == *seq));
+        }
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for CachedStore<S> {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let hash = record.hash;
+        let result = self.inner.insert(record).await;
+        // Drop a remembered miss for this hash, whatever the outcome.
+        self.cache.invalidate_hash(&hash);
+        result
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let now = self.cache.clock.now();
+        let epoch = {
+            let mut state = self.cache.lock();
+            match state.entries.get(hash) {
+                Some(entry) if entry.until > now => return Ok(entry.record.clone()),
+                Some(_) => state.remove(hash),
+                None => {}
+            }
+            state.epoch
+        };
+        let found = self.inner.find_by_hash(hash).await?;
+        let mut state = self.cache.lock();
+        if state.epoch == epoch {
+            let ttl = if found.is_some() {
+                self.cache.ttl
+            } else {
+                self.cache.negative_ttl
+            };
+            // Misses get at most a quarter of the room, so a flood of
+            // unknown tokens can not push known keys out of the cache.
+            let room = found.is_some() || state.negatives < (self.cache.capacity / 4).max(1);
+            if ttl > Duration::ZERO && room {
+                state.put(*hash, found.clone(), now + ttl, self.cache.capacity);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.list(tenant).await
+    }
+
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let result = self.inner.revoke(id, at).await;
+        // Also on error: the revocation may have been applied all the same.
+        self.cache.invalidate(id);
+        result
+    }
+
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        // Cached records keep their older last-used instant: verification
+        // does not read it, and `get`/`list` bypass the cache.
+        self.inner.touch(uses).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::hash::TokenHasher;
+    use crate::key::RateLimit;
+    use crate::scope::ScopeSet;
+    use crate::store::MemoryStore;
+
+    /// Counts lookups that reach the inner store.
+    #[derive(Clone, Default)]
+    struct Counting {
+        store: MemoryStore,
+        lookups: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl KeyStore for Counting {
+        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+            self.store.insert(record).await
+        }
+        async fn find_by_hash(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.store.find_by_hash(hash).await
+        }
+        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.store.get(id).await
+        }
+        async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            self.store.list(tenant).await
+        }
+        async fn revoke(
+            &self,
+            id: &KeyId,
+            at: OffsetDateTime,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.store.revoke(id, at).await
+        }
+        async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+            self.store.touch(uses).await
+        }
+    }
+
+    fn record(token: &str) -> KeyRecord {
+        KeyRecord {
+            id: KeyId::generate(),
+            tenant: TenantId::parse("t").unwrap(),
+            kind: "pk".into(),
+            name: "n".into(),
+            display_prefix: "pk_abcde".into(),
+            hash: TokenHasher::sha256().hash(token),
+            scopes: ScopeSet::default(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            rate_limit: RateLimit::default(),
+            metadata: Default::default(),
+            rotated_from: None,
+        }
+    }
+
+    fn cached(capacity: usize) -> (CachedStore<Counting>, Counting, ManualClock) {
+        let inner = Counting::default();
+        let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH);
+        let store = CachedStore::builder(inner.clone())
+            .ttl(Duration::seconds(30))
+            .negative_ttl(Duration::seconds(5))
+            .capacity(capacity)
+            .clock(clock.clone())
+            .build();
+        (store, inner, clock)
+    }
+
+    #[tokio::test]
+    async fn hits_within_the_ttl_and_rereads_after() {
+        let (store, inner, clock) = cached(10);
+        let r = record("a");
+        store.insert(r.clone()).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(store.find_by_hash(&r.hash).await.unwrap().unwrap().id, r.id);
+        }
+        assert_eq!(inner.lookups.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::seconds(30));
+        store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        assert_eq!(inner.lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn misses_are_remembered_briefly_and_dropped_on_insert() {
+        let (store, inner, clock) = cached(10);
+        let r = record("b");
+        assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
+        assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
+        assert_eq!(inner.lookups.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::seconds(5));
+        assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
+        assert_eq!(inner.lookups.load(Ordering::SeqCst), 2);
+        store.insert(r.clone()).await.unwrap();
+        assert!(store.find_by_hash(&r.hash).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn revoke_and_invalidation_are_seen_at_once() {
+        let (store, inner, _) = cached(10);
+        let r = record("c");
+        store.insert(r.clone()).await.unwrap();
+        store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        store
+            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+        let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        assert!(seen.revoked_at.is_some());
+
+        // A revocation made behind the cache's back is seen once invalidated.
+        inner
+            .store
+            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH - Duration::SECOND)
+            .await
+            .unwrap();
+        store.invalidator().invalidate(&r.id);
+        let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        assert_eq!(
+            seen.revoked_at,
+            Some(OffsetDateTime::UNIX_EPOCH - Duration::SECOND)
+        );
+        store.invalidator().clear();
+        assert_eq!(store.cached(), 0);
+    }
+
+    #[tokio::test]
+    async fn size_stays_bounded_and_evicts_oldest_first() {
+        let (store, inner, _) = cached(3);
+        let records: Vec<_> = (0..5).map(|i| record(&format!("r{i}"))).collect();
+        for r in &records {
+            store.insert(r.clone()).await.unwrap();
+            store.find_by_hash(&r.hash).await.unwrap().unwrap();
+            assert!(store.cached() <= 3);
+        }
+        let before = inner.lookups.load(Ordering::SeqCst);
+        store.find_by_hash(&records[4].hash).await.unwrap();
+        assert_eq!(
+            inner.lookups.load(Ordering::SeqCst),
+            before,
+            "newest is cached"
+        );
+        store.find_by_hash(&records[0].hash).await.unwrap();
+        assert_eq!(
+            inner.lookups.load(Ordering::SeqCst),
+            before + 1,
+            "oldest was evicted"
+        );
+        // Many invalidations and refills keep the order queue bounded too.
+        for _ in 0..100 {
+            for r in &records {
+                store.invalidate(&r.id);
+                store.find_by_hash(&r.hash).await.unwrap();
+            }
+        }
+        let state = store.cache.lock();
+        assert!(state.entries.len() <= 3 && state.order.len() <= 2 * 3 + 16);
+    }
+
+    #[tokio::test]
+    async fn unknown_hashes_take_at_most_a_quarter_of_the_room() {
+        let (store, inner, _) = cached(8);
+        let known: Vec<_> = (0..6).map(|i| record(&format!("k{i}"))).collect();
+        for r in &known {
+            store.insert(r.clone()).await.unwrap();
+            store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        }
+        for i in 0..100 {
+            let hash = TokenHasher::sha256().hash(&format!("garbage{i}"));
+            assert!(store.find_by_hash(&hash).await.unwrap().is_none());
+        }
+        assert_eq!(store.cache.lock().negatives, 2);
+        let before = inner.lookups.load(Ordering::SeqCst);
+        for r in &known {
+            store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        }
+        assert_eq!(
+            inner.lookups.load(Ordering::SeqCst),
+            before,
+            "known keys stayed cached"
+        );
+        store.clear();
+        assert_eq!(store.cache.lock().negatives, 0);
+    }
+}

@@ -1,0 +1,660 @@
+//! A [`KeyStore`] on PostgreSQL: [`PgStore`] (feature `postgres`), and the
+//! [`RevocationListener`] that tells a [`CachedStore`](super::CachedStore) of
+//! revocations made by other processes.
+//!
+//! Built on tokio-postgres and deadpool-postgres with plain prepared
+//! statements (cached per connection): no compile-time query checking that
+//! would need a database while building a library.
+//!
+//! # Schema
+//!
+//! The schema ships in the crate ([`SCHEMA`]): one table, `keyward_keys`,
+//! with a unique index on the hash, an index on the tenant, and a trigger
+//! that sends `NOTIFY keyward_revoked, '<key id>'` when `revoked_at` changes.
+//! [`PgStore::migrate`] creates or upgrades it idempotently, recording the
+//! version in `keyward_schema_version`; it holds an advisory lock, so several
+//! processes may migrate at once. Tables live in the connection's
+//! `search_path` (pick one with [`PgStoreBuilder::schema`]).
+//!
+//! # Timeouts and errors
+//!
+//! Every call is bounded by [`PgStoreBuilder::timeout`] (5 s by default):
+//! connecting, waiting for a pooled connection, and the statement itself
+//! (`statement_timeout` on the server, and a client-side timeout for a
+//! network that went silent). A connection failure, a pool timeout or any
+//! timeout is [`StoreError::Unavailable`]; a unique violation is
+//! [`StoreError::Conflict`]; anything else is [`StoreError::Other`]. Messages
+//! hold the server's message and SQLSTATE, never its `DETAIL` (which could
+//! echo a hash), nor a secret.
+//!
+//! Instants are stored with microsecond precision (PostgreSQL's).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use keyward::store::postgres::PgStore;
+//! use keyward::store::CachedStore;
+//!
+//! let pg = PgStore::builder("postgres://app@db/app").schema("auth").build()?;
+//! pg.migrate().await?;
+//! let store = CachedStore::new(pg.clone());
+//! // Other processes' revocations reach this cache within about a second.
+//! let _listener = pg.listen(store.invalidator())?;
+//! # let _ = store;
+//! # Ok(()) }
+//! ```
+
+mod listener;
+
+pub use deadpool_postgres;
+pub use listener::RevocationListener;
+pub use tokio_postgres;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::{NoTls, Row};
+
+use super::{CacheInvalidator, KeyStore};
+use crate::error::StoreError;
+use crate::hash::TokenHash;
+use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
+use crate::scope::ScopeSet;
+
+/// The schema, version 1 (idempotent SQL). [`PgStore::migrate`] applies it.
+pub const SCHEMA: &str = include_str!("schema.sql");
+
+/// The schema version this crate expects.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Migrations in order: (version, SQL).
+const MIGRATIONS: &[(i32, &str)] = &[(1, SCHEMA)];
+
+/// Held (transaction-scoped) while migrating, so concurrent migrations queue.
+const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
+
+/// The columns `record_from_row` reads, in its order.
+macro_rules! columns {
+    () => {
+        "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from"
+    };
+}
+
+macro_rules! select {
+    ($rest:literal) => {
+        concat!("SELECT ", columns!(), " FROM keyward_keys ", $rest)
+    };
+}
+
+/// Default bound on connecting, waiting for a connection, and each statement.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`KeyStore`] on PostgreSQL. Cheap to clone; clones share the pool.
+///
+/// See the [module docs](self) for the schema, timeouts and error mapping.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    pg_config: Option<tokio_postgres::Config>,
+    /// The configured schema, which `migrate` creates when missing.
+    schema: Option<String>,
+    timeout: Duration,
+    statements: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`PgStore`] from a URL or a `tokio_postgres::Config`.
+#[must_use]
+pub struct PgStoreBuilder {
+    config: Result<tokio_postgres::Config, String>,
+    schema: Option<String>,
+    max_connections: usize,
+    timeout: Duration,
+}
+
+impl fmt::Debug for PgStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The config may hold a password: not shown.
+        f.debug_struct("PgStoreBuilder")
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStoreBuilder {
+    fn new(config: Result<tokio_postgres::Config, String>) -> Self {
+        PgStoreBuilder {
+            config,
+            schema: None,
+            max_connections: 16,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Keep the tables in this schema (sets `search_path`; `migrate` creates
+    /// the schema). 1–63 of `[a-z0-9_]`, starting with a letter or `_`.
+    pub fn schema(mut self, schema: &str) -> Self {
+        self.schema = Some(schema.to_owned());
+        self
+    }
+
+    /// Most pooled connections; 16 by default.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Bound on connecting, waiting for a pooled connection and each
+    /// statement; 5 s by default.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The store. Connections are made on first use, so this does not touch
+    /// the database; call [`PgStore::migrate`] next.
+    pub fn build(self) -> Result<PgStore, StoreError> {
+        let mut config = self.config.map_err(StoreError::other)?;
+        if let Some(schema) = &self.schema {
+            if !valid_identifier(schema) {
+                return Err(StoreError::other(
+                    "invalid schema name: use 1-63 of [a-z0-9_], not starting with a digit",
+                ));
+            }
+        }
+        let mut options = config.get_options().unwrap_or_default().to_owned();
+        if let Some(schema) = &self.schema {
+            options.push_str(&format!(" -c search_path={schema}"));
+        }
+        options.push_str(&format!(
+            " -c statement_timeout={}",
+            self.timeout.as_millis().max(1)
+        ));
+        config.options(options.trim_start());
+        config.connect_timeout(self.timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name("keyward");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.timeout))
+            .create_timeout(Some(self.timeout))
+            .recycle_timeout(Some(self.timeout))
+            .build()
+            .map_err(StoreError::other)?;
+        Ok(PgStore {
+            pool,
+            pg_config: Some(config),
+            schema: self.schema,
+            timeout: self.timeout,
+            statements: Arc::default(),
+        })
+    }
+}
+
+fn valid_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && !b[0].is_ascii_digit()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+impl PgStore {
+    /// A builder for a `postgres://` URL (or a `key=value` connection
+    /// string). Without TLS: for TLS, build a pool and use [`from_pool`](Self::from_pool).
+    pub fn builder(url: &str) -> PgStoreBuilder {
+        PgStoreBuilder::new(
+            url.parse()
+                .map_err(|_| "invalid PostgreSQL connection string".to_owned()),
+        )
+    }
+
+    /// A builder for a connection configuration.
+    pub fn builder_from_config(config: tokio_postgres::Config) -> PgStoreBuilder {
+        PgStoreBuilder::new(Ok(config))
+    }
+
+    /// A store with the default settings for a URL.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).build()
+    }
+
+    /// A store on the host's own pool. Its connections should set a
+    /// `statement_timeout` and the pool its wait and create timeouts; calls
+    /// are bounded by [`DEFAULT_TIMEOUT`] on the client side too (see
+    /// [`with_timeout`](Self::with_timeout)). Such a store has no connection
+    /// configuration for [`listen`](Self::listen): use
+    /// [`RevocationListener::spawn`] (or `spawn_with_tls`) with one.
+    pub fn from_pool(pool: Pool) -> Self {
+        PgStore {
+            pool,
+            pg_config: None,
+            schema: None,
+            timeout: DEFAULT_TIMEOUT,
+            statements: Arc::default(),
+        }
+    }
+
+    /// Bounds every call by `timeout` on the client side.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// How many statements this store (and its clones) has sent, migrations
+    /// excluded: one per call of the [`KeyStore`] methods. For metrics, and
+    /// for tests that check a batch is one statement.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Creates or upgrades the schema (and the configured schema namespace),
+    /// idempotently and safely when several processes do it at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_err)?;
+        // The configured schema may not exist yet. Checked first: creating
+        // needs a privilege that using an existing schema does not.
+        if let Some(schema) = &self.schema {
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[schema],
+                )
+                .await
+                .map_err(map_err)?
+                .get(0);
+            if !exists {
+                // `schema` was checked to be a plain identifier.
+                tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS keyward_schema_version (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(map_err)?;
+        let current: i32 = tx
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM keyward_schema_version",
+                &[],
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::other(format!(
+                "database schema version {current} is newer than this keyward's {SCHEMA_VERSION}"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await.map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO keyward_schema_version (version) VALUES ($1)",
+                &[version],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// Starts a [`RevocationListener`] on a dedicated connection that
+    /// invalidates `cache` when any process revokes a key. Needs a tokio
+    /// runtime, and a store made by a builder (see [`from_pool`](Self::from_pool)).
+    pub fn listen(&self, cache: CacheInvalidator) -> Result<RevocationListener, StoreError> {
+        let config = self.pg_config.clone().ok_or_else(|| {
+            StoreError::other(
+                "a store made from a pool has no connection config: use RevocationListener::spawn",
+            )
+        })?;
+        Ok(RevocationListener::spawn(config, cache))
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(map_pool_err)
+    }
+
+    /// Runs one statement on a pooled connection within the timeout.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let work = async {
+            let client = self.client().await?;
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            f(client).await
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::unavailable(
+                "PostgreSQL did not answer within the timeout",
+            )),
+        }
+    }
+
+    async fn query_records(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.run(|client| async move {
+            let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+            let rows = client.query(&statement, params).await.map_err(map_err)?;
+            rows.iter()
+                .map(|row| record_from_row(row).map(Arc::new))
+                .collect()
+        })
+        .await
+    }
+}
+
+fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
+    fn corrupt(what: &str) -> StoreError {
+        StoreError::other(format!("keyward_keys holds an invalid {what}"))
+    }
+    let id: String = row.try_get(0).map_err(map_err)?;
+    let tenant: String = row.try_get(1).map_err(map_err)?;
+    let hash: Vec<u8> = row.try_get(5).map_err(map_err)?;
+    let scopes: Vec<String> = row.try_get(6).map_err(map_err)?;
+    let rate_limit: Option<i32> = row.try_get(11).map_err(map_err)?;
+    let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(12).map_err(map_err)?;
+    let rotated_from: Option<String> = row.try_get(13).map_err(map_err)?;
+    Ok(KeyRecord {
+        id: KeyId::parse(&id).ok_or_else(|| corrupt("key id"))?,
+        tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
+        kind: row.try_get(2).map_err(map_err)?,
+        name: row.try_get(3).map_err(map_err)?,
+        display_prefix: row.try_get(4).map_err(map_err)?,
+        hash: TokenHash::from_bytes(&hash).ok_or_else(|| corrupt("hash"))?,
+        scopes: ScopeSet::parse(&scopes).map_err(|_| corrupt("scope"))?,
+        created_at: row.try_get(7).map_err(map_err)?,
+        expires_at: row.try_get(8).map_err(map_err)?,
+        last_used_at: row.try_get(9).map_err(map_err)?,
+        revoked_at: row.try_get(10).map_err(map_err)?,
+        rate_limit: match rate_limit {
+            None => RateLimit::Unlimited,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .and_then(RateLimit::per_minute)
+                .ok_or_else(|| corrupt("rate limit"))?,
+        },
+        metadata,
+        rotated_from: rotated_from
+            .map(|id| KeyId::parse(&id).ok_or_else(|| corrupt("rotated_from id")))
+            .transpose()?,
+    })
+}
+
+/// Maps a driver error without its `DETAIL` (which may echo a stored value).
+fn map_err(err: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict;
+        }
+        let message = format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            code.code()
+        );
+        // Class 08: connection exception; 57P0x: the server is shutting down
+        // or starting; 57014: statement timeout; 53xxx: out of resources.
+        let unavailable = code.code().starts_with("08")
+            || code.code().starts_with("57P")
+            || code.code().starts_with("53")
+            || *code == SqlState::QUERY_CANCELED;
+        return if unavailable {
+            StoreError::unavailable(message)
+        } else {
+            StoreError::other(message)
+        };
+    }
+    // No server message: say what failed and why (e.g. "connection refused").
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    let mut io = false;
+    while let Some(cause) = source {
+        io |= cause.is::<std::io::Error>();
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    if err.is_closed()
+        || io
+        || message.starts_with("error connecting")
+        || message.contains("timed out")
+    {
+        StoreError::unavailable(message)
+    } else {
+        StoreError::other(message)
+    }
+}
+
+fn map_pool_err(err: PoolError) -> StoreError {
+    match err {
+        PoolError::Backend(e) => map_err(e),
+        PoolError::Timeout(kind) => {
+            StoreError::unavailable(format!("PostgreSQL pool timed out ({kind:?})"))
+        }
+        PoolError::Closed => StoreError::unavailable("the PostgreSQL pool is closed"),
+        other => StoreError::other(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
+        let rate_limit = match record.rate_limit.requests_per_minute() {
+            None => None,
+            Some(n) => {
+                Some(i32::try_from(n).map_err(|_| StoreError::other("rate limit exceeds i32"))?)
+            }
+        };
+        let hash = record.hash.to_bytes();
+        let metadata = Json(&record.metadata);
+        let rotated_from = record.rotated_from.as_ref().map(KeyId::as_str);
+        self.run(|client| async move {
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, \
+                     scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit, \
+                     metadata, rotated_from) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .await
+                .map_err(map_err)?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &record.id.as_str(),
+                        &record.tenant.as_str(),
+                        &record.kind,
+                        &record.name,
+                        &record.display_prefix,
+                        &&hash[..],
+                        &scopes,
+                        &record.created_at,
+                        &record.expires_at,
+                        &record.last_used_at,
+                        &record.revoked_at,
+                        &rate_limit,
+                        &metadata,
+                        &rotated_from,
+                    ],
+                )
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        const SQL: &str = select!("WHERE hash = $1");
+        let bytes = hash.to_bytes();
+        let mut records = self.query_records(SQL, &[&&bytes[..]]).await?;
+        Ok(records.pop())
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        const SQL: &str = select!("WHERE id = $1");
+        let mut records = self.query_records(SQL, &[&id.as_str()]).await?;
+        Ok(records.pop())
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        const SQL: &str = select!("WHERE tenant = $1 ORDER BY created_at, seq");
+        self.query_records(SQL, &[&tenant.as_str()]).await
+    }
+
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        const SQL: &str = concat!(
+            "UPDATE keyward_keys SET revoked_at = LEAST(COALESCE(revoked_at, $2), $2) ",
+            "WHERE id = $1 RETURNING ",
+            columns!()
+        );
+        let mut records = self.query_records(SQL, &[&id.as_str(), &at]).await?;
+        Ok(records.pop())
+    }
+
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // One row per id: UPDATE … FROM would apply an arbitrary one of
+        // several matching rows, not the latest.
+        let mut latest: BTreeMap<&str, OffsetDateTime> = BTreeMap::new();
+        for (id, at) in uses {
+            latest
+                .entry(id.as_str())
+                .and_modify(|t| *t = (*t).max(*at))
+                .or_insert(*at);
+        }
+        let ids: Vec<&str> = latest.keys().copied().collect();
+        let ats: Vec<OffsetDateTime> = latest.values().copied().collect();
+        self.run(|client| async move {
+            let statement = client
+                .prepare_cached(
+                    "UPDATE keyward_keys AS k \
+                     SET last_used_at = GREATEST(k.last_used_at, u.at) \
+                     FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) \
+                     WHERE k.id = u.id",
+                )
+                .await
+                .map_err(map_err)?;
+            client
+                .execute(&statement, &[&ids, &ats])
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_refuses_bad_input_without_echoing_it() {
+        let err = PgStore::builder("postgres://u:hunter2@h/db")
+            .schema("Bad-Name; DROP")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("DROP"), "{err}");
+        let err = PgStore::builder("postgres://u:hunter2@h:notaport/db")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(PgStore::builder("postgres://u@h/db")
+            .schema("auth_2")
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for ok in ["auth", "_x", "kw_test_123"] {
+            assert!(valid_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1x",
+            "Auth",
+            "a-b",
+            "a b",
+            "a;b",
+            "\"a\"",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sql_reads_the_columns_record_from_row_expects() {
+        assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
+        assert_eq!(columns!().split(',').count(), 14);
+    }
+}

@@ -1,0 +1,376 @@
+//! A conformance suite for [`KeyStore`] implementations: run it in a host
+//! store's tests to check every clause of the contract in the
+//! [`store`](crate::store) module docs.
+//!
+//! [`run`] panics with a message naming the broken clause. It only adds
+//! records with fresh random ids, hashes and tenants, so it may run against a
+//! store that already holds data, and several runs may share one store. Its
+//! instants are whole microseconds (what PostgreSQL keeps).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use keyward::MemoryStore;
+//!
+//! keyward::testing::conformance::run(&MemoryStore::new()).await;
+//! # });
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::error::StoreError;
+use crate::hash::{TokenHash, TokenHasher};
+use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
+use crate::scope::ScopeSet;
+use crate::store::KeyStore;
+use crate::token::TokenKind;
+
+/// Checks `store` against every clause of the [`KeyStore`] contract; panics
+/// on the first violation.
+pub async fn run<S: KeyStore + ?Sized>(store: &S) {
+    round_trip(store).await;
+    insert_conflicts(store).await;
+    find_by_hash_is_exact(store).await;
+    get_by_id(store).await;
+    list_oldest_first_per_tenant(store).await;
+    revoke_earliest_wins(store).await;
+    touch_later_wins(store).await;
+}
+
+/// A base instant with a sub-second part in whole microseconds.
+fn t(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).expect("in range")
+        + Duration::microseconds(123_456)
+}
+
+fn fresh_tenant() -> TenantId {
+    TenantId::parse(&format!("conformance {}", KeyId::generate())).expect("valid tenant")
+}
+
+fn fresh_hash() -> TokenHash {
+    let token = TokenKind::new("pk").expect("valid prefix").generate();
+    TokenHasher::sha256().hash(token.expose_secret())
+}
+
+/// A record with every optional field empty.
+fn record(tenant: &TenantId, created: i64) -> KeyRecord {
+    KeyRecord {
+        id: KeyId::generate(),
+        tenant: tenant.clone(),
+        kind: "pk".into(),
+        name: "conformance".into(),
+        display_prefix: "pk_abcde".into(),
+        hash: fresh_hash(),
+        scopes: ScopeSet::default(),
+        created_at: t(created),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+        rate_limit: RateLimit::default(),
+        metadata: BTreeMap::new(),
+        rotated_from: None,
+    }
+}
+
+fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("KeyStore contract: {what} failed: {err:?}"),
+    }
+}
+
+async fn insert<S: KeyStore + ?Sized>(store: &S, record: &KeyRecord) {
+    ok(store.insert(record.clone()).await, "insert of a new record");
+}
+
+async fn stored<S: KeyStore + ?Sized>(store: &S, id: &KeyId) -> Arc<KeyRecord> {
+    ok(store.get(id).await, "get")
+        .unwrap_or_else(|| panic!("KeyStore contract: get must return the inserted record {id}"))
+}
+
+async fn round_trip<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let mut full = record(&tenant, 0);
+    full.kind = "pl".into();
+    full.name = "Every field: ünïcode, 'quotes', \"and\" \\ slashes".into();
+    full.scopes = ScopeSet::parse(["games:read", "versions:write", "read"]).expect("scopes");
+    full.expires_at = Some(t(86_400));
+    full.last_used_at = Some(t(5));
+    full.revoked_at = Some(t(7_200));
+    full.rate_limit = RateLimit::Unlimited;
+    full.metadata = BTreeMap::from([
+        ("created_by".to_owned(), "user_7".to_owned()),
+        ("note".to_owned(), String::new()),
+    ]);
+    full.rotated_from = Some(KeyId::generate());
+    let mut minimal = record(&tenant, 1);
+    minimal.hash = TokenHash::new(3, *fresh_hash().digest());
+    minimal.rate_limit = RateLimit::per_minute(1).expect("non-zero");
+    for record in [&full, &minimal] {
+        insert(store, record).await;
+        assert_eq!(
+            *stored(store, &record.id).await,
+            *record,
+            "KeyStore contract: get must return the record exactly as inserted"
+        );
+        let found = ok(store.find_by_hash(&record.hash).await, "find_by_hash");
+        assert_eq!(
+            found.as_deref(),
+            Some(record),
+            "KeyStore contract: find_by_hash must return the record exactly as inserted"
+        );
+    }
+}
+
+async fn insert_conflicts<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let original = record(&tenant, 0);
+    insert(store, &original).await;
+
+    let mut same_id = record(&tenant, 1);
+    same_id.id = original.id.clone();
+    assert!(
+        matches!(
+            store.insert(same_id.clone()).await,
+            Err(StoreError::Conflict)
+        ),
+        "KeyStore contract: insert must fail with StoreError::Conflict when the id is taken"
+    );
+    assert!(
+        ok(store.find_by_hash(&same_id.hash).await, "find_by_hash").is_none(),
+        "KeyStore contract: a refused insert (id conflict) must store nothing"
+    );
+
+    let mut same_hash = record(&tenant, 2);
+    same_hash.hash = original.hash;
+    assert!(
+        matches!(
+            store.insert(same_hash.clone()).await,
+            Err(StoreError::Conflict)
+        ),
+        "KeyStore contract: insert must fail with StoreError::Conflict when the hash is taken"
+    );
+    assert!(
+        ok(store.get(&same_hash.id).await, "get").is_none(),
+        "KeyStore contract: a refused insert (hash conflict) must store nothing"
+    );
+    assert_eq!(
+        *stored(store, &original.id).await,
+        original,
+        "KeyStore contract: a refused insert must leave the existing record unchanged"
+    );
+    assert_eq!(
+        ok(store.list(&tenant).await, "list").len(),
+        1,
+        "KeyStore contract: refused inserts must not be listed"
+    );
+}
+
+async fn find_by_hash_is_exact<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let mut revoked_and_expired = record(&tenant, 0);
+    revoked_and_expired.expires_at = Some(t(1));
+    revoked_and_expired.revoked_at = Some(t(1));
+    insert(store, &revoked_and_expired).await;
+    let hash = revoked_and_expired.hash;
+    let found = ok(store.find_by_hash(&hash).await, "find_by_hash");
+    assert_eq!(
+        found.as_deref(),
+        Some(&revoked_and_expired),
+        "KeyStore contract: find_by_hash must return revoked and expired keys too"
+    );
+
+    let other_version = TokenHash::new(hash.version() + 1, *hash.digest());
+    let mut flipped_digest = *hash.digest();
+    flipped_digest[31] ^= 1;
+    let mut flipped_prefix = *hash.digest();
+    flipped_prefix[0] ^= 0x80;
+    for (near, what) in [
+        (other_version, "another version"),
+        (
+            TokenHash::new(hash.version(), flipped_digest),
+            "a digest one bit off at its end",
+        ),
+        (
+            TokenHash::new(hash.version(), flipped_prefix),
+            "a digest one bit off at its start",
+        ),
+        (fresh_hash(), "an unknown hash"),
+    ] {
+        assert!(
+            ok(store.find_by_hash(&near).await, "find_by_hash").is_none(),
+            "KeyStore contract: find_by_hash must match exactly; it found a key for {what}"
+        );
+    }
+}
+
+async fn get_by_id<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let a = record(&tenant, 0);
+    let b = record(&tenant, 0);
+    insert(store, &a).await;
+    insert(store, &b).await;
+    assert_eq!(
+        stored(store, &a.id).await.hash,
+        a.hash,
+        "KeyStore contract: get by id"
+    );
+    assert_eq!(
+        stored(store, &b.id).await.hash,
+        b.hash,
+        "KeyStore contract: get by id"
+    );
+    assert!(
+        ok(store.get(&KeyId::generate()).await, "get").is_none(),
+        "KeyStore contract: get of an unknown id must be None"
+    );
+}
+
+async fn list_oldest_first_per_tenant<S: KeyStore + ?Sized>(store: &S) {
+    let (mine, theirs) = (fresh_tenant(), fresh_tenant());
+    // Inserted out of creation order.
+    let newest = record(&mine, 30);
+    let oldest = record(&mine, 10);
+    let middle = record(&mine, 20);
+    let other = record(&theirs, 15);
+    for r in [&newest, &other, &oldest, &middle] {
+        insert(store, r).await;
+    }
+    ok(store.revoke(&middle.id, t(40)).await, "revoke");
+    let listed = ok(store.list(&mine).await, "list");
+    let ids: Vec<&KeyId> = listed.iter().map(|r| &r.id).collect();
+    assert_eq!(
+        ids,
+        [&oldest.id, &middle.id, &newest.id],
+        "KeyStore contract: list must return every record of the tenant, oldest first, and no other tenant's"
+    );
+    assert_eq!(
+        listed[1].revoked_at,
+        Some(t(40)),
+        "KeyStore contract: list must show revocations"
+    );
+    let theirs_listed = ok(store.list(&theirs).await, "list");
+    assert_eq!(
+        theirs_listed.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        [&other.id],
+        "KeyStore contract: list must isolate tenants"
+    );
+    assert!(
+        ok(store.list(&fresh_tenant()).await, "list").is_empty(),
+        "KeyStore contract: list of an unknown tenant must be empty"
+    );
+}
+
+async fn revoke_earliest_wins<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let key = record(&tenant, 0);
+    let bystander = record(&tenant, 0);
+    insert(store, &key).await;
+    insert(store, &bystander).await;
+
+    assert!(
+        ok(store.revoke(&KeyId::generate(), t(1)).await, "revoke").is_none(),
+        "KeyStore contract: revoke of an unknown id must be None"
+    );
+    for (at, expected, what) in [
+        (t(100), t(100), "the first revoke sets revoked_at"),
+        (t(50), t(50), "an earlier revoke moves revoked_at earlier"),
+        (t(200), t(50), "a later revoke never postpones revoked_at"),
+        (t(50), t(50), "revoke is idempotent"),
+    ] {
+        let returned = ok(store.revoke(&key.id, at).await, "revoke").unwrap_or_else(|| {
+            panic!("KeyStore contract: revoke of a known id must return the record")
+        });
+        let mut want = key.clone();
+        want.revoked_at = Some(expected);
+        assert_eq!(
+            *returned, want,
+            "KeyStore contract: {what} (returned record)"
+        );
+        assert_eq!(
+            *stored(store, &key.id).await,
+            want,
+            "KeyStore contract: {what} (visible to get once revoke returns)"
+        );
+        let found = ok(store.find_by_hash(&key.hash).await, "find_by_hash");
+        assert_eq!(
+            found.as_deref(),
+            Some(&want),
+            "KeyStore contract: {what} (visible to find_by_hash once revoke returns)"
+        );
+    }
+    assert_eq!(
+        *stored(store, &bystander.id).await,
+        bystander,
+        "KeyStore contract: revoke must change only the named key"
+    );
+}
+
+async fn touch_later_wins<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let a = record(&tenant, 0);
+    let b = record(&tenant, 0);
+    let mut c = record(&tenant, 0);
+    c.last_used_at = Some(t(500));
+    for r in [&a, &b, &c] {
+        insert(store, r).await;
+    }
+    let last_used = |id: KeyId| async move { stored(store, &id).await.last_used_at };
+
+    ok(store.touch(&[]).await, "touch of an empty batch");
+    ok(store.touch(&[(a.id.clone(), t(100))]).await, "touch");
+    assert_eq!(
+        last_used(a.id.clone()).await,
+        Some(t(100)),
+        "KeyStore contract: touch sets last_used_at"
+    );
+    ok(store.touch(&[(a.id.clone(), t(50))]).await, "touch");
+    assert_eq!(
+        last_used(a.id.clone()).await,
+        Some(t(100)),
+        "KeyStore contract: touch keeps the later instant"
+    );
+
+    // One batch: several keys, an unknown id, a key twice, an earlier instant.
+    ok(
+        store
+            .touch(&[
+                (a.id.clone(), t(300)),
+                (KeyId::generate(), t(300)),
+                (b.id.clone(), t(200)),
+                (b.id.clone(), t(250)),
+                (b.id.clone(), t(150)),
+                (c.id.clone(), t(400)),
+            ])
+            .await,
+        "touch of a batch with an unknown id",
+    );
+    for (id, want, what) in [
+        (&a.id, t(300), "a later instant wins"),
+        (
+            &b.id,
+            t(250),
+            "the latest of one key's instants in a batch wins",
+        ),
+        (
+            &c.id,
+            t(500),
+            "an earlier instant than the stored one is ignored",
+        ),
+    ] {
+        assert_eq!(
+            last_used(id.clone()).await,
+            Some(want),
+            "KeyStore contract: touch batch: {what}"
+        );
+    }
+    let mut unchanged = stored(store, &b.id).await.as_ref().clone();
+    unchanged.last_used_at = None;
+    assert_eq!(
+        unchanged, b,
+        "KeyStore contract: touch must change only last_used_at"
+    );
+}

@@ -1,0 +1,386 @@
+//! `PgStore` and `CachedStore<PgStore>` against a real PostgreSQL server
+//! (`scripts/test.sh` starts one). Each test works in its own schema.
+#![cfg(all(feature = "postgres", feature = "test-util"))]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use common::pg;
+use keyward::store::CachedStore;
+use keyward::testing::conformance;
+use keyward::{KeyId, KeyStore, NewKey, StoreError, TokenHasher, VerifyError};
+use time::Duration;
+
+#[tokio::test]
+async fn pg_store_conforms() {
+    let Some((store, _)) = pg::store("pg_store_conforms").await else {
+        return;
+    };
+    conformance::run(&store).await;
+    // Twice on one schema: the suite only adds fresh records.
+    conformance::run(&store).await;
+}
+
+#[tokio::test]
+async fn cached_pg_store_conforms() {
+    let Some((store, _)) = pg::store("cached_pg_store_conforms").await else {
+        return;
+    };
+    conformance::run(&CachedStore::new(store.clone())).await;
+    conformance::run(&CachedStore::builder(store).capacity(2).build()).await;
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_safe_when_run_concurrently() {
+    let Some((store, schema)) = pg::store("migrate_concurrently").await else {
+        return;
+    };
+    let url = pg::database_url("migrate_concurrently").unwrap();
+    // A fresh schema migrated by eight "processes" at once, then again.
+    let fresh = pg::unique_schema("migrate_fresh");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = pg::store_on(&url, &fresh);
+        tasks.push(tokio::spawn(async move { s.migrate().await }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    store.migrate().await.unwrap();
+    for schema in [&schema, &fresh] {
+        let client = store.pool().get().await.unwrap();
+        let versions: Vec<i32> = client
+            .query(
+                &format!("SELECT version FROM {schema}.keyward_schema_version"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, [keyward::store::postgres::SCHEMA_VERSION]);
+    }
+    conformance::run(&pg::store_on(&url, &fresh)).await;
+}
+
+#[tokio::test]
+async fn an_unmigrated_schema_is_an_error_never_an_empty_answer() {
+    let Some(url) = pg::database_url("unmigrated") else {
+        return;
+    };
+    let store = pg::store_on(&url, &pg::unique_schema("unmigrated"));
+    let hash = TokenHasher::sha256().hash("pk_whatever");
+    let err = store.find_by_hash(&hash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+    let (keyring, _) = common::keyring_on(store);
+    let token = keyring.kind("pk").unwrap().token_kind().generate();
+    let err = keyring.verify(token.expose_secret()).await.unwrap_err();
+    assert!(matches!(err, VerifyError::Store(_)), "{err:?}");
+}
+
+/// Many tasks verify while one revokes and another issues: once `revoke`
+/// returns, the key never verifies again.
+async fn revoke_races_verify(store: impl KeyStore) {
+    let (keyring, _) = common::keyring_on(store);
+    let mut tokens = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let issued = keyring
+            .issue(NewKey::new("pk", "p", &format!("k{i}")))
+            .await
+            .unwrap();
+        tokens.push(issued.token.expose_secret().to_owned());
+        ids.push(issued.info.id);
+    }
+    let tokens = Arc::new(tokens);
+    let revoked: Arc<Vec<AtomicBool>> = Arc::new((0..24).map(|_| AtomicBool::new(false)).collect());
+    let mut verifiers = Vec::new();
+    for t in 0..6 {
+        let (keyring, tokens, revoked) = (keyring.clone(), tokens.clone(), revoked.clone());
+        verifiers.push(tokio::spawn(async move {
+            let mut violations = 0;
+            for round in 0..300 {
+                let i = (t * 5 + round) % 24;
+                let was_revoked = revoked[i].load(Ordering::SeqCst);
+                let result = keyring.verify(&tokens[i]).await;
+                if let Err(VerifyError::Store(err)) = &result {
+                    panic!("store error: {err}");
+                }
+                if was_revoked && result.is_ok() {
+                    violations += 1;
+                }
+            }
+            violations
+        }));
+    }
+    let revoker = {
+        let (keyring, revoked) = (keyring.clone(), revoked.clone());
+        tokio::spawn(async move {
+            for (i, id) in ids.iter().enumerate().step_by(2) {
+                keyring.revoke(id).await.unwrap();
+                revoked[i].store(true, Ordering::SeqCst);
+                tokio::time::sleep(StdDuration::from_millis(2)).await;
+            }
+        })
+    };
+    let issuer = {
+        let keyring = keyring.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                keyring
+                    .issue(NewKey::new("pl", "o", &format!("n{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    revoker.await.unwrap();
+    issuer.await.unwrap();
+    for v in verifiers {
+        assert_eq!(
+            v.await.unwrap(),
+            0,
+            "a key verified after its revoke returned"
+        );
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        assert_eq!(keyring.verify(token).await.is_ok(), i % 2 == 1, "key {i}");
+    }
+    let listed = keyring
+        .list(&keyward::TenantId::parse("o").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_issue_verify_revoke_on_postgres() {
+    let Some((store, _)) = pg::store("concurrent_uncached").await else {
+        return;
+    };
+    revoke_races_verify(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_issue_verify_revoke_through_the_cache() {
+    let Some((store, _)) = pg::store("concurrent_cached").await else {
+        return;
+    };
+    revoke_races_verify(CachedStore::new(store)).await;
+}
+
+#[tokio::test]
+async fn a_flush_of_n_touched_keys_is_one_update_statement() {
+    let Some((store, schema)) = pg::store("flush_one_update").await else {
+        return;
+    };
+    // Server-side proof, independent of the store's own counter: a
+    // statement-level trigger counts UPDATE statements on the table.
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.update_statements (n integer NOT NULL);
+             INSERT INTO {schema}.update_statements VALUES (0);
+             CREATE FUNCTION {schema}.count_update() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN UPDATE {schema}.update_statements SET n = n + 1; RETURN NULL; END $$;
+             CREATE TRIGGER count_update AFTER UPDATE ON {schema}.keyward_keys
+               FOR EACH STATEMENT EXECUTE FUNCTION {schema}.count_update();"
+        ))
+        .await
+        .unwrap();
+    let updates = || async {
+        let row = client
+            .query_one(&format!("SELECT n FROM {schema}.update_statements"), &[])
+            .await
+            .unwrap();
+        row.get::<_, i32>(0)
+    };
+
+    const N: usize = 40;
+    let (keyring, clock) = common::keyring_on(store.clone());
+    let mut tokens = Vec::new();
+    for i in 0..N {
+        let issued = keyring
+            .issue(NewKey::new("pk", "p", &format!("k{i}")))
+            .await
+            .unwrap();
+        tokens.push(issued.token);
+    }
+    // Uses wait in memory for the interval (60 s); the flush writes them all.
+    clock.advance(Duration::seconds(1));
+    for token in &tokens {
+        keyring.verify(token.expose_secret()).await.unwrap();
+    }
+    assert_eq!(keyring.pending_last_used(), N);
+    let (statements, before) = (store.statements_executed(), updates().await);
+    assert_eq!(keyring.flush_last_used().await.unwrap(), N);
+    assert_eq!(
+        store.statements_executed() - statements,
+        1,
+        "one statement sent"
+    );
+    assert_eq!(
+        updates().await - before,
+        1,
+        "one UPDATE statement ran on the server"
+    );
+    let touched: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.keyward_keys WHERE last_used_at = $1"),
+            &[&keyring.now()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(touched, N as i64);
+}
+
+/// Polls `verify` until it refuses the token, for at most `limit`.
+async fn refused_within(
+    keyring: &keyward::Keyring,
+    token: &str,
+    limit: StdDuration,
+) -> StdDuration {
+    let start = Instant::now();
+    loop {
+        match keyring.verify(token).await {
+            Err(VerifyError::Revoked) => return start.elapsed(),
+            Ok(_) if start.elapsed() < limit => {
+                tokio::time::sleep(StdDuration::from_millis(10)).await
+            }
+            other => panic!("after {:?}: {other:?}", start.elapsed()),
+        }
+    }
+}
+
+async fn wait_listening(listener: &keyward::store::postgres::RevocationListener) {
+    let start = Instant::now();
+    while !listener.is_listening() {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(10),
+            "listener did not connect"
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_keyring_refuses_a_revoked_key_within_a_second() {
+    let Some((_, schema)) = pg::store("two_keyrings").await else {
+        return;
+    };
+    let url = pg::database_url("two_keyrings").unwrap();
+    // Two "processes": each its own pool, cache and listener, one database.
+    let (pg_a, pg_b) = (pg::store_on(&url, &schema), pg::store_on(&url, &schema));
+    let cache_a = CachedStore::new(pg_a.clone());
+    let cache_b = CachedStore::new(pg_b.clone());
+    let listener_a = pg_a.listen(cache_a.invalidator()).unwrap();
+    let listener_b = pg_b.listen(cache_b.invalidator()).unwrap();
+    let (a, _) = common::keyring_on(cache_a);
+    let (b, _) = common::keyring_on(cache_b);
+    wait_listening(&listener_a).await;
+    wait_listening(&listener_b).await;
+
+    let issued = a.issue(NewKey::new("pk", "p", "shared")).await.unwrap();
+    let token = issued.token.expose_secret();
+    a.verify(token).await.unwrap();
+    b.verify(token).await.unwrap();
+    // B now answers from its cache: without the listener it would keep
+    // accepting the key for the cache's TTL (30 s).
+    let statements = pg_b.statements_executed();
+    b.verify(token).await.unwrap();
+    assert_eq!(
+        pg_b.statements_executed(),
+        statements,
+        "B serves from its cache"
+    );
+
+    a.revoke(&issued.info.id).await.unwrap();
+    assert!(matches!(a.verify(token).await, Err(VerifyError::Revoked)));
+    let lag = refused_within(&b, token, StdDuration::from_secs(1)).await;
+    eprintln!("keyring B refused the revoked key after {lag:?}");
+}
+
+#[tokio::test]
+async fn without_notifications_the_ttl_bounds_the_lag() {
+    let Some((store, schema)) = pg::store("ttl_bound").await else {
+        return;
+    };
+    let url = pg::database_url("ttl_bound").unwrap();
+    let clock = keyward::ManualClock::new(common::start());
+    let cached = CachedStore::builder(pg::store_on(&url, &schema))
+        .ttl(Duration::seconds(30))
+        .clock(clock.clone())
+        .build();
+    let (a, _) = common::keyring_on(store);
+    let (b, b_clock) = common::keyring_on(cached);
+    let issued = a.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    b.verify(token).await.unwrap();
+    a.revoke(&issued.info.id).await.unwrap();
+    // No listener: B's cache still holds the key, for at most the TTL.
+    clock.advance(Duration::seconds(29));
+    b.verify(token).await.unwrap();
+    clock.advance(Duration::seconds(1));
+    b_clock.advance(Duration::seconds(1));
+    assert!(matches!(b.verify(token).await, Err(VerifyError::Revoked)));
+}
+
+#[tokio::test]
+async fn errors_never_echo_hashes() {
+    let Some((store, _)) = pg::store("errors_no_hash").await else {
+        return;
+    };
+    let (keyring, _) = common::keyring_on(store.clone());
+    let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let record = store.get(&issued.info.id).await.unwrap().unwrap();
+    let mut dup = (*record).clone();
+    dup.id = KeyId::generate();
+    let err = store.insert(dup).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict));
+    let text = format!("{err} {err:?}");
+    let hex: String = record
+        .hash
+        .digest()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!text.contains(&hex[..16]), "{text}");
+}
+
+#[tokio::test]
+async fn a_blocked_statement_times_out_as_unavailable() {
+    let Some((store, schema)) = pg::store("statement_timeout").await else {
+        return;
+    };
+    let url = pg::database_url("statement_timeout").unwrap();
+    let (keyring, _) = common::keyring_on(store);
+    let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let impatient = keyward::store::postgres::PgStore::builder(&url)
+        .schema(&schema)
+        .timeout(StdDuration::from_millis(300))
+        .build()
+        .unwrap();
+    // Another session holds the row lock, so the revoke's UPDATE waits.
+    let mut holder = pg::store_on(&url, &schema).pool().get().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM keyward_keys WHERE id = $1 FOR UPDATE",
+        &[&issued.info.id.as_str()],
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let err = impatient
+        .revoke(&issued.info.id, keyring.now())
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(took < StdDuration::from_secs(3), "took {took:?}");
+    tx.rollback().await.unwrap();
+}
