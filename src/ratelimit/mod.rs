@@ -6,7 +6,8 @@
 //! one request of a key against a quota and returns a [`RateDecision`], which
 //! renders the `Retry-After` and IETF `RateLimit-Policy` / `RateLimit` header
 //! values. [`MemoryRateLimiter`] keeps the state of each key in process, in
-//! bounded memory.
+//! bounded memory; `PgRateLimiter` (feature `postgres`) keeps it in
+//! PostgreSQL, so several server instances share one budget per key.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -60,6 +61,8 @@
 
 mod gcra;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,6 +74,9 @@ use crate::error::StoreError;
 
 pub use gcra::{unix_nanos, Quota, PG_GCRA_SQL};
 pub use memory::{MemoryRateLimiter, MemoryRateLimiterBuilder};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PgRateLimiter, PG_RATE_LIMITS_SCHEMA};
 
 /// The longest key a limiter accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 256;
