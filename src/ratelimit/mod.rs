@@ -186,6 +186,7 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 
 /// `<kind>:<value>`, or `<kind>:sha256:<hex digest of value>` when that
 /// would be longer than [`MAX_KEY_LEN`] (an external subject, say).
+#[cfg(feature = "http")]
 pub(crate) fn bounded_key(kind: &str, value: &str) -> String {
     if kind.len() + 1 + value.len() <= MAX_KEY_LEN {
         format!("{kind}:{value}")
@@ -196,6 +197,7 @@ pub(crate) fn bounded_key(kind: &str, value: &str) -> String {
 
 /// `<kind>:sha256:<hex digest of value>`: a fixed-length key that keeps
 /// request input such as an account name out of the limiter's store.
+#[cfg(feature = "http")]
 pub(crate) fn hashed_key(kind: &str, value: &str) -> String {
     use sha2::{Digest, Sha256};
     format!("{kind}:sha256:{:x}", Sha256::digest(value.as_bytes()))
@@ -232,6 +234,18 @@ mod tests {
         };
         assert_eq!(exact.retry_after_value().as_deref(), Some("2"));
         assert_eq!(exact.value(), "\"default\";r=0;t=0");
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn long_values_are_keyed_by_their_digest() {
+        assert_eq!(bounded_key("key", "key_123"), "key:key_123");
+        let long = "s".repeat(MAX_KEY_LEN);
+        let key = bounded_key("ext", &long);
+        assert_eq!(key, hashed_key("ext", &long));
+        assert_eq!(key.len(), "ext:sha256:".len() + 64);
+        assert!(valid_key(&key).is_ok());
+        assert_ne!(hashed_key("acct", "ada"), hashed_key("acct", "bob"));
     }
 
     #[test]

@@ -91,7 +91,7 @@
 //!
 //! Every response carries `RateLimit-Policy` and `RateLimit` for the
 //! dimension closest to its limit (the denying one on a 429), and a 429
-//! `Retry-After`, as [`Rejection::RateLimited`](crate::http::Rejection::RateLimited)
+//! `Retry-After`, as [`Rejection::RateLimited`]
 //! renders it.
 
 mod layer;
