@@ -50,10 +50,15 @@
 //! (serve with `into_make_service_with_connect_info::<SocketAddr>()`), so
 //! with axum configure:
 //!
-//! ```ignore
-//! ThrottleLayer::new().peer_ip(|parts| {
-//!     parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
-//! })
+//! ```
+//! use axum::extract::ConnectInfo;
+//! use keyward::http::ThrottleLayer;
+//! use std::net::SocketAddr;
+//!
+//! let throttle = ThrottleLayer::new().peer_ip(|parts| {
+//!     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+//! });
+//! # let _ = throttle;
 //! ```
 //!
 //! A request whose peer address is unknown while a per-IP quota is set is
