@@ -126,7 +126,9 @@ impl AuthLayer {
     /// allowed or not, carries `RateLimit-Policy` and `RateLimit`, and the
     /// handler finds the [`RateDecision`](crate::RateDecision) in the
     /// request extensions. Keys with [`RateLimit::Unlimited`](crate::RateLimit::Unlimited)
-    /// are not checked and get no headers.
+    /// are not checked and get no headers, nor are anonymous requests
+    /// ([`allow_anonymous`](Self::allow_anonymous)): put a
+    /// [`ThrottleLayer`](crate::http::ThrottleLayer) in front for those.
     ///
     /// ```
     /// use keyward::http::AuthLayer;
