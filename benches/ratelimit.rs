@@ -1,6 +1,7 @@
 //! Rate limiter costs: a check on one hot key, on many keys, through the
-//! trait object, and a flood of 1,000,000 distinct keys (tracked entries and
-//! bytes after it).
+//! trait object, a flood of 1,000,000 distinct keys (tracked entries and
+//! bytes after it), and a request through `AuthLayer` with limiting on and
+//! off.
 #![allow(missing_docs)]
 
 use std::fmt::Write as _;
@@ -107,5 +108,59 @@ fn flood(c: &mut Criterion) {
     assert!(limiter.len() <= 100_000);
 }
 
-criterion_group!(benches, checks, flood);
+/// One request through `AuthLayer` (verify + limit + headers) to a trivial
+/// service, with the key's limit enforced by the default limiter, and off.
+#[cfg(feature = "http")]
+fn layer(c: &mut Criterion) {
+    use http::{Request, Response};
+    use keyward::http::AuthLayer;
+    use keyward::{KeyKind, Keyring, MemoryStore, NewKey, RateLimit, ScopeCatalog, ScopeStatus};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let catalog = ScopeCatalog::builder()
+        .scope("read", "Read", ScopeStatus::Enforced)
+        .build()
+        .unwrap();
+    let keyring = Keyring::builder()
+        .store(MemoryStore::new())
+        .kind(KeyKind::new("pk", catalog).unwrap())
+        .build()
+        .unwrap();
+    // A limit the bench never reaches.
+    let new =
+        NewKey::new("pk", "prop_1", "bench").rate_limit(RateLimit::per_minute(u32::MAX).unwrap());
+    let token = runtime.block_on(keyring.issue(new)).unwrap().token;
+    let token = token.expose_secret().to_owned();
+    for (name, layer) in [
+        ("ratelimit/layer/limit_on", AuthLayer::new(keyring.clone())),
+        (
+            "ratelimit/layer/limit_off",
+            AuthLayer::new(keyring.clone()).without_rate_limits(),
+        ),
+    ] {
+        let service =
+            ServiceBuilder::new()
+                .layer(layer)
+                .service_fn(|_req: Request<String>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+                });
+        c.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| {
+                let req = Request::get("/")
+                    .header("x-api-key", token.as_str())
+                    .body(String::new())
+                    .unwrap();
+                service.clone().oneshot(req)
+            })
+        });
+    }
+}
+
+#[cfg(not(feature = "http"))]
+fn layer(_: &mut Criterion) {}
+
+criterion_group!(benches, checks, flood, layer);
 criterion_main!(benches);

@@ -314,6 +314,12 @@ impl Keyring {
         self.inner.clock.now()
     }
 
+    /// The keyring's clock, for the limiters of its HTTP layer.
+    #[cfg(feature = "http")]
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
     /// Issues a key. The token in the result exists nowhere else: only its
     /// hash is stored.
     pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, IssueError> {

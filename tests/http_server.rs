@@ -68,7 +68,8 @@ async fn start() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app::router(keyring.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
     let client = Client::builder(TokioExecutor::new()).build_http();
     Server {
         addr,
@@ -198,7 +199,8 @@ async fn keys_are_created_listed_and_revoked() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(keys.len(), 4);
+    // The four demo keys of property_demo and the new one.
+    assert_eq!(keys.len(), 5);
     let text = serde_json::to_string(&keys).unwrap();
     assert!(!text.contains(&token) && !text.contains("hash"));
     let row = keys.iter().find(|k| k["id"] == id.as_str()).unwrap();
@@ -424,4 +426,64 @@ async fn extractors_reject_like_the_layers() {
         let (parts, body) = text(call(path, None).await.unwrap()).await;
         assert_eq!((parts.status.as_u16(), body.as_str()), (200, "anonymous"));
     }
+}
+
+#[tokio::test]
+async fn a_limited_key_gets_429_with_retry_after_over_the_wire() {
+    let server = start().await;
+    let limited = [key(server.key("limited"))];
+    let policy = r#""default";q=3;w=60"#;
+    for remaining in (0..app::LIMITED_PER_MINUTE).rev() {
+        let reply = server.get("/api/players", &limited).await;
+        reply.assert_status(200);
+        assert_eq!(reply.headers["ratelimit-policy"], policy);
+        let value = reply.headers["ratelimit"].to_str().unwrap();
+        assert!(
+            value.starts_with(&format!(r#""default";r={remaining};t="#)),
+            "{value}"
+        );
+        assert!(reply.headers.get("retry-after").is_none());
+    }
+    let reply = server.get("/api/players", &limited).await;
+    reply.assert_rejected(429, "rate_limited", None);
+    let retry_after: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(reply.body["retry_after"], retry_after);
+    assert_eq!(reply.headers["ratelimit-policy"], policy);
+    assert!(reply.headers["ratelimit"]
+        .to_str()
+        .unwrap()
+        .starts_with(r#""default";r=0;t="#));
+    // Other keys have their own budgets.
+    let backend = [key(server.key("players backend"))];
+    let reply = server.get("/api/players", &backend).await;
+    reply.assert_status(200);
+    assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=100;w=60"#);
+}
+
+#[tokio::test]
+async fn the_demo_login_is_throttled_per_account_and_per_ip() {
+    let server = start().await;
+    let ada = [("x-account", HeaderValue::from_static("Ada@example.com"))];
+    for _ in 0..3 {
+        let reply = server.post("/api/login", &ada, json!({})).await;
+        assert_eq!(reply.assert_status(200)["logged_in"], true);
+        assert!(reply.headers.contains_key("ratelimit"));
+    }
+    let reply = server.post("/api/login", &ada, json!({})).await;
+    reply.assert_rejected(429, "rate_limited", None);
+    assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=3;w=900"#);
+    // 127.0.0.1 has one of its 5 a minute left, for another account.
+    let bob = [("x-account", HeaderValue::from_static("bob"))];
+    server
+        .post("/api/login", &bob, json!({}))
+        .await
+        .assert_status(200);
+    let reply = server.post("/api/login", &bob, json!({})).await;
+    reply.assert_rejected(429, "rate_limited", None);
+    assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=5;w=60"#);
 }

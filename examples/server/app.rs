@@ -7,18 +7,31 @@
 //! (unparsable body, bad name, property id or expiry), 400 `invalid_scope`
 //! (a scope the PlayerOS catalog does not declare), 404 `not_found` (no key
 //! with this id in the caller's tenant).
+//!
+//! Rate limits: every key's own limit (100 a minute by default; the demo key
+//! "limited" has 3) through the `AuthLayer`'s default limiter, and a
+//! `ThrottleLayer` on the demo login `POST /api/login`: 5 attempts a minute
+//! per client IP and 3 per 15 minutes per account, the account named by the
+//! `X-Account` header (a JSON body field would need the body buffered before
+//! the throttle).
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::Path;
+use axum::extract::{ConnectInfo, Path};
 use axum::handler::Handler;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use keyward::http::{AuthLayer, Principal, Rejection, RequireScopesLayer, WouldDeny};
+use keyward::http::{
+    AuthLayer, Principal, Rejection, RequireScopesLayer, ThrottleLayer, WouldDeny,
+};
+use keyward::ratelimit::Quota;
 use keyward::{
     Expiry, IssueError, KeyId, KeyInfo, KeyKind, Keyring, ManageError, MemoryStore, NewKey,
-    ScopeCatalog, ScopeStatus,
+    RateLimit, ScopeCatalog, ScopeStatus,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -91,26 +104,53 @@ pub(crate) struct DemoKey {
     pub(crate) tenant: String,
 }
 
+/// The rate limit of the demo key "limited".
+pub(crate) const LIMITED_PER_MINUTE: u32 = 3;
+
 /// Issues the demo keys: PlayerOS keys for `property_demo` (read/write,
-/// read-only, key manager) and PlayableLabs tokens for `org_demo`.
+/// read-only, key manager, and "limited", read-only at 3 requests a minute)
+/// and PlayableLabs tokens for `org_demo`.
 pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueError> {
-    let specs: [(&str, &str, &str, &[&str]); 5] = [
-        ("pk", "property_demo", "players backend", &["read", "write"]),
-        ("pk", "property_demo", "players dashboard", &["read"]),
-        ("pk", "property_demo", "key manager", &["keys:manage"]),
+    let limited = RateLimit::per_minute(LIMITED_PER_MINUTE).expect("non-zero");
+    let default = RateLimit::default();
+    let specs: [(&str, &str, &str, &[&str], RateLimit); 6] = [
+        (
+            "pk",
+            "property_demo",
+            "players backend",
+            &["read", "write"],
+            default,
+        ),
+        (
+            "pk",
+            "property_demo",
+            "players dashboard",
+            &["read"],
+            default,
+        ),
+        (
+            "pk",
+            "property_demo",
+            "key manager",
+            &["keys:manage"],
+            default,
+        ),
+        ("pk", "property_demo", "limited", &["read"], limited),
         (
             "pl",
             "org_demo",
             "ci uploader",
             &["versions:write", "assets:write"],
+            default,
         ),
-        ("pl", "org_demo", "games viewer", &["games:read"]),
+        ("pl", "org_demo", "games viewer", &["games:read"], default),
     ];
     let mut keys = Vec::new();
-    for (kind, tenant, name, scopes) in specs {
-        let issued = keyring
-            .issue(NewKey::new(kind, tenant, name).scopes(scopes.iter().copied()))
-            .await?;
+    for (kind, tenant, name, scopes, rate_limit) in specs {
+        let new = NewKey::new(kind, tenant, name)
+            .scopes(scopes.iter().copied())
+            .rate_limit(rate_limit);
+        let issued = keyring.issue(new).await?;
         keys.push(DemoKey {
             name: name.to_owned(),
             token: issued.token.expose_secret().to_owned(),
@@ -125,7 +165,27 @@ fn scopes(list: &[&str]) -> RequireScopesLayer {
     RequireScopesLayer::all(list.iter().copied()).expect("valid scopes")
 }
 
-/// The API: every route behind [`AuthLayer`], each with its requirement.
+/// The demo login's throttle: per client IP (from axum's `ConnectInfo`;
+/// serve with `into_make_service_with_connect_info::<SocketAddr>()`) and
+/// per account (`X-Account`, lower-cased).
+pub(crate) fn login_throttle() -> ThrottleLayer {
+    ThrottleLayer::new()
+        .peer_ip(|parts| {
+            let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+            Some(addr.ip())
+        })
+        .per_ip(Quota::per_minute(5).expect("non-zero"))
+        .per_account(
+            Quota::new(3, Duration::from_secs(15 * 60)).expect("a valid quota"),
+            |parts| {
+                let account = parts.headers.get("x-account")?.to_str().ok()?;
+                Some(account.trim().to_ascii_lowercase())
+            },
+        )
+}
+
+/// The API: every route behind [`AuthLayer`] (which enforces each key's
+/// rate limit), each with its requirement; and the throttled demo login.
 pub(crate) fn router(keyring: Keyring) -> Router {
     let manage = || scopes(&["keys:manage"]);
     Router::new()
@@ -155,6 +215,20 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         )
         .layer(Extension(keyring.clone()))
         .layer(AuthLayer::new(keyring))
+        // Added after the AuthLayer: the login needs no key.
+        .route("/api/login", post(login).layer(login_throttle()))
+}
+
+/// A demo login: no password check, it only shows the throttle.
+async fn login(headers: HeaderMap) -> Response {
+    match headers.get("x-account").and_then(|v| v.to_str().ok()) {
+        Some(account) => Json(json!({ "account": account, "logged_in": true })).into_response(),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "name the account in the X-Account header",
+        ),
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -23,9 +23,15 @@
 //! curl -H "X-Api-Key: $MANAGER" -H 'content-type: application/json' \
 //!      -d '{"property_id":"property_demo","name":"new"}' \
 //!      localhost:3000/api/functions/create-api-key
+//! # the demo key "limited" allows 3 requests a minute: the 4th is a 429
+//! for i in 1 2 3 4; do curl -i -H "X-Api-Key: $LIMITED" localhost:3000/api/players; done
+//! # the demo login allows 3 attempts per account per 15 minutes, 5 per IP a minute
+//! curl -i -X POST -H 'X-Account: ada@example.com' localhost:3000/api/login
 //! ```
 
 mod app;
+
+use std::net::SocketAddr;
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderName;
@@ -53,11 +59,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("KEYWARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // Connect info: the login throttle keys by the client's address.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     keyring.flush_last_used().await?;
     Ok(())
 }

@@ -62,20 +62,30 @@
 //!   ([`CredentialSource`]), verifies the token with
 //!   [`Keyring::verify`](crate::Keyring::verify) (or an
 //!   [`ExternalAuthenticator`] for bearer values without a keyward prefix),
-//!   checks the tenant header (`X-Property-Id`), runs its [`AuthHook`]s and
-//!   puts the [`Principal`] into the request extensions. Verification is
+//!   checks the tenant header (`X-Property-Id`), enforces the key's rate
+//!   limit ([`AuthLayer::rate_limiter`]), runs its [`AuthHook`]s and puts
+//!   the [`Principal`] into the request extensions. Verification is
 //!   bounded by [`AuthLayer::verify_timeout`] (5 s by default; past it, 503
 //!   `auth_unavailable`), on tokio's timer.
 //! * [`RequireScopesLayer`] goes behind it, per route, with an all-of or
 //!   any-of [`Requirement`](crate::Requirement).
+//! * [`ThrottleLayer`] guards endpoints without a key (login, password
+//!   reset) with quotas per client IP and per account ([`throttle`]).
 //!
-//! Both work with any `http::Request<B>` service whose response body
+//! # Rate limits
+//!
+//! A request over its quota gets 429 `rate_limited` with `Retry-After` (whole
+//! seconds, rounded up) and `"retry_after"` in the body; every response a
+//! limiter saw, allowed or not, carries the IETF `RateLimit-Policy` and
+//! `RateLimit` headers. A limiter that fails is 503 `auth_unavailable`.
+//!
+//! All three work with any `http::Request<B>` service whose response body
 //! converts from `String` (`ResBody: From<String>`): axum's `Body`,
 //! `http_body_util::Full<Bytes>`, `String`. For a body without that
 //! conversion (tonic's), map the inner service's body first (tower-http's
-//! `MapResponseBody`). The authentication layer needs the request body to be
-//! `Send + 'static`, since the request waits in a boxed future while the
-//! store answers.
+//! `MapResponseBody`). The authentication and throttle layers need the
+//! request body to be `Send + 'static`, since the request waits in a boxed
+//! future while the store or the limiter answers.
 //!
 //! # Tenants
 //!
@@ -97,9 +107,11 @@ mod external;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+mod future;
 mod principal;
 pub mod rejection;
 pub mod require;
+pub mod throttle;
 
 pub use auth::{Auth, AuthHook, AuthLayer};
 pub use credentials::CredentialSource;
@@ -110,3 +122,4 @@ pub use extract::MaybePrincipal;
 pub use principal::{Identity, Principal, WouldDeny};
 pub use rejection::{JsonRejections, Rejection, RenderRejection};
 pub use require::{RequireScopes, RequireScopesLayer};
+pub use throttle::{Throttle, ThrottleLayer};

@@ -11,10 +11,13 @@
 //! | 401 | `token_revoked` | `Bearer realm="…", error="invalid_token"` |
 //! | 403 | `insufficient_scope` | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 //! | 403 | `tenant_mismatch` | — |
+//! | 429 | `rate_limited` | — (`Retry-After`, `RateLimit-Policy`, `RateLimit`) |
 //! | 503 | `auth_unavailable` | — |
 //!
 //! The body is `{"error": "<code>", "message": "<for people>"}` with
-//! `Content-Type: application/json` and `Cache-Control: no-store`.
+//! `Content-Type: application/json` and `Cache-Control: no-store`; a 429 adds
+//! `"retry_after": <seconds>`, the same whole seconds (rounded up) as its
+//! `Retry-After` header.
 //!
 //! ```
 //! use keyward::http::Rejection;
@@ -33,11 +36,19 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 use crate::error::VerifyError;
 use crate::http::external::ExternalAuthError;
+use crate::ratelimit::{ceil_secs, LimitError, RateDecision};
+
+/// The IETF `RateLimit-Policy` header (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The IETF `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The realm of the default rendering.
 pub const DEFAULT_REALM: &str = "api";
@@ -45,8 +56,7 @@ pub const DEFAULT_REALM: &str = "api";
 /// Why a request is refused. Each variant has a fixed status and a stable
 /// machine-readable code (see the [module docs](self) for the table).
 ///
-/// New variants (such as a future `rate_limited` 429) may be added in minor
-/// releases.
+/// New variants may be added in minor releases.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -74,8 +84,13 @@ pub enum Rejection {
     /// 403 `tenant_mismatch`: the tenant header names a tenant the principal
     /// does not belong to.
     TenantMismatch,
-    /// 503 `auth_unavailable`: the key store or the external authenticator
-    /// failed. Never grants access.
+    /// 429 `rate_limited`: the key, client IP or account used up its quota.
+    /// The response carries `Retry-After` (whole seconds, rounded up), the
+    /// `RateLimit-Policy` and `RateLimit` headers of the decision, and
+    /// `"retry_after"` in the body.
+    RateLimited(RateDecision),
+    /// 503 `auth_unavailable`: the key store, the external authenticator or
+    /// the rate limiter failed. Never grants access.
     AuthUnavailable,
 }
 
@@ -91,6 +106,7 @@ impl Rejection {
             Rejection::InsufficientScope { .. } | Rejection::TenantMismatch => {
                 StatusCode::FORBIDDEN
             }
+            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -106,6 +122,7 @@ impl Rejection {
             Rejection::TokenRevoked => "token_revoked",
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::TenantMismatch => "tenant_mismatch",
+            Rejection::RateLimited(_) => "rate_limited",
             Rejection::AuthUnavailable => "auth_unavailable",
         }
     }
@@ -129,9 +146,47 @@ impl Rejection {
             Rejection::TenantMismatch => {
                 Cow::Borrowed("the credentials do not belong to the requested tenant")
             }
+            Rejection::RateLimited(decision) => Cow::Owned(format!(
+                "rate limit of {} requests per {} s exceeded; retry in {} s",
+                decision.limit,
+                ceil_secs(decision.window),
+                retry_after_secs(decision),
+            )),
             Rejection::AuthUnavailable => {
                 Cow::Borrowed("authentication is temporarily unavailable; retry later")
             }
+        }
+    }
+
+    /// The seconds a client should wait before retrying (`Retry-After`), for
+    /// a rejection that has them.
+    ///
+    /// ```
+    /// use keyward::http::Rejection;
+    /// use keyward::ratelimit::Quota;
+    ///
+    /// let quota = Quota::per_minute(5).unwrap();
+    /// let (_, tat) = quota.step(None, 0);
+    /// let (mut decision, mut tat) = quota.step(Some(tat), 0);
+    /// for _ in 0..4 {
+    ///     (decision, tat) = quota.step(Some(tat), 0);
+    /// }
+    /// assert!(!decision.allowed);
+    /// let rejection = Rejection::RateLimited(decision);
+    /// assert_eq!(rejection.retry_after(), Some(12));
+    /// assert_eq!(rejection.status(), 429);
+    /// let response = rejection.to_response("api");
+    /// assert_eq!(response.headers()["retry-after"], "12");
+    /// assert_eq!(response.headers()["ratelimit-policy"], r#""default";q=5;w=60"#);
+    /// assert_eq!(response.headers()["ratelimit"], r#""default";r=0;t=60"#);
+    /// let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+    /// assert_eq!(body["error"], "rate_limited");
+    /// assert_eq!(body["retry_after"], 12);
+    /// ```
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Rejection::RateLimited(decision) => Some(retry_after_secs(decision)),
+            _ => None,
         }
     }
 
@@ -174,13 +229,18 @@ impl Rejection {
         Some(challenge)
     }
 
-    /// The JSON body: `{"error": code, "message": text}`.
+    /// The JSON body: `{"error": code, "message": text}`, plus
+    /// `"retry_after": seconds` for a 429.
     pub fn json_body(&self) -> String {
-        serde_json::json!({ "error": self.code(), "message": self.message() }).to_string()
+        let mut body = serde_json::json!({ "error": self.code(), "message": self.message() });
+        if let Some(seconds) = self.retry_after() {
+            body["retry_after"] = seconds.into();
+        }
+        body.to_string()
     }
 
     /// The default rendering: status, `WWW-Authenticate` for `realm`, JSON
-    /// body. Map the body with `response.map(Into::into)` for any body type
+    /// body, and for a 429 `Retry-After` and the RateLimit headers. Map the body with `response.map(Into::into)` for any body type
     /// that converts from `String`.
     pub fn to_response(&self, realm: &str) -> Response<String> {
         let mut response = Response::new(self.json_body());
@@ -194,8 +254,48 @@ impl Rejection {
                 headers.insert(WWW_AUTHENTICATE, value);
             }
         }
+        if let Rejection::RateLimited(decision) = self {
+            rate_limit_headers(headers, decision);
+        }
         response
     }
+}
+
+/// Sets the `RateLimit-Policy` and `RateLimit` headers of `decision`, and
+/// `Retry-After` when it is a denial. The layers call it on every response a
+/// limiter saw, allowed or not, whatever the renderer did.
+pub(crate) fn rate_limit_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+    if !decision.allowed {
+        headers.insert(RETRY_AFTER, retry_after_secs(decision).into());
+    }
+    // Digits, quotes, `;` and `=` only: always a valid header value.
+    for (name, value) in [
+        (RATELIMIT_POLICY, decision.policy_value()),
+        (RATELIMIT, decision.value()),
+    ] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Renders `rejection`, with the rate limit headers of `decision` when a
+/// limiter saw the request (a 429, or a refusal after an admitted check).
+pub(crate) fn render_limited(
+    renderer: &Renderer,
+    rejection: &Rejection,
+    decision: Option<RateDecision>,
+) -> Response<String> {
+    let mut response = renderer.render(rejection);
+    if let Some(decision) = decision {
+        rate_limit_headers(response.headers_mut(), &decision);
+    }
+    response
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1 for a denial.
+fn retry_after_secs(decision: &RateDecision) -> u64 {
+    ceil_secs(decision.retry_after.unwrap_or(decision.reset)).max(1)
 }
 
 impl fmt::Display for Rejection {
@@ -225,6 +325,14 @@ impl From<&VerifyError> for Rejection {
             VerifyError::Revoked => Rejection::TokenRevoked,
             VerifyError::Store(_) => Rejection::AuthUnavailable,
         }
+    }
+}
+
+impl From<&LimitError> for Rejection {
+    /// A limiter that cannot decide never admits: 503.
+    fn from(err: &LimitError) -> Self {
+        tracing::error!(target: "keyward::http", error = %err, "rate limiter failed; refusing the request");
+        Rejection::AuthUnavailable
     }
 }
 

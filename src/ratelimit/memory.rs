@@ -216,6 +216,14 @@ impl MemoryRateLimiterBuilder {
         self
     }
 
+    /// A clock shared with its owner (the keyring of an `AuthLayer`).
+    #[cfg(feature = "http")]
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.system_clock = false;
+        self.clock = clock;
+        self
+    }
+
     /// The most keys to track at once (at least 1).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);

@@ -6,7 +6,8 @@
 //! one request of a key against a quota and returns a [`RateDecision`], which
 //! renders the `Retry-After` and IETF `RateLimit-Policy` / `RateLimit` header
 //! values. [`MemoryRateLimiter`] keeps the state of each key in process, in
-//! bounded memory.
+//! bounded memory; `PgRateLimiter` (feature `postgres`) keeps it in
+//! PostgreSQL, so several server instances share one budget per key.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -60,6 +61,8 @@
 
 mod gcra;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,6 +74,9 @@ use crate::error::StoreError;
 
 pub use gcra::{unix_nanos, Quota, PG_GCRA_SQL};
 pub use memory::{MemoryRateLimiter, MemoryRateLimiterBuilder};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PgRateLimiter, PG_RATE_LIMITS_SCHEMA};
 
 /// The longest key a limiter accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 256;
@@ -174,8 +180,27 @@ impl RateDecision {
     }
 }
 
-fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// `<kind>:<value>`, or `<kind>:sha256:<hex digest of value>` when that
+/// would be longer than [`MAX_KEY_LEN`] (an external subject, say).
+#[cfg(feature = "http")]
+pub(crate) fn bounded_key(kind: &str, value: &str) -> String {
+    if kind.len() + 1 + value.len() <= MAX_KEY_LEN {
+        format!("{kind}:{value}")
+    } else {
+        hashed_key(kind, value)
+    }
+}
+
+/// `<kind>:sha256:<hex digest of value>`: a fixed-length key that keeps
+/// request input such as an account name out of the limiter's store.
+#[cfg(feature = "http")]
+pub(crate) fn hashed_key(kind: &str, value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{kind}:sha256:{:x}", Sha256::digest(value.as_bytes()))
 }
 
 pub(crate) fn valid_key(key: &str) -> Result<(), LimitError> {
@@ -209,6 +234,18 @@ mod tests {
         };
         assert_eq!(exact.retry_after_value().as_deref(), Some("2"));
         assert_eq!(exact.value(), "\"default\";r=0;t=0");
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn long_values_are_keyed_by_their_digest() {
+        assert_eq!(bounded_key("key", "key_123"), "key:key_123");
+        let long = "s".repeat(MAX_KEY_LEN);
+        let key = bounded_key("ext", &long);
+        assert_eq!(key, hashed_key("ext", &long));
+        assert_eq!(key.len(), "ext:sha256:".len() + 64);
+        assert!(valid_key(&key).is_ok());
+        assert_ne!(hashed_key("acct", "ada"), hashed_key("acct", "bob"));
     }
 
     #[test]

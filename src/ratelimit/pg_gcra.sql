@@ -1,12 +1,7 @@
--- keyward: one GCRA rate-limit check against PostgreSQL 14+ (for the planned
--- `PgRateLimiter`, `postgres` feature). The arithmetic is `Quota::step`'s.
+-- keyward: one GCRA rate-limit check against PostgreSQL 14+ (`PgRateLimiter`,
+-- `postgres` feature). The arithmetic is `Quota::step`'s.
 --
--- Table (to ship with the postgres schema):
---
---   CREATE TABLE IF NOT EXISTS keyward_rate_limits (
---       key    text   PRIMARY KEY,  -- a key id / account / client IP, never raw header input
---       tat_ns bigint NOT NULL      -- theoretical arrival time, ns since the Unix epoch
---   );
+-- Table: pg_rate_limits.sql (`PgRateLimiter::migrate` creates it).
 --
 -- A row with tat_ns <= now says nothing a missing row would not (a full
 -- bucket), so a periodic job may delete them:
@@ -36,7 +31,7 @@
 -- Checked by hand on PostgreSQL 15 (psql, PREPARE/EXECUTE): with T = 600 ms
 -- and L = 60 s, 100 checks admitted and the 101st denied with the TAT
 -- unchanged; 4 concurrent sessions x 60 checks on one key with T = 36 s,
--- L = 1 h admitted exactly 100. Automated tests come with the feature.
+-- L = 1 h admitted exactly 100. tests/postgres_ratelimit.rs checks it too.
 WITH clock AS (
     SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint AS now_ns
 ), admitted AS (

@@ -12,6 +12,7 @@ use crate::http::credentials::{CredentialRules, CredentialSource, TENANT_HEADER}
 use crate::http::external::ExternalAuthenticator;
 use crate::http::rejection::{JsonRejections, RenderRejection, Renderer};
 use crate::keyring::Keyring;
+use crate::ratelimit::{MemoryRateLimiter, Quota, RateLimiter};
 
 /// Applies [`Auth`] to a service: see the [module docs](crate::http).
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub(super) struct AuthConfig {
     pub(super) hooks: Vec<Arc<dyn AuthHook>>,
     pub(super) renderer: Renderer,
     pub(super) verify_timeout: Duration,
+    pub(super) limiter: Option<Arc<dyn RateLimiter>>,
+    pub(super) external_quota: Option<Quota>,
 }
 
 impl AuthLayer {
@@ -38,10 +41,18 @@ impl AuthLayer {
 
     /// Verifies credentials with `keyring`: `X-Api-Key` and `Authorization:
     /// Bearer` both accepted, tenant header `X-Property-Id`, no anonymous
-    /// requests, JSON rejections with realm `"api"`.
+    /// requests, JSON rejections with realm `"api"`, and each key's
+    /// [`RateLimit`](crate::RateLimit) enforced by an in-process
+    /// [`MemoryRateLimiter`] on the keyring's clock (see
+    /// [`AuthLayer::rate_limiter`]).
     pub fn new(keyring: Keyring) -> Self {
+        let limiter = MemoryRateLimiter::builder()
+            .shared_clock(keyring.clock())
+            .build();
         AuthLayer {
             config: Arc::new(AuthConfig {
+                limiter: Some(Arc::new(limiter)),
+                external_quota: None,
                 keyring,
                 rules: CredentialRules::default(),
                 tenant_header: HeaderName::from_static(TENANT_HEADER),
@@ -120,6 +131,61 @@ impl AuthLayer {
         self
     }
 
+    /// The limiter that enforces each key's [`RateLimit`](crate::RateLimit)
+    /// (default 100 a minute, set per key with
+    /// [`NewKey::rate_limit`](crate::NewKey::rate_limit)).
+    ///
+    /// By default the layer has its own [`MemoryRateLimiter`] on the
+    /// keyring's clock: clones of the layer share it, but two layers built
+    /// with [`AuthLayer::new`] count separately, and so do several server
+    /// instances. Pass one limiter to several layers to share a budget, or a
+    /// shared store's limiter (`PgRateLimiter`, feature `postgres`) to
+    /// share it across instances.
+    ///
+    /// The check runs after authentication (a request with bad credentials
+    /// uses no quota) and before the [`AuthHook`]s, keyed by `key:<key id>`.
+    /// A denied request gets 429 `rate_limited`; a limiter error gets 503
+    /// `auth_unavailable` (fail closed). Every response of a checked request,
+    /// allowed or not, carries `RateLimit-Policy` and `RateLimit`, and the
+    /// handler finds the [`RateDecision`](crate::RateDecision) in the
+    /// request extensions. Keys with [`RateLimit::Unlimited`](crate::RateLimit::Unlimited)
+    /// are not checked and get no headers, nor are anonymous requests
+    /// ([`allow_anonymous`](Self::allow_anonymous)): put a
+    /// [`ThrottleLayer`](crate::http::ThrottleLayer) in front for those.
+    ///
+    /// ```
+    /// use keyward::http::AuthLayer;
+    /// use keyward::ratelimit::{MemoryRateLimiter, RateLimiter};
+    /// use std::sync::Arc;
+    ///
+    /// # fn layers(keyring: keyward::Keyring) -> (AuthLayer, AuthLayer) {
+    /// // One budget per key across both layers.
+    /// let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+    /// let public = AuthLayer::new(keyring.clone()).rate_limiter(limiter.clone());
+    /// let admin = AuthLayer::new(keyring).rate_limiter(limiter);
+    /// # (public, admin) }
+    /// ```
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter) -> Self {
+        self.config().limiter = Some(Arc::new(limiter));
+        self
+    }
+
+    /// Turns per-key rate limits off: no check, no headers. For hosts that
+    /// limit elsewhere (a gateway).
+    pub fn without_rate_limits(mut self) -> Self {
+        self.config().limiter = None;
+        self
+    }
+
+    /// A quota for principals of the [`ExternalAuthenticator`], keyed by
+    /// `ext:<subject>` (a subject over 252 bytes by its SHA-256). None by
+    /// default: an external principal has no stored limit, and its issuer
+    /// usually limits it already. Needs a limiter (on by default).
+    pub fn external_quota(mut self, quota: Quota) -> Self {
+        self.config().external_quota = Some(quota);
+        self
+    }
+
     /// Renders rejections with the default JSON rendering and this realm.
     pub fn realm(self, realm: &str) -> Self {
         self.renderer(JsonRejections::new(realm))
@@ -145,6 +211,8 @@ impl fmt::Debug for AuthLayer {
             .field("external", &self.config.external.is_some())
             .field("hooks", &self.config.hooks.len())
             .field("verify_timeout", &self.config.verify_timeout)
+            .field("limiter", &self.config.limiter)
+            .field("external_quota", &self.config.external_quota)
             .finish_non_exhaustive()
     }
 }

@@ -7,17 +7,17 @@ use http::request::Parts;
 use crate::http::principal::Principal;
 use crate::http::rejection::Rejection;
 
-mod future;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
+pub use crate::http::future::ResponseFuture;
 pub use layer::AuthLayer;
 pub use service::Auth;
 
-/// Runs after a request authenticated and before the inner service: the
-/// place for per-key checks such as rate limiting. Returning a rejection
-/// refuses the request with it.
+/// Runs after a request authenticated (and passed its rate limit, see
+/// [`AuthLayer::rate_limiter`]) and before the inner service: the place for
+/// the host's own per-key checks. Returning a rejection refuses the request
+/// with it.
 ///
 /// Hooks run in the order they were added; the first rejection wins.
 ///

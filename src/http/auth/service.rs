@@ -1,20 +1,19 @@
 //! [`Auth`]: the service, and the authentication it runs per request.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower::Service;
 
-use super::future::{ResponseFuture, State};
 use super::layer::AuthConfig;
 use crate::http::credentials::{self, Credential};
-use crate::http::principal::Principal;
-use crate::http::rejection::Rejection;
+use crate::http::future::{Admitted, ResponseFuture, State};
+use crate::http::principal::{Identity, Principal};
+use crate::http::rejection::{render_limited, Rejection};
 use crate::key::TenantId;
+use crate::ratelimit::{bounded_key, Quota, RateDecision};
 
 /// Authenticates requests, then calls the inner service with the
 /// [`Principal`](crate::http::Principal) in the request extensions. Built by [`AuthLayer`](crate::http::AuthLayer).
@@ -86,9 +85,10 @@ where
                 let state = match presented {
                     None => State::Future {
                         future: inner.call(req),
+                        decision: None,
                     },
-                    Some((credential, tenant)) => State::Authenticating {
-                        auth: Box::pin(authenticate(config.clone(), credential, tenant, req)),
+                    Some((credential, tenant)) => State::Checking {
+                        check: Box::pin(authenticate(config.clone(), credential, tenant, req)),
                         inner: Some(inner),
                     },
                 };
@@ -101,21 +101,24 @@ where
     }
 }
 
-pub(super) type AuthFuture<B> =
-    Pin<Box<dyn Future<Output = Result<Request<B>, Response<String>>> + Send>>;
-
-/// Verifies the credential, selects the tenant, runs the hooks; on success
-/// the request carries the principal.
+/// Verifies the credential, selects the tenant, checks the rate limit, runs
+/// the hooks; on success the request carries the principal (and the rate
+/// decision, if checked).
 async fn authenticate<B>(
     config: Arc<AuthConfig>,
     credential: Credential,
     tenant: Option<TenantId>,
     req: Request<B>,
-) -> Result<Request<B>, Response<String>> {
+) -> Result<Admitted<B>, Response<String>> {
     let (mut parts, body) = req.into_parts();
+    let mut decision = None;
     let outcome = async {
         let principal = config.principal_within_timeout(&credential, tenant).await?;
         drop(credential);
+        decision = config.rate_limit(&principal).await?;
+        if let Some(denied) = decision.filter(|d| !d.allowed) {
+            return Err(Rejection::RateLimited(denied));
+        }
         for hook in &config.hooks {
             hook.after_authentication(&principal, &mut parts).await?;
         }
@@ -125,9 +128,12 @@ async fn authenticate<B>(
     match outcome {
         Ok(principal) => {
             parts.extensions.insert(principal);
-            Ok(Request::from_parts(parts, body))
+            if let Some(decision) = decision {
+                parts.extensions.insert(decision);
+            }
+            Ok((Request::from_parts(parts, body), decision))
         }
-        Err(rejection) => Err(config.renderer.render(&rejection)),
+        Err(rejection) => Err(render_limited(&config.renderer, &rejection, decision)),
     }
 }
 
@@ -146,6 +152,31 @@ impl AuthConfig {
                 tracing::warn!(target: "keyward::http", timeout = ?self.verify_timeout, "credential verification timed out");
                 Err(Rejection::AuthUnavailable)
             })
+    }
+
+    /// Counts the request against the principal's quota: the key's stored
+    /// limit, or [`AuthLayer::external_quota`](crate::http::AuthLayer::external_quota).
+    /// `None` when nothing was checked.
+    async fn rate_limit(&self, principal: &Principal) -> Result<Option<RateDecision>, Rejection> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(None);
+        };
+        let (key, quota) = match principal.identity() {
+            Identity::Key(key) => (
+                bounded_key("key", key.id().as_str()),
+                Quota::from_rate_limit(key.rate_limit()),
+            ),
+            Identity::External(external) => {
+                (bounded_key("ext", external.subject()), self.external_quota)
+            }
+        };
+        let Some(quota) = quota else {
+            return Ok(None);
+        };
+        match limiter.check(&key, quota).await {
+            Ok(decision) => Ok(Some(decision)),
+            Err(err) => Err(Rejection::from(&err)),
+        }
     }
 
     async fn principal(

@@ -83,7 +83,7 @@ pub const SCHEMA_VERSION: i32 = 1;
 const MIGRATIONS: &[(i32, &str)] = &[(1, SCHEMA)];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
-const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
+pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
 
 /// The columns `record_from_row` reads, in its order.
 macro_rules! columns {
@@ -365,7 +365,7 @@ impl PgStore {
     }
 
     /// Runs one statement on a pooled connection within the timeout.
-    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Object) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -437,7 +437,7 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
 }
 
 /// Maps a driver error without its `DETAIL` (which may echo a stored value).
-fn map_err(err: tokio_postgres::Error) -> StoreError {
+pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
     if let Some(db) = err.as_db_error() {
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION {

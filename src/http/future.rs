@@ -1,4 +1,5 @@
-//! [`ResponseFuture`]: authenticating, then the inner service's future, or a
+//! [`ResponseFuture`]: the checks of a layer (authentication, rate limits),
+//! then the inner service's future with the rate limit headers added, or a
 //! rejection.
 
 use std::fmt;
@@ -10,10 +11,21 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::service::AuthFuture;
+use crate::http::rejection::rate_limit_headers;
+use crate::ratelimit::RateDecision;
+
+/// A request that passed a layer's checks, and the rate decision to report
+/// on its response (if a limiter saw it).
+pub(crate) type Admitted<B> = (Request<B>, Option<RateDecision>);
+
+/// The asynchronous checks of a layer: the admitted request, or the
+/// rejection's response.
+pub(crate) type CheckFuture<B> =
+    Pin<Box<dyn Future<Output = Result<Admitted<B>, Response<String>>> + Send>>;
 
 pin_project! {
-    /// The response future of [`Auth`].
+    /// The response future of [`Auth`](crate::http::Auth) and
+    /// [`Throttle`](crate::http::Throttle).
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
@@ -25,17 +37,18 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    pub(super) enum State<S, ReqBody>
+    pub(crate) enum State<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
     {
-        Authenticating {
-            auth: AuthFuture<ReqBody>,
+        Checking {
+            check: CheckFuture<ReqBody>,
             inner: Option<S>,
         },
         Future {
             #[pin]
             future: S::Future,
+            decision: Option<RateDecision>,
         },
         Rejected {
             response: Option<S::Response>,
@@ -47,7 +60,7 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(super) fn new(state: State<S, ReqBody>) -> Self {
+    pub(crate) fn new(state: State<S, ReqBody>) -> Self {
         ResponseFuture { state }
     }
 }
@@ -63,12 +76,13 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Authenticating { auth, inner } => {
-                    let next = match ready!(auth.as_mut().poll(cx)) {
-                        Ok(req) => {
+                StateProj::Checking { check, inner } => {
+                    let next = match ready!(check.as_mut().poll(cx)) {
+                        Ok((req, decision)) => {
                             let mut inner = inner.take().expect("polled after completion");
                             State::Future {
                                 future: inner.call(req),
+                                decision,
                             }
                         }
                         Err(response) => State::Rejected {
@@ -77,7 +91,13 @@ where
                     };
                     this.state.set(next);
                 }
-                StateProj::Future { future } => return future.poll(cx),
+                StateProj::Future { future, decision } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(decision) = decision {
+                        rate_limit_headers(response.headers_mut(), decision);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
                 StateProj::Rejected { response } => {
                     let response = response.take().expect("polled after completion");
                     return Poll::Ready(Ok(response));
