@@ -32,7 +32,9 @@ for target in $targets; do
     else
         result=FAILED
         status=1
-        tail -n 60 "$log" >&2
+        # The panic message first (the backtrace after it is long), then the end.
+        grep -m 3 -A 4 "panicked" "$log" >&2 || true
+        tail -n 25 "$log" >&2
     fi
     runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log" | tail -n 1)
     summary+=("$(printf '%-16s %-7s %12s inputs in %ss' "$target" "$result" "${runs:-?}" "$seconds")")

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Request, Response, StatusCode};
 use keyward::http::{AuthLayer, RequireScopesLayer};
-use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus};
+use keyward::{KeyKind, Keyring, MemoryStore, NewKey, RateLimit, ScopeCatalog, ScopeStatus};
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use tokio::runtime::Runtime;
@@ -45,7 +45,13 @@ fn fixture() -> &'static Fixture {
             .unwrap();
         let (valid, revoked) = runtime.block_on(async {
             let valid = keyring
-                .issue(NewKey::new("pk", "property_1", "valid").scopes(["read"]))
+                .issue(
+                    // Unlimited: a rate limit would turn the valid key into
+                    // 429s after 100 inputs and hide the success path.
+                    NewKey::new("pk", "property_1", "valid")
+                        .scopes(["read"])
+                        .rate_limit(RateLimit::Unlimited),
+                )
                 .await
                 .unwrap();
             let revoked = keyring

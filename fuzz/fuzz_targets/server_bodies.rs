@@ -37,11 +37,24 @@ fn fixture() -> &'static Fixture {
             .unwrap();
         let keyring = app::keyring();
         let keys = runtime.block_on(app::demo_keys(&keyring)).unwrap();
-        let manager = keys
+        let demo_manager = keys
             .into_iter()
             .find(|k| k.scopes.iter().any(|s| s == "keys:manage"))
-            .expect("a key manager demo key")
-            .token;
+            .expect("a key manager demo key");
+        // The demo manager has the default 100 a minute: a fuzzer exhausts it
+        // at once and would then only see 429s. Issue an unlimited twin.
+        let manager = runtime
+            .block_on(
+                keyring.issue(
+                    keyward::NewKey::new("pk", &demo_manager.tenant, "fuzz manager")
+                        .scopes(["keys:manage"])
+                        .rate_limit(keyward::RateLimit::Unlimited),
+                ),
+            )
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned();
         Fixture {
             runtime,
             router: app::router(keyring),
