@@ -18,7 +18,7 @@ use axum::{Extension, Json, Router};
 use keyward::http::{AuthLayer, Principal, Rejection, RequireScopesLayer, WouldDeny};
 use keyward::{
     Expiry, IssueError, KeyId, KeyInfo, KeyKind, Keyring, ManageError, MemoryStore, NewKey,
-    ScopeCatalog, ScopeStatus,
+    RateLimit, ScopeCatalog, ScopeStatus,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -87,7 +87,8 @@ pub(crate) struct DemoKey {
 }
 
 /// Issues the demo keys: PlayerOS keys for `property_demo` (read/write,
-/// read-only, key manager) and PlayableLabs tokens for `org_demo`.
+/// read-only, key manager), PlayableLabs tokens for `org_demo`, and an
+/// unlimited read-only `loadtest` key for `property_loadtest`.
 pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueError> {
     let specs: [(&str, &str, &str, &[&str]); 5] = [
         ("pk", "property_demo", "players backend", &["read", "write"]),
@@ -113,6 +114,22 @@ pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueEr
             tenant: tenant.to_owned(),
         });
     }
+    // For `scripts/load.sh`: read-only and unlimited, so a load test measures
+    // authentication rather than the rate limiter. Its own tenant keeps the
+    // demo property's key list as it was.
+    let issued = keyring
+        .issue(
+            NewKey::new("pk", "property_loadtest", "loadtest")
+                .scopes(["read"])
+                .rate_limit(RateLimit::Unlimited),
+        )
+        .await?;
+    keys.push(DemoKey {
+        name: "loadtest".to_owned(),
+        token: issued.token.expose_secret().to_owned(),
+        scopes: vec!["read".to_owned()],
+        tenant: "property_loadtest".to_owned(),
+    });
     Ok(keys)
 }
 
@@ -152,6 +169,15 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         .layer(AuthLayer::new(keyring))
 }
 
+/// `GET /api/players` with no authentication and no scope check: the
+/// baseline of `scripts/load.sh` (`KEYWARD_BENCH_BARE=1`). Never serve this.
+pub(crate) fn bare_router() -> Router {
+    Router::new().route(
+        "/api/players",
+        get(|| async { players("property_loadtest") }),
+    )
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": code, "message": message }))).into_response()
 }
@@ -171,8 +197,12 @@ fn key_view(info: &KeyInfo, fields: &[&str]) -> Value {
 }
 
 async fn list_players(principal: Principal) -> Json<Value> {
+    players(principal.tenant().as_str())
+}
+
+fn players(property_id: &str) -> Json<Value> {
     Json(json!({
-        "property_id": principal.tenant().as_str(),
+        "property_id": property_id,
         "players": [{ "id": "player_1", "name": "Ada" }, { "id": "player_2", "name": "Linus" }],
     }))
 }
