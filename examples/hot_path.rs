@@ -11,7 +11,8 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -40
 //! ```
 //!
-//! Arguments: `verify` or `layer`, then `sha256` or `hmac`; `KEYS` (default
+//! Arguments: `verify`, `layer` or `none` (the layer loop without the
+//! layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 
 use std::convert::Infallible;
@@ -97,17 +98,20 @@ fn main() {
         last.unwrap()
     });
 
+    let ok = service_fn(|_req: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    let header = HeaderValue::from_str(token.expose_secret()).unwrap();
     match what {
         "layer" => {
             let service = ServiceBuilder::new()
                 .layer(AuthLayer::new(keyring))
                 .layer(RequireScopesLayer::all(["read"]).unwrap())
-                .service(service_fn(|_req: Request<String>| async {
-                    Ok::<_, Infallible>(Response::new(String::new()))
-                }));
-            let token = HeaderValue::from_str(token.expose_secret()).unwrap();
-            layer_loop(&rt, &service, &token, n);
+                .service(ok);
+            layer_loop(&rt, &service, &header, n);
         }
+        // The same requests without any layer: subtract from `layer`.
+        "none" => layer_loop(&rt, &ok, &header, n),
         _ => verify_loop(&rt, &keyring, token.expose_secret(), n),
     }
     println!("{what}: {n} iterations over {keys} keys");

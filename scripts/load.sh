@@ -13,8 +13,9 @@
 #   * reads the unlimited, read-only `loadtest` demo key from the first
 #     server's stdout and sends it as `X-Api-Key` to `GET /api/players`;
 #   * alternates auth and bare rounds of `wrk` (ROUNDS each, DURATION each),
-#     prints requests per second per round, the medians and the ratio
-#     authenticated / bare;
+#     prints requests per second and the server's CPU time per request per
+#     round, the medians, the ratio authenticated / bare and the CPU time
+#     authentication adds per request;
 #   * kills both servers on exit (trap on EXIT/INT/TERM), also on failure.
 #
 # Environment variables read (defaults in brackets):
@@ -97,12 +98,14 @@ start() {
 
 start auth
 auth_port=$port
+auth_pid=${pids[-1]}
 key=$(grep '"name":"loadtest"' "$work/auth.out" \
     | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
 [ -n "$key" ] || { echo "no loadtest key in the server's output" >&2; exit 1; }
 
 start bare KEYWARD_BENCH_BARE=1
 bare_port=$port
+bare_pid=${pids[-1]}
 
 # Both must answer 200 before we measure anything.
 for check in "auth $auth_port -H X-Api-Key:$key" "bare $bare_port"; do
@@ -118,19 +121,32 @@ status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
     "http://127.0.0.1:$auth_port/api/players")
 [ "$status" = 401 ] || { echo "auth: no key gave $status, not 401" >&2; exit 1; }
 
-# run PORT [wrk args...]: prints requests per second.
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# run PID PORT [wrk args...]: prints requests per second, and the server's
+# CPU time per request in microseconds. CPU per request is the steadier
+# figure on a busy machine: it does not count the time the server waits for
+# a core.
 run() {
-    local p=$1
-    shift
-    local out
+    local pid=$1 p=$2
+    shift 2
+    local out before after
+    before=$(cpu_ticks "$pid")
     out=$(timeout 120 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" \
         "http://127.0.0.1:$p/api/players")
+    after=$(cpu_ticks "$pid")
     if grep -q "Non-2xx" <<<"$out"; then
         echo "non-2xx responses during the run:" >&2
         echo "$out" >&2
         exit 1
     fi
-    awk '/^Requests\/sec:/ { print $2 }' <<<"$out"
+    awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+        /requests in/ { n = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        END { printf "%s %.2f\n", rps, ticks / hz * 1e6 / n }' <<<"$out"
 }
 
 median() {
@@ -138,21 +154,22 @@ median() {
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET /api/players, $ROUNDS rounds each; $(uptime)"
-auth_rps=()
-bare_rps=()
+auth_rps=() bare_rps=() auth_cpu=() bare_cpu=()
 for round in $(seq "$ROUNDS"); do
-    a=$(run "$auth_port" -H "X-Api-Key: $key")
-    auth_rps+=("$a")
-    printf 'round %d  auth  %12.0f req/s\n' "$round" "$a"
-    b=$(run "$bare_port")
-    bare_rps+=("$b")
-    printf 'round %d  bare  %12.0f req/s\n' "$round" "$b"
+    read -r rps cpu < <(run "$auth_pid" "$auth_port" -H "X-Api-Key: $key")
+    auth_rps+=("$rps") auth_cpu+=("$cpu")
+    printf 'round %d  auth  %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
+    read -r rps cpu < <(run "$bare_pid" "$bare_port")
+    bare_rps+=("$rps") bare_cpu+=("$cpu")
+    printf 'round %d  bare  %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
 done
 
 auth_median=$(printf '%s\n' "${auth_rps[@]}" | median)
 bare_median=$(printf '%s\n' "${bare_rps[@]}" | median)
-printf 'median    auth  %12.0f req/s\n' "$auth_median"
-printf 'median    bare  %12.0f req/s\n' "$bare_median"
-awk -v a="$auth_median" -v b="$bare_median" \
-    'BEGIN { printf "ratio auth/bare  %.3f (target >= 0.95)\n", a / b }'
+auth_cpu_median=$(printf '%s\n' "${auth_cpu[@]}" | median)
+bare_cpu_median=$(printf '%s\n' "${bare_cpu[@]}" | median)
+printf 'median    auth  %10.0f req/s  %7.2f us server CPU/request\n' "$auth_median" "$auth_cpu_median"
+printf 'median    bare  %10.0f req/s  %7.2f us server CPU/request\n' "$bare_median" "$bare_cpu_median"
+awk -v a="$auth_median" -v b="$bare_median" -v ac="$auth_cpu_median" -v bc="$bare_cpu_median" \
+    'BEGIN { printf "ratio auth/bare  %.3f (target >= 0.95); auth costs %+.2f us CPU/request\n", a / b, ac - bc }'
 echo "load average after: $(uptime | sed 's/.*load average: //')"
