@@ -185,17 +185,18 @@ fn layer(c: &mut Criterion) {
     bench(&mut group, &rt, "keyward_auth_scopes", keyward, &request);
 
     let expected = token.clone();
+    // tower-http's `ValidateRequest` returns the whole rejection response.
+    #[allow(clippy::result_large_err)]
+    let check = move |req: &mut Request<String>| match req.headers().get("x-api-key") {
+        Some(value) if value == expected => Ok(()),
+        _ => {
+            let mut res = Response::new(String::new());
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            Err(res)
+        }
+    };
     let static_check = ServiceBuilder::new()
-        .layer(ValidateRequestHeaderLayer::custom(
-            move |req: &mut Request<String>| match req.headers().get("x-api-key") {
-                Some(value) if value == expected => Ok(()),
-                _ => {
-                    let mut res = Response::new(String::new());
-                    *res.status_mut() = StatusCode::UNAUTHORIZED;
-                    Err(res)
-                }
-            },
-        ))
+        .layer(ValidateRequestHeaderLayer::custom(check))
         .service(ok);
     bench(
         &mut group,
