@@ -1,6 +1,12 @@
 //! keyward side by side with what a team would use instead, in the same
 //! criterion groups: token generation, verification, and (with the `http`
 //! feature) the tower layer.
+//!
+//! ```sh
+//! cargo bench --bench peers -- generate
+//! cargo bench --bench peers -- verify_100k_keys
+//! cargo bench --bench peers -- layer_100k_keys
+//! ```
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
@@ -51,6 +57,22 @@ fn keyring(hasher: TokenHasher) -> Keyring {
         .unwrap()
 }
 
+/// Issues [`KEYS`] keys with scope `read` over 1,000 tenants; returns their
+/// tokens.
+fn issue_keys(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> Vec<String> {
+    rt.block_on(async {
+        let mut tokens = Vec::with_capacity(KEYS);
+        for i in 0..KEYS {
+            let issued = keyring
+                .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench"))
+                .await
+                .unwrap();
+            tokens.push(issued.token.expose_secret().to_owned());
+        }
+        tokens
+    })
+}
+
 fn verification(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -65,17 +87,7 @@ fn verification(c: &mut Criterion) {
         ),
     ] {
         let keyring = keyring(hasher);
-        tokens = rt.block_on(async {
-            let mut tokens = Vec::with_capacity(KEYS);
-            for i in 0..KEYS {
-                let issued = keyring
-                    .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench"))
-                    .await
-                    .unwrap();
-                tokens.push(issued.token.expose_secret().to_owned());
-            }
-            tokens
-        });
+        tokens = issue_keys(&rt, &keyring);
         let token = &tokens[KEYS / 2];
         group.bench_function(BenchmarkId::new(name, KEYS), |b| {
             b.to_async(&rt)
@@ -117,5 +129,89 @@ fn verification(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, generation, verification);
+/// The tower layer in process: `oneshot` on a trivial service answering 200,
+/// with a valid `X-Api-Key` among 100,000 keys. keyward's `AuthLayer` +
+/// `RequireScopesLayer` against tower-http's `ValidateRequestHeaderLayer`
+/// comparing the header with one expected value, and against no layer at all:
+/// a layer's per-request overhead is its time minus `no_layer`'s.
+#[cfg(feature = "http")]
+fn layer(c: &mut Criterion) {
+    use std::convert::Infallible;
+
+    use http::{HeaderValue, Request, Response, StatusCode};
+    use keyward::http::{AuthLayer, RequireScopesLayer};
+    use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    use tower_http::validate_request::ValidateRequestHeaderLayer;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let keyring = keyring(TokenHasher::sha256());
+    let tokens = issue_keys(&rt, &keyring);
+    let token = HeaderValue::from_str(&tokens[KEYS / 2]).unwrap();
+    let request = || {
+        Request::get("/api/players")
+            .header("x-api-key", token.clone())
+            .body(String::new())
+            .unwrap()
+    };
+    let ok = service_fn(|_req: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+
+    /// Checks the service answers 200, then measures one request per
+    /// iteration on a clone of it (as a server clones per connection).
+    fn bench<S>(
+        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        rt: &tokio::runtime::Runtime,
+        name: &str,
+        service: S,
+        request: &dyn Fn() -> Request<String>,
+    ) where
+        S: Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone,
+    {
+        let res = rt.block_on(service.clone().oneshot(request())).unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{name}: {}", res.body());
+        group.bench_function(BenchmarkId::new(name, KEYS), |b| {
+            b.to_async(rt).iter(|| service.clone().oneshot(request()))
+        });
+    }
+
+    let mut group = c.benchmark_group("layer_100k_keys");
+    let keyward = ServiceBuilder::new()
+        .layer(AuthLayer::new(keyring))
+        .layer(RequireScopesLayer::all(["read"]).unwrap())
+        .service(ok);
+    bench(&mut group, &rt, "keyward_auth_scopes", keyward, &request);
+
+    let expected = token.clone();
+    // tower-http's `ValidateRequest` returns the whole rejection response.
+    #[allow(clippy::result_large_err)]
+    let check = move |req: &mut Request<String>| match req.headers().get("x-api-key") {
+        Some(value) if value == expected => Ok(()),
+        _ => {
+            let mut res = Response::new(String::new());
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            Err(res)
+        }
+    };
+    let static_check = ServiceBuilder::new()
+        .layer(ValidateRequestHeaderLayer::custom(check))
+        .service(ok);
+    bench(
+        &mut group,
+        &rt,
+        "tower_http_validate_static",
+        static_check,
+        &request,
+    );
+
+    bench(&mut group, &rt, "no_layer", ok, &request);
+    group.finish();
+}
+
+#[cfg(not(feature = "http"))]
+fn layer(_: &mut Criterion) {}
+
+criterion_group!(benches, generation, verification, layer);
 criterion_main!(benches);

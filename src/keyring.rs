@@ -397,9 +397,12 @@ impl Keyring {
     /// Fails closed: a store error is [`VerifyError::Store`], never a pass.
     pub async fn verify(&self, token: &str) -> Result<VerifiedKey, VerifyError> {
         let parsed = self.inner.format.parse(token)?;
+        // Through the trait object itself: method lookup on the `Arc` would
+        // pick `impl KeyStore for Arc<S>`, one more boxed future per call.
+        let store: &dyn KeyStore = &*self.inner.store;
         let mut found = None;
         for hash in self.inner.hasher.candidates(parsed.expose_secret()) {
-            if let Some(record) = self.inner.store.find_by_hash(&hash).await? {
+            if let Some(record) = store.find_by_hash(&hash).await? {
                 // A store must answer by exact hash; check rather than trust.
                 if record.hash == hash && record.kind == parsed.kind().prefix() {
                     found = Some(record);
@@ -423,7 +426,7 @@ impl Keyring {
             .ok_or(VerifyError::Unknown)?;
         if let Some(batch) = self.inner.last_used.record(&record.id, now) {
             // The write's outcome never changes this request's answer.
-            if let Err(err) = self.inner.store.touch(batch.uses()).await {
+            if let Err(err) = store.touch(batch.uses()).await {
                 tracing::warn!(target: "keyward::last_used", error = %err, keys = batch.uses().len(), "last-used write failed; retrying next interval");
             } else {
                 batch.written();

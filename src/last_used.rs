@@ -90,7 +90,8 @@ impl LastUsedTracker {
                 state.pending.insert(id.clone(), now);
             }
         }
-        let due = *state.due.get_or_insert(now + self.interval);
+        // `_with`: the sum is only worked out when nothing is pending yet.
+        let due = *state.due.get_or_insert_with(|| now + self.interval);
         (now >= due && !state.flushing).then(|| self.take(&mut state, now))
     }
 

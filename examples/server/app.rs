@@ -108,8 +108,9 @@ pub(crate) struct DemoKey {
 pub(crate) const LIMITED_PER_MINUTE: u32 = 3;
 
 /// Issues the demo keys: PlayerOS keys for `property_demo` (read/write,
-/// read-only, key manager, and "limited", read-only at 3 requests a minute)
-/// and PlayableLabs tokens for `org_demo`.
+/// read-only, key manager, and "limited", read-only at 3 requests a minute),
+/// PlayableLabs tokens for `org_demo`, and an unlimited read-only `loadtest`
+/// key for `property_loadtest`.
 pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueError> {
     let limited = RateLimit::per_minute(LIMITED_PER_MINUTE).expect("non-zero");
     let default = RateLimit::default();
@@ -158,6 +159,22 @@ pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueEr
             tenant: tenant.to_owned(),
         });
     }
+    // For `scripts/load.sh`: read-only and unlimited, so a load test measures
+    // authentication rather than the rate limiter. Its own tenant keeps the
+    // demo property's key list as it was.
+    let issued = keyring
+        .issue(
+            NewKey::new("pk", "property_loadtest", "loadtest")
+                .scopes(["read"])
+                .rate_limit(RateLimit::Unlimited),
+        )
+        .await?;
+    keys.push(DemoKey {
+        name: "loadtest".to_owned(),
+        token: issued.token.expose_secret().to_owned(),
+        scopes: vec!["read".to_owned()],
+        tenant: "property_loadtest".to_owned(),
+    });
     Ok(keys)
 }
 
@@ -231,6 +248,15 @@ async fn login(headers: HeaderMap) -> Response {
     }
 }
 
+/// `GET /api/players` with no authentication and no scope check: the
+/// baseline of `scripts/load.sh` (`KEYWARD_BENCH_BARE=1`). Never serve this.
+pub(crate) fn bare_router() -> Router {
+    Router::new().route(
+        "/api/players",
+        get(|| async { players("property_loadtest") }),
+    )
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": code, "message": message }))).into_response()
 }
@@ -250,8 +276,12 @@ fn key_view(info: &KeyInfo, fields: &[&str]) -> Value {
 }
 
 async fn list_players(principal: Principal) -> Json<Value> {
+    players(principal.tenant().as_str())
+}
+
+fn players(property_id: &str) -> Json<Value> {
     Json(json!({
-        "property_id": principal.tenant().as_str(),
+        "property_id": property_id,
         "players": [{ "id": "player_1", "name": "Ada" }, { "id": "player_2", "name": "Linus" }],
     }))
 }

@@ -16,6 +16,8 @@
 //! `KEYWARD_ADDR` (default `127.0.0.1:3000`) and prints one JSON line per
 //! demo key on stdout (`{"name","token","scopes","tenant"}`); logs go to
 //! stderr, with `Authorization` and `X-Api-Key` marked sensitive.
+//! `KEYWARD_BENCH_BARE=1` serves only `GET /api/players`, without
+//! authentication: the baseline of `scripts/load.sh`.
 //!
 //! ```sh
 //! curl -H "X-Api-Key: $PK" localhost:3000/api/players
@@ -52,7 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let sensitive = [AUTHORIZATION, HeaderName::from_static("x-api-key")];
-    let router = app::router(keyring.clone())
+    // `scripts/load.sh` compares against the same route without authentication.
+    let router = if std::env::var_os("KEYWARD_BENCH_BARE").is_some_and(|v| v == "1") {
+        eprintln!("KEYWARD_BENCH_BARE=1: /api/players WITHOUT authentication (load-test baseline)");
+        app::bare_router()
+    } else {
+        app::router(keyring.clone())
+    };
+    let router = router
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive));
 
