@@ -25,6 +25,8 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -33,7 +35,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
 use crate::hash::TokenHasher;
 use crate::key::{valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId};
-use crate::last_used::LastUsedTracker;
+use crate::last_used::{Batch, LastUsedTracker};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
 use crate::token::{Secret, TokenFormat, TokenKind};
@@ -102,6 +104,7 @@ pub struct KeyringBuilder {
     hasher: TokenHasher,
     clock: Arc<dyn Clock>,
     last_used_interval: Duration,
+    spawner: Option<Spawner>,
 }
 
 impl fmt::Debug for KeyringBuilder {
@@ -151,6 +154,32 @@ impl KeyringBuilder {
         self
     }
 
+    /// Writes due last-used batches in the background instead of inside the
+    /// `verify` call that finds them due: `spawn` receives the write as a
+    /// future to run (with tokio: `|write| { tokio::spawn(write); }`). Then no
+    /// request ever waits on, or times out over, a last-used write. A write
+    /// that fails, or a future dropped before it ran, puts its batch back for
+    /// the next interval.
+    ///
+    /// ```
+    /// # use keyward::{KeyKind, Keyring, MemoryStore, ScopeCatalog};
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .spawn_last_used_writes(|write| {
+    ///         tokio::spawn(write);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_last_used_writes(
+        mut self,
+        spawn: impl Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync + 'static,
+    ) -> Self {
+        self.spawner = Some(Arc::new(spawn));
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<Keyring, ConfigError> {
         let store = self.store.ok_or(ConfigError::MissingStore)?;
@@ -165,7 +194,8 @@ impl KeyringBuilder {
                 kinds: self.kinds.into_iter().map(Arc::new).collect(),
                 hasher: self.hasher,
                 clock: self.clock,
-                last_used: LastUsedTracker::new(self.last_used_interval),
+                last_used: Arc::new(LastUsedTracker::new(self.last_used_interval)),
+                spawner: self.spawner,
             }),
         })
     }
@@ -185,8 +215,13 @@ struct Inner {
     kinds: Vec<Arc<KeyKind>>,
     hasher: TokenHasher,
     clock: Arc<dyn Clock>,
-    last_used: LastUsedTracker,
+    last_used: Arc<LastUsedTracker>,
+    spawner: Option<Spawner>,
 }
+
+/// Runs a background last-used write (see
+/// [`KeyringBuilder::spawn_last_used_writes`]).
+type Spawner = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -285,6 +320,7 @@ impl Keyring {
             kinds: Vec::new(),
             hasher: TokenHasher::sha256(),
             clock: Arc::new(SystemClock),
+            spawner: None,
             last_used_interval: Duration::seconds(60),
         }
     }
@@ -426,10 +462,9 @@ impl Keyring {
             .ok_or(VerifyError::Unknown)?;
         if let Some(batch) = self.inner.last_used.record(&record.id, now) {
             // The write's outcome never changes this request's answer.
-            if let Err(err) = store.touch(batch.uses()).await {
-                tracing::warn!(target: "keyward::last_used", error = %err, keys = batch.uses().len(), "last-used write failed; retrying next interval");
-            } else {
-                batch.written();
+            match &self.inner.spawner {
+                Some(spawn) => spawn(Box::pin(write_batch(Arc::clone(&self.inner.store), batch))),
+                None => write_batch(Arc::clone(&self.inner.store), batch).await,
             }
         }
         Ok(VerifiedKey { record, kind })
@@ -519,6 +554,17 @@ impl Keyring {
             .revoke(&old.id, now + grace.max(Duration::ZERO))
             .await?;
         Ok(issued)
+    }
+}
+
+/// Writes a last-used batch; on failure the dropped batch goes back to the
+/// tracker for the next interval.
+async fn write_batch(store: Arc<dyn KeyStore>, batch: Batch) {
+    match store.touch(batch.uses()).await {
+        Ok(()) => batch.written(),
+        Err(err) => {
+            tracing::warn!(target: "keyward::last_used", error = %err, keys = batch.uses().len(), "last-used write failed; retrying next interval");
+        }
     }
 }
 

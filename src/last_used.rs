@@ -3,7 +3,7 @@
 //! one per request.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use time::{Duration, OffsetDateTime};
 
@@ -35,16 +35,17 @@ impl State {
 }
 
 /// A batch taken for writing. Dropping it without [`Batch::written`] (the
-/// write failed, or the future writing it was cancelled) puts its uses back
-/// so the next flush retries them.
+/// write failed, or the future writing it was cancelled or never ran) puts
+/// its uses back so the next flush retries them. It owns its tracker handle,
+/// so a background task can carry it.
 #[derive(Debug)]
-pub(crate) struct Batch<'a> {
-    tracker: &'a LastUsedTracker,
+pub(crate) struct Batch {
+    tracker: Arc<LastUsedTracker>,
     uses: Vec<(KeyId, OffsetDateTime)>,
     done: bool,
 }
 
-impl Batch<'_> {
+impl Batch {
     pub(crate) fn uses(&self) -> &[(KeyId, OffsetDateTime)] {
         &self.uses
     }
@@ -55,7 +56,7 @@ impl Batch<'_> {
     }
 }
 
-impl Drop for Batch<'_> {
+impl Drop for Batch {
     fn drop(&mut self) {
         if self.done {
             return;
@@ -82,7 +83,7 @@ impl LastUsedTracker {
     }
 
     /// Notes a use; returns a batch when one is due and nobody is writing.
-    pub(crate) fn record(&self, id: &KeyId, now: OffsetDateTime) -> Option<Batch<'_>> {
+    pub(crate) fn record(self: &Arc<Self>, id: &KeyId, now: OffsetDateTime) -> Option<Batch> {
         let mut state = self.lock();
         match state.pending.get_mut(id) {
             Some(at) => *at = (*at).max(now),
@@ -96,17 +97,17 @@ impl LastUsedTracker {
     }
 
     /// Takes every pending use now (shutdown, or an explicit flush).
-    pub(crate) fn take_all(&self, now: OffsetDateTime) -> Option<Batch<'_>> {
+    pub(crate) fn take_all(self: &Arc<Self>, now: OffsetDateTime) -> Option<Batch> {
         let mut state = self.lock();
         (!state.pending.is_empty() && !state.flushing).then(|| self.take(&mut state, now))
     }
 
-    fn take(&self, state: &mut State, now: OffsetDateTime) -> Batch<'_> {
+    fn take(self: &Arc<Self>, state: &mut State, now: OffsetDateTime) -> Batch {
         state.flushing = true;
         // The next batch is due one interval after this one, whatever comes.
         state.due = Some(now + self.interval);
         Batch {
-            tracker: self,
+            tracker: Arc::clone(self),
             uses: state.pending.drain().collect(),
             done: false,
         }
@@ -128,7 +129,7 @@ mod tests {
 
     #[test]
     fn one_batch_per_interval() {
-        let tracker = LastUsedTracker::new(Duration::seconds(60));
+        let tracker = Arc::new(LastUsedTracker::new(Duration::seconds(60)));
         let id = KeyId::generate();
         assert!(tracker.record(&id, t(0)).is_none());
         assert!(tracker.record(&id, t(59)).is_none());
@@ -142,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_is_put_back() {
-        let tracker = LastUsedTracker::new(Duration::seconds(60));
+        let tracker = Arc::new(LastUsedTracker::new(Duration::seconds(60)));
         let id = KeyId::generate();
         tracker.record(&id, t(0));
         let batch = tracker.take_all(t(1)).unwrap();

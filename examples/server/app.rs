@@ -87,6 +87,10 @@ pub(crate) fn keyring_on(store: impl keyward::KeyStore) -> Keyring {
                 .expect("a valid kind"),
         )
         .kind(KeyKind::new("pl", playable_labs()).expect("a valid kind"))
+        // Last-used writes run beside the requests, never inside one.
+        .spawn_last_used_writes(|write| {
+            tokio::spawn(write);
+        })
         .build()
         .expect("a valid keyring")
 }

@@ -1,0 +1,78 @@
+//! Background last-used writes (`KeyringBuilder::spawn_last_used_writes`):
+//! verification never waits for the write, and a write that never runs puts
+//! its batch back.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use common::start;
+use keyward::{KeyKind, Keyring, ManualClock, MemoryStore, NewKey};
+use time::Duration;
+
+type Spawned = Arc<Mutex<Vec<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
+
+/// A keyring whose spawner only collects the writes, so the test decides
+/// whether and when they run.
+fn keyring() -> (Keyring, ManualClock, Spawned) {
+    let clock = ManualClock::new(start());
+    let spawned: Spawned = Arc::default();
+    let sink = spawned.clone();
+    let keyring = Keyring::builder()
+        .store(MemoryStore::new())
+        .kind(KeyKind::new("pk", common::player_os()).unwrap())
+        .clock(clock.clone())
+        .last_used_interval(Duration::seconds(60))
+        .spawn_last_used_writes(move |write| sink.lock().unwrap().push(write))
+        .build()
+        .unwrap();
+    (keyring, clock, spawned)
+}
+
+#[tokio::test]
+async fn the_write_is_handed_off_and_lands_when_run() {
+    let (keyring, clock, spawned) = keyring();
+    let issued = keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
+    let token = issued.token.expose_secret();
+    keyring.verify(token).await.unwrap();
+    clock.advance(Duration::seconds(60));
+    // Due now: verify returns at once, the write waits in the spawner.
+    keyring.verify(token).await.unwrap();
+    assert_eq!(spawned.lock().unwrap().len(), 1);
+    assert_eq!(
+        keyring.get(&issued.info.id).await.unwrap().last_used_at,
+        None
+    );
+    // Only one write is out at a time.
+    clock.advance(Duration::seconds(60));
+    keyring.verify(token).await.unwrap();
+    assert_eq!(spawned.lock().unwrap().len(), 1);
+
+    let write = spawned.lock().unwrap().pop().unwrap();
+    write.await;
+    assert_eq!(
+        keyring.get(&issued.info.id).await.unwrap().last_used_at,
+        Some(start() + Duration::seconds(60))
+    );
+}
+
+#[tokio::test]
+async fn a_write_dropped_before_it_ran_is_retried() {
+    let (keyring, clock, spawned) = keyring();
+    let issued = keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
+    let token = issued.token.expose_secret();
+    keyring.verify(token).await.unwrap();
+    clock.advance(Duration::seconds(60));
+    keyring.verify(token).await.unwrap();
+    assert_eq!(keyring.pending_last_used(), 0, "taken by the spawned write");
+    // The runtime shut down before the write ran: the batch comes back.
+    spawned.lock().unwrap().clear();
+    assert_eq!(keyring.pending_last_used(), 1);
+    assert_eq!(keyring.flush_last_used().await.unwrap(), 1);
+    assert_eq!(
+        keyring.get(&issued.info.id).await.unwrap().last_used_at,
+        Some(start() + Duration::seconds(60))
+    );
+}
