@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
+use common::race::{revoke_races_verify, Race};
 use common::{keyring, keyring_on, start};
 use keyward::testing::{Fault, FaultyStore, Op};
 use keyward::{
@@ -401,9 +399,20 @@ async fn a_pepper_rotation_keeps_old_keys_working() {
     ));
 }
 
+/// 16 tasks verify 64 keys while another revokes every other one and a third
+/// issues more: no verification that starts after a revoke returned passes.
+const RACE: Race = Race {
+    keys: 64,
+    verifiers: 16,
+    rounds: 2_000,
+    stride: 7,
+    issues: 200,
+    revoke_pause: None,
+};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_key_never_verifies_after_revoke_returns() {
-    revoke_races_verify(keyring().0).await;
+    revoke_races_verify(keyring().0, RACE).await;
 }
 
 /// The same through a cache: `revoke` invalidates before it returns, and a
@@ -411,77 +420,5 @@ async fn a_revoked_key_never_verifies_after_revoke_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_key_never_verifies_after_revoke_returns_through_a_cache() {
     let store = keyward::store::CachedStore::new(MemoryStore::new());
-    revoke_races_verify(keyring_on(store).0).await;
-}
-
-/// 16 tasks verify 64 keys while another revokes every other one and a third
-/// issues more: no verification that starts after a revoke returned passes.
-async fn revoke_races_verify(keyring: Keyring) {
-    let mut issued = Vec::new();
-    for i in 0..64 {
-        issued.push(
-            keyring
-                .issue(NewKey::new("pk", "p", &format!("k{i}")))
-                .await
-                .unwrap(),
-        );
-    }
-    let revoked: Arc<Vec<std::sync::atomic::AtomicBool>> =
-        Arc::new((0..64).map(|_| Default::default()).collect());
-    let tokens: Arc<Vec<String>> = Arc::new(
-        issued
-            .iter()
-            .map(|k| k.token.expose_secret().to_owned())
-            .collect(),
-    );
-    let mut tasks = Vec::new();
-    for t in 0..16 {
-        let (keyring, revoked, tokens) = (keyring.clone(), revoked.clone(), tokens.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut violations = 0;
-            for round in 0..2_000 {
-                let i = (t * 7 + round) % 64;
-                // Read the flag before verifying: if revoke had returned by
-                // then, the verification must fail.
-                let was_revoked = revoked[i].load(Ordering::SeqCst);
-                let ok = keyring.verify(&tokens[i]).await.is_ok();
-                if was_revoked && ok {
-                    violations += 1;
-                }
-            }
-            violations
-        }));
-    }
-    let revoker = {
-        let (keyring, revoked) = (keyring.clone(), revoked.clone());
-        let ids: Vec<KeyId> = issued.iter().map(|k| k.info.id.clone()).collect();
-        tokio::spawn(async move {
-            for (i, id) in ids.iter().enumerate().step_by(2) {
-                keyring.revoke(id).await.unwrap();
-                revoked[i].store(true, Ordering::SeqCst);
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    // Issue concurrently too.
-    let issuer = {
-        let keyring = keyring.clone();
-        tokio::spawn(async move {
-            for i in 0..200 {
-                keyring
-                    .issue(NewKey::new("pl", "o", &format!("n{i}")))
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    revoker.await.unwrap();
-    issuer.await.unwrap();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 0);
-    }
-    for (i, token) in tokens.iter().enumerate() {
-        let result = keyring.verify(token).await;
-        assert_eq!(result.is_ok(), i % 2 == 1, "key {i}");
-    }
+    revoke_races_verify(keyring_on(store).0, RACE).await;
 }
