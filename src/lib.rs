@@ -57,7 +57,9 @@ mod last_used;
 pub mod ratelimit;
 mod scope;
 pub mod store;
-#[cfg(feature = "test-util")]
+// Also in unit tests, which use its helpers but can not enable features.
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod token;
 

@@ -6,7 +6,7 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,88 +16,10 @@ use http::{Request, Response, StatusCode};
 use keyward::http::{
     AuthLayer, ExternalAuthError, ExternalAuthenticator, ExternalPrincipal, RequireScopesLayer,
 };
-use keyward::{
-    KeyId, KeyRecord, KeyStore, Keyring, MemoryStore, NewKey, StoreError, TenantId, TokenHash,
-};
-use time::OffsetDateTime;
+use keyward::testing::{Fault, FaultyStore, Op};
+use keyward::{Keyring, MemoryStore, NewKey};
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-
-/// How a [`FaultyStore`] answers lookups (`find_by_hash`) or last-used
-/// writes (`touch`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Fault {
-    None,
-    Error,
-    Hang,
-    /// Answers after 2 s.
-    Slow,
-}
-
-impl Fault {
-    fn from_u8(v: u8) -> Fault {
-        [Fault::None, Fault::Error, Fault::Hang, Fault::Slow][usize::from(v)]
-    }
-}
-
-/// A [`MemoryStore`] with injectable faults in lookups and last-used writes.
-#[derive(Clone, Default)]
-struct FaultyStore {
-    inner: MemoryStore,
-    lookup: Arc<AtomicU8>,
-    touch: Arc<AtomicU8>,
-}
-
-impl FaultyStore {
-    fn set_lookup(&self, fault: Fault) {
-        self.lookup.store(fault as u8, Ordering::SeqCst);
-    }
-
-    fn set_touch(&self, fault: Fault) {
-        self.touch.store(fault as u8, Ordering::SeqCst);
-    }
-}
-
-async fn inject(fault: &AtomicU8) -> Result<(), StoreError> {
-    match Fault::from_u8(fault.load(Ordering::SeqCst)) {
-        Fault::None => Ok(()),
-        Fault::Error => Err(StoreError::unavailable("injected failure")),
-        Fault::Hang => std::future::pending().await,
-        Fault::Slow => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl KeyStore for FaultyStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        inject(&self.lookup).await?;
-        self.inner.find_by_hash(hash).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        self.inner.list(tenant).await
-    }
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.revoke(id, at).await
-    }
-    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-        inject(&self.touch).await?;
-        self.inner.touch(uses).await
-    }
-}
 
 /// Bearer values name their fault: `jwt.invalid`, `jwt.expired`,
 /// `jwt.down`, `jwt.panic`, `jwt.hang`.
@@ -186,7 +108,7 @@ fn assert_unavailable(res: &Response<String>, called: bool) {
 }
 
 async fn keyring_with_key() -> (Keyring, FaultyStore, String) {
-    let store = FaultyStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let (keyring, _) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let token = issued.token.expose_secret().to_owned();
@@ -196,11 +118,11 @@ async fn keyring_with_key() -> (Keyring, FaultyStore, String) {
 #[tokio::test(start_paused = true)]
 async fn a_failing_store_is_503() {
     let (keyring, store, token) = keyring_with_key().await;
-    store.set_lookup(Fault::Error);
+    store.set_fault_on(Op::FindByHash, Fault::Fail);
     let (res, called) = send(AuthLayer::new(keyring.clone()), api_key(&token)).await;
     assert_unavailable(&res, called);
 
-    store.set_lookup(Fault::None);
+    store.set_fault_on(Op::FindByHash, Fault::None);
     let (res, called) = send(AuthLayer::new(keyring), api_key(&token)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(called);
@@ -209,7 +131,7 @@ async fn a_failing_store_is_503() {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_store_is_503_at_the_default_timeout() {
     let (keyring, store, token) = keyring_with_key().await;
-    store.set_lookup(Fault::Hang);
+    store.set_fault_on(Op::FindByHash, Fault::Hang);
     let began = Instant::now();
     let (res, called) = send(AuthLayer::new(keyring), api_key(&token)).await;
     assert_unavailable(&res, called);
@@ -219,7 +141,7 @@ async fn a_hanging_store_is_503_at_the_default_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_store_is_503_past_the_timeout_and_200_within_it() {
     let (keyring, store, token) = keyring_with_key().await;
-    store.set_lookup(Fault::Slow); // 2 s
+    store.set_fault_on(Op::FindByHash, Fault::Delay(Duration::from_secs(2)));
 
     let began = Instant::now();
     let short = AuthLayer::new(keyring.clone()).verify_timeout(Duration::from_secs(1));
@@ -276,7 +198,7 @@ async fn a_hanging_external_authenticator_is_503_at_the_timeout() {
 /// next attempt.
 #[tokio::test(start_paused = true)]
 async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
-    let store = FaultyStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let (keyring, clock) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let id = issued.info.id.clone();
@@ -288,7 +210,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
     assert_eq!(keyring.pending_last_used(), 1);
 
     // A failing write does not fail the request, and keeps the batch.
-    store.set_touch(Fault::Error);
+    store.set_fault_on(Op::Touch, Fault::Fail);
     clock.advance(time::Duration::seconds(60));
     let (res, called) = send(layer(), api_key(&token)).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -298,7 +220,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
     // A hung write holds the request until the timeout, which refuses it
     // (the verification did not finish) and puts the batch back. Only the
     // one request per interval that carries the write is affected.
-    store.set_touch(Fault::Hang);
+    store.set_fault_on(Op::Touch, Fault::Hang);
     clock.advance(time::Duration::seconds(60));
     let (res, called) = send(layer(), api_key(&token)).await;
     assert_unavailable(&res, called);
@@ -311,7 +233,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
     );
 
     // Once the store answers, the next due request writes the batch.
-    store.set_touch(Fault::None);
+    store.set_fault_on(Op::Touch, Fault::None);
     clock.advance(time::Duration::seconds(60));
     let (res, _) = send(layer(), api_key(&token)).await;
     assert_eq!(res.status(), StatusCode::OK);

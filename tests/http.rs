@@ -15,12 +15,10 @@ use keyward::http::{
     AuthHook, AuthLayer, CredentialSource, ExternalAuthError, ExternalAuthenticator,
     ExternalPrincipal, Principal, Rejection, RequireScopesLayer, WouldDeny,
 };
-use keyward::{
-    Expiry, KeyId, KeyRecord, KeyStore, Keyring, MemoryStore, NewKey, StoreError, TenantId,
-    TokenHash, TokenKind,
-};
+use keyward::testing::{Fault, FaultyStore, Op};
+use keyward::{Expiry, Keyring, MemoryStore, NewKey, TenantId, TokenKind};
 use serde_json::{json, Value};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use tower::{ServiceBuilder, ServiceExt};
 
 const MISSING: Option<&str> = Some(r#"Bearer realm="api""#);
@@ -233,48 +231,12 @@ async fn expired_and_revoked_tokens_are_401() {
     assert_rejected(&res, 401, "token_revoked", INVALID_TOKEN);
 }
 
-/// A store whose lookups fail while `down` is set.
-#[derive(Clone, Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    down: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl KeyStore for FlakyStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable("connection refused"));
-        }
-        self.inner.find_by_hash(hash).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        self.inner.list(tenant).await
-    }
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.revoke(id, at).await
-    }
-    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-        self.inner.touch(uses).await
-    }
-}
-
 #[tokio::test]
 async fn store_failure_is_503_and_never_access() {
-    let store = FlakyStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let (keyring, _) = keyring_on(store.clone());
     let token = pk(&keyring).await;
-    store.down.store(true, Ordering::SeqCst);
+    store.set_fault_on(Op::FindByHash, Fault::Fail);
     let res = send(AuthLayer::new(keyring), None, api_key(&token)).await;
     assert_rejected(&res, 503, "auth_unavailable", None);
 }

@@ -3,15 +3,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use async_trait::async_trait;
+use common::race::{revoke_races_verify, Race};
 use common::{keyring, keyring_on, start};
+use keyward::testing::{Fault, FaultyStore, Op};
 use keyward::{
-    Decision, Expiry, IssueError, KeyId, KeyRecord, KeyStore, Keyring, ManageError, MemoryStore,
-    NewKey, RateLimit, Requirement, ScopeError, StoreError, TenantId, TokenError, TokenHash,
-    VerifyError,
+    Decision, Expiry, IssueError, KeyId, Keyring, ManageError, MemoryStore, NewKey, RateLimit,
+    Requirement, ScopeError, TenantId, TokenError, VerifyError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -293,49 +290,9 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
     ));
 }
 
-/// Counts `touch` calls and the ids they carry.
-#[derive(Default, Clone)]
-struct CountingStore {
-    inner: MemoryStore,
-    touches: Arc<AtomicUsize>,
-    touched_ids: Arc<AtomicUsize>,
-    fail_touch: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait]
-impl KeyStore for CountingStore {
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.find_by_hash(hash).await
-    }
-    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        self.inner.list(tenant).await
-    }
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.revoke(id, at).await
-    }
-    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-        if self.fail_touch.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable("down"));
-        }
-        self.touches.fetch_add(1, Ordering::SeqCst);
-        self.touched_ids.fetch_add(uses.len(), Ordering::SeqCst);
-        self.inner.touch(uses).await
-    }
-}
-
 #[tokio::test]
 async fn ten_thousand_verifications_write_once_per_interval() {
-    let store = CountingStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let (keyring, clock) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "busy")).await.unwrap();
     let token = issued.token.expose_secret();
@@ -345,8 +302,8 @@ async fn ten_thousand_verifications_write_once_per_interval() {
         clock.advance(Duration::milliseconds(30));
     }
     // Due at 60, 120, 180, 240 s; the 300 s write is still pending.
-    assert_eq!(store.touches.load(Ordering::SeqCst), 4);
-    assert_eq!(store.touched_ids.load(Ordering::SeqCst), 4);
+    assert_eq!(store.calls(Op::Touch), 4);
+    assert_eq!(store.touched_ids(), 4);
     assert_eq!(keyring.pending_last_used(), 1);
     assert_eq!(keyring.flush_last_used().await.unwrap(), 1);
     assert_eq!(keyring.pending_last_used(), 0);
@@ -359,57 +316,31 @@ async fn ten_thousand_verifications_write_once_per_interval() {
 
 #[tokio::test]
 async fn a_failed_last_used_write_is_retried_and_never_fails_verify() {
-    let store = CountingStore::default();
+    let store = FaultyStore::new(MemoryStore::new());
     let (keyring, clock) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
     let token = issued.token.expose_secret();
-    store.fail_touch.store(true, Ordering::SeqCst);
+    store.set_fault_on(Op::Touch, Fault::Fail);
     keyring.verify(token).await.unwrap();
     clock.advance(Duration::seconds(60));
     keyring.verify(token).await.unwrap(); // the write fails, the request does not
     assert_eq!(keyring.pending_last_used(), 1);
     assert!(keyring.flush_last_used().await.is_err());
     assert_eq!(keyring.pending_last_used(), 1);
-    store.fail_touch.store(false, Ordering::SeqCst);
+    store.set_fault_on(Op::Touch, Fault::None);
     clock.advance(Duration::seconds(60));
     keyring.verify(token).await.unwrap();
-    assert_eq!(store.touches.load(Ordering::SeqCst), 1);
+    assert_eq!(store.calls(Op::Touch), 1);
     let info = keyring.get(&issued.info.id).await.unwrap();
     assert_eq!(info.last_used_at, Some(start() + Duration::seconds(120)));
 }
 
-/// A store whose every call fails: verify must fail closed.
-struct DownStore;
-
-#[async_trait]
-impl KeyStore for DownStore {
-    async fn insert(&self, _: KeyRecord) -> Result<(), StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-    async fn find_by_hash(&self, _: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-    async fn get(&self, _: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-    async fn list(&self, _: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-    async fn revoke(
-        &self,
-        _: &KeyId,
-        _: OffsetDateTime,
-    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-    async fn touch(&self, _: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-}
-
 #[tokio::test]
 async fn store_errors_fail_closed() {
-    let (keyring, _) = keyring_on(DownStore);
+    // A store whose every call fails: verify must fail closed.
+    let store = FaultyStore::new(MemoryStore::new());
+    store.set_fault(Fault::Fail);
+    let (keyring, _) = keyring_on(store);
     let token = keyward::TokenKind::new("pk").unwrap().generate();
     let err = keyring.verify(token.expose_secret()).await.unwrap_err();
     assert!(matches!(err, VerifyError::Store(e) if e.is_unavailable()));
@@ -468,9 +399,20 @@ async fn a_pepper_rotation_keeps_old_keys_working() {
     ));
 }
 
+/// 16 tasks verify 64 keys while another revokes every other one and a third
+/// issues more: no verification that starts after a revoke returned passes.
+const RACE: Race = Race {
+    keys: 64,
+    verifiers: 16,
+    rounds: 2_000,
+    stride: 7,
+    issues: 200,
+    revoke_pause: None,
+};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_key_never_verifies_after_revoke_returns() {
-    revoke_races_verify(keyring().0).await;
+    revoke_races_verify(keyring().0, RACE).await;
 }
 
 /// The same through a cache: `revoke` invalidates before it returns, and a
@@ -478,77 +420,5 @@ async fn a_revoked_key_never_verifies_after_revoke_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_key_never_verifies_after_revoke_returns_through_a_cache() {
     let store = keyward::store::CachedStore::new(MemoryStore::new());
-    revoke_races_verify(keyring_on(store).0).await;
-}
-
-/// 16 tasks verify 64 keys while another revokes every other one and a third
-/// issues more: no verification that starts after a revoke returned passes.
-async fn revoke_races_verify(keyring: Keyring) {
-    let mut issued = Vec::new();
-    for i in 0..64 {
-        issued.push(
-            keyring
-                .issue(NewKey::new("pk", "p", &format!("k{i}")))
-                .await
-                .unwrap(),
-        );
-    }
-    let revoked: Arc<Vec<std::sync::atomic::AtomicBool>> =
-        Arc::new((0..64).map(|_| Default::default()).collect());
-    let tokens: Arc<Vec<String>> = Arc::new(
-        issued
-            .iter()
-            .map(|k| k.token.expose_secret().to_owned())
-            .collect(),
-    );
-    let mut tasks = Vec::new();
-    for t in 0..16 {
-        let (keyring, revoked, tokens) = (keyring.clone(), revoked.clone(), tokens.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut violations = 0;
-            for round in 0..2_000 {
-                let i = (t * 7 + round) % 64;
-                // Read the flag before verifying: if revoke had returned by
-                // then, the verification must fail.
-                let was_revoked = revoked[i].load(Ordering::SeqCst);
-                let ok = keyring.verify(&tokens[i]).await.is_ok();
-                if was_revoked && ok {
-                    violations += 1;
-                }
-            }
-            violations
-        }));
-    }
-    let revoker = {
-        let (keyring, revoked) = (keyring.clone(), revoked.clone());
-        let ids: Vec<KeyId> = issued.iter().map(|k| k.info.id.clone()).collect();
-        tokio::spawn(async move {
-            for (i, id) in ids.iter().enumerate().step_by(2) {
-                keyring.revoke(id).await.unwrap();
-                revoked[i].store(true, Ordering::SeqCst);
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    // Issue concurrently too.
-    let issuer = {
-        let keyring = keyring.clone();
-        tokio::spawn(async move {
-            for i in 0..200 {
-                keyring
-                    .issue(NewKey::new("pl", "o", &format!("n{i}")))
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    revoker.await.unwrap();
-    issuer.await.unwrap();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 0);
-    }
-    for (i, token) in tokens.iter().enumerate() {
-        let result = keyring.verify(token).await;
-        assert_eq!(result.is_ok(), i % 2 == 1, "key {i}");
-    }
+    revoke_races_verify(keyring_on(store).0, RACE).await;
 }

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use common::pg;
+use common::race::{revoke_races_verify, Race};
 use keyward::store::CachedStore;
 use keyward::testing::conformance;
 use keyward::{KeyId, KeyStore, NewKey, StoreError, TokenHasher, VerifyError};
@@ -84,85 +83,21 @@ async fn an_unmigrated_schema_is_an_error_never_an_empty_answer() {
 
 /// Many tasks verify while one revokes and another issues: once `revoke`
 /// returns, the key never verifies again.
-async fn revoke_races_verify(store: impl KeyStore) {
-    let (keyring, _) = common::keyring_on(store);
-    let mut tokens = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..24 {
-        let issued = keyring
-            .issue(NewKey::new("pk", "p", &format!("k{i}")))
-            .await
-            .unwrap();
-        tokens.push(issued.token.expose_secret().to_owned());
-        ids.push(issued.info.id);
-    }
-    let tokens = Arc::new(tokens);
-    let revoked: Arc<Vec<AtomicBool>> = Arc::new((0..24).map(|_| AtomicBool::new(false)).collect());
-    let mut verifiers = Vec::new();
-    for t in 0..6 {
-        let (keyring, tokens, revoked) = (keyring.clone(), tokens.clone(), revoked.clone());
-        verifiers.push(tokio::spawn(async move {
-            let mut violations = 0;
-            for round in 0..300 {
-                let i = (t * 5 + round) % 24;
-                let was_revoked = revoked[i].load(Ordering::SeqCst);
-                let result = keyring.verify(&tokens[i]).await;
-                if let Err(VerifyError::Store(err)) = &result {
-                    panic!("store error: {err}");
-                }
-                if was_revoked && result.is_ok() {
-                    violations += 1;
-                }
-            }
-            violations
-        }));
-    }
-    let revoker = {
-        let (keyring, revoked) = (keyring.clone(), revoked.clone());
-        tokio::spawn(async move {
-            for (i, id) in ids.iter().enumerate().step_by(2) {
-                keyring.revoke(id).await.unwrap();
-                revoked[i].store(true, Ordering::SeqCst);
-                tokio::time::sleep(StdDuration::from_millis(2)).await;
-            }
-        })
-    };
-    let issuer = {
-        let keyring = keyring.clone();
-        tokio::spawn(async move {
-            for i in 0..50 {
-                keyring
-                    .issue(NewKey::new("pl", "o", &format!("n{i}")))
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    revoker.await.unwrap();
-    issuer.await.unwrap();
-    for v in verifiers {
-        assert_eq!(
-            v.await.unwrap(),
-            0,
-            "a key verified after its revoke returned"
-        );
-    }
-    for (i, token) in tokens.iter().enumerate() {
-        assert_eq!(keyring.verify(token).await.is_ok(), i % 2 == 1, "key {i}");
-    }
-    let listed = keyring
-        .list(&keyward::TenantId::parse("o").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 50);
-}
+const RACE: Race = Race {
+    keys: 24,
+    verifiers: 6,
+    rounds: 300,
+    stride: 5,
+    issues: 50,
+    revoke_pause: Some(StdDuration::from_millis(2)),
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_issue_verify_revoke_on_postgres() {
     let Some((store, _)) = pg::store("concurrent_uncached").await else {
         return;
     };
-    revoke_races_verify(store).await;
+    revoke_races_verify(common::keyring_on(store).0, RACE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -170,7 +105,7 @@ async fn concurrent_issue_verify_revoke_through_the_cache() {
     let Some((store, _)) = pg::store("concurrent_cached").await else {
         return;
     };
-    revoke_races_verify(CachedStore::new(store)).await;
+    revoke_races_verify(common::keyring_on(CachedStore::new(store)).0, RACE).await;
 }
 
 #[tokio::test]

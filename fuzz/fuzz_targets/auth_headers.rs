@@ -8,31 +8,28 @@
 //! credential header carries the valid token.
 #![no_main]
 
+mod common;
+
 use std::sync::OnceLock;
 
+use common::Fixture;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Request, Response, StatusCode};
 use keyward::http::{AuthLayer, RequireScopesLayer};
 use keyward::{KeyKind, Keyring, MemoryStore, NewKey, RateLimit, ScopeCatalog, ScopeStatus};
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use tokio::runtime::Runtime;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
-struct Fixture {
-    runtime: Runtime,
+struct State {
     keyring: Keyring,
     valid: String,
     revoked: String,
 }
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+fn fixture() -> &'static Fixture<State> {
+    static FIXTURE: OnceLock<Fixture<State>> = OnceLock::new();
+    common::fixture(&FIXTURE, |runtime| {
         let catalog = ScopeCatalog::builder()
             .scope("read", "Read", ScopeStatus::Enforced)
             .scope("write", "Write", ScopeStatus::Enforced)
@@ -64,8 +61,7 @@ fn fixture() -> &'static Fixture {
                 revoked.token.expose_secret().to_owned(),
             )
         });
-        Fixture {
-            runtime,
+        State {
             keyring,
             valid,
             revoked,
@@ -73,7 +69,7 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn header_map(u: &mut Unstructured<'_>, fx: &Fixture) -> ArbResult<HeaderMap> {
+fn header_map(u: &mut Unstructured<'_>, fx: &State) -> ArbResult<HeaderMap> {
     let mut headers = HeaderMap::new();
     while !u.is_empty() && headers.len() < 16 {
         let name = match u.int_in_range(0u8..=4)? {

@@ -10,31 +10,27 @@
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../examples/server/app.rs"]
 mod app;
+mod common;
 
 use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use common::Fixture;
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
-struct Fixture {
-    runtime: Runtime,
+struct State {
     router: Router,
     manager: String,
 }
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+fn fixture() -> &'static Fixture<State> {
+    static FIXTURE: OnceLock<Fixture<State>> = OnceLock::new();
+    common::fixture(&FIXTURE, |runtime| {
         let keyring = app::keyring();
         let keys = runtime.block_on(app::demo_keys(&keyring)).unwrap();
         let demo_manager = keys
@@ -55,8 +51,7 @@ fn fixture() -> &'static Fixture {
             .token
             .expose_secret()
             .to_owned();
-        Fixture {
-            runtime,
+        State {
             router: app::router(keyring),
             manager,
         }

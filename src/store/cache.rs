@@ -396,51 +396,13 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
     use crate::clock::ManualClock;
     use crate::hash::TokenHasher;
     use crate::key::RateLimit;
     use crate::scope::ScopeSet;
     use crate::store::MemoryStore;
-
-    /// Counts lookups that reach the inner store.
-    #[derive(Clone, Default)]
-    struct Counting {
-        store: MemoryStore,
-        lookups: Arc<AtomicUsize>,
-    }
-
-    #[async_trait]
-    impl KeyStore for Counting {
-        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-            self.store.insert(record).await
-        }
-        async fn find_by_hash(
-            &self,
-            hash: &TokenHash,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.lookups.fetch_add(1, Ordering::SeqCst);
-            self.store.find_by_hash(hash).await
-        }
-        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.store.get(id).await
-        }
-        async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-            self.store.list(tenant).await
-        }
-        async fn revoke(
-            &self,
-            id: &KeyId,
-            at: OffsetDateTime,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.store.revoke(id, at).await
-        }
-        async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-            self.store.touch(uses).await
-        }
-    }
+    use crate::testing::{FaultyStore, Op};
 
     fn record(token: &str) -> KeyRecord {
         KeyRecord {
@@ -461,8 +423,8 @@ mod tests {
         }
     }
 
-    fn cached(capacity: usize) -> (CachedStore<Counting>, Counting, ManualClock) {
-        let inner = Counting::default();
+    fn cached(capacity: usize) -> (CachedStore<FaultyStore>, FaultyStore, ManualClock) {
+        let inner = FaultyStore::new(MemoryStore::new());
         let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH);
         let store = CachedStore::builder(inner.clone())
             .ttl(Duration::seconds(30))
@@ -481,10 +443,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(store.find_by_hash(&r.hash).await.unwrap().unwrap().id, r.id);
         }
-        assert_eq!(inner.lookups.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.calls(Op::FindByHash), 1);
         clock.advance(Duration::seconds(30));
         store.find_by_hash(&r.hash).await.unwrap().unwrap();
-        assert_eq!(inner.lookups.load(Ordering::SeqCst), 2);
+        assert_eq!(inner.calls(Op::FindByHash), 2);
     }
 
     #[tokio::test]
@@ -493,10 +455,10 @@ mod tests {
         let r = record("b");
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
-        assert_eq!(inner.lookups.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.calls(Op::FindByHash), 1);
         clock.advance(Duration::seconds(5));
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
-        assert_eq!(inner.lookups.load(Ordering::SeqCst), 2);
+        assert_eq!(inner.calls(Op::FindByHash), 2);
         store.insert(r.clone()).await.unwrap();
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_some());
     }
@@ -516,7 +478,7 @@ mod tests {
 
         // A revocation made behind the cache's back is seen once invalidated.
         inner
-            .store
+            .get_ref()
             .revoke(&r.id, OffsetDateTime::UNIX_EPOCH - Duration::SECOND)
             .await
             .unwrap();
@@ -539,16 +501,12 @@ mod tests {
             store.find_by_hash(&r.hash).await.unwrap().unwrap();
             assert!(store.cached() <= 3);
         }
-        let before = inner.lookups.load(Ordering::SeqCst);
+        let before = inner.calls(Op::FindByHash);
         store.find_by_hash(&records[4].hash).await.unwrap();
-        assert_eq!(
-            inner.lookups.load(Ordering::SeqCst),
-            before,
-            "newest is cached"
-        );
+        assert_eq!(inner.calls(Op::FindByHash), before, "newest is cached");
         store.find_by_hash(&records[0].hash).await.unwrap();
         assert_eq!(
-            inner.lookups.load(Ordering::SeqCst),
+            inner.calls(Op::FindByHash),
             before + 1,
             "oldest was evicted"
         );
@@ -576,12 +534,12 @@ mod tests {
             assert!(store.find_by_hash(&hash).await.unwrap().is_none());
         }
         assert_eq!(store.cache.lock().negatives, 2);
-        let before = inner.lookups.load(Ordering::SeqCst);
+        let before = inner.calls(Op::FindByHash);
         for r in &known {
             store.find_by_hash(&r.hash).await.unwrap().unwrap();
         }
         assert_eq!(
-            inner.lookups.load(Ordering::SeqCst),
+            inner.calls(Op::FindByHash),
             before,
             "known keys stayed cached"
         );

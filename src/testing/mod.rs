@@ -2,5 +2,10 @@
 //!
 //! * [`conformance`]: checks a [`KeyStore`](crate::KeyStore) against every
 //!   clause of its contract.
+//! * [`FaultyStore`]: wraps a store to make it fail, hang or stall on demand
+//!   and count its calls, for testing that a host fails closed.
 
 pub mod conformance;
+mod faulty;
+
+pub use faulty::{Fault, FaultyStore, Op};

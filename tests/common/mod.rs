@@ -64,3 +64,4 @@ pub fn keyring() -> (Keyring, ManualClock) {
 
 #[cfg(feature = "postgres")]
 pub mod pg;
+pub mod race;

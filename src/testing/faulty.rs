@@ -1,0 +1,214 @@
+//! [`FaultyStore`]: a store wrapper with injectable faults and call counters.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::hash::TokenHash;
+use crate::key::{KeyId, KeyRecord, TenantId};
+use crate::store::{KeyStore, MemoryStore};
+
+/// What a [`FaultyStore`] does when an operation is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Forwards the call to the inner store.
+    #[default]
+    None,
+    /// Fails with [`StoreError::Unavailable`] without calling the inner store.
+    Fail,
+    /// Never completes: for testing timeouts.
+    Hang,
+    /// Waits this long (on tokio's timer), then forwards the call.
+    #[cfg(any(feature = "http", feature = "postgres"))]
+    Delay(std::time::Duration),
+}
+
+/// One [`KeyStore`] operation, to target faults and read counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// [`KeyStore::insert`].
+    Insert,
+    /// [`KeyStore::find_by_hash`].
+    FindByHash,
+    /// [`KeyStore::get`].
+    Get,
+    /// [`KeyStore::list`].
+    List,
+    /// [`KeyStore::revoke`].
+    Revoke,
+    /// [`KeyStore::touch`].
+    Touch,
+}
+
+impl Op {
+    const ALL: [Op; 6] = [
+        Op::Insert,
+        Op::FindByHash,
+        Op::Get,
+        Op::List,
+        Op::Revoke,
+        Op::Touch,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Faults and counters shared by a store's clones.
+#[derive(Debug, Default)]
+struct State {
+    faults: Mutex<[Fault; Op::ALL.len()]>,
+    calls: [AtomicUsize; Op::ALL.len()],
+    touched_ids: AtomicUsize,
+}
+
+/// A [`KeyStore`] wrapper that fails, hangs or stalls on demand, and counts
+/// the calls it forwards: for testing that a host fails closed when its
+/// store misbehaves.
+///
+/// Faults switch at run time, for every operation or for one ([`Op`]);
+/// clones share the faults and the counters, so a test keeps a clone and
+/// hands another to the keyring.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::testing::{Fault, FaultyStore, Op};
+/// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus, VerifyError};
+///
+/// let store = FaultyStore::new(MemoryStore::new());
+/// let catalog = ScopeCatalog::builder()
+///     .scope("read", "Read", ScopeStatus::Enforced)
+///     .build()?;
+/// let keyring = Keyring::builder()
+///     .store(store.clone())
+///     .kind(KeyKind::new("pk", catalog)?)
+///     .build()?;
+/// let issued = keyring.issue(NewKey::new("pk", "tenant_1", "CI")).await?;
+/// let token = issued.token.expose_secret();
+///
+/// // Lookups fail: verification fails closed, never "unknown key".
+/// store.set_fault_on(Op::FindByHash, Fault::Fail);
+/// let err = keyring.verify(token).await.unwrap_err();
+/// assert!(matches!(err, VerifyError::Store(e) if e.is_unavailable()));
+/// assert_eq!(store.calls(Op::FindByHash), 0);
+///
+/// // Healthy again.
+/// store.set_fault(Fault::None);
+/// assert!(keyring.verify(token).await.is_ok());
+/// assert_eq!(store.calls(Op::FindByHash), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct FaultyStore<S = MemoryStore> {
+    inner: Arc<S>,
+    state: Arc<State>,
+}
+
+impl<S> Clone for FaultyStore<S> {
+    fn clone(&self) -> Self {
+        FaultyStore {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<S: KeyStore> FaultyStore<S> {
+    /// Wraps `inner`, with no faults set.
+    pub fn new(inner: S) -> Self {
+        FaultyStore {
+            inner: Arc::new(inner),
+            state: Arc::default(),
+        }
+    }
+
+    /// Sets `fault` for every operation.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.faults() = [fault; Op::ALL.len()];
+    }
+
+    /// Sets `fault` for `op` only.
+    pub fn set_fault_on(&self, op: Op, fault: Fault) {
+        self.faults()[op.index()] = fault;
+    }
+
+    /// How many `op` calls reached the inner store (failed or hung calls do
+    /// not count; delayed ones do, once forwarded).
+    pub fn calls(&self, op: Op) -> usize {
+        self.state.calls[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// How many ids the `touch` calls that reached the inner store carried.
+    pub fn touched_ids(&self) -> usize {
+        self.state.touched_ids.load(Ordering::SeqCst)
+    }
+
+    /// The wrapped store.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, [Fault; Op::ALL.len()]> {
+        // The guarded value is plain data, valid even after a panic.
+        self.state
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `op`'s fault; on `Ok` the caller forwards the call.
+    async fn enter(&self, op: Op) -> Result<(), StoreError> {
+        let fault = self.faults()[op.index()];
+        match fault {
+            Fault::None => {}
+            Fault::Fail => return Err(StoreError::unavailable("injected fault")),
+            Fault::Hang => std::future::pending::<()>().await,
+            #[cfg(any(feature = "http", feature = "postgres"))]
+            Fault::Delay(delay) => tokio::time::sleep(delay).await,
+        }
+        self.state.calls[op.index()].fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for FaultyStore<S> {
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.enter(Op::Insert).await?;
+        self.inner.insert(record).await
+    }
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::FindByHash).await?;
+        self.inner.find_by_hash(hash).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::Get).await?;
+        self.inner.get(id).await
+    }
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::List).await?;
+        self.inner.list(tenant).await
+    }
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::Revoke).await?;
+        self.inner.revoke(id, at).await
+    }
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        self.enter(Op::Touch).await?;
+        self.state
+            .touched_ids
+            .fetch_add(uses.len(), Ordering::SeqCst);
+        self.inner.touch(uses).await
+    }
+}
