@@ -148,9 +148,9 @@ impl Expiry {
     /// The expiry instant for a key issued at `now`.
     pub fn resolve(self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         match self {
-            Expiry::Days30 => Some(now + Duration::days(30)),
-            Expiry::Days90 => Some(now + Duration::days(90)),
-            Expiry::Year1 => Some(now + Duration::days(365)),
+            Expiry::Days30 => Some(now.saturating_add(Duration::days(30))),
+            Expiry::Days90 => Some(now.saturating_add(Duration::days(90))),
+            Expiry::Year1 => Some(now.saturating_add(Duration::days(365))),
             Expiry::Never => None,
             Expiry::At(at) => Some(at),
         }

@@ -519,8 +519,14 @@ impl Keyring {
     }
 
     /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
-    /// metadata and lifetime, and revokes the old key after `grace` (at once
-    /// for a zero grace).
+    /// metadata and expiry instant (rotation replaces the secret; it never
+    /// extends a key's life), and revokes the old key after `grace` (at once
+    /// for a zero grace; a grace past the end of time is clamped).
+    ///
+    /// The two steps are not one transaction: if scheduling the old key's
+    /// revocation fails, the error is returned and the successor, whose
+    /// token is then lost, stays listed with `rotated_from` set; revoke it
+    /// or rotate again.
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
         let old = self
             .inner
@@ -535,7 +541,6 @@ impl Keyring {
         let kind = self
             .kind(&old.kind)
             .ok_or_else(|| IssueError::UnknownKind(old.kind.clone()))?;
-        let expires_at = old.expires_at.map(|at| now + (at - old.created_at));
         let issued = self
             .insert(
                 kind,
@@ -543,7 +548,7 @@ impl Keyring {
                 old.name.clone(),
                 old.scopes.clone(),
                 now,
-                expires_at,
+                old.expires_at,
                 old.rate_limit,
                 old.metadata.clone(),
                 Some(old.id.clone()),
@@ -551,7 +556,7 @@ impl Keyring {
             .await?;
         self.inner
             .store
-            .revoke(&old.id, now + grace.max(Duration::ZERO))
+            .revoke(&old.id, now.saturating_add(grace.max(Duration::ZERO)))
             .await?;
         Ok(issued)
     }

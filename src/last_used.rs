@@ -92,20 +92,25 @@ impl LastUsedTracker {
             }
         }
         // `_with`: the sum is only worked out when nothing is pending yet.
-        let due = *state.due.get_or_insert_with(|| now + self.interval);
+        let due = *state
+            .due
+            .get_or_insert_with(|| now.saturating_add(self.interval));
         (now >= due && !state.flushing).then(|| self.take(&mut state, now))
     }
 
-    /// Takes every pending use now (shutdown, or an explicit flush).
+    /// Takes every pending use now (shutdown, or an explicit flush), even
+    /// while another batch is out: writes are "later wins", so two batches in
+    /// flight cannot undo each other, and a shutdown flush must not skip the
+    /// uses recorded since the last batch was taken.
     pub(crate) fn take_all(self: &Arc<Self>, now: OffsetDateTime) -> Option<Batch> {
         let mut state = self.lock();
-        (!state.pending.is_empty() && !state.flushing).then(|| self.take(&mut state, now))
+        (!state.pending.is_empty()).then(|| self.take(&mut state, now))
     }
 
     fn take(self: &Arc<Self>, state: &mut State, now: OffsetDateTime) -> Batch {
         state.flushing = true;
         // The next batch is due one interval after this one, whatever comes.
-        state.due = Some(now + self.interval);
+        state.due = Some(now.saturating_add(self.interval));
         Batch {
             tracker: Arc::clone(self),
             uses: state.pending.drain().collect(),

@@ -507,10 +507,15 @@ impl ScopeCatalog {
     }
 
     /// Whether `granted` covers `required`: directly, through an implication,
-    /// or through a wildcard the catalog allows.
+    /// or through a wildcard the catalog allows. Wildcards and implications
+    /// only ever cover scopes the catalog declares: `*` does not satisfy a
+    /// requirement on a scope of another catalog.
     pub fn covers(&self, granted: &ScopeSet, required: &Scope) -> bool {
         if granted.contains(required) {
             return true;
+        }
+        if !self.index.contains_key(required) {
+            return false;
         }
         if self.wildcards && granted.iter().any(|g| g.wildcard_covers(required)) {
             return true;
@@ -814,6 +819,14 @@ mod tests {
         // Without permission a wildcard in a granted set does not count.
         let forged = ScopeSet::parse(["*"]).unwrap();
         assert!(!p.covers(&forged, &s("read")));
+        // A wildcard never covers an undeclared scope (another catalog's, or
+        // an action the catalog does not know).
+        for undeclared in ["keys:manage", "read", "games:admin"] {
+            assert!(!c.covers(&all, &s(undeclared)), "{undeclared}");
+            let req = Requirement::all([undeclared]).unwrap();
+            assert!(matches!(c.evaluate(&req, &all), Decision::Denied { .. }));
+        }
+        assert!(!c.covers(&games, &s("games:admin")));
     }
 
     #[test]

@@ -241,6 +241,23 @@ async fn store_failure_is_503_and_never_access() {
     assert_rejected(&res, 503, "auth_unavailable", None);
 }
 
+/// The PlayableLabs catalog allows wildcards; a `pl_` token granted `*`
+/// must still not pass a route guarding another catalog's scope.
+#[tokio::test]
+async fn a_wildcard_never_covers_another_catalogs_scope() {
+    let (keyring, _) = keyring();
+    let star = issue(&keyring, NewKey::new("pl", "prop_1", "all").scopes(["*"])).await;
+    let layer = AuthLayer::new(keyring);
+    for scope in ["write", "read", "games:admin"] {
+        let require = RequireScopesLayer::all([scope]).unwrap();
+        let res = send(layer.clone(), Some(require), bearer(&star)).await;
+        assert_eq!(res.status(), 403, "{scope}");
+        assert_eq!(body(&res)["error"], "insufficient_scope");
+    }
+    let upload = RequireScopesLayer::all(["versions:write"]).unwrap();
+    assert_ok(&send(layer, Some(upload), bearer(&star)).await, "prop_1");
+}
+
 #[tokio::test]
 async fn enforced_scope_missing_is_403_insufficient_scope() {
     let (keyring, _) = keyring();

@@ -182,6 +182,7 @@ async fn keys_are_created_listed_and_revoked() {
             json!({ "property_id": "property_demo", "name": "partner", "expires_in": "90d" }),
         )
         .await;
+    assert_eq!(created.headers["cache-control"], "no-store");
     let created = created.assert_status(201).clone();
     assert_eq!(created["scopes"], json!(["read", "write"]));
     assert!(created["expires_at"].is_string());
@@ -232,6 +233,14 @@ async fn keys_are_created_listed_and_revoked() {
             .await
             .assert_rejected(400, code, None);
     }
+    // A management key cannot copy itself.
+    s.post(
+        create,
+        manager,
+        json!({ "property_id": "property_demo", "name": "x", "scopes": ["keys:manage"] }),
+    )
+    .await
+    .assert_rejected(403, "insufficient_scope", None);
     s.post(
         create,
         manager,

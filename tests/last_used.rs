@@ -76,3 +76,24 @@ async fn a_write_dropped_before_it_ran_is_retried() {
         Some(start() + Duration::seconds(60))
     );
 }
+
+#[tokio::test]
+async fn a_shutdown_flush_does_not_skip_uses_while_a_write_is_out() {
+    let (keyring, clock, spawned) = keyring();
+    let a = keyring.issue(NewKey::new("pk", "p", "a")).await.unwrap();
+    let b = keyring.issue(NewKey::new("pk", "p", "b")).await.unwrap();
+    keyring.verify(a.token.expose_secret()).await.unwrap();
+    clock.advance(Duration::seconds(60));
+    keyring.verify(a.token.expose_secret()).await.unwrap(); // a's batch goes out
+    keyring.verify(b.token.expose_secret()).await.unwrap(); // b is recorded after
+    assert_eq!(spawned.lock().unwrap().len(), 1);
+    assert_eq!(keyring.flush_last_used().await.unwrap(), 1, "b is written");
+    let write = spawned.lock().unwrap().pop().unwrap();
+    write.await;
+    for id in [&a.info.id, &b.info.id] {
+        assert_eq!(
+            keyring.get(id).await.unwrap().last_used_at,
+            Some(start() + Duration::seconds(60))
+        );
+    }
+}

@@ -13,6 +13,21 @@ fn kinds() -> TokenFormat {
 }
 
 proptest! {
+    /// No grant, wildcards included, covers a scope its catalog does not
+    /// declare: a key can never pass a requirement of another catalog.
+    #[test]
+    fn nothing_covers_an_undeclared_scope(
+        granted in proptest::sample::subsequence(
+            vec!["*", "games:*", "versions:*", "games:read", "assets:write"], 0..=5),
+        undeclared in "[a-z]{1,8}(:[a-z]{1,8})?",
+    ) {
+        let catalog = common::playable_labs();
+        let undeclared: Scope = undeclared.parse().unwrap();
+        prop_assume!(catalog.get(&undeclared).is_none());
+        let granted = catalog.grant(&granted).unwrap();
+        prop_assert!(!catalog.covers(&granted, &undeclared));
+    }
+
     #[test]
     fn token_parse_never_panics(input in any::<String>()) {
         let _ = kinds().parse(&input);

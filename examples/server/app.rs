@@ -304,6 +304,11 @@ struct CreateKey {
     expires_in: Option<String>,
 }
 
+/// Issues a `pk_` key for the caller's property. `keys:manage` administers
+/// the property's data keys (`read`, `write`, the default both), but cannot
+/// mint another `keys:manage` key: a management key must not be able to
+/// outlive its own revocation through a copy of itself. The response carries
+/// the only copy of the token, so it is marked `no-store`.
 async fn create_api_key(
     principal: Principal,
     Extension(keyring): Extension<Keyring>,
@@ -332,6 +337,13 @@ async fn create_api_key(
     };
     let mut new = NewKey::new("pk", &req.property_id, &req.name).expires(expiry);
     if let Some(scopes) = req.scopes {
+        if scopes.iter().any(|s| s == "keys:manage") {
+            return error(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "keys:manage cannot be granted through this endpoint",
+            );
+        }
         new = new.scopes(scopes);
     }
     match keyring.issue(new).await {
@@ -341,7 +353,8 @@ async fn create_api_key(
                 &["id", "display_prefix", "scopes", "expires_at"],
             );
             view["token"] = issued.token.expose_secret().into();
-            (StatusCode::CREATED, Json(view)).into_response()
+            let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
+            (StatusCode::CREATED, no_store, Json(view)).into_response()
         }
         Err(IssueError::Scope(err)) => {
             error(StatusCode::BAD_REQUEST, "invalid_scope", &err.to_string())

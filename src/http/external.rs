@@ -3,8 +3,9 @@
 //!
 //! A bearer value that does not start with `<prefix>_` of a configured token
 //! kind goes to the [`ExternalAuthenticator`] given to
-//! [`AuthLayer::external`](crate::http::AuthLayer::external). Values of the
-//! `X-Api-Key` header always go to the keyring.
+//! [`AuthLayer::external`](crate::http::AuthLayer::external). A value sent
+//! only in the `X-Api-Key` header always goes to the keyring; one sent in
+//! both headers (they must then be equal) counts as a bearer value.
 //!
 //! ```
 //! use std::sync::Arc;

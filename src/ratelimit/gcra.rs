@@ -164,9 +164,14 @@ impl Quota {
             Some(tat) if tat > now => tat,
             _ => now,
         };
-        let next = base.saturating_add(self.interval);
-        let allowed = next.saturating_sub(now) <= self.window_ns();
-        let stored = if allowed { next } else { base };
+        // Past the representable range (a clock beyond 2262) nothing is
+        // admitted: a saturated TAT would otherwise admit every request.
+        let next = base.checked_add(self.interval);
+        let allowed = next.is_some_and(|next| next.saturating_sub(now) <= self.window_ns());
+        let stored = match next {
+            Some(next) if allowed => next,
+            _ => base,
+        };
         (self.decision(allowed, stored, now), stored)
     }
 
@@ -305,9 +310,12 @@ mod tests {
     #[test]
     fn extreme_instants_saturate_instead_of_overflowing() {
         let quota = Quota::new(u32::MAX, Quota::MAX_PERIOD).unwrap();
+        // Overflowing the clock fails closed rather than admitting.
         let (d, tat) = quota.step(None, i64::MAX - 5);
-        assert!(d.allowed);
-        assert_eq!(tat, i64::MAX);
+        assert!(!d.allowed);
+        assert_eq!(tat, i64::MAX - 5);
+        let (d, _) = quota.step(Some(i64::MAX - 5), i64::MAX - 5);
+        assert!(!d.allowed);
         let (d, _) = quota.step(Some(i64::MAX), i64::MIN);
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);

@@ -333,10 +333,10 @@ impl State {
 impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let hash = record.hash;
-        let result = self.inner.insert(record).await;
-        // Drop a remembered miss for this hash, whatever the outcome.
-        self.cache.invalidate_hash(&hash);
-        result
+        // Drop a remembered miss for this hash, whatever the outcome, also
+        // when this future is cancelled after the insert went through.
+        let _forget = OnDrop(|| self.cache.invalidate_hash(&hash));
+        self.inner.insert(record).await
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -362,7 +362,12 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
             // unknown tokens can not push known keys out of the cache.
             let room = found.is_some() || state.negatives < (self.cache.capacity / 4).max(1);
             if ttl > Duration::ZERO && room {
-                state.put(*hash, found.clone(), now + ttl, self.cache.capacity);
+                state.put(
+                    *hash,
+                    found.clone(),
+                    now.saturating_add(ttl),
+                    self.cache.capacity,
+                );
             }
         }
         Ok(found)
@@ -381,16 +386,25 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         id: &KeyId,
         at: OffsetDateTime,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let result = self.inner.revoke(id, at).await;
-        // Also on error: the revocation may have been applied all the same.
-        self.cache.invalidate(id);
-        result
+        // Also on error, and when this future is cancelled mid-way: the
+        // revocation may have been applied all the same.
+        let _forget = OnDrop(|| self.cache.invalidate(id));
+        self.inner.revoke(id, at).await
     }
 
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
         // Cached records keep their older last-used instant: verification
         // does not read it, and `get`/`list` bypass the cache.
         self.inner.touch(uses).await
+    }
+}
+
+/// Runs its closure when dropped: on completion and on cancellation alike.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
@@ -461,6 +475,29 @@ mod tests {
         assert_eq!(inner.calls(Op::FindByHash), 2);
         store.insert(r.clone()).await.unwrap();
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_some());
+    }
+
+    /// The revoking future is dropped after the store may have applied the
+    /// revocation (a client went away, a timeout fired): the entry must go
+    /// all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_revoke_still_invalidates() {
+        let (store, inner, _) = cached(10);
+        let r = record("c");
+        store.insert(r.clone()).await.unwrap();
+        store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        // The revocation lands below the cache while the cache's own call hangs.
+        inner.set_fault_on(crate::testing::Op::Revoke, crate::testing::Fault::Hang);
+        inner
+            .get_ref()
+            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+        let revoke = store.revoke(&r.id, OffsetDateTime::UNIX_EPOCH);
+        let cancelled = tokio::time::timeout(std::time::Duration::from_secs(1), revoke).await;
+        assert!(cancelled.is_err(), "the hung revoke was cut off");
+        let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        assert!(seen.revoked_at.is_some(), "the stale entry was dropped");
     }
 
     #[tokio::test]
