@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use common::start;
-use keyward::{KeyKind, Keyring, ManualClock, MemoryStore, NewKey};
+use keyward::{KeyId, KeyKind, Keyring, ManualClock, MemoryStore, NewKey};
 use time::Duration;
 
 type Spawned = Arc<Mutex<Vec<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
@@ -31,29 +31,41 @@ fn keyring() -> (Keyring, ManualClock, Spawned) {
     (keyring, clock, spawned)
 }
 
+/// Issues a key and uses it twice, one interval apart, so a batch is due and
+/// handed to the spawner; returns the key's id and token.
+async fn key_with_a_batch_out(
+    keyring: &Keyring,
+    clock: &ManualClock,
+    name: &str,
+) -> (KeyId, String) {
+    let issued = keyring.issue(NewKey::new("pk", "p", name)).await.unwrap();
+    let token = issued.token.expose_secret().to_owned();
+    keyring.verify(&token).await.unwrap();
+    clock.advance(Duration::seconds(60));
+    keyring.verify(&token).await.unwrap();
+    (issued.info.id, token)
+}
+
+async fn last_used(keyring: &Keyring, id: &KeyId) -> Option<time::OffsetDateTime> {
+    keyring.get(id).await.unwrap().last_used_at
+}
+
 #[tokio::test]
 async fn the_write_is_handed_off_and_lands_when_run() {
     let (keyring, clock, spawned) = keyring();
-    let issued = keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
-    let token = issued.token.expose_secret();
-    keyring.verify(token).await.unwrap();
-    clock.advance(Duration::seconds(60));
-    // Due now: verify returns at once, the write waits in the spawner.
-    keyring.verify(token).await.unwrap();
+    // Due now: verify returned at once, the write waits in the spawner.
+    let (id, token) = key_with_a_batch_out(&keyring, &clock, "n").await;
     assert_eq!(spawned.lock().unwrap().len(), 1);
-    assert_eq!(
-        keyring.get(&issued.info.id).await.unwrap().last_used_at,
-        None
-    );
+    assert_eq!(last_used(&keyring, &id).await, None);
     // Only one write is out at a time.
     clock.advance(Duration::seconds(60));
-    keyring.verify(token).await.unwrap();
+    keyring.verify(&token).await.unwrap();
     assert_eq!(spawned.lock().unwrap().len(), 1);
 
     let write = spawned.lock().unwrap().pop().unwrap();
     write.await;
     assert_eq!(
-        keyring.get(&issued.info.id).await.unwrap().last_used_at,
+        last_used(&keyring, &id).await,
         Some(start() + Duration::seconds(60))
     );
 }
@@ -61,18 +73,14 @@ async fn the_write_is_handed_off_and_lands_when_run() {
 #[tokio::test]
 async fn a_write_dropped_before_it_ran_is_retried() {
     let (keyring, clock, spawned) = keyring();
-    let issued = keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
-    let token = issued.token.expose_secret();
-    keyring.verify(token).await.unwrap();
-    clock.advance(Duration::seconds(60));
-    keyring.verify(token).await.unwrap();
+    let (id, _) = key_with_a_batch_out(&keyring, &clock, "n").await;
     assert_eq!(keyring.pending_last_used(), 0, "taken by the spawned write");
     // The runtime shut down before the write ran: the batch comes back.
     spawned.lock().unwrap().clear();
     assert_eq!(keyring.pending_last_used(), 1);
     assert_eq!(keyring.flush_last_used().await.unwrap(), 1);
     assert_eq!(
-        keyring.get(&issued.info.id).await.unwrap().last_used_at,
+        last_used(&keyring, &id).await,
         Some(start() + Duration::seconds(60))
     );
 }
@@ -80,19 +88,16 @@ async fn a_write_dropped_before_it_ran_is_retried() {
 #[tokio::test]
 async fn a_shutdown_flush_does_not_skip_uses_while_a_write_is_out() {
     let (keyring, clock, spawned) = keyring();
-    let a = keyring.issue(NewKey::new("pk", "p", "a")).await.unwrap();
+    let (a, _) = key_with_a_batch_out(&keyring, &clock, "a").await;
     let b = keyring.issue(NewKey::new("pk", "p", "b")).await.unwrap();
-    keyring.verify(a.token.expose_secret()).await.unwrap();
-    clock.advance(Duration::seconds(60));
-    keyring.verify(a.token.expose_secret()).await.unwrap(); // a's batch goes out
-    keyring.verify(b.token.expose_secret()).await.unwrap(); // b is recorded after
+    keyring.verify(b.token.expose_secret()).await.unwrap(); // recorded after a's batch went out
     assert_eq!(spawned.lock().unwrap().len(), 1);
     assert_eq!(keyring.flush_last_used().await.unwrap(), 1, "b is written");
     let write = spawned.lock().unwrap().pop().unwrap();
     write.await;
-    for id in [&a.info.id, &b.info.id] {
+    for id in [&a, &b.info.id] {
         assert_eq!(
-            keyring.get(id).await.unwrap().last_used_at,
+            last_used(&keyring, id).await,
             Some(start() + Duration::seconds(60))
         );
     }
