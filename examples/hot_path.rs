@@ -106,6 +106,8 @@ fn run_router(what: &str, n: usize) {
         "bare" => app::bare_router(),
         _ => app::router(keyring),
     };
+    // As `into_make_service*` do: routes become services once, not per request.
+    let router = router.with_state(());
     router_loop(&rt, &router, &header, n);
     println!("{what}: {n} iterations");
 }
