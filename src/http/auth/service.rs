@@ -161,18 +161,19 @@ impl AuthConfig {
         let Some(limiter) = &self.limiter else {
             return Ok(None);
         };
-        let (key, quota) = match principal.identity() {
+        // The quota first: an unlimited key formats no limiter key.
+        let (kind, id, quota) = match principal.identity() {
             Identity::Key(key) => (
-                bounded_key("key", key.id().as_str()),
+                "key",
+                key.id().as_str(),
                 Quota::from_rate_limit(key.rate_limit()),
             ),
-            Identity::External(external) => {
-                (bounded_key("ext", external.subject()), self.external_quota)
-            }
+            Identity::External(external) => ("ext", external.subject(), self.external_quota),
         };
         let Some(quota) = quota else {
             return Ok(None);
         };
+        let key = bounded_key(kind, id);
         match limiter.check(&key, quota).await {
             Ok(decision) => Ok(Some(decision)),
             Err(err) => Err(Rejection::from(&err)),
