@@ -11,7 +11,7 @@ use super::layer::AuthConfig;
 use crate::http::credentials::{self, Credential};
 use crate::http::future::{Admitted, ResponseFuture, State};
 use crate::http::principal::{Identity, Principal};
-use crate::http::rejection::{render_limited, Rejection};
+use crate::http::rejection::{render_limited, Rejection, Renderer};
 use crate::key::TenantId;
 use crate::ratelimit::{bounded_key, Quota, RateDecision};
 
@@ -68,7 +68,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        req.extensions_mut().insert(config.renderer.clone());
+        if config.custom_renderer {
+            req.extensions_mut().insert(config.renderer.clone());
+        } else if !req.extensions().is_empty() {
+            // The default, as if inserted: an outer layer's renderer does not
+            // reach behind this one.
+            req.extensions_mut().remove::<Renderer>();
+        }
         // Header checks are synchronous: refuse bad input before any lookup.
         let presented = config.rules.extract(req.headers()).and_then(|credential| {
             let tenant = credentials::tenant(req.headers(), &config.tenant_header)?;
