@@ -191,7 +191,7 @@ impl AuthConfig {
         credential: &Credential,
         tenant: Option<TenantId>,
     ) -> Result<Principal, Rejection> {
-        let value = credential.value.as_str();
+        let value = credential.value();
         match &self.external {
             Some(external) if credential.bearer && !self.is_keyward_token(value) => {
                 let principal = external
