@@ -187,14 +187,25 @@ fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
     token(rest).map(Some)
 }
 
+/// The bytes of a `b64token` before its `=` padding, by value: one table
+/// lookup per byte on the hot path.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
 /// Checks RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~"
 /// / "+" / "/" ) *"="`. Rejects any whitespace.
 fn token(value: &str) -> Result<&str, Rejection> {
     let body = value.trim_end_matches('=');
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    let ok = !body.is_empty() && body.bytes().all(|b| B64TOKEN[usize::from(b)]);
     if ok {
         Ok(value)
     } else {
@@ -216,6 +227,10 @@ mod tests {
         assert!(token("a b").is_err());
         assert!(token(" a").is_err());
         assert!(token("a=b").is_err());
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(B64TOKEN[usize::from(b)], expected, "byte {b}");
+        }
     }
 
     #[test]
