@@ -232,3 +232,64 @@ impl AuthConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::header::WWW_AUTHENTICATE;
+    use http::{Request, Response, StatusCode};
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    use crate::http::{AuthLayer, RequireScopesLayer};
+    use crate::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus};
+
+    /// The realm of the scope layer's 403 behind `outer` then `inner`.
+    async fn realm_behind(outer: Option<&str>, inner: Option<&str>) -> String {
+        let catalog = ScopeCatalog::builder()
+            .scope("read", "", ScopeStatus::Enforced)
+            .scope("write", "", ScopeStatus::Enforced)
+            .build()
+            .unwrap();
+        let keyring = Keyring::builder()
+            .store(MemoryStore::new())
+            .kind(KeyKind::new("pk", catalog).unwrap())
+            .build()
+            .unwrap();
+        let issued = keyring
+            .issue(NewKey::new("pk", "t1", "test").scopes(["read"]))
+            .await
+            .unwrap();
+        let layer = |realm: Option<&str>| match realm {
+            Some(realm) => AuthLayer::new(keyring.clone()).realm(realm),
+            None => AuthLayer::new(keyring.clone()),
+        };
+        let ok = service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let service = ServiceBuilder::new()
+            .layer(layer(outer))
+            .layer(layer(inner))
+            .layer(RequireScopesLayer::all(["write"]).unwrap())
+            .service(ok);
+        let req = Request::get("/")
+            .header("x-api-key", issued.token.expose_secret())
+            .body(String::new())
+            .unwrap();
+        let res = service.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let challenge = res.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        let realm = challenge.split('"').nth(1).unwrap();
+        realm.to_owned()
+    }
+
+    /// The scope layer renders with the innermost authentication layer's
+    /// renderer, the default one included (which is not inserted).
+    #[tokio::test]
+    async fn the_innermost_layer_renderer_wins() {
+        assert_eq!(realm_behind(None, None).await, "api");
+        assert_eq!(realm_behind(None, Some("inner")).await, "inner");
+        assert_eq!(realm_behind(Some("outer"), Some("inner")).await, "inner");
+        assert_eq!(realm_behind(Some("outer"), None).await, "api");
+    }
+}
