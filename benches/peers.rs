@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keyward::{
-    KeyKind, Keyring, MemoryStore, NewKey, Pepper, ScopeCatalog, ScopeStatus, TokenHasher,
-    TokenKind,
+    KeyKind, Keyring, MemoryStore, NewKey, Pepper, RateLimit, ScopeCatalog, ScopeStatus,
+    TokenHasher, TokenKind,
 };
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};
@@ -64,7 +64,12 @@ fn issue_keys(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> Vec<String> {
         let mut tokens = Vec::with_capacity(KEYS);
         for i in 0..KEYS {
             let issued = keyring
-                .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench"))
+                .issue(
+                    // Unlimited, as `scripts/load.sh`'s key: the layer rows
+                    // measure authentication, not a rate limit's 429s.
+                    NewKey::new("pk", &format!("t{}", i % 1000), "bench")
+                        .rate_limit(RateLimit::Unlimited),
+                )
                 .await
                 .unwrap();
             tokens.push(issued.token.expose_secret().to_owned());
@@ -75,6 +80,7 @@ fn issue_keys(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> Vec<String> {
 
 fn verification(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("verify_100k_keys");
@@ -144,6 +150,7 @@ fn layer(c: &mut Criterion) {
     use tower_http::validate_request::ValidateRequestHeaderLayer;
 
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let keyring = keyring(TokenHasher::sha256());

@@ -14,6 +14,17 @@
 //! Arguments: `verify`, `layer` or `none` (the layer loop without the
 //! layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
+//!
+//! With `--features axum`, `router` and `bare` drive the example server's
+//! routers (`examples/server/app.rs`: `router` with the `loadtest` demo key,
+//! and `bare_router`, what `scripts/load.sh` compares) in process, without
+//! sockets; `KEYS` does not apply (the demo keys only):
+//!
+//! ```sh
+//! cargo build --release --example hot_path --features axum
+//! valgrind --tool=callgrind --toggle-collect='hot_path::router_loop' \
+//!     target/release/examples/hot_path router
+//! ```
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -21,7 +32,8 @@ use std::hint::black_box;
 use http::{HeaderValue, Request, Response, StatusCode};
 use keyward::http::{AuthLayer, RequireScopesLayer};
 use keyward::{
-    KeyKind, Keyring, MemoryStore, NewKey, Pepper, ScopeCatalog, ScopeStatus, TokenHasher,
+    KeyKind, Keyring, MemoryStore, NewKey, Pepper, RateLimit, ScopeCatalog, ScopeStatus,
+    TokenHasher,
 };
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
@@ -58,6 +70,48 @@ where
     });
 }
 
+/// The example server's application, for `router` and `bare`.
+#[cfg(feature = "axum")]
+#[path = "server/app.rs"]
+#[allow(dead_code)]
+mod app;
+
+#[cfg(feature = "axum")]
+#[inline(never)]
+fn router_loop(rt: &tokio::runtime::Runtime, router: &axum::Router, token: &HeaderValue, n: usize) {
+    rt.block_on(async {
+        for _ in 0..n {
+            let req = Request::get("/api/players")
+                .header("x-api-key", token.clone())
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = router.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    });
+}
+
+/// `router` or `bare`: the example server's routers.
+#[cfg(feature = "axum")]
+fn run_router(what: &str, n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let keyring = app::keyring();
+    let keys = rt.block_on(app::demo_keys(&keyring)).unwrap();
+    let token = keys.iter().find(|k| k.name == "loadtest").unwrap();
+    let header = HeaderValue::from_str(&token.token).unwrap();
+    let router = match what {
+        "bare" => app::bare_router(),
+        _ => app::router(keyring),
+    };
+    // As `into_make_service*` do: routes become services once, not per request.
+    let router = router.with_state(());
+    router_loop(&rt, &router, &header, n);
+    println!("{what}: {n} iterations");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map_or("verify", String::as_str);
@@ -67,6 +121,10 @@ fn main() {
     };
     let keys = env_usize("KEYS", 100_000);
     let n = env_usize("ITERATIONS", 10_000);
+    #[cfg(feature = "axum")]
+    if what == "router" || what == "bare" {
+        return run_router(what, n);
+    }
 
     let catalog = ScopeCatalog::builder()
         .scope("read", "", ScopeStatus::Enforced)
@@ -84,13 +142,19 @@ fn main() {
         .build()
         .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let token = rt.block_on(async {
         let mut last = None;
         for i in 0..keys.max(1) {
             let issued = keyring
-                .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench"))
+                .issue(
+                    // Unlimited, as `scripts/load.sh`'s key: the layer rows
+                    // measure authentication, not a rate limit's 429s.
+                    NewKey::new("pk", &format!("t{}", i % 1000), "bench")
+                        .rate_limit(RateLimit::Unlimited),
+                )
                 .await
                 .unwrap();
             last = Some(issued.token);

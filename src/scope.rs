@@ -303,6 +303,9 @@ pub struct ScopeCatalog {
     /// directly or transitively (itself excluded).
     implied_by: HashMap<Scope, Vec<Scope>>,
     wildcards: bool,
+    /// Whether any declared scope is "soon": when none is, evaluating a
+    /// requirement looks no status up.
+    any_soon: bool,
 }
 
 impl fmt::Debug for ScopeCatalog {
@@ -386,6 +389,10 @@ impl ScopeCatalogBuilder {
     }
 }
 
+fn any_soon(entries: &[ScopeEntry]) -> bool {
+    entries.iter().any(|e| e.status == ScopeStatus::Soon)
+}
+
 impl ScopeCatalog {
     /// A builder.
     pub fn builder() -> ScopeCatalogBuilder {
@@ -425,11 +432,13 @@ impl ScopeCatalog {
                 implied_by.entry(s).or_default().push(e.name.clone());
             }
         }
+        let any_soon = any_soon(&entries);
         Ok(ScopeCatalog {
             entries,
             index,
             implied_by,
             wildcards,
+            any_soon,
         })
     }
 
@@ -466,6 +475,7 @@ impl ScopeCatalog {
             .get(&scope)
             .ok_or_else(|| ScopeError::Unknown(scope.to_string()))?;
         self.entries[i].status = status;
+        self.any_soon = any_soon(&self.entries);
         Ok(self)
     }
 
@@ -535,7 +545,7 @@ impl ScopeCatalog {
     /// * else [`Allowed`](Decision::Allowed).
     pub fn evaluate(&self, requirement: &Requirement, granted: &ScopeSet) -> Decision {
         let scopes = requirement.scopes();
-        let is_soon = |s: &Scope| self.status(s) == ScopeStatus::Soon;
+        let is_soon = |s: &Scope| self.any_soon && self.status(s) == ScopeStatus::Soon;
         let (strict, lenient, missing) = match requirement {
             Requirement::All(req) => {
                 let missing: Vec<Scope> = req

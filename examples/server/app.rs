@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -207,6 +207,8 @@ pub(crate) fn login_throttle() -> ThrottleLayer {
 
 /// The API: every route behind [`AuthLayer`] (which enforces each key's
 /// rate limit), each with its requirement; and the throttled demo login.
+/// The management handlers get the keyring as router state (no per-request
+/// `Extension` layer).
 pub(crate) fn router(keyring: Keyring) -> Router {
     let manage = || scopes(&["keys:manage"]);
     Router::new()
@@ -234,10 +236,10 @@ pub(crate) fn router(keyring: Keyring) -> Router {
             "/api/assets",
             post(upload_asset.layer(scopes(&["assets:write"]))),
         )
-        .layer(Extension(keyring.clone()))
-        .layer(AuthLayer::new(keyring))
+        .layer(AuthLayer::new(keyring.clone()))
         // Added after the AuthLayer: the login needs no key.
         .route("/api/login", post(login).layer(login_throttle()))
+        .with_state(keyring)
 }
 
 /// A demo login: no password check, it only shows the throttle.
@@ -311,7 +313,7 @@ struct CreateKey {
 /// the only copy of the token, so it is marked `no-store`.
 async fn create_api_key(
     principal: Principal,
-    Extension(keyring): Extension<Keyring>,
+    State(keyring): State<Keyring>,
     body: Bytes,
 ) -> Response {
     let Ok(req) = serde_json::from_slice::<CreateKey>(&body) else {
@@ -372,7 +374,7 @@ struct RevokeKey {
 
 async fn revoke_api_key(
     principal: Principal,
-    Extension(keyring): Extension<Keyring>,
+    State(keyring): State<Keyring>,
     body: Bytes,
 ) -> Response {
     let Ok(req) = serde_json::from_slice::<RevokeKey>(&body) else {
@@ -395,7 +397,7 @@ async fn revoke_api_key(
     }
 }
 
-async fn list_keys(principal: Principal, Extension(keyring): Extension<Keyring>) -> Response {
+async fn list_keys(principal: Principal, State(keyring): State<Keyring>) -> Response {
     const FIELDS: &[&str] = &[
         "id",
         "name",

@@ -21,8 +21,7 @@
 //! * Both headers with the same token → accepted; with different tokens → 400
 //!   `invalid_request`.
 
-use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
-use zeroize::Zeroizing;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::http::rejection::Rejection;
 use crate::key::TenantId;
@@ -47,12 +46,27 @@ pub const TENANT_HEADER: &str = "x-property-id";
 /// The default longest credential accepted, in bytes.
 pub const DEFAULT_MAX_CREDENTIAL_LEN: usize = 4096;
 
-/// A presented credential, copied out of the request and zeroed on drop.
+/// A presented credential: a clone of the header value that carries it (a
+/// reference count on the request's header buffer, not a copy) and where
+/// the token starts in it.
+///
+/// Nothing to zero on drop: no copy is made, and the header buffer belongs
+/// to the HTTP stack (see SECURITY.md, "Process memory").
 pub(crate) struct Credential {
-    pub(crate) value: Zeroizing<String>,
+    header: HeaderValue,
+    start: usize,
     /// Whether it came in `Authorization: Bearer` (only those may go to an
     /// external authenticator).
     pub(crate) bearer: bool,
+}
+
+impl Credential {
+    /// The token.
+    pub(crate) fn value(&self) -> &str {
+        // `extract` checked the header is visible ASCII: this cannot fail,
+        // and an empty value would only fail verification.
+        std::str::from_utf8(&self.header.as_bytes()[self.start..]).unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -78,7 +92,7 @@ impl CredentialRules {
         let api_key = match self.source {
             CredentialSource::ApiKey | CredentialSource::Both => {
                 match single_value(headers, &self.api_key_header, self.max_len)? {
-                    Some(value) => Some(token(value)?),
+                    Some((header, value)) => Some((header, value, token(value)?)),
                     None => None,
                 }
             }
@@ -87,17 +101,19 @@ impl CredentialRules {
         let bearer = match self.source {
             CredentialSource::Bearer | CredentialSource::Both => {
                 match single_value(headers, &AUTHORIZATION, self.max_len)? {
-                    Some(value) => bearer_token(value)?,
+                    Some((header, value)) => bearer_token(value)?.map(|t| (header, value, t)),
                     None => None,
                 }
             }
             CredentialSource::ApiKey => None,
         };
-        let (value, bearer) = match (api_key, bearer) {
+        // The token is a suffix of the header's value (all of it for the API
+        // key header, what follows the scheme for `Authorization`).
+        let ((header, value, token), bearer) = match (api_key, bearer) {
             (None, None) => return Ok(None),
             (Some(key), None) => (key, false),
             (None, Some(b)) => (b, true),
-            (Some(key), Some(b)) if key == b => (b, true),
+            (Some(key), Some(b)) if key.2 == b.2 => (b, true),
             (Some(_), Some(_)) => {
                 return Err(Rejection::InvalidRequest(
                     "X-Api-Key and Authorization carry different credentials",
@@ -105,7 +121,8 @@ impl CredentialRules {
             }
         };
         Ok(Some(Credential {
-            value: Zeroizing::new(value.to_owned()),
+            header: header.clone(),
+            start: value.len() - token.len(),
             bearer,
         }))
     }
@@ -118,7 +135,7 @@ pub(crate) fn tenant(
 ) -> Result<Option<TenantId>, Rejection> {
     match single_value(headers, name, DEFAULT_MAX_CREDENTIAL_LEN)? {
         None => Ok(None),
-        Some(value) => TenantId::parse(value)
+        Some((_, value)) => TenantId::parse(value)
             .map(Some)
             .ok_or(Rejection::InvalidRequest(
                 "the tenant header is not a valid tenant id",
@@ -127,12 +144,12 @@ pub(crate) fn tenant(
 }
 
 /// The value of a header that must appear at most once, as visible ASCII,
-/// non-empty and at most `max_len` bytes.
+/// non-empty and at most `max_len` bytes: the header and its text.
 fn single_value<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
     max_len: usize,
-) -> Result<Option<&'a str>, Rejection> {
+) -> Result<Option<(&'a HeaderValue, &'a str)>, Rejection> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -147,15 +164,15 @@ fn single_value<'a>(
             "a credential or tenant header is too long",
         ));
     }
-    let value = value.to_str().map_err(|_| {
+    let text = value.to_str().map_err(|_| {
         Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
     })?;
-    if value.is_empty() {
+    if text.is_empty() {
         return Err(Rejection::InvalidRequest(
             "a credential or tenant header is empty",
         ));
     }
-    Ok(Some(value))
+    Ok(Some((value, text)))
 }
 
 /// The token of `Bearer <token>`; `None` for another scheme.
@@ -170,14 +187,25 @@ fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
     token(rest).map(Some)
 }
 
+/// The bytes of a `b64token` before its `=` padding, by value: one table
+/// lookup per byte on the hot path.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
 /// Checks RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~"
 /// / "+" / "/" ) *"="`. Rejects any whitespace.
 fn token(value: &str) -> Result<&str, Rejection> {
     let body = value.trim_end_matches('=');
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    let ok = !body.is_empty() && body.bytes().all(|b| B64TOKEN[usize::from(b)]);
     if ok {
         Ok(value)
     } else {
@@ -199,6 +227,10 @@ mod tests {
         assert!(token("a b").is_err());
         assert!(token(" a").is_err());
         assert!(token("a=b").is_err());
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(B64TOKEN[usize::from(b)], expected, "byte {b}");
+        }
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub(super) struct AuthConfig {
     pub(super) external: Option<Arc<dyn ExternalAuthenticator>>,
     pub(super) hooks: Vec<Arc<dyn AuthHook>>,
     pub(super) renderer: Renderer,
+    /// Whether [`AuthLayer::renderer`] (or `realm`) set the renderer: only
+    /// then does it go into the request extensions. Readers (the scope
+    /// layers, the extractors) fall back to the default when it is absent.
+    pub(super) custom_renderer: bool,
     pub(super) verify_timeout: Duration,
     pub(super) limiter: Option<Arc<dyn RateLimiter>>,
     pub(super) external_quota: Option<Quota>,
@@ -60,6 +64,7 @@ impl AuthLayer {
                 external: None,
                 hooks: Vec::new(),
                 renderer: Renderer::default(),
+                custom_renderer: false,
                 verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
             }),
         }
@@ -196,7 +201,9 @@ impl AuthLayer {
     ///
     /// [`RequireScopes`]: crate::http::RequireScopes
     pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
-        self.config().renderer = Renderer::new(renderer);
+        let config = self.config();
+        config.renderer = Renderer::new(renderer);
+        config.custom_renderer = true;
         self
     }
 }

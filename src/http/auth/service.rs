@@ -11,7 +11,7 @@ use super::layer::AuthConfig;
 use crate::http::credentials::{self, Credential};
 use crate::http::future::{Admitted, ResponseFuture, State};
 use crate::http::principal::{Identity, Principal};
-use crate::http::rejection::{render_limited, Rejection};
+use crate::http::rejection::{render_limited, Rejection, Renderer};
 use crate::key::TenantId;
 use crate::ratelimit::{bounded_key, Quota, RateDecision};
 
@@ -68,7 +68,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        req.extensions_mut().insert(config.renderer.clone());
+        if config.custom_renderer {
+            req.extensions_mut().insert(config.renderer.clone());
+        } else if !req.extensions().is_empty() {
+            // The default, as if inserted: an outer layer's renderer does not
+            // reach behind this one.
+            req.extensions_mut().remove::<Renderer>();
+        }
         // Header checks are synchronous: refuse bad input before any lookup.
         let presented = config.rules.extract(req.headers()).and_then(|credential| {
             let tenant = credentials::tenant(req.headers(), &config.tenant_header)?;
@@ -161,18 +167,19 @@ impl AuthConfig {
         let Some(limiter) = &self.limiter else {
             return Ok(None);
         };
-        let (key, quota) = match principal.identity() {
+        // The quota first: an unlimited key formats no limiter key.
+        let (kind, id, quota) = match principal.identity() {
             Identity::Key(key) => (
-                bounded_key("key", key.id().as_str()),
+                "key",
+                key.id().as_str(),
                 Quota::from_rate_limit(key.rate_limit()),
             ),
-            Identity::External(external) => {
-                (bounded_key("ext", external.subject()), self.external_quota)
-            }
+            Identity::External(external) => ("ext", external.subject(), self.external_quota),
         };
         let Some(quota) = quota else {
             return Ok(None);
         };
+        let key = bounded_key(kind, id);
         match limiter.check(&key, quota).await {
             Ok(decision) => Ok(Some(decision)),
             Err(err) => Err(Rejection::from(&err)),
@@ -184,7 +191,7 @@ impl AuthConfig {
         credential: &Credential,
         tenant: Option<TenantId>,
     ) -> Result<Principal, Rejection> {
-        let value = credential.value.as_str();
+        let value = credential.value();
         match &self.external {
             Some(external) if credential.bearer && !self.is_keyward_token(value) => {
                 let principal = external
@@ -223,5 +230,66 @@ impl AuthConfig {
                 .strip_prefix(kind.token_kind().prefix())
                 .is_some_and(|rest| rest.starts_with('_'))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::header::WWW_AUTHENTICATE;
+    use http::{Request, Response, StatusCode};
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    use crate::http::{AuthLayer, RequireScopesLayer};
+    use crate::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus};
+
+    /// The realm of the scope layer's 403 behind `outer` then `inner`.
+    async fn realm_behind(outer: Option<&str>, inner: Option<&str>) -> String {
+        let catalog = ScopeCatalog::builder()
+            .scope("read", "", ScopeStatus::Enforced)
+            .scope("write", "", ScopeStatus::Enforced)
+            .build()
+            .unwrap();
+        let keyring = Keyring::builder()
+            .store(MemoryStore::new())
+            .kind(KeyKind::new("pk", catalog).unwrap())
+            .build()
+            .unwrap();
+        let issued = keyring
+            .issue(NewKey::new("pk", "t1", "test").scopes(["read"]))
+            .await
+            .unwrap();
+        let layer = |realm: Option<&str>| match realm {
+            Some(realm) => AuthLayer::new(keyring.clone()).realm(realm),
+            None => AuthLayer::new(keyring.clone()),
+        };
+        let ok = service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let service = ServiceBuilder::new()
+            .layer(layer(outer))
+            .layer(layer(inner))
+            .layer(RequireScopesLayer::all(["write"]).unwrap())
+            .service(ok);
+        let req = Request::get("/")
+            .header("x-api-key", issued.token.expose_secret())
+            .body(String::new())
+            .unwrap();
+        let res = service.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let challenge = res.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        let realm = challenge.split('"').nth(1).unwrap();
+        realm.to_owned()
+    }
+
+    /// The scope layer renders with the innermost authentication layer's
+    /// renderer, the default one included (which is not inserted).
+    #[tokio::test]
+    async fn the_innermost_layer_renderer_wins() {
+        assert_eq!(realm_behind(None, None).await, "api");
+        assert_eq!(realm_behind(None, Some("inner")).await, "inner");
+        assert_eq!(realm_behind(Some("outer"), Some("inner")).await, "inner");
+        assert_eq!(realm_behind(Some("outer"), None).await, "api");
     }
 }
