@@ -1,6 +1,6 @@
 //! keyward side by side with what a team would use instead, in the same
 //! criterion groups: token generation, verification, and (with the `http`
-//! feature) the tower layer.
+//! feature) the tower layer; and `parts`: parsing, hashing and issuing alone.
 //!
 //! ```sh
 //! cargo bench --bench peers -- generate
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keyward::{
     KeyKind, Keyring, MemoryStore, NewKey, Pepper, RateLimit, ScopeCatalog, ScopeStatus,
-    TokenHasher, TokenKind,
+    TokenFormat, TokenHasher, TokenKind,
 };
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};
@@ -220,5 +220,31 @@ fn layer(c: &mut Criterion) {
 #[cfg(not(feature = "http"))]
 fn layer(_: &mut Criterion) {}
 
-criterion_group!(benches, generation, verification, layer);
+/// Pieces of the hot path and the cost of issuing, without a peer.
+fn parts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parts");
+    let kind = TokenKind::new("pk").unwrap();
+    let format = TokenFormat::new([kind.clone()]);
+    let token = kind.generate();
+    group.bench_function("parse", |b| {
+        b.iter(|| format.parse(token.expose_secret()).is_ok())
+    });
+    let sha = TokenHasher::sha256();
+    let hmac = TokenHasher::hmac(Pepper::new(1, vec![7; 32]).unwrap());
+    group.bench_function("hash_sha256", |b| {
+        b.iter(|| sha.hash(token.expose_secret()))
+    });
+    group.bench_function("hash_hmac", |b| b.iter(|| hmac.hash(token.expose_secret())));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let keyring = keyring(TokenHasher::sha256());
+    group.bench_function("issue_memory_store", |b| {
+        b.to_async(&rt)
+            .iter(|| async { keyring.issue(NewKey::new("pk", "t", "bench")).await.is_ok() })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, generation, verification, layer, parts);
 criterion_main!(benches);
