@@ -1,6 +1,9 @@
 //! The embedded default store: a map in memory behind one lock.
 
-use std::collections::HashMap;
+// hashbrown's seeded foldhash rather than SipHash: only issued keys are ever
+// inserted, so a presented token cannot choose what the maps hold, and the
+// lookup is on the verify hot path.
+use hashbrown::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
