@@ -52,7 +52,9 @@ fn checks(c: &mut Criterion) {
     });
 
     let shared: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+    // The layer's verify timeout needs tokio's timer.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     c.bench_function("ratelimit/memory/hot_key_dyn_async", |b| {
@@ -117,7 +119,9 @@ fn layer(c: &mut Criterion) {
     use keyward::{KeyKind, Keyring, MemoryStore, NewKey, RateLimit, ScopeCatalog, ScopeStatus};
     use tower::{ServiceBuilder, ServiceExt};
 
+    // The layer's verify timeout needs tokio's timer.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let catalog = ScopeCatalog::builder()
