@@ -42,6 +42,11 @@ pub enum TokenError {
     /// The checksum does not match: a typo, a truncated paste or garbage.
     #[error("the token checksum does not match")]
     BadChecksum,
+    /// The checksum matches but the keyed tag does not: the token was not
+    /// issued under this service's [`TokenKey`](crate::TokenKey) (a forgery,
+    /// or a token of another deployment).
+    #[error("the token was not issued by this service")]
+    BadTag,
 }
 
 /// Why a token kind or its prefix could not be configured.
@@ -73,6 +78,9 @@ pub enum ConfigError {
     /// Two peppers share a version, or a pepper is too short.
     #[error("invalid pepper: {0}")]
     InvalidPepper(&'static str),
+    /// A token key is too short, or its rotation is misconfigured.
+    #[error("invalid token key: {0}")]
+    InvalidTokenKey(&'static str),
 }
 
 /// Why a scope string or a catalog declaration is invalid.
@@ -159,14 +167,17 @@ pub enum IssueError {
     /// A scope is malformed or not declared in the kind's catalog.
     #[error(transparent)]
     Scope(#[from] ScopeError),
-    /// The key name is empty, too long or has control characters.
+    /// The key name is empty, too long, or has control, format (bidi,
+    /// zero-width) or line-separator characters.
     #[error("a key name must be 1-200 printable characters")]
     InvalidName,
-    /// The tenant id is empty, too long or has control characters.
+    /// The tenant id is empty, too long, or has control, format or
+    /// line-separator characters.
     #[error("a tenant id must be 1-200 printable characters")]
     InvalidTenant,
-    /// Too many metadata labels, or one too long or with control characters.
-    #[error("metadata: at most 32 labels, keys 1-64 bytes, values up to 1024 bytes")]
+    /// Too many metadata labels, or one too long or with control, format or
+    /// line-separator characters (in its key or its value).
+    #[error("metadata: at most 32 labels, keys 1-64 bytes, values up to 1024 bytes, printable characters")]
     InvalidMetadata,
     /// The expiry lies in the past.
     #[error("the expiry lies in the past")]

@@ -75,8 +75,10 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// The tenant a key belongs to: a PlayerOS property, a PlayableLabs
-/// organization. 1–200 characters, no control characters.
+/// The tenant a key belongs to (a property, an organization, a workspace):
+/// 1–200 characters, no control or format characters (no bidi overrides, no
+/// zero-width characters) and no line separators, so one tenant id can not
+/// be made to look like another.
 ///
 /// ```
 /// use keyward::TenantId;
@@ -84,6 +86,8 @@ impl fmt::Display for KeyId {
 /// assert_eq!(TenantId::parse("prop_123").unwrap().as_str(), "prop_123");
 /// assert!(TenantId::parse("").is_none());
 /// assert!(TenantId::parse("a\nb").is_none());
+/// assert!(TenantId::parse("prop\u{202E}321").is_none()); // right-to-left override
+/// assert!(TenantId::parse("prop\u{200B}_1").is_none()); // zero-width space
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -113,10 +117,28 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// A name or tenant id: 1–200 characters, not all whitespace, of
+/// [`displayable`] text.
 pub(crate) fn valid_label(input: &str) -> bool {
-    !input.trim().is_empty()
-        && input.chars().count() <= MAX_LABEL_LEN
-        && !input.chars().any(char::is_control)
+    !input.trim().is_empty() && input.chars().count() <= MAX_LABEL_LEN && displayable(input)
+}
+
+/// Whether text can be shown in a list view as it reads: no control
+/// characters (general category Cc), no format characters (Cf: bidi
+/// overrides such as U+202E, zero-width spaces and joiners, soft hyphens),
+/// and no line or paragraph separators (Zl, Zp), any of which can make one
+/// label look like another.
+pub(crate) fn displayable(input: &str) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    input.chars().all(|c| {
+        !matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    })
 }
 
 /// When a new key expires: the presets of the dashboards, or an instant.

@@ -34,11 +34,13 @@ use time::{Duration, OffsetDateTime};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
 use crate::hash::TokenHasher;
-use crate::key::{valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId};
+use crate::key::{
+    displayable, valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId,
+};
 use crate::last_used::{Batch, LastUsedTracker};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::KeyStore;
-use crate::token::{Secret, TokenFormat, TokenKind};
+use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
 
 /// Most metadata labels a key may carry.
 pub const MAX_METADATA_ENTRIES: usize = 32;
@@ -82,6 +84,63 @@ impl KeyKind {
         S: AsRef<str>,
     {
         self.default_scopes = self.catalog.grant(scopes)?;
+        Ok(self)
+    }
+
+    /// Tags this kind's tokens with a server-held [`TokenKey`], so forged
+    /// tokens are refused offline, before any store lookup (see
+    /// [`TokenKind::key`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, TokenError, TokenKey,
+    ///               VerifyError};
+    ///
+    /// let key = TokenKey::new(1, b"32 bytes from your secret store!".to_vec())?;
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pl", ScopeCatalog::builder().build()?)?.token_key(key))
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pl", "org_1", "CI")).await?;
+    /// assert_eq!(issued.token.expose_secret().len(), 3 + 44);
+    /// assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
+    ///
+    /// // Well formed, with a valid public checksum, but not tagged by us.
+    /// let forged = keyward::TokenKind::new("pl")?
+    ///     .key(TokenKey::new(1, vec![0; 32])?)
+    ///     .generate();
+    /// assert!(matches!(
+    ///     keyring.verify(forged.expose_secret()).await,
+    ///     Err(VerifyError::Malformed(TokenError::BadTag))
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn token_key(mut self, key: TokenKey) -> Self {
+        self.token = self.token.key(key);
+        self
+    }
+
+    /// Also accepts tokens tagged with `previous` (token key rotation; see
+    /// [`TokenKind::previous_key`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] without a current key or when both
+    /// keys share a version.
+    pub fn previous_token_key(mut self, previous: TokenKey) -> Result<Self, ConfigError> {
+        self.token = self.token.previous_key(previous)?;
+        Ok(self)
+    }
+
+    /// Also accepts untagged tokens issued before the kind had a key (a
+    /// migration aid; see [`TokenKind::accept_untagged`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] without a token key.
+    pub fn accept_untagged_tokens(mut self, accept: bool) -> Result<Self, ConfigError> {
+        self.token = self.token.accept_untagged(accept)?;
         Ok(self)
     }
 
@@ -579,7 +638,8 @@ fn check_metadata(metadata: &std::collections::BTreeMap<String, String>) -> Resu
             !k.is_empty()
                 && k.len() <= MAX_METADATA_KEY_LEN
                 && v.len() <= MAX_METADATA_VALUE_LEN
-                && !k.chars().any(char::is_control)
+                && displayable(k)
+                && displayable(v)
         });
     if ok {
         Ok(())

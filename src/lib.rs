@@ -81,7 +81,10 @@ pub use scope::{
     ScopeStatus,
 };
 pub use store::{KeyStore, MemoryStore};
-pub use token::{ParsedToken, Secret, TokenFormat, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN};
+pub use token::{
+    ParsedToken, Secret, TokenFormat, TokenKey, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN,
+    TAGGED_BODY_LEN,
+};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(all(doctest, feature = "postgres"))]

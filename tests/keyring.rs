@@ -427,3 +427,80 @@ async fn a_revoked_key_never_verifies_after_revoke_returns_through_a_cache() {
     let store = keyward::store::CachedStore::new(MemoryStore::new());
     revoke_races_verify(keyring_on(store).0, RACE).await;
 }
+
+/// A `pl` keyring whose tokens are tagged with `current` (and also accept
+/// `previous`), on `store`.
+fn tagged_keyring(store: impl keyward::KeyStore, current: u8, previous: Option<u8>) -> Keyring {
+    use keyward::{KeyKind, TokenKey};
+    let key = |version: u8| TokenKey::new(u16::from(version), vec![version; 32]).unwrap();
+    let mut kind = KeyKind::new("pl", common::playable_labs())
+        .unwrap()
+        .token_key(key(current));
+    if let Some(previous) = previous {
+        kind = kind.previous_token_key(key(previous)).unwrap();
+    }
+    Keyring::builder().store(store).kind(kind).build().unwrap()
+}
+
+#[tokio::test]
+async fn forged_tokens_cost_no_store_lookup_with_a_token_key() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = tagged_keyring(store.clone(), 1, None);
+    let issued = keyring.issue(NewKey::new("pl", "org", "CI")).await.unwrap();
+    assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
+    assert_eq!(store.calls(Op::FindByHash), 1);
+
+    // Forgers know the format and the public checksum, not the key: tokens
+    // tagged under another key, and untagged tokens of the old format.
+    let other_key = keyward::TokenKind::new("pl")
+        .unwrap()
+        .key(keyward::TokenKey::new(1, vec![9; 32]).unwrap());
+    let untagged = keyward::TokenKind::new("pl").unwrap();
+    for _ in 0..1_000 {
+        let forged = other_key.generate();
+        assert!(matches!(
+            keyring.verify(forged.expose_secret()).await.unwrap_err(),
+            VerifyError::Malformed(TokenError::BadTag)
+        ));
+        let old_format = untagged.generate();
+        assert!(matches!(
+            keyring
+                .verify(old_format.expose_secret())
+                .await
+                .unwrap_err(),
+            VerifyError::Malformed(TokenError::BadLength)
+        ));
+    }
+    assert_eq!(
+        store.calls(Op::FindByHash),
+        1,
+        "no forged token was looked up"
+    );
+}
+
+#[tokio::test]
+async fn a_token_key_rotation_keeps_issued_tokens_working() {
+    let store = MemoryStore::new();
+    let before = tagged_keyring(store.clone(), 1, None)
+        .issue(NewKey::new("pl", "org", "old"))
+        .await
+        .unwrap();
+    // Rotated: key 2 tags new tokens, key 1 still verifies.
+    let rotating = tagged_keyring(store.clone(), 2, Some(1));
+    let after = rotating
+        .issue(NewKey::new("pl", "org", "new"))
+        .await
+        .unwrap();
+    assert!(rotating.verify(before.token.expose_secret()).await.is_ok());
+    assert!(rotating.verify(after.token.expose_secret()).await.is_ok());
+    // Key 1 retired: its tokens are refused offline, key 2's still work.
+    let retired = tagged_keyring(store, 2, None);
+    assert!(matches!(
+        retired
+            .verify(before.token.expose_secret())
+            .await
+            .unwrap_err(),
+        VerifyError::Malformed(TokenError::BadTag)
+    ));
+    assert!(retired.verify(after.token.expose_secret()).await.is_ok());
+}
