@@ -17,3 +17,6 @@ echo "release-check: cargo publish --dry-run" >&2
 dirty=()
 [[ ${CI:-} == true ]] || dirty=(--allow-dirty)
 cargo publish --dry-run --locked "${dirty[@]}"
+
+echo "release-check: fuzz/Cargo.lock is current" >&2
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
