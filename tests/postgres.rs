@@ -265,26 +265,107 @@ async fn without_notifications_the_ttl_bounds_the_lag() {
     assert!(matches!(b.verify(token).await, Err(VerifyError::Revoked)));
 }
 
+/// Every rendering of a stored hash an error message could carry:
+/// PostgreSQL's `DETAIL` shows a `bytea` as `\x` and lower-case hex.
+fn hash_renderings(hash: &keyward::TokenHash) -> Vec<String> {
+    let hex: String = hash.digest().iter().map(|b| format!("{b:02x}")).collect();
+    let stored: String = hash.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let list: Vec<String> = hash.digest()[..8].iter().map(u8::to_string).collect();
+    vec![
+        hex[..16].to_owned(),
+        hex[..16].to_uppercase(),
+        format!("\\x{}", &stored[..20]),
+        list.join(", "),
+    ]
+}
+
+/// `Display` and `Debug` of an error and of every error in its source chain.
+fn rendered(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        text.push_str(&format!("{err} | {err:?} | "));
+        next = err.source();
+    }
+    text
+}
+
+/// Inserts `record`'s hash with plain SQL, bypassing the store: the server's
+/// own error for it, to show what an unfiltered message would carry.
+async fn raw_insert(store: &keyward::store::postgres::PgStore, name: &str, hash: &[u8]) -> String {
+    let client = store.pool().get().await.unwrap();
+    let err = client
+        .execute(
+            "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, created_at) \
+             VALUES ($1, 't', 'pk', $2, 'pk_abcde', $3, now())",
+            &[&KeyId::generate().as_str(), &name, &hash],
+        )
+        .await
+        .unwrap_err();
+    rendered(&err)
+}
+
+/// A unique violation on the hash and a CHECK violation both make the server
+/// echo the hash in its `DETAIL`; the store's errors (message, `Debug`,
+/// sources) carry neither. The unfiltered server errors are checked to
+/// carry it, so this test sees a leak when there is one.
 #[tokio::test]
 async fn errors_never_echo_hashes() {
-    let Some((store, _)) = pg::store("errors_no_hash").await else {
+    let Some((store, schema)) = pg::store("errors_no_hash").await else {
         return;
     };
     let (keyring, _) = common::keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let record = store.get(&issued.info.id).await.unwrap().unwrap();
-    let mut dup = (*record).clone();
-    dup.id = KeyId::generate();
-    let err = store.insert(dup).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict));
-    let text = format!("{err} {err:?}");
-    let hex: String = record
-        .hash
-        .digest()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert!(!text.contains(&hex[..16]), "{text}");
+    let needles = hash_renderings(&record.hash);
+    let leaks = |text: &str, needles: &[String]| needles.iter().any(|n| text.contains(n.as_str()));
+
+    // A second key with the same hash: a unique violation.
+    let server = raw_insert(&store, "dup", &record.hash.to_bytes()).await;
+    assert!(leaks(&server, &needles), "the server echoes it: {server}");
+    let mut duplicate = (*record).clone();
+    duplicate.id = KeyId::generate();
+    let err = store.insert(duplicate).await.unwrap_err();
+    let text = rendered(&err);
+    assert!(
+        !leaks(&text, &needles),
+        "a conflict echoes the hash: {text}"
+    );
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+
+    // A row the table refuses: the DETAIL lists the whole row.
+    client_execute(
+        &store,
+        &format!(
+            "ALTER TABLE {schema}.keyward_keys ADD CONSTRAINT no_refused CHECK (name <> 'refused')"
+        ),
+    )
+    .await;
+    let mut refused = (*record).clone();
+    refused.id = KeyId::generate();
+    refused.name = "refused".into();
+    refused.hash = TokenHasher::sha256().hash("pk_another token");
+    let needles = hash_renderings(&refused.hash);
+    let server = raw_insert(&store, "refused", &refused.hash.to_bytes()).await;
+    assert!(leaks(&server, &needles), "the server echoes it: {server}");
+    let err = store.insert(refused).await.unwrap_err();
+    let text = rendered(&err);
+    assert!(!leaks(&text, &needles), "an error echoes the hash: {text}");
+    assert!(
+        matches!(err, StoreError::Other(_)) && text.contains("23514"),
+        "the message keeps the server's message and SQLSTATE: {text}"
+    );
+}
+
+async fn client_execute(store: &keyward::store::postgres::PgStore, sql: &str) {
+    store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(sql)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -29,6 +29,13 @@
 //!
 //! Instants are stored with microsecond precision (PostgreSQL's).
 //!
+//! # Logs
+//!
+//! tokio-postgres logs each statement's parameters at DEBUG through the `log`
+//! crate. Hashes (and the rate limiter's keys) are passed in a wrapper whose
+//! `Debug` is `[REDACTED]`, so a host that forwards `log` records into its
+//! tracing output (`tracing-log`) logs no hash at any level.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -46,6 +53,7 @@
 //! ```
 
 mod listener;
+mod param;
 
 pub use deadpool_postgres;
 pub use listener::RevocationListener;
@@ -67,6 +75,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
+pub(crate) use self::param::Hidden;
 use super::{CacheInvalidator, KeyStore};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
@@ -527,7 +536,7 @@ impl KeyStore for PgStore {
                         &record.kind,
                         &record.name,
                         &record.display_prefix,
-                        &&hash[..],
+                        &Hidden(&hash[..]),
                         &scopes,
                         &record.created_at,
                         &record.expires_at,
@@ -548,7 +557,7 @@ impl KeyStore for PgStore {
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         const SQL: &str = select!("WHERE hash = $1");
         let bytes = hash.to_bytes();
-        let mut records = self.query_records(SQL, &[&&bytes[..]]).await?;
+        let mut records = self.query_records(SQL, &[&Hidden(&bytes[..])]).await?;
         Ok(records.pop())
     }
 
