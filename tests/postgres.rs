@@ -400,3 +400,98 @@ async fn a_blocked_statement_times_out_as_unavailable() {
     assert!(took < StdDuration::from_secs(3), "took {took:?}");
     tx.rollback().await.unwrap();
 }
+
+/// Anyone who can connect may `NOTIFY keyward_revoked`: payloads that are
+/// not key ids (garbage with spaces, empty, overlong) change nothing and are
+/// logged once, without the payload; a well-formed id that names no key
+/// changes nothing either; a key's id drops exactly that key.
+#[tokio::test]
+async fn notifications_drop_one_key_and_never_clear_the_cache() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    // This runtime has one thread: the listener task logs to this subscriber.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+
+    let Some((store, _)) = pg::store("notify_garbage").await else {
+        return;
+    };
+    let cache = CachedStore::new(store.clone());
+    let listener = store.listen(cache.invalidator()).unwrap();
+    let (keyring, _) = common::keyring_on(cache.clone());
+    wait_listening(&listener).await;
+    let a = keyring.issue(NewKey::new("pk", "p", "a")).await.unwrap();
+    let b = keyring.issue(NewKey::new("pk", "p", "b")).await.unwrap();
+    for key in [&a, &b] {
+        keyring.verify(key.token.expose_secret()).await.unwrap();
+    }
+    assert_eq!(cache.cached(), 2);
+
+    let notify = |payload: String| {
+        let store = store.clone();
+        async move {
+            let client = store.pool().get().await.unwrap();
+            client
+                .execute("SELECT pg_notify('keyward_revoked', $1)", &[&payload])
+                .await
+                .unwrap();
+        }
+    };
+    let garbage = "garbage; not a key id".to_owned();
+    for payload in [
+        garbage.clone(),
+        String::new(),
+        "k".repeat(7999),     // PostgreSQL's longest payload
+        "garbage".to_owned(), // a well-formed id of no key
+        garbage.clone(),
+    ] {
+        notify(payload).await;
+    }
+    // Notifications from one session arrive in order: once `a` is dropped,
+    // everything before it has been handled.
+    notify(a.info.id.to_string()).await;
+    let start = Instant::now();
+    while cache.cached() == 2 {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(5),
+            "no invalidation"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    assert_eq!(cache.cached(), 1, "exactly the notified key was dropped");
+    assert_eq!(listener.ignored_notifications(), 4);
+
+    // `b` is still served from the cache; `a` is read again.
+    let statements = store.statements_executed();
+    keyring.verify(b.token.expose_secret()).await.unwrap();
+    assert_eq!(store.statements_executed(), statements, "b stayed cached");
+    keyring.verify(a.token.expose_secret()).await.unwrap();
+    assert_eq!(store.statements_executed(), statements + 1, "a is re-read");
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        logs.matches("not a key id").count(),
+        1,
+        "logged once: {logs}"
+    );
+    assert!(logs.contains("payload_bytes=21"), "{logs}");
+    assert!(!logs.contains(&garbage) && !logs.contains("kkkk"), "{logs}");
+}
