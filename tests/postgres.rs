@@ -10,8 +10,10 @@ use common::pg;
 use common::race::{revoke_races_verify, Race};
 use keyward::store::CachedStore;
 use keyward::testing::conformance;
-use keyward::{KeyId, KeyStore, NewKey, StoreError, TokenHasher, VerifyError};
-use time::Duration;
+use keyward::{
+    KeyId, KeyStore, ManualClock, NewKey, Revocation, StoreError, TokenHasher, VerifyError,
+};
+use time::{Duration, OffsetDateTime};
 
 #[tokio::test]
 async fn pg_store_conforms() {
@@ -61,7 +63,8 @@ async fn migrate_is_idempotent_and_safe_when_run_concurrently() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [keyward::store::postgres::SCHEMA_VERSION]);
+        let all: Vec<i32> = (1..=keyward::store::postgres::SCHEMA_VERSION).collect();
+        assert_eq!(versions, all);
     }
     conformance::run(&pg::store_on(&url, &fresh)).await;
 }
@@ -392,7 +395,7 @@ async fn a_blocked_statement_times_out_as_unavailable() {
     .unwrap();
     let start = Instant::now();
     let err = impatient
-        .revoke(&issued.info.id, keyring.now())
+        .revoke(&issued.info.id, keyward::Revocation::Now)
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -494,4 +497,170 @@ async fn notifications_drop_one_key_and_never_clear_the_cache() {
     );
     assert!(logs.contains("payload_bytes=21"), "{logs}");
     assert!(!logs.contains(&garbage) && !logs.contains("kkkk"), "{logs}");
+}
+
+/// The database's clock now.
+async fn db_clock(store: &keyward::store::postgres::PgStore) -> OffsetDateTime {
+    let client = store.pool().get().await.unwrap();
+    client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Three "processes" on one database: the revoker's clock 60 s ahead of the
+/// database, two verifiers' 60 s behind it (120 s behind the revoker), one
+/// reading directly, one through a `CachedStore` with a listener. The
+/// revocation takes the database's clock, and once `revoke` returns the
+/// direct verifier refuses the key; the cached one within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_takes_the_database_clock_and_binds_lagging_keyrings() {
+    let Some((store, schema)) = pg::store("revoke_db_clock").await else {
+        return;
+    };
+    let url = pg::database_url("revoke_db_clock").unwrap();
+    let real = OffsetDateTime::now_utc();
+    let ahead = ManualClock::new(real + Duration::seconds(60));
+    let behind = ManualClock::new(real - Duration::seconds(60));
+    let revoker = common::keyring_with_clock(pg::store_on(&url, &schema), ahead);
+    let direct = common::keyring_with_clock(pg::store_on(&url, &schema), behind.clone());
+    let pg_c = pg::store_on(&url, &schema);
+    let cache = CachedStore::builder(pg_c.clone())
+        .clock(behind.clone())
+        .build();
+    let listener = pg_c.listen(cache.invalidator()).unwrap();
+    let cached = common::keyring_with_clock(cache, behind);
+    wait_listening(&listener).await;
+
+    let issued = revoker.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    direct.verify(token).await.unwrap();
+    cached.verify(token).await.unwrap();
+
+    let before = db_clock(&store).await;
+    let info = revoker.revoke(&issued.info.id).await.unwrap();
+    let after = db_clock(&store).await;
+    let at = info.revoked_at.unwrap();
+    assert!(
+        before <= at && at <= after,
+        "revoked_at {at} is the database's clock ({before} .. {after}), not the revoker's"
+    );
+    assert!(matches!(
+        direct.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    let lag = refused_within(&cached, token, StdDuration::from_secs(1)).await;
+    eprintln!("the lagging cached keyring refused the key after {lag:?}");
+}
+
+/// A scheduled revocation whose instant has passed on the database's clock
+/// but not on a lagging verifier's, then made immediate: `revoked_at` stays,
+/// only `revocation_scheduled` changes, and other caches are still notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn making_a_scheduled_revocation_immediate_notifies_other_caches() {
+    let Some((store, schema)) = pg::store("schedule_to_now").await else {
+        return;
+    };
+    let url = pg::database_url("schedule_to_now").unwrap();
+    let behind = ManualClock::new(OffsetDateTime::now_utc() - Duration::seconds(120));
+    let pg_c = pg::store_on(&url, &schema);
+    let cache = CachedStore::builder(pg_c.clone())
+        .clock(behind.clone())
+        .build();
+    let listener = pg_c.listen(cache.invalidator()).unwrap();
+    let cached = common::keyring_with_clock(cache, behind);
+    wait_listening(&listener).await;
+
+    let (revoker, _) = common::keyring_on(store.clone());
+    let issued = revoker.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    cached.verify(token).await.unwrap();
+    let reads = pg_c.statements_executed();
+    let past = db_clock(&store).await - Duration::seconds(30);
+    let scheduled = store
+        .revoke(&issued.info.id, Revocation::At(past))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(scheduled.revocation_scheduled);
+    // Once notified, the cache reads the scheduled record, whose instant is
+    // ahead of the verifier's clock: it still accepts the key.
+    let start = Instant::now();
+    while pg_c.statements_executed() == reads {
+        assert!(start.elapsed() < StdDuration::from_secs(5), "not notified");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+        cached.verify(token).await.unwrap();
+    }
+    let reads = pg_c.statements_executed();
+    cached.verify(token).await.unwrap();
+    assert_eq!(pg_c.statements_executed(), reads, "served from the cache");
+    let now = revoker.revoke(&issued.info.id).await.unwrap();
+    assert_eq!(now.revoked_at, Some(past), "the earlier instant stays");
+    refused_within(&cached, token, StdDuration::from_secs(1)).await;
+}
+
+/// A database at schema version 1 (instants only) upgrades to version 2: a
+/// revocation still ahead of the database's clock (a rotation's grace in
+/// progress) stays scheduled, a past one becomes immediate.
+#[tokio::test]
+async fn upgrading_from_version_1_keeps_grace_periods() {
+    let Some(url) = pg::database_url("upgrade_v1") else {
+        return;
+    };
+    let schema = pg::unique_schema("upgrade_v1");
+    let store = pg::store_on(&url, &schema);
+    let (keyring, _) = common::keyring_on(store.clone());
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             {v1}
+             CREATE TABLE keyward_schema_version (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO keyward_schema_version (version) VALUES (1);",
+            v1 = include_str!("../src/store/postgres/schema.sql")
+        ))
+        .await
+        .unwrap();
+    // Rows as version 1 wrote them.
+    let mut ids = Vec::new();
+    for revoked in [
+        "NULL",
+        "now() - interval '1 day'",
+        "now() + interval '1 hour'",
+    ] {
+        let id = KeyId::generate();
+        let hash = TokenHasher::sha256().hash(id.as_str()).to_bytes();
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, \
+                     created_at, revoked_at) \
+                     VALUES ($1, 't', 'pk', 'n', 'pk_abcde', $2, now(), {revoked})"
+                ),
+                &[&id.as_str(), &&hash[..]],
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    drop(client);
+    store.migrate().await.unwrap();
+    let mut states = Vec::new();
+    for id in &ids {
+        let record = store.get(id).await.unwrap().unwrap();
+        states.push((record.revoked_at.is_some(), record.revocation_scheduled));
+    }
+    assert_eq!(
+        states,
+        [(false, false), (true, false), (true, true)],
+        "active, past (immediate), ahead (scheduled)"
+    );
+    conformance::run(&store).await;
+    keyring
+        .issue(NewKey::new("pk", "p", "after"))
+        .await
+        .unwrap();
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
-use super::KeyStore;
+use super::{KeyStore, Revocation};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
@@ -384,12 +384,12 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         // Also on error, and when this future is cancelled mid-way: the
         // revocation may have been applied all the same.
         let _forget = OnDrop(|| self.cache.invalidate(id));
-        self.inner.revoke(id, at).await
+        self.inner.revoke(id, when).await
     }
 
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
@@ -431,6 +431,7 @@ mod tests {
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
+            revocation_scheduled: false,
             rate_limit: RateLimit::default(),
             metadata: Default::default(),
             rotated_from: None,
@@ -490,10 +491,10 @@ mod tests {
         inner.set_fault_on(crate::testing::Op::Revoke, crate::testing::Fault::Hang);
         inner
             .get_ref()
-            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH)
+            .revoke(&r.id, Revocation::Now)
             .await
             .unwrap();
-        let revoke = store.revoke(&r.id, OffsetDateTime::UNIX_EPOCH);
+        let revoke = store.revoke(&r.id, Revocation::Now);
         let cancelled = tokio::time::timeout(std::time::Duration::from_secs(1), revoke).await;
         assert!(cancelled.is_err(), "the hung revoke was cut off");
         let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
@@ -506,17 +507,17 @@ mod tests {
         let r = record("c");
         store.insert(r.clone()).await.unwrap();
         store.find_by_hash(&r.hash).await.unwrap().unwrap();
-        store
-            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH)
-            .await
-            .unwrap();
+        store.revoke(&r.id, Revocation::Now).await.unwrap();
         let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
         assert!(seen.revoked_at.is_some());
 
         // A revocation made behind the cache's back is seen once invalidated.
         inner
             .get_ref()
-            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH - Duration::SECOND)
+            .revoke(
+                &r.id,
+                Revocation::At(OffsetDateTime::UNIX_EPOCH - Duration::SECOND),
+            )
             .await
             .unwrap();
         store.invalidator().invalidate(&r.id);
