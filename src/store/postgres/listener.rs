@@ -45,8 +45,9 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// [`ignored_notifications`](Self::ignored_notifications) and logged once per
 /// listener (a warning with the payload's length and the sender's process
 /// id, never the payload). No notification clears the cache; only a lost
-/// connection does. A flood of valid ids costs database reads: each
-/// invalidation keeps lookups that raced it from filling the cache.
+/// connection does. A flood of valid ids costs database reads of those
+/// keys; it holds back other keys' cache fills only while more than 64
+/// arrive during a single lookup.
 ///
 /// Dropping the listener stops the task.
 #[derive(Debug)]
