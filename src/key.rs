@@ -247,7 +247,8 @@ pub enum KeyState {
     Active,
     /// Past its expiry.
     Expired,
-    /// Revoked (a scheduled revocation counts from its instant).
+    /// Revoked: at once for an immediate revocation, whatever the clock; a
+    /// scheduled one counts from its instant.
     Revoked,
 }
 
@@ -277,8 +278,15 @@ pub struct KeyRecord {
     pub expires_at: Option<OffsetDateTime>,
     /// Last successful verification, as last flushed.
     pub last_used_at: Option<OffsetDateTime>,
-    /// Revocation instant (may lie in the future during a rotation's grace).
+    /// Revocation instant: on the store's clock for an immediate revocation;
+    /// may lie in the future for a scheduled one (a rotation's grace).
     pub revoked_at: Option<OffsetDateTime>,
+    /// Whether `revoked_at` is a scheduled instant, which each reader
+    /// compares with its own clock. `false` for an immediate revocation
+    /// ([`Revocation::Now`](crate::store::Revocation::Now)): that is in effect
+    /// for every reader, whatever its clock says. Stores keep it `false`
+    /// while `revoked_at` is `None`.
+    pub revocation_scheduled: bool,
     /// Requests a minute.
     pub rate_limit: RateLimit,
     /// Free-form labels of the host.
@@ -290,6 +298,10 @@ pub struct KeyRecord {
 impl KeyRecord {
     /// Whether the key works at `now`. Revocation wins over expiry.
     ///
+    /// An immediate revocation is in effect at any `now`, also one earlier
+    /// than `revoked_at` (a reader whose clock lags the store's); only a
+    /// scheduled revocation waits for its instant.
+    ///
     /// ```
     /// # use keyward::*;
     /// # let now = time::OffsetDateTime::UNIX_EPOCH;
@@ -298,14 +310,25 @@ impl KeyRecord {
     /// #     name: "n".into(), display_prefix: "pk_abcde".into(),
     /// #     hash: TokenHasher::sha256().hash("x"), scopes: ScopeSet::default(),
     /// #     created_at: now, expires_at: None, last_used_at: None, revoked_at: None,
-    /// #     rate_limit: RateLimit::default(), metadata: Default::default(), rotated_from: None,
+    /// #     revocation_scheduled: false, rate_limit: RateLimit::default(),
+    /// #     metadata: Default::default(), rotated_from: None,
     /// # };
+    /// let a_minute = time::Duration::minutes(1);
     /// assert_eq!(record.state(now), KeyState::Active);
-    /// record.revoked_at = Some(now);
+    /// // Scheduled a minute ahead: still usable until then.
+    /// record.revoked_at = Some(now + a_minute);
+    /// record.revocation_scheduled = true;
+    /// assert_eq!(record.state(now), KeyState::Active);
+    /// assert_eq!(record.state(now + a_minute), KeyState::Revoked);
+    /// // Revoked immediately on a store whose clock is a minute ahead of ours.
+    /// record.revocation_scheduled = false;
     /// assert_eq!(record.state(now), KeyState::Revoked);
     /// ```
     pub fn state(&self, now: OffsetDateTime) -> KeyState {
-        if self.revoked_at.is_some_and(|at| at <= now) {
+        if self
+            .revoked_at
+            .is_some_and(|at| !self.revocation_scheduled || at <= now)
+        {
             KeyState::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             KeyState::Expired

@@ -39,7 +39,7 @@ use crate::key::{
 };
 use crate::last_used::{Batch, LastUsedTracker};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
-use crate::store::KeyStore;
+use crate::store::{KeyStore, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
 
 /// Most metadata labels a key may carry.
@@ -475,6 +475,7 @@ impl Keyring {
             expires_at,
             last_used_at: None,
             revoked_at: None,
+            revocation_scheduled: false,
             rate_limit,
             metadata,
             rotated_from,
@@ -563,14 +564,17 @@ impl Keyring {
         Ok(records.iter().map(|r| r.info()).collect())
     }
 
-    /// Revokes a key now. Idempotent: revoking again keeps the first instant.
-    /// Once this returns, [`verify`](Self::verify) in this process refuses the
-    /// key.
+    /// Revokes a key now ([`Revocation::Now`]: on the store's clock, not this
+    /// keyring's). Idempotent: revoking again keeps the first instant. Once
+    /// this returns, [`verify`](Self::verify) refuses the key in every
+    /// keyring that reads the store, whatever its clock says; one reading
+    /// through a [`CachedStore`](crate::store::CachedStore) once its cache
+    /// drops the key (at once in this process, on notification elsewhere).
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
         let record = self
             .inner
             .store
-            .revoke(id, self.now())
+            .revoke(id, Revocation::Now)
             .await?
             .ok_or(ManageError::NotFound)?;
         tracing::info!(target: "keyward::audit", key_id = %record.id, tenant = %record.tenant, "key revoked");
@@ -579,8 +583,10 @@ impl Keyring {
 
     /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
     /// metadata and expiry instant (rotation replaces the secret; it never
-    /// extends a key's life), and revokes the old key after `grace` (at once
-    /// for a zero grace; a grace past the end of time is clamped).
+    /// extends a key's life), and revokes the old key after `grace` (at once,
+    /// as [`revoke`](Self::revoke) does, for a zero or negative grace; a grace
+    /// past the end of time is clamped). The grace ends at this keyring's
+    /// `now + grace`, which each verifier compares with its own clock.
     ///
     /// The two steps are not one transaction: if scheduling the old key's
     /// revocation fails, the error is returned and the successor, whose
@@ -613,10 +619,12 @@ impl Keyring {
                 Some(old.id.clone()),
             )
             .await?;
-        self.inner
-            .store
-            .revoke(&old.id, now.saturating_add(grace.max(Duration::ZERO)))
-            .await?;
+        let when = if grace > Duration::ZERO {
+            Revocation::At(now.saturating_add(grace))
+        } else {
+            Revocation::Now
+        };
+        self.inner.store.revoke(&old.id, when).await?;
         Ok(issued)
     }
 }

@@ -80,7 +80,7 @@ pub use scope::{
     Decision, Requirement, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeEntry, ScopeSet,
     ScopeStatus,
 };
-pub use store::{KeyStore, MemoryStore};
+pub use store::{KeyStore, MemoryStore, Revocation};
 pub use token::{
     ParsedToken, Secret, TokenFormat, TokenKey, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN,
     TAGGED_BODY_LEN,

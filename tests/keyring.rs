@@ -4,11 +4,12 @@
 mod common;
 
 use common::race::{revoke_races_verify, Race};
-use common::{keyring, keyring_on, start};
+use common::{keyring, keyring_on, keyring_with_clock, start};
+use keyward::store::CachedStore;
 use keyward::testing::{Fault, FaultyStore, Op};
 use keyward::{
-    Decision, Expiry, IssueError, KeyId, Keyring, ManageError, MemoryStore, NewKey, RateLimit,
-    Requirement, ScopeError, TenantId, TokenError, VerifyError,
+    Decision, Expiry, IssueError, KeyId, Keyring, ManageError, ManualClock, MemoryStore, NewKey,
+    RateLimit, Requirement, ScopeError, TenantId, TokenError, VerifyError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -293,6 +294,77 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
     let far = keyring.rotate(&new.info.id, Duration::MAX).await.unwrap();
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
     assert!(keyring.verify(far.token.expose_secret()).await.is_ok());
+}
+
+/// Revocation does not depend on clocks: two keyrings share one store, the
+/// verifier's clock 120 s behind the revoker's and the store's. Once
+/// `revoke` returns, the verifier refuses the key: directly, and through its
+/// own `CachedStore` once that is told (as a `RevocationListener` tells it).
+#[tokio::test]
+async fn a_keyring_whose_clock_lags_refuses_a_key_once_revoke_returns() {
+    let store = MemoryStore::with_clock(ManualClock::new(start()));
+    let revoker = keyring_with_clock(store.clone(), ManualClock::new(start()));
+    let lag = ManualClock::new(start() - Duration::seconds(120));
+    let lagging = keyring_with_clock(store.clone(), lag.clone());
+    let cache = CachedStore::builder(store.clone())
+        .clock(lag.clone())
+        .build();
+    let lagging_cached = keyring_with_clock(cache.clone(), lag);
+
+    let issued = revoker.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    lagging.verify(token).await.unwrap();
+    lagging_cached.verify(token).await.unwrap();
+
+    let info = revoker.revoke(&issued.info.id).await.unwrap();
+    assert_eq!(info.revoked_at, Some(start()), "on the store's clock");
+    assert!(matches!(
+        lagging.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    // The other process's cache still holds the old record until told.
+    lagging_cached.verify(token).await.unwrap();
+    cache.invalidator().invalidate(&issued.info.id);
+    assert!(matches!(
+        lagging_cached.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+}
+
+/// A rotation's grace is a scheduled revocation: each verifier counts it on
+/// its own clock, so one 120 s behind accepts the old key 120 s longer; an
+/// immediate revoke ends the grace everywhere at once.
+#[tokio::test]
+async fn a_grace_period_counts_on_each_clock_until_revoked_now() {
+    let rotator_clock = ManualClock::new(start());
+    let store = MemoryStore::with_clock(rotator_clock.clone());
+    let rotator = keyring_with_clock(store.clone(), rotator_clock.clone());
+    let lag = ManualClock::new(start() - Duration::seconds(120));
+    let lagging = keyring_with_clock(store.clone(), lag.clone());
+    let old = rotator.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = old.token.expose_secret();
+    rotator
+        .rotate(&old.info.id, Duration::hours(1))
+        .await
+        .unwrap();
+
+    rotator_clock.advance(Duration::hours(1));
+    lag.advance(Duration::hours(1));
+    assert!(matches!(
+        rotator.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    lagging.verify(token).await.unwrap();
+    let info = rotator.revoke(&old.info.id).await.unwrap();
+    assert_eq!(
+        info.revoked_at,
+        Some(start() + Duration::hours(1)),
+        "an immediate revoke never postpones the scheduled instant"
+    );
+    assert!(matches!(
+        lagging.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
 }
 
 #[tokio::test]

@@ -11,10 +11,25 @@
 //!   taken, and stores the record otherwise.
 //! * `find_by_hash` looks a key up by its exact [`TokenHash`] (index it); it
 //!   returns revoked and expired keys too: the keyring decides.
-//! * `revoke` sets `revoked_at` to the earlier of the stored value and `at`
-//!   (so it is idempotent and a later call never postpones a revocation), and
-//!   returns the updated record, or `None` for an unknown id. Once it returns,
-//!   `find_by_hash` and `get` must show the revocation.
+//! * `revoke` returns the updated record, or `None` for an unknown id. Once
+//!   it returns, `find_by_hash` and `get` must show the revocation. It never
+//!   postpones a revocation and is idempotent:
+//!   * [`Revocation::Now`] sets `revoked_at` to the earlier of the stored
+//!     value and **the store's own clock** (a database server's `now()`; a
+//!     store without a clock of its own uses the system clock), and sets
+//!     `revocation_scheduled` to `false`. The revocation is then in effect
+//!     for every reader, whatever its clock: [`KeyRecord::state`] reports
+//!     an immediately revoked key as revoked at any instant, so a process
+//!     whose clock lags the revoker's (or the database's) refuses the key
+//!     as soon as it reads the record.
+//!   * [`Revocation::At`] sets `revoked_at` to the earlier of the stored
+//!     value and the instant. A key not yet revoked, or revoked on a
+//!     schedule, is (still) revoked on a schedule (`revocation_scheduled =
+//!     true`): each reader compares the instant with its own clock. An
+//!     immediate revocation stays immediate.
+//!
+//!   A store that does not know a [`Revocation`] variant added later must
+//!   treat it as [`Revocation::Now`].
 //! * `touch` sets `last_used_at` to the later of the stored value and the
 //!   given instant for each id, ignoring unknown ids, in one batch.
 //! * Every failure is an error, never an empty answer: the keyring fails
@@ -47,6 +62,28 @@ use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
 
+/// When a revocation takes effect: what [`KeyStore::revoke`] is asked to do.
+///
+/// ```
+/// use keyward::store::Revocation;
+///
+/// let now = Revocation::Now; // in effect everywhere once `revoke` returns
+/// let at = Revocation::At(time::OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1));
+/// assert_ne!(now, at);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// Now, on the store's clock, and in effect for every reader whatever its
+    /// clock says.
+    Now,
+    /// From this instant, which each reader compares with its own clock (a
+    /// rotation's grace). For an instant already past, use [`Revocation::Now`]:
+    /// a reader whose clock lags would still accept the key until its clock
+    /// reaches the instant.
+    At(OffsetDateTime),
+}
+
 /// Where key records live. See the [module docs](self) for the contract.
 ///
 /// ```
@@ -70,12 +107,14 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Every record of a tenant, oldest first.
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
 
-    /// Sets `revoked_at` to the earlier of its value and `at`; the updated
-    /// record, or `None` for an unknown id.
+    /// Revokes a key, now (on the store's clock, in effect for every reader)
+    /// or from an instant, never later than an earlier revocation; the
+    /// updated record, or `None` for an unknown id. See the
+    /// [module docs](self) for the exact rule.
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 
     /// Records last uses in one batch: `last_used_at` becomes the later of its
@@ -100,9 +139,9 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        (**self).revoke(id, at).await
+        (**self).revoke(id, when).await
     }
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
         (**self).touch(uses).await

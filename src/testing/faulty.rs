@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
-use crate::store::{KeyStore, MemoryStore};
+use crate::store::{KeyStore, MemoryStore, Revocation};
 
 /// What a [`FaultyStore`] does when an operation is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -199,10 +199,10 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.enter(Op::Revoke).await?;
-        self.inner.revoke(id, at).await
+        self.inner.revoke(id, when).await
     }
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
         self.enter(Op::Touch).await?;

@@ -10,11 +10,20 @@
 //!
 //! The schema ships in the crate ([`SCHEMA`]): one table, `keyward_keys`,
 //! with a unique index on the hash, an index on the tenant, and a trigger
-//! that sends `NOTIFY keyward_revoked, '<key id>'` when `revoked_at` changes.
+//! that sends `NOTIFY keyward_revoked, '<key id>'` when a revocation changes.
 //! [`PgStore::migrate`] creates or upgrades it idempotently, recording the
 //! version in `keyward_schema_version`; it holds an advisory lock, so several
 //! processes may migrate at once. Tables live in the connection's
 //! `search_path` (pick one with [`PgStoreBuilder::schema`]).
+//!
+//! # Time
+//!
+//! An immediate revocation ([`Revocation::Now`]) takes the database's clock
+//! (`now()`) and is stored as in effect (`revocation_scheduled = false`), so
+//! every process refuses the key once it reads the row, whatever its own
+//! clock says. Version 2 of the schema added that column; upgrading from
+//! version 1 keeps revocations still ahead of the database's clock scheduled
+//! (rotation grace periods in progress) and makes past ones immediate.
 //!
 //! # Timeouts and errors
 //!
@@ -28,6 +37,13 @@
 //! echo a hash), nor a secret.
 //!
 //! Instants are stored with microsecond precision (PostgreSQL's).
+//!
+//! # Logs
+//!
+//! tokio-postgres logs each statement's parameters at DEBUG through the `log`
+//! crate. Hashes (and the rate limiter's keys) are passed in a wrapper whose
+//! `Debug` is `[REDACTED]`, so a host that forwards `log` records into its
+//! tracing output (`tracing-log`) logs no hash at any level.
 //!
 //! # Example
 //!
@@ -46,6 +62,7 @@
 //! ```
 
 mod listener;
+mod param;
 
 pub use deadpool_postgres;
 pub use listener::RevocationListener;
@@ -67,20 +84,25 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
-use super::{CacheInvalidator, KeyStore};
+pub(crate) use self::param::Hidden;
+use super::{CacheInvalidator, KeyStore, Revocation};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
 use crate::scope::ScopeSet;
 
-/// The schema, version 1 (idempotent SQL). [`PgStore::migrate`] applies it.
-pub const SCHEMA: &str = include_str!("schema.sql");
+/// The whole schema, version [`SCHEMA_VERSION`]: every migration in order,
+/// each idempotent. [`PgStore::migrate`] applies the ones a database lacks.
+pub const SCHEMA: &str = concat!(include_str!("schema.sql"), include_str!("schema_v2.sql"));
 
 /// The schema version this crate expects.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migrations in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, SCHEMA)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("schema_v2.sql")),
+];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
 pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
@@ -89,7 +111,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in AS
 macro_rules! columns {
     () => {
         "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
-         last_used_at, revoked_at, rate_limit, metadata, rotated_from"
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled"
     };
 }
 
@@ -422,6 +444,7 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
         expires_at: row.try_get(8).map_err(map_err)?,
         last_used_at: row.try_get(9).map_err(map_err)?,
         revoked_at: row.try_get(10).map_err(map_err)?,
+        revocation_scheduled: row.try_get(14).map_err(map_err)?,
         rate_limit: match rate_limit {
             None => RateLimit::Unlimited,
             Some(n) => u32::try_from(n)
@@ -510,12 +533,12 @@ impl KeyStore for PgStore {
         let rotated_from = record.rotated_from.as_ref().map(KeyId::as_str);
         self.run(|client| async move {
             let statement = client
-                .prepare_cached(
-                    "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, \
-                     scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit, \
-                     metadata, rotated_from) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
+                .prepare_cached(concat!(
+                    "INSERT INTO keyward_keys (",
+                    columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                         $14, $15)"
+                ))
                 .await
                 .map_err(map_err)?;
             client
@@ -527,7 +550,7 @@ impl KeyStore for PgStore {
                         &record.kind,
                         &record.name,
                         &record.display_prefix,
-                        &&hash[..],
+                        &Hidden(&hash[..]),
                         &scopes,
                         &record.created_at,
                         &record.expires_at,
@@ -536,6 +559,7 @@ impl KeyStore for PgStore {
                         &rate_limit,
                         &metadata,
                         &rotated_from,
+                        &record.revocation_scheduled,
                     ],
                 )
                 .await
@@ -548,7 +572,7 @@ impl KeyStore for PgStore {
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         const SQL: &str = select!("WHERE hash = $1");
         let bytes = hash.to_bytes();
-        let mut records = self.query_records(SQL, &[&&bytes[..]]).await?;
+        let mut records = self.query_records(SQL, &[&Hidden(&bytes[..])]).await?;
         Ok(records.pop())
     }
 
@@ -566,13 +590,24 @@ impl KeyStore for PgStore {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        // $2 is the scheduled instant, or NULL for now: the database's clock
+        // (`now()`), never this process's. On the right of SET, columns
+        // hold their values before the update.
         const SQL: &str = concat!(
-            "UPDATE keyward_keys SET revoked_at = LEAST(COALESCE(revoked_at, $2), $2) ",
+            "UPDATE keyward_keys SET ",
+            "revoked_at = LEAST(COALESCE(revoked_at, COALESCE($2::timestamptz, now())), ",
+            "COALESCE($2::timestamptz, now())), ",
+            "revocation_scheduled = $2::timestamptz IS NOT NULL ",
+            "AND (revoked_at IS NULL OR revocation_scheduled) ",
             "WHERE id = $1 RETURNING ",
             columns!()
         );
+        let at: Option<OffsetDateTime> = match when {
+            Revocation::Now => None,
+            Revocation::At(at) => Some(at),
+        };
         let mut records = self.query_records(SQL, &[&id.as_str(), &at]).await?;
         Ok(records.pop())
     }
@@ -655,6 +690,7 @@ mod tests {
     #[test]
     fn the_sql_reads_the_columns_record_from_row_expects() {
         assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
-        assert_eq!(columns!().split(',').count(), 14);
+        assert_eq!(columns!().split(',').count(), 15);
+        assert!(columns!().ends_with("rotated_from, revocation_scheduled"));
     }
 }
