@@ -5,6 +5,7 @@
 //! safe to log.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a string is not a well-formed token of a known kind.
 ///
@@ -78,6 +79,10 @@ pub enum ConfigError {
     /// Two peppers share a version, or a pepper is too short.
     #[error("invalid pepper: {0}")]
     InvalidPepper(&'static str),
+    /// A store's configuration is invalid (a connection string, a schema
+    /// name, a pool setting), or a call needs configuration the store lacks.
+    #[error("invalid store configuration: {0}")]
+    InvalidStore(&'static str),
     /// A token key is too short, or its rotation is misconfigured.
     #[error("invalid token key: {0}")]
     InvalidTokenKey(&'static str),
@@ -110,43 +115,68 @@ pub enum ScopeError {
 
 /// A storage back end failed. Never grants access: the HTTP layer maps it to 503.
 ///
-/// The message is for operators; it must not contain secrets, and the stores of
-/// this crate never put any in it.
+/// The underlying error is kept as the [`source`](std::error::Error::source)
+/// (shared, so the error stays `Clone`), never repeated in the message:
+/// print the chain to see it. A host can downcast it, for example to the
+/// PostgreSQL store's `PgError` to read the SQLSTATE. The stores of this crate
+/// never put a secret into either.
 ///
 /// ```
+/// use std::error::Error;
 /// use keyward::StoreError;
 ///
 /// let err = StoreError::unavailable("connection refused");
 /// assert!(err.is_unavailable());
+/// assert_eq!(err.to_string(), "key store unavailable");
+/// assert_eq!(err.source().unwrap().to_string(), "connection refused");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached or timed out; retrying later may work.
-    #[error("key store unavailable: {0}")]
-    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(Arc<dyn std::error::Error + Send + Sync>),
     /// A record with the same id or hash already exists.
-    #[error("key store conflict: a key with this id or hash exists")]
     Conflict,
     /// Any other failure of the back end.
-    #[error("key store error: {0}")]
-    Other(Box<dyn std::error::Error + Send + Sync>),
+    Other(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
     /// A [`StoreError::Unavailable`] from any error or message.
     pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Unavailable(err.into())
+        StoreError::Unavailable(Arc::from(err.into()))
     }
 
     /// A [`StoreError::Other`] from any error or message.
     pub fn other(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Other(err.into())
+        StoreError::Other(Arc::from(err.into()))
     }
 
     /// Whether this is [`StoreError::Unavailable`].
+    #[must_use]
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreError::Unavailable(_) => "key store unavailable",
+            StoreError::Conflict => "key store conflict: a key with this id or hash exists",
+            StoreError::Other(_) => "key store error",
+        })
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The cause itself, not the `Arc` (whose `Error` impl would hide
+            // the cause's type from a downcast).
+            StoreError::Unavailable(cause) | StoreError::Other(cause) => Some(&**cause),
+            StoreError::Conflict => None,
+        }
     }
 }
 
@@ -158,7 +188,7 @@ impl StoreError {
 /// let err = IssueError::InvalidName;
 /// assert_eq!(err.to_string(), "a key name must be 1-200 printable characters");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum IssueError {
     /// No token kind with this prefix is configured.
@@ -204,12 +234,13 @@ pub enum IssueError {
 /// let err = VerifyError::Malformed(TokenError::BadChecksum);
 /// assert_eq!(err.to_string(), "malformed token: the token checksum does not match");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// The token is not well formed; no store was asked.
+    /// The token is not well formed; no store was asked. (The reason is
+    /// part of the message, not a separate source.)
     #[error("malformed token: {0}")]
-    Malformed(#[from] TokenError),
+    Malformed(TokenError),
     /// Well formed, but no key has this hash.
     #[error("unknown token")]
     Unknown,
@@ -224,8 +255,14 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
+impl From<TokenError> for VerifyError {
+    fn from(err: TokenError) -> Self {
+        VerifyError::Malformed(err)
+    }
+}
+
 /// Why a management operation (get, list, revoke, flush) failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManageError {
     /// No key with this id exists.
@@ -242,5 +279,71 @@ pub(crate) struct Redacted;
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[REDACTED]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// Each message in an error's chain, outermost first.
+    fn chain(err: &dyn Error) -> Vec<String> {
+        let mut out = vec![err.to_string()];
+        let mut next = err.source();
+        while let Some(cause) = next {
+            out.push(cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
+    #[test]
+    fn causes_are_kept_and_printed_once() {
+        let store = StoreError::unavailable("connection refused");
+        let errors: Vec<Box<dyn Error>> = vec![
+            Box::new(VerifyError::Malformed(TokenError::BadChecksum)),
+            Box::new(VerifyError::Store(store.clone())),
+            Box::new(IssueError::Store(StoreError::other("disk full"))),
+            Box::new(ManageError::Store(store.clone())),
+            Box::new(IssueError::Scope(ScopeError::Unknown("x:y".into()))),
+            Box::new(ConfigError::Scope(ScopeError::Duplicate("read".into()))),
+        ];
+        for err in &errors {
+            let messages = chain(err.as_ref());
+            for (i, outer) in messages.iter().enumerate() {
+                for inner in &messages[i + 1..] {
+                    assert!(
+                        !outer.contains(inner.as_str()),
+                        "{outer:?} repeats its cause {inner:?}"
+                    );
+                }
+            }
+        }
+        // The store's cause is reachable, through the wrappers too.
+        assert_eq!(
+            chain(&VerifyError::Store(store)),
+            ["key store unavailable", "connection refused"]
+        );
+        assert_eq!(
+            chain(&VerifyError::Malformed(TokenError::BadTag)),
+            ["malformed token: the token was not issued by this service"]
+        );
+    }
+
+    #[test]
+    fn the_store_source_keeps_its_type() {
+        #[derive(Debug)]
+        struct Driver;
+        impl fmt::Display for Driver {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("driver")
+            }
+        }
+        impl Error for Driver {}
+        let err = StoreError::other(Driver);
+        assert!(err.source().unwrap().downcast_ref::<Driver>().is_some());
+        assert!(StoreError::Conflict.source().is_none());
     }
 }

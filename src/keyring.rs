@@ -635,7 +635,7 @@ async fn write_batch(store: Arc<dyn KeyStore>, batch: Batch) {
     match store.touch(batch.uses()).await {
         Ok(()) => batch.written(),
         Err(err) => {
-            tracing::warn!(target: "keyward::last_used", error = %err, keys = batch.uses().len(), "last-used write failed; retrying next interval");
+            tracing::warn!(target: "keyward::last_used", error = &err as &dyn std::error::Error, keys = batch.uses().len(), "last-used write failed; retrying next interval");
         }
     }
 }

@@ -358,6 +358,15 @@ async fn errors_never_echo_hashes() {
         matches!(err, StoreError::Other(_)) && text.contains("23514"),
         "the message keeps the server's message and SQLSTATE: {text}"
     );
+    // A host reads the SQLSTATE from the source, without parsing text.
+    let pg = std::error::Error::source(&err)
+        .and_then(|cause| cause.downcast_ref::<keyward::store::postgres::PgError>())
+        .expect("the source is the server's error");
+    assert_eq!(
+        pg.code(),
+        &keyward::store::postgres::tokio_postgres::error::SqlState::CHECK_VIOLATION
+    );
+    assert_eq!(pg.severity(), "ERROR");
 }
 
 async fn client_execute(store: &keyward::store::postgres::PgStore, sql: &str) {

@@ -134,7 +134,7 @@ async fn check<B>(
             let rejection = Rejection::RateLimited(decision);
             return Err(render_limited(&config.renderer, &rejection, Some(decision)));
         }
-        if report.map_or(true, |r| decision.remaining < r.remaining) {
+        if report.is_none_or(|r| decision.remaining < r.remaining) {
             report = Some(decision);
         }
     }

@@ -32,9 +32,10 @@
 //! (`statement_timeout` on the server, and a client-side timeout for a
 //! network that went silent). A connection failure, a pool timeout or any
 //! timeout is [`StoreError::Unavailable`]; a unique violation is
-//! [`StoreError::Conflict`]; anything else is [`StoreError::Other`]. Messages
-//! hold the server's message and SQLSTATE, never its `DETAIL` (which could
-//! echo a hash), nor a secret.
+//! [`StoreError::Conflict`]; anything else is [`StoreError::Other`]. A
+//! server error is the [`source`](std::error::Error::source), as a
+//! [`PgError`] with the server's message and SQLSTATE, never its `DETAIL`
+//! (which could echo a hash), nor a secret.
 //!
 //! Instants are stored with microsecond precision (PostgreSQL's).
 //!
@@ -86,7 +87,7 @@ use tokio_postgres::{NoTls, Row};
 
 pub(crate) use self::param::Hidden;
 use super::{CacheInvalidator, KeyStore, Revocation};
-use crate::error::StoreError;
+use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
 use crate::scope::ScopeSet;
@@ -149,7 +150,7 @@ impl fmt::Debug for PgStore {
 /// Configures a [`PgStore`] from a URL or a `tokio_postgres::Config`.
 #[must_use]
 pub struct PgStoreBuilder {
-    config: Result<tokio_postgres::Config, String>,
+    config: Result<tokio_postgres::Config, ConfigError>,
     schema: Option<String>,
     max_connections: usize,
     timeout: Duration,
@@ -167,7 +168,7 @@ impl fmt::Debug for PgStoreBuilder {
 }
 
 impl PgStoreBuilder {
-    fn new(config: Result<tokio_postgres::Config, String>) -> Self {
+    fn new(config: Result<tokio_postgres::Config, ConfigError>) -> Self {
         PgStoreBuilder {
             config,
             schema: None,
@@ -198,11 +199,16 @@ impl PgStoreBuilder {
 
     /// The store. Connections are made on first use, so this does not touch
     /// the database; call [`PgStore::migrate`] next.
-    pub fn build(self) -> Result<PgStore, StoreError> {
-        let mut config = self.config.map_err(StoreError::other)?;
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] for an invalid connection string or
+    /// schema name.
+    pub fn build(self) -> Result<PgStore, ConfigError> {
+        let mut config = self.config?;
         if let Some(schema) = &self.schema {
             if !valid_identifier(schema) {
-                return Err(StoreError::other(
+                return Err(ConfigError::InvalidStore(
                     "invalid schema name: use 1-63 of [a-z0-9_], not starting with a digit",
                 ));
             }
@@ -236,7 +242,7 @@ impl PgStoreBuilder {
             .create_timeout(Some(self.timeout))
             .recycle_timeout(Some(self.timeout))
             .build()
-            .map_err(StoreError::other)?;
+            .map_err(|_| ConfigError::InvalidStore("the connection pool could not be built"))?;
         Ok(PgStore {
             pool,
             pg_config: Some(config),
@@ -262,7 +268,7 @@ impl PgStore {
     pub fn builder(url: &str) -> PgStoreBuilder {
         PgStoreBuilder::new(
             url.parse()
-                .map_err(|_| "invalid PostgreSQL connection string".to_owned()),
+                .map_err(|_| ConfigError::InvalidStore("invalid PostgreSQL connection string")),
         )
     }
 
@@ -272,7 +278,11 @@ impl PgStore {
     }
 
     /// A store with the default settings for a URL.
-    pub fn connect(url: &str) -> Result<Self, StoreError> {
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] for an invalid connection string.
+    pub fn connect(url: &str) -> Result<Self, ConfigError> {
         Self::builder(url).build()
     }
 
@@ -373,12 +383,18 @@ impl PgStore {
     /// Starts a [`RevocationListener`] on a dedicated connection that
     /// invalidates `cache` when any process revokes a key. Needs a tokio
     /// runtime, and a store made by a builder (see [`from_pool`](Self::from_pool)).
-    pub fn listen(&self, cache: CacheInvalidator) -> Result<RevocationListener, StoreError> {
-        let config = self.pg_config.clone().ok_or_else(|| {
-            StoreError::other(
-                "a store made from a pool has no connection config: use RevocationListener::spawn",
-            )
-        })?;
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] for a store made from a pool.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn listen(&self, cache: CacheInvalidator) -> Result<RevocationListener, ConfigError> {
+        let config = self.pg_config.clone().ok_or(ConfigError::InvalidStore(
+            "a store made from a pool has no connection config: use RevocationListener::spawn",
+        ))?;
         Ok(RevocationListener::spawn(config, cache))
     }
 
@@ -459,6 +475,62 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
     })
 }
 
+/// An error the PostgreSQL server reported, as a [`StoreError`]'s source:
+/// its SQLSTATE, severity and message, without the server's `DETAIL` (which
+/// may echo a stored value such as a hash).
+///
+/// ```
+/// use std::error::Error;
+/// use keyward::store::postgres::PgError;
+/// use keyward::StoreError;
+///
+/// fn sqlstate(err: &StoreError) -> Option<&str> {
+///     err.source()?.downcast_ref::<PgError>().map(|pg| pg.code().code())
+/// }
+/// # let _ = sqlstate;
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PgError {
+    code: SqlState,
+    severity: String,
+    message: String,
+}
+
+impl PgError {
+    /// The SQLSTATE, e.g. `SqlState::CHECK_VIOLATION` (`23514`).
+    #[must_use]
+    pub fn code(&self) -> &SqlState {
+        &self.code
+    }
+
+    /// The severity (`ERROR`, `FATAL`, …).
+    #[must_use]
+    pub fn severity(&self) -> &str {
+        &self.severity
+    }
+
+    /// The server's primary message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (SQLSTATE {})",
+            self.severity,
+            self.message,
+            self.code.code()
+        )
+    }
+}
+
+impl std::error::Error for PgError {}
+
 /// Maps a driver error without its `DETAIL` (which may echo a stored value).
 pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
     if let Some(db) = err.as_db_error() {
@@ -466,12 +538,11 @@ pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
         if *code == SqlState::UNIQUE_VIOLATION {
             return StoreError::Conflict;
         }
-        let message = format!(
-            "{}: {} (SQLSTATE {})",
-            db.severity(),
-            db.message(),
-            code.code()
-        );
+        let failure = PgError {
+            code: code.clone(),
+            severity: db.severity().to_owned(),
+            message: db.message().to_owned(),
+        };
         // Class 08: connection exception; 57P0x: the server is shutting down
         // or starting; 57014: statement timeout; 53xxx: out of resources.
         let unavailable = code.code().starts_with("08")
@@ -479,9 +550,9 @@ pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
             || code.code().starts_with("53")
             || *code == SqlState::QUERY_CANCELED;
         return if unavailable {
-            StoreError::unavailable(message)
+            StoreError::unavailable(failure)
         } else {
-            StoreError::other(message)
+            StoreError::other(failure)
         };
     }
     // No server message: say what failed and why (e.g. "connection refused").
