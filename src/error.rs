@@ -70,9 +70,6 @@ pub enum ConfigError {
     /// A scope catalog declaration is invalid.
     #[error(transparent)]
     Scope(#[from] ScopeError),
-    /// The keyring was built without a store.
-    #[error("the keyring has no store")]
-    MissingStore,
     /// The keyring was built without any token kind.
     #[error("the keyring has no token kind")]
     NoTokenKind,

@@ -155,10 +155,21 @@ impl KeyKind {
     }
 }
 
-/// Configures a [`Keyring`].
+/// Configures a [`Keyring`]. Made by [`Keyring::builder`]; a store is
+/// required, so [`build`](KeyringBuilder::build) exists only once
+/// [`store`](KeyringBuilder::store) (or `shared_store`) was called: a
+/// keyring without a store does not compile.
+///
+/// ```compile_fail
+/// # use keyward::{KeyKind, Keyring, ScopeCatalog};
+/// let keyring = Keyring::builder()
+///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+///     .build()?; // no store: `build` is not there
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
-pub struct KeyringBuilder {
-    store: Option<Arc<dyn KeyStore>>,
+pub struct KeyringBuilder<S = NoStore> {
+    store: S,
     kinds: Vec<KeyKind>,
     hasher: TokenHasher,
     clock: Arc<dyn Clock>,
@@ -166,7 +177,12 @@ pub struct KeyringBuilder {
     spawner: Option<Spawner>,
 }
 
-impl fmt::Debug for KeyringBuilder {
+/// The store of a [`KeyringBuilder`] before one is given.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct NoStore;
+
+impl<S> fmt::Debug for KeyringBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyringBuilder")
             .field("kinds", &self.kinds)
@@ -176,17 +192,22 @@ impl fmt::Debug for KeyringBuilder {
     }
 }
 
-impl KeyringBuilder {
+impl<S> KeyringBuilder<S> {
     /// The store (required).
-    pub fn store(mut self, store: impl KeyStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
+    pub fn store(self, store: impl KeyStore) -> KeyringBuilder<Arc<dyn KeyStore>> {
+        self.shared_store(Arc::new(store))
     }
 
     /// The store, already shared.
-    pub fn shared_store(mut self, store: Arc<dyn KeyStore>) -> Self {
-        self.store = Some(store);
-        self
+    pub fn shared_store(self, store: Arc<dyn KeyStore>) -> KeyringBuilder<Arc<dyn KeyStore>> {
+        KeyringBuilder {
+            store,
+            kinds: self.kinds,
+            hasher: self.hasher,
+            clock: self.clock,
+            last_used_interval: self.last_used_interval,
+            spawner: self.spawner,
+        }
     }
 
     /// Accepts and issues keys of this kind (at least one).
@@ -238,10 +259,17 @@ impl KeyringBuilder {
         self.spawner = Some(Arc::new(spawn));
         self
     }
+}
 
+impl KeyringBuilder<Arc<dyn KeyStore>> {
     /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::NoTokenKind`] without a kind,
+    /// [`ConfigError::DuplicatePrefix`] when two kinds share a prefix.
     pub fn build(self) -> Result<Keyring, ConfigError> {
-        let store = self.store.ok_or(ConfigError::MissingStore)?;
+        let store = self.store;
         if self.kinds.is_empty() {
             return Err(ConfigError::NoTokenKind);
         }
@@ -375,7 +403,7 @@ impl Keyring {
     /// A builder: SHA-256, the system clock, last-used writes every 60 s.
     pub fn builder() -> KeyringBuilder {
         KeyringBuilder {
-            store: None,
+            store: NoStore,
             kinds: Vec::new(),
             hasher: TokenHasher::sha256(),
             clock: Arc::new(SystemClock),
@@ -435,50 +463,38 @@ impl Keyring {
         if expires_at.is_some_and(|at| at <= now) {
             return Err(IssueError::ExpiryInPast);
         }
-        self.insert(
-            kind,
+        let draft = Draft {
             tenant,
-            new.name,
-            scopes,
-            now,
-            expires_at,
-            new.rate_limit,
-            new.metadata,
-            None,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn insert(
-        &self,
-        kind: &KeyKind,
-        tenant: TenantId,
-        name: String,
-        scopes: ScopeSet,
-        now: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-        rate_limit: RateLimit,
-        metadata: std::collections::BTreeMap<String, String>,
-        rotated_from: Option<KeyId>,
-    ) -> Result<IssuedKey, IssueError> {
-        let token = kind.token.generate();
-        let record = KeyRecord {
-            id: KeyId::generate(),
-            tenant,
-            kind: kind.token.prefix().to_owned(),
-            name,
-            display_prefix: token.display_prefix().to_owned(),
-            hash: self.inner.hasher.hash(token.expose_secret()),
+            name: new.name,
             scopes,
             created_at: now,
             expires_at,
+            rate_limit: new.rate_limit,
+            metadata: new.metadata,
+            rotated_from: None,
+        };
+        self.insert(kind, draft).await
+    }
+
+    /// Generates the token, stores the record, and returns both.
+    async fn insert(&self, kind: &KeyKind, draft: Draft) -> Result<IssuedKey, IssueError> {
+        let token = kind.token.generate();
+        let record = KeyRecord {
+            id: KeyId::generate(),
+            tenant: draft.tenant,
+            kind: kind.token.prefix().to_owned(),
+            name: draft.name,
+            display_prefix: token.display_prefix().to_owned(),
+            hash: self.inner.hasher.hash(token.expose_secret()),
+            scopes: draft.scopes,
+            created_at: draft.created_at,
+            expires_at: draft.expires_at,
             last_used_at: None,
             revoked_at: None,
             revocation_scheduled: false,
-            rate_limit,
-            metadata,
-            rotated_from,
+            rate_limit: draft.rate_limit,
+            metadata: draft.metadata,
+            rotated_from: draft.rotated_from,
         };
         let info = record.info();
         self.inner.store.insert(record).await?;
@@ -606,19 +622,17 @@ impl Keyring {
         let kind = self
             .kind(&old.kind)
             .ok_or_else(|| IssueError::UnknownKind(old.kind.clone()))?;
-        let issued = self
-            .insert(
-                kind,
-                old.tenant.clone(),
-                old.name.clone(),
-                old.scopes.clone(),
-                now,
-                old.expires_at,
-                old.rate_limit,
-                old.metadata.clone(),
-                Some(old.id.clone()),
-            )
-            .await?;
+        let draft = Draft {
+            tenant: old.tenant.clone(),
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            created_at: now,
+            expires_at: old.expires_at,
+            rate_limit: old.rate_limit,
+            metadata: old.metadata.clone(),
+            rotated_from: Some(old.id.clone()),
+        };
+        let issued = self.insert(kind, draft).await?;
         let when = if grace > Duration::ZERO {
             Revocation::At(now.saturating_add(grace))
         } else {
@@ -627,6 +641,19 @@ impl Keyring {
         self.inner.store.revoke(&old.id, when).await?;
         Ok(issued)
     }
+}
+
+/// A key to store, before its token, id and hash exist (what `issue` and
+/// `rotate` decide).
+struct Draft {
+    tenant: TenantId,
+    name: String,
+    scopes: ScopeSet,
+    created_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    rate_limit: RateLimit,
+    metadata: std::collections::BTreeMap<String, String>,
+    rotated_from: Option<KeyId>,
 }
 
 /// Writes a last-used batch; on failure the dropped batch goes back to the

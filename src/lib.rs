@@ -72,7 +72,7 @@ pub use key::{
     Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, RateLimit, TenantId,
 };
 pub use keyring::{
-    IssuedKey, KeyKind, Keyring, KeyringBuilder, VerifiedKey, MAX_METADATA_ENTRIES,
+    IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, VerifiedKey, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
 pub use ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
