@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Checks that the crate can be released as it is: docs.rs builds its docs,
+# the public API is the committed listing (scripts/public-api.sh),
 # `cargo publish --dry-run` packages and builds it, and the declared
 # rust-version covers every locked dependency of the library.
 set -euo pipefail
@@ -20,3 +21,6 @@ cargo publish --dry-run --locked "${dirty[@]}"
 
 echo "release-check: fuzz/Cargo.lock is current" >&2
 cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
+
+echo "release-check: the public API matches public-api.txt" >&2
+bash scripts/public-api.sh
