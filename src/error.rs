@@ -258,7 +258,8 @@ impl From<TokenError> for VerifyError {
     }
 }
 
-/// Why a management operation (get, list, revoke, flush) failed.
+/// Why a management operation ([`Keyring::get`](crate::Keyring::get),
+/// [`list`](crate::Keyring::list), [`revoke`](crate::Keyring::revoke)) failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManageError {
@@ -270,7 +271,7 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
-/// Formats a byte count for diagnostics without revealing contents.
+/// Stands in for secret material in `Debug` output: prints `[REDACTED]`.
 pub(crate) struct Redacted;
 
 impl fmt::Debug for Redacted {

@@ -76,8 +76,13 @@ impl KeyKind {
         })
     }
 
-    /// The scopes a key gets when the issuer names none (PlayerOS:
-    /// `["read", "write"]`). Each must be in the catalog.
+    /// The scopes a key gets when the issuer names none (for example
+    /// `["read", "write"]` for a dashboard's default key). Each must be in
+    /// the catalog.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Scope`] for a scope the catalog does not declare.
     pub fn default_scopes<I, S>(mut self, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -290,7 +295,28 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
 
 /// Issues, verifies and manages keys. Cheap to clone; clones share state.
 ///
-/// See the [crate-level example](crate) and the examples in this module.
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus, VerifyError};
+///
+/// let catalog = ScopeCatalog::builder()
+///     .scope("read", "Read players", ScopeStatus::Enforced)
+///     .build()?;
+/// let keyring = Keyring::builder()
+///     .store(MemoryStore::new())
+///     .kind(KeyKind::new("pk", catalog)?.default_scopes(["read"])?)
+///     .build()?;
+///
+/// let issued = keyring.issue(NewKey::new("pk", "tenant_1", "Backend")).await?;
+/// let key = keyring.verify(issued.token.expose_secret()).await?;
+/// assert_eq!(keyring.list(key.tenant()).await?.len(), 1);
+///
+/// keyring.revoke(key.id()).await?;
+/// let refused = keyring.verify(issued.token.expose_secret()).await;
+/// assert!(matches!(refused, Err(VerifyError::Revoked)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Keyring {
     inner: Arc<Inner>,
