@@ -348,6 +348,13 @@ async fn bad_input_over_the_wire() {
         vec![key(token), key(token)],
         vec![bearer(token), bearer(token)],
         vec![key(other), bearer(token)],
+        // A tab after the scheme is a malformed Bearer, never "absent"
+        // beside an API key.
+        vec![
+            key(other),
+            raw("authorization", format!("Bearer\t{token}").as_bytes()),
+        ],
+        vec![raw("authorization", format!("Bearer\t{token}").as_bytes())],
         vec![bearer(&format!("pl_{}", "A".repeat(8 * 1024)))],
     ];
     for headers in invalid_request {
