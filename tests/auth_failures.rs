@@ -616,3 +616,31 @@ async fn clones_of_a_layer_share_the_counts() {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_status(&key_from(&separate, CLIENT, &fx.valid).await, 200, "");
 }
+
+/// A custom renderer still gets the 429's `Retry-After` and RateLimit
+/// headers, as on every 429 of the layers.
+#[tokio::test]
+async fn a_custom_renderer_keeps_the_429_headers() {
+    let fx = Fixture::new().await;
+    let layer = AuthLayer::new(fx.keyring.clone())
+        .failure_budget(Quota::per_minute(1).unwrap())
+        .renderer(|r: &Rejection| {
+            let mut res = Response::new(format!("{{\"error\":\"{}\"}}", r.code()));
+            *res.status_mut() = r.status();
+            res
+        });
+    let tokens = forged(1).await;
+    assert_status(
+        &key_from(&layer, CLIENT, &tokens[0]).await,
+        401,
+        "invalid_token",
+    );
+    let res = key_from(&layer, CLIENT, &fx.valid).await;
+    assert_status(&res, 429, "rate_limited");
+    assert_eq!(header(&res, "retry-after"), Some("60"));
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some(r#""default";q=1;w=60"#)
+    );
+    assert_eq!(header(&res, "ratelimit"), Some(r#""default";r=0;t=60"#));
+}
