@@ -77,7 +77,7 @@ impl ThrottleLayer {
     }
 
     /// Where the connection's peer address comes from (by default a
-    /// [`SocketAddr`] in the request extensions; see the
+    /// [`SocketAddr`](std::net::SocketAddr) in the request extensions; see the
     /// [module docs](super#client-ip) for axum's `ConnectInfo`).
     pub fn peer_ip<F>(mut self, peer_ip: F) -> Self
     where
