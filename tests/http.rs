@@ -412,6 +412,10 @@ async fn malformed_headers_are_400_invalid_request() {
         bad("authorization", b"bearer\t\tpk_abc"),
         bad("authorization", b"Bearer \tpk_abc"),
         bad("authorization", b"Bearer,pk_abc"),
+        // No scheme at all (an HTTP/1 server strips this, a tower caller
+        // might not).
+        bad("authorization", b" Bearer pk_abc"),
+        bad("authorization", b"\tBearer pk_abc"),
     ] {
         let res = send(layer.clone(), None, req).await;
         assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);

@@ -206,8 +206,8 @@ fn header_map(u: &mut Unstructured<'_>, fx: &State) -> ArbResult<HeaderMap> {
         let value: Vec<u8> = match u.int_in_range(0u8..=6)? {
             0 | 1 => token(u)?.into_bytes(),
             2 | 3 => {
-                let scheme =
-                    ["Bearer", "bearer", "BEARER", "Basic", "Bearerx"][u.choose_index(5)?];
+                let scheme = ["Bearer", "bearer", "BEARER", "Basic", "Bearerx", " Bearer"]
+                    [u.choose_index(6)?];
                 let separator = [" ", "\t", "  ", " \t", ",", "", "="][u.choose_index(7)?];
                 format!("{scheme}{separator}{}", token(u)?).into_bytes()
             }
@@ -290,6 +290,9 @@ fn presented(headers: &HeaderMap) -> Result<Option<String>, ()> {
         Some(value) => {
             let scheme_len = value.bytes().take_while(|&b| is_tchar(b)).count();
             let (scheme, rest) = value.split_at(scheme_len);
+            if scheme.is_empty() {
+                return Err(());
+            }
             if scheme.eq_ignore_ascii_case("bearer") {
                 match rest.strip_prefix(' ') {
                     Some(token) if is_b64token(token) => Some(token),

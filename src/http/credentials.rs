@@ -15,11 +15,12 @@
 //!   the whitespace around a whole header value, as RFC 9110 requires, before
 //!   this layer sees it.)
 //! * The scheme is the value's leading RFC 9110 `token`, so it ends at the
-//!   first tab, space or separator: `Bearer<TAB>token`, `Bearer,token` and
-//!   any other whitespace or separator after `Bearer` make a malformed Bearer
-//!   credential → 400 `invalid_request`, never another scheme. Otherwise
-//!   `X-Api-Key: A` beside `Authorization: Bearer<TAB>B` would authenticate
-//!   as A while another component read B.
+//!   first tab, space or separator. A value that does not start with one
+//!   (` Bearer token`) → 400 `invalid_request`; `Bearer<TAB>token`,
+//!   `Bearer,token` and any other whitespace or separator after `Bearer` make
+//!   a malformed Bearer credential → 400 `invalid_request`, never another
+//!   scheme. Otherwise `X-Api-Key: A` beside `Authorization: Bearer<TAB>B`
+//!   would authenticate as A while another component read B.
 //! * `Authorization` with another scheme (`Basic …`) is not a credential of
 //!   ours: as if absent (401 `missing_credentials` unless anonymous requests
 //!   are allowed).
@@ -184,16 +185,23 @@ fn single_value<'a>(
 /// The token of `Bearer <token>`; `None` for another scheme.
 ///
 /// The scheme is the leading RFC 9110 `token` (up to the first byte that
-/// cannot be in one). When it is `Bearer` (any case), exactly one space and
-/// a `b64token` must follow: `Bearer<TAB>t`, `Bearer  t` or `Bearer,t` is a
-/// malformed Bearer credential, never another scheme, so it can not vanish
-/// beside an `X-Api-Key`.
+/// cannot be in one); a value without one (` Bearer t`) is malformed. When
+/// it is `Bearer` (any case), exactly one space and a `b64token` must
+/// follow: `Bearer<TAB>t`, `Bearer  t` or `Bearer,t` is a malformed Bearer
+/// credential, never another scheme, so it can not vanish beside an
+/// `X-Api-Key`.
 fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
     let scheme_len = value
         .bytes()
         .position(|b| !is_tchar(b))
         .unwrap_or(value.len());
     let (scheme, rest) = value.split_at(scheme_len);
+    if scheme.is_empty() {
+        // ` Bearer t` is no scheme at all; a looser reader would see Bearer.
+        return Err(Rejection::InvalidRequest(
+            "Authorization does not start with a scheme",
+        ));
+    }
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
@@ -285,6 +293,10 @@ mod tests {
             "Bearer:tok",
             "Bearer\"tok\"",
             "BEARER\t\ttok",
+            // No scheme at all: a looser reader would trim and see Bearer.
+            " Bearer tok",
+            "\tBearer tok",
+            ",Bearer tok",
         ] {
             let refused = bearer_token(value);
             assert!(
