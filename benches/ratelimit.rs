@@ -1,7 +1,9 @@
 //! Rate limiter costs: a check on one hot key, on many keys, through the
 //! trait object, a flood of 1,000,000 distinct keys (tracked entries and
 //! bytes after it), and a request through `AuthLayer` with limiting on and
-//! off.
+//! off, and with its failed-authentication throttle on and off (a request
+//! from a known peer, rate limits off: the difference is the throttle's look
+//! on a success).
 #![allow(missing_docs)]
 
 use std::fmt::Write as _;
@@ -138,11 +140,29 @@ fn layer(c: &mut Criterion) {
         NewKey::new("pk", "prop_1", "bench").rate_limit(RateLimit::per_minute(u32::MAX).unwrap());
     let token = runtime.block_on(keyring.issue(new)).unwrap().token;
     let token = token.expose_secret().to_owned();
-    for (name, layer) in [
-        ("ratelimit/layer/limit_on", AuthLayer::new(keyring.clone())),
+    let peer: std::net::SocketAddr = "203.0.113.7:50000".parse().unwrap();
+    for (name, layer, peer) in [
+        (
+            "ratelimit/layer/limit_on",
+            AuthLayer::new(keyring.clone()),
+            None,
+        ),
         (
             "ratelimit/layer/limit_off",
             AuthLayer::new(keyring.clone()).without_rate_limits(),
+            None,
+        ),
+        (
+            "ratelimit/layer/limit_off_failure_throttle_on",
+            AuthLayer::new(keyring.clone()).without_rate_limits(),
+            Some(peer),
+        ),
+        (
+            "ratelimit/layer/limit_off_failure_throttle_off",
+            AuthLayer::new(keyring.clone())
+                .without_rate_limits()
+                .without_failure_throttle(),
+            Some(peer),
         ),
     ] {
         let service =
@@ -153,10 +173,13 @@ fn layer(c: &mut Criterion) {
                 });
         c.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| {
-                let req = Request::get("/")
+                let mut req = Request::get("/")
                     .header("x-api-key", token.as_str())
                     .body(String::new())
                     .unwrap();
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(peer);
+                }
                 service.clone().oneshot(req)
             })
         });

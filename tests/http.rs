@@ -406,10 +406,56 @@ async fn malformed_headers_are_400_invalid_request() {
         bad("authorization", b"Bearer pk_abc def"),
         bad("x-api-key", b" pk_abc"),
         bad("x-api-key", b"pk_abc "),
+        // Any separator but one space after the scheme is a malformed
+        // Bearer credential, not another scheme.
+        bad("authorization", b"Bearer\tpk_abc"),
+        bad("authorization", b"bearer\t\tpk_abc"),
+        bad("authorization", b"Bearer \tpk_abc"),
+        bad("authorization", b"Bearer,pk_abc"),
+        // No scheme at all (an HTTP/1 server strips this, a tower caller
+        // might not).
+        bad("authorization", b" Bearer pk_abc"),
+        bad("authorization", b"\tBearer pk_abc"),
     ] {
         let res = send(layer.clone(), None, req).await;
         assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
     }
+}
+
+/// `X-Api-Key: A` beside `Authorization: Bearer<TAB>B` never authenticates
+/// as A (a component reading the header loosely would see B): 400, and the
+/// handler is not reached. Nor does any other whitespace after `Bearer`.
+#[tokio::test]
+async fn an_api_key_beside_a_tab_separated_bearer_is_refused() {
+    let (keyring, _) = keyring();
+    let a = pk(&keyring).await;
+    let b = issue(&keyring, NewKey::new("pk", "prop_2", "other")).await;
+    let layer = AuthLayer::new(keyring);
+    for separator in ["\t", "\t\t", "  ", " \t", "\t "] {
+        let authorization = format!("Bearer{separator}{b}");
+        for credentials in [[a.as_str(), b.as_str()], [b.as_str(), b.as_str()]] {
+            let req = get()
+                .header("x-api-key", credentials[0])
+                .header(
+                    "authorization",
+                    HeaderValue::from_str(&authorization).unwrap(),
+                )
+                .body(String::new())
+                .unwrap();
+            let res = send(layer.clone(), None, req).await;
+            assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
+        }
+    }
+    // With exactly one space, A and B conflict (400); the same token is
+    // accepted, as B.
+    let res = send(layer.clone(), None, api_key(&a)).await;
+    assert_ok(&res, "prop_1");
+    let req = get()
+        .header("x-api-key", &b)
+        .header("authorization", format!("Bearer {b}"))
+        .body(String::new())
+        .unwrap();
+    assert_ok(&send(layer, None, req).await, "prop_2");
 }
 
 #[tokio::test]

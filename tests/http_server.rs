@@ -1,13 +1,18 @@
-//! The example server's router on a real socket (127.0.0.1, ephemeral port),
-//! driven by a real HTTP/1 client: both products end to end, and bad input as
-//! it arrives over the wire.
+//! The example server on a real socket (127.0.0.1, ephemeral port): its
+//! router served by its own serving code (`examples/server/serve.rs`),
+//! driven by a real HTTP/1 client: both products end to end, bad input as
+//! it arrives over the wire, and clients that are slow or too many.
 
 #[allow(dead_code)]
 #[path = "../examples/server/app.rs"]
 mod app;
+#[allow(dead_code)]
+#[path = "../examples/server/serve.rs"]
+mod serve;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -17,6 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use keyward::{Keyring, NewKey};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const MISSING: Option<&str> = Some(r#"Bearer realm="api""#);
 const INVALID_TOKEN: Option<&str> = Some(r#"Bearer realm="api", error="invalid_token""#);
@@ -58,6 +65,11 @@ impl Reply {
 }
 
 async fn start() -> Server {
+    start_with(serve::Limits::default()).await
+}
+
+/// The API served by the example's serving code within `limits`.
+async fn start_with(limits: serve::Limits) -> Server {
     let keyring = app::keyring();
     let keys = app::demo_keys(&keyring)
         .await
@@ -68,8 +80,12 @@ async fn start() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app::router(keyring.clone());
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
     let client = Client::builder(TokioExecutor::new()).build_http();
     Server {
         addr,
@@ -348,6 +364,13 @@ async fn bad_input_over_the_wire() {
         vec![key(token), key(token)],
         vec![bearer(token), bearer(token)],
         vec![key(other), bearer(token)],
+        // A tab after the scheme is a malformed Bearer, never "absent"
+        // beside an API key.
+        vec![
+            key(other),
+            raw("authorization", format!("Bearer\t{token}").as_bytes()),
+        ],
+        vec![raw("authorization", format!("Bearer\t{token}").as_bytes())],
         vec![bearer(&format!("pl_{}", "A".repeat(8 * 1024)))],
     ];
     for headers in invalid_request {
@@ -495,4 +518,222 @@ async fn the_demo_login_is_throttled_per_account_and_per_ip() {
     let reply = server.post("/api/login", &bob, json!({})).await;
     reply.assert_rejected(429, "rate_limited", None);
     assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=5;w=60"#);
+}
+
+/// Forged tokens from one address: its failure budget (20) of 401s, then
+/// 429 before any lookup, keyed by the peer address the server passes in.
+#[tokio::test]
+async fn forged_tokens_over_the_wire_are_throttled_per_client() {
+    let server = start().await;
+    let elsewhere = app::keyring();
+    let mut forged = Vec::new();
+    for _ in 0..21 {
+        let issued = elsewhere
+            .issue(NewKey::new("pk", "property_demo", "forged"))
+            .await
+            .unwrap();
+        forged.push(issued.token.expose_secret().to_owned());
+    }
+    for token in &forged[..20] {
+        server
+            .get("/api/players", &[key(token)])
+            .await
+            .assert_rejected(401, "invalid_token", INVALID_TOKEN);
+    }
+    for token in [&forged[20], server.key("players backend")] {
+        let reply = server.get("/api/players", &[key(token)]).await;
+        reply.assert_rejected(429, "rate_limited", None);
+        assert_eq!(reply.headers["retry-after"], "3");
+        assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=20;w=60"#);
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let server = start().await;
+    let manager = [key(server.key("key manager"))];
+    let name = "x".repeat(app::MAX_BODY);
+    let reply = server
+        .post(
+            "/api/functions/create-api-key",
+            &manager,
+            json!({ "property_id": "property_demo", "name": name }),
+        )
+        .await;
+    reply.assert_rejected(413, "body_too_large", None);
+}
+
+/// Short limits for the slow-client tests.
+fn tight(header_read_timeout: Duration, max_connections: usize) -> serve::Limits {
+    serve::Limits {
+        header_read_timeout,
+        request_timeout: Duration::from_millis(600),
+        max_connections,
+        shutdown_grace: Duration::from_secs(1),
+    }
+}
+
+/// Reads until the server closes the connection or `within` passes;
+/// returns what it read and when it ended (`None`: still open).
+async fn read_until_closed(
+    stream: &mut TcpStream,
+    within: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let start = Instant::now();
+    let mut read = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return (read, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (read, Some(start.elapsed())),
+            Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A slowloris: a request head trickled a byte every 50 ms never completes
+/// its head, and the server closes the connection at the header read
+/// timeout (300 ms here), well before the trickle would end.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    let timeout = Duration::from_millis(300);
+    let server = start_with(tight(timeout, 16)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let start = Instant::now();
+    let head = format!(
+        "GET /api/players HTTP/1.1\r\nHost: x\r\nX-Api-Key: {}\r\nX-Slow: {}\r\n\r\n",
+        server.key("players backend"),
+        "a".repeat(200)
+    );
+    let mut closed = None;
+    for byte in head.as_bytes() {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = Some(start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = Some(start.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!(
+                "answered a partial head: {}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never cut off");
+    }
+    let closed = closed.expect("the whole head was accepted: the trickle was not cut off");
+    assert!(
+        closed >= timeout,
+        "closed after {closed:?}, before the timeout"
+    );
+    assert!(
+        closed < timeout + Duration::from_secs(1),
+        "closed after {closed:?}"
+    );
+
+    // An idle connection that sends nothing is closed at the timeout too.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let (read, closed) = read_until_closed(&mut idle, Duration::from_secs(3)).await;
+    let closed = closed.expect("an idle connection stays open");
+    assert!(closed >= timeout - Duration::from_millis(50), "{closed:?}");
+    assert!(
+        read.is_empty() || read.starts_with(b"HTTP/1.1 408"),
+        "{read:?}"
+    );
+
+    // A client that sends its head in time is served.
+    server
+        .get("/api/players", &[key(server.key("players backend"))])
+        .await
+        .assert_status(200);
+}
+
+/// A body trickled past the request timeout gets 408 and the connection
+/// ends; the handler never sees a partial body.
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_408() {
+    let server = start_with(tight(Duration::from_secs(5), 16)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/functions/create-api-key HTTP/1.1\r\nHost: x\r\nX-Api-Key: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\"",
+        server.key("key manager")
+    );
+    let start = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (read, _) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+    let answered = start.elapsed();
+    let text = String::from_utf8_lossy(&read);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(answered >= Duration::from_millis(600), "{answered:?}");
+    assert!(answered < Duration::from_secs(3), "{answered:?}");
+}
+
+/// With room for two connections, a third waits to be accepted until one
+/// of the first two closes, then is served.
+#[tokio::test]
+async fn connections_are_bounded() {
+    let server = start_with(tight(Duration::from_secs(10), 2)).await;
+    let first = TcpStream::connect(server.addr).await.unwrap();
+    let _second = TcpStream::connect(server.addr).await.unwrap();
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third
+        .write_all(b"GET /api/players HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (read, closed) = read_until_closed(&mut third, Duration::from_millis(400)).await;
+    assert!(
+        read.is_empty() && closed.is_none(),
+        "served past the bound: {read:?}"
+    );
+
+    drop(first);
+    let (read, _) = read_until_closed(&mut third, Duration::from_secs(3)).await;
+    let text = String::from_utf8_lossy(&read);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+/// The unauthenticated baseline needs its loudly named flag and a loopback
+/// address; without the flag the server serves the API, where every route
+/// needs a key.
+#[tokio::test]
+async fn the_default_server_has_no_unauthenticated_route() {
+    let none = std::iter::empty::<String>;
+    let options = serve::options(none(), None).unwrap();
+    assert_eq!(options.mode, serve::Mode::Api);
+    assert_eq!(options.addr, serve::DEFAULT_ADDR.parse().unwrap());
+    let flag = || [serve::BASELINE_FLAG.to_owned()];
+    for addr in ["0.0.0.0:3000", "[::]:3000", "192.0.2.1:80"] {
+        let err = serve::options(flag(), Some(addr.into())).unwrap_err();
+        assert!(err.contains("not a loopback address"), "{err}");
+    }
+    for addr in [None, Some("127.0.0.1:0".into()), Some("[::1]:0".into())] {
+        let options = serve::options(flag(), addr).unwrap();
+        assert_eq!(options.mode, serve::Mode::UnauthenticatedBaseline);
+    }
+    // Anything else is refused, not ignored: a typo of the flag included.
+    for arg in ["--unauthenticated", "--bench", "baseline"] {
+        assert!(serve::options([arg.to_owned()], None).is_err(), "{arg}");
+    }
+    assert!(serve::options(none(), Some("localhost:3000".into())).is_err());
+
+    let server = start().await;
+    for (method, path) in [
+        (Method::GET, "/api/players"),
+        (Method::POST, "/api/players"),
+        (Method::GET, "/api/keys"),
+        (Method::GET, "/api/scopes"),
+        (Method::GET, "/api/games"),
+    ] {
+        server.send(method, path, &[], None).await.assert_rejected(
+            401,
+            "missing_credentials",
+            MISSING,
+        );
+    }
 }

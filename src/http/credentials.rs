@@ -14,6 +14,13 @@
 //!   spaces, or trailing spaces → 400 `invalid_request`. (HTTP/1 servers strip
 //!   the whitespace around a whole header value, as RFC 9110 requires, before
 //!   this layer sees it.)
+//! * The scheme is the value's leading RFC 9110 `token`, so it ends at the
+//!   first tab, space or separator. A value that does not start with one
+//!   (` Bearer token`) → 400 `invalid_request`; `Bearer<TAB>token`,
+//!   `Bearer,token` and any other whitespace or separator after `Bearer` make
+//!   a malformed Bearer credential → 400 `invalid_request`, never another
+//!   scheme. Otherwise `X-Api-Key: A` beside `Authorization: Bearer<TAB>B`
+//!   would authenticate as A while another component read B.
 //! * `Authorization` with another scheme (`Basic …`) is not a credential of
 //!   ours: as if absent (401 `missing_credentials` unless anonymous requests
 //!   are allowed).
@@ -176,15 +183,40 @@ fn single_value<'a>(
 }
 
 /// The token of `Bearer <token>`; `None` for another scheme.
+///
+/// The scheme is the leading RFC 9110 `token` (up to the first byte that
+/// cannot be in one); a value without one (` Bearer t`) is malformed. When
+/// it is `Bearer` (any case), exactly one space and a `b64token` must
+/// follow: `Bearer<TAB>t`, `Bearer  t` or `Bearer,t` is a malformed Bearer
+/// credential, never another scheme, so it can not vanish beside an
+/// `X-Api-Key`.
 fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme_len = value
+        .bytes()
+        .position(|b| !is_tchar(b))
+        .unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_len);
+    if scheme.is_empty() {
+        // ` Bearer t` is no scheme at all; a looser reader would see Bearer.
+        return Err(Rejection::InvalidRequest(
+            "Authorization does not start with a scheme",
+        ));
+    }
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
-    if rest.is_empty() {
-        return Err(Rejection::InvalidRequest("Bearer without a token"));
+    match rest.strip_prefix(' ') {
+        _ if rest.is_empty() => Err(Rejection::InvalidRequest("Bearer without a token")),
+        Some(token) if !token.is_empty() => self::token(token).map(Some),
+        _ => Err(Rejection::InvalidRequest(
+            "Bearer must be followed by exactly one space and the token",
+        )),
     }
-    token(rest).map(Some)
+}
+
+/// RFC 9110 `tchar`: the bytes of a `token`, such as an auth scheme.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The bytes of a `b64token` before its `=` padding, by value: one table
@@ -240,5 +272,66 @@ mod tests {
         assert!(bearer_token("Bearer").is_err());
         assert!(bearer_token("Bearer  tok").is_err());
         assert!(bearer_token("Bearer tok ").is_err());
+    }
+
+    /// Whatever follows `Bearer` other than one space and a token makes a
+    /// malformed Bearer credential, never another scheme (which would count
+    /// as absent beside an `X-Api-Key`).
+    #[test]
+    fn only_one_space_separates_bearer_from_its_token() {
+        for value in [
+            "Bearer\ttok",
+            "bearer\ttok",
+            "Bearer \ttok",
+            "Bearer\t tok",
+            "Bearer\t",
+            "Bearer ",
+            "Bearer  tok",
+            "Bearer   tok",
+            "Bearer,tok",
+            "Bearer=tok",
+            "Bearer:tok",
+            "Bearer\"tok\"",
+            "BEARER\t\ttok",
+            // No scheme at all: a looser reader would trim and see Bearer.
+            " Bearer tok",
+            "\tBearer tok",
+            ",Bearer tok",
+        ] {
+            let refused = bearer_token(value);
+            assert!(
+                matches!(refused, Err(Rejection::InvalidRequest(_))),
+                "{value:?}: {refused:?}"
+            );
+        }
+        // Other schemes, whatever follows them, are not ours.
+        for value in [
+            "Basic\tdXNlcjpw",
+            "Bearerx tok",
+            "Bear tok",
+            "Token\ttok",
+            "Bearer-1 tok",
+        ] {
+            assert_eq!(bearer_token(value).unwrap(), None, "{value:?}");
+        }
+        assert!(is_tchar(b'!') && is_tchar(b'~') && is_tchar(b'Z'));
+        assert!(!is_tchar(b' ') && !is_tchar(b'\t') && !is_tchar(b',') && !is_tchar(b'"'));
+    }
+
+    /// `X-Api-Key: A` beside `Authorization: Bearer<TAB>B` is refused, not
+    /// read as A alone.
+    #[test]
+    fn a_malformed_bearer_beside_an_api_key_is_refused() {
+        let rules = CredentialRules::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(API_KEY_HEADER, HeaderValue::from_static("pk_a"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer\tpk_b"));
+        assert!(matches!(
+            rules.extract(&headers),
+            Err(Rejection::InvalidRequest(_))
+        ));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic\tdXNlcjpw"));
+        let credential = rules.extract(&headers).unwrap().unwrap();
+        assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
     }
 }

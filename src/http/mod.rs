@@ -64,7 +64,9 @@
 //!   [`ExternalAuthenticator`] for bearer values without a keyward prefix),
 //!   checks the tenant header (`X-Property-Id`), enforces the key's rate
 //!   limit ([`AuthLayer::rate_limiter`]), runs its [`AuthHook`]s and puts
-//!   the [`Principal`] into the request extensions. Verification is
+//!   the [`Principal`] into the request extensions. A client with too many
+//!   failed authentications is refused before its credential costs anything
+//!   ([`AuthLayer::failure_budget`]). Verification is
 //!   bounded by [`AuthLayer::verify_timeout`] (5 s by default; past it, 503
 //!   `auth_unavailable`), on tokio's timer.
 //! * [`RequireScopesLayer`] goes behind it, per route, with an all-of or

@@ -65,15 +65,18 @@ impl Quota {
 
     /// `count` requests per `period`; `None` when `count` is 0, or `period`
     /// is zero or longer than [`Quota::MAX_PERIOD`].
-    pub fn new(count: u32, period: Duration) -> Option<Self> {
-        let count = NonZeroU32::new(count)?;
-        if period.is_zero() || period > Self::MAX_PERIOD {
+    pub const fn new(count: u32, period: Duration) -> Option<Self> {
+        // `const`: no `?`, `From` or `Ord` on `Duration` here.
+        let Some(count) = NonZeroU32::new(count) else {
+            return None;
+        };
+        if period.is_zero() || period.as_nanos() > Self::MAX_PERIOD.as_nanos() {
             return None;
         }
         // Fits: MAX_PERIOD is about 3.2e16 ns.
         let period_ns = period.as_nanos() as i64;
-        let interval = period_ns.div_euclid(i64::from(count.get()))
-            + i64::from(period_ns.rem_euclid(i64::from(count.get())) != 0);
+        let n = count.get() as i64;
+        let interval = period_ns.div_euclid(n) + (period_ns.rem_euclid(n) != 0) as i64;
         Some(Quota {
             count,
             period,
@@ -82,17 +85,17 @@ impl Quota {
     }
 
     /// `n` requests a second; `None` for 0.
-    pub fn per_second(n: u32) -> Option<Self> {
+    pub const fn per_second(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(1))
     }
 
     /// `n` requests a minute; `None` for 0.
-    pub fn per_minute(n: u32) -> Option<Self> {
+    pub const fn per_minute(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(60))
     }
 
     /// `n` requests an hour; `None` for 0.
-    pub fn per_hour(n: u32) -> Option<Self> {
+    pub const fn per_hour(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(60 * 60))
     }
 
@@ -109,12 +112,12 @@ impl Quota {
     }
 
     /// How many requests the quota admits in a burst, and per period.
-    pub fn count(&self) -> u32 {
+    pub const fn count(&self) -> u32 {
         self.count.get()
     }
 
     /// The period the count applies to.
-    pub fn period(&self) -> Duration {
+    pub const fn period(&self) -> Duration {
         self.period
     }
 

@@ -73,6 +73,8 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 
 pub use gcra::{unix_nanos, Quota, PG_GCRA_SQL};
+#[cfg(feature = "http")]
+pub(crate) use memory::TatTable;
 pub use memory::{MemoryRateLimiter, MemoryRateLimiterBuilder};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

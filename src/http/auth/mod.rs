@@ -7,6 +7,7 @@ use http::request::Parts;
 use crate::http::principal::Principal;
 use crate::http::rejection::Rejection;
 
+mod failures;
 mod layer;
 mod service;
 
