@@ -103,6 +103,9 @@
 //! [`credentials`] for the bad-input policy. [`AuthLayer::renderer`] replaces
 //! the rendering for every layer and extractor behind it.
 
+#[macro_use]
+mod macros;
+
 pub mod auth;
 pub mod credentials;
 mod external;
