@@ -453,13 +453,8 @@ impl Keyring {
         self.kinds().find(|k| k.token.prefix() == prefix)
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn KeyStore> {
-        &self.inner.store
-    }
-
     /// The current instant of the keyring's clock.
-    pub fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
     }
 

@@ -63,7 +63,9 @@ pub mod store;
 pub mod testing;
 mod token;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(any(test, feature = "test-util"))]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
 pub use error::{
     ConfigError, IssueError, ManageError, ScopeError, StoreError, TokenError, VerifyError,
 };

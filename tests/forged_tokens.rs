@@ -79,15 +79,14 @@ async fn with_a_token_key_forged_tokens_cost_no_lookup() {
     let format = keyring(FaultyStore::new(MemoryStore::new()), Some(ours.clone()))
         .format()
         .clone();
-    assert!(tokens.iter().all(|t| matches!(
-        format.parse(t),
-        Err(keyward::TokenError::BadTag)
-    )));
+    assert!(tokens
+        .iter()
+        .all(|t| matches!(format.parse(t), Err(keyward::TokenError::BadTag))));
 
     // The throttle off: the tag alone keeps them from the store.
     let store = FaultyStore::new(MemoryStore::new());
-    let layer = AuthLayer::new(keyring(store.clone(), Some(ours.clone())))
-        .without_failure_throttle();
+    let layer =
+        AuthLayer::new(keyring(store.clone(), Some(ours.clone()))).without_failure_throttle();
     assert_eq!(flood(layer, &tokens).await, (FORGED, 0));
     assert_eq!(store.calls(Op::FindByHash), 0);
 
@@ -110,7 +109,10 @@ async fn without_a_token_key_lookups_stop_at_the_failure_budget() {
     let (unauthorized, throttled) = flood(layer, &tokens).await;
     assert_eq!((unauthorized, throttled), (budget, FORGED - budget));
     let lookups = store.calls(Op::FindByHash);
-    assert!(lookups <= budget, "{lookups} lookups for a budget of {budget}");
+    assert!(
+        lookups <= budget,
+        "{lookups} lookups for a budget of {budget}"
+    );
     assert_eq!(lookups, budget, "each admitted forgery cost one lookup");
 
     // Without the throttle, every forgery is a lookup: what the budget saves.

@@ -398,7 +398,7 @@ async fn bad_input_over_the_wire() {
 #[tokio::test]
 async fn extractors_reject_like_the_layers() {
     use axum::routing::get;
-    use keyward::http::{AuthLayer, MaybePrincipal, Principal};
+    use keyward::http::{AuthLayer, Principal};
     use tower::ServiceExt;
 
     async fn strict(principal: Principal) -> String {
@@ -407,7 +407,7 @@ async fn extractors_reject_like_the_layers() {
     async fn optional(principal: Option<Principal>) -> String {
         principal.map_or("anonymous".into(), |p| p.tenant().to_string())
     }
-    async fn maybe(MaybePrincipal(principal): MaybePrincipal) -> String {
+    async fn maybe(principal: Option<Principal>) -> String {
         principal.map_or("anonymous".into(), |p| p.tenant().to_string())
     }
     let keyring = app::keyring();

@@ -11,7 +11,7 @@ use common::race::{revoke_races_verify, Race};
 use keyward::store::CachedStore;
 use keyward::testing::conformance;
 use keyward::{
-    KeyId, KeyStore, ManualClock, NewKey, Revocation, StoreError, TokenHasher, VerifyError,
+    Clock, KeyId, KeyStore, ManualClock, NewKey, Revocation, StoreError, TokenHasher, VerifyError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -169,7 +169,7 @@ async fn a_flush_of_n_touched_keys_is_one_update_statement() {
     let touched: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM {schema}.keyward_keys WHERE last_used_at = $1"),
-            &[&keyring.now()],
+            &[&clock.now()],
         )
         .await
         .unwrap()

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyward::ratelimit::{unix_nanos, MemoryRateLimiter, Quota, RateLimiter};
+use keyward::ratelimit::{MemoryRateLimiter, Quota, RateLimiter};
 use keyward::{Clock, ManualClock, RateLimit};
 use proptest::prelude::*;
 use time::OffsetDateTime;
@@ -135,7 +135,7 @@ proptest! {
                 Op::Check { key, quota } => {
                     let quota = quotas[usize::from(quota)];
                     let got = limiter.check_sync(&format!("k{key}"), quota).unwrap();
-                    let (want, tat) = quota.step(model.get(&key).copied(), unix_nanos(clock.now()));
+                    let (want, tat) = quota.step(model.get(&key).copied(), clock.now());
                     model.insert(key, tat);
                     prop_assert_eq!(got, want);
                 }

@@ -44,7 +44,8 @@ use common::Fixture;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Request, Response, StatusCode};
 use keyward::http::{AuthLayer, Principal, RequireScopesLayer};
-use keyward::ratelimit::{unix_nanos, Quota};
+use keyward::ratelimit::Quota;
+use time::OffsetDateTime;
 use keyward::{
     Clock, KeyKind, Keyring, ManualClock, MemoryStore, NewKey, RateLimit, ScopeCatalog,
     ScopeStatus, TenantId,
@@ -313,7 +314,7 @@ fn presented(headers: &HeaderMap) -> Result<Option<String>, ()> {
 impl State {
     /// The model's answer for `headers` from `peer`, and whether it spends
     /// one of the client's failures.
-    fn expect(&self, headers: &HeaderMap, client: Network, now: i64) -> (Expected, bool) {
+    fn expect(&self, headers: &HeaderMap, client: Network, now: OffsetDateTime) -> (Expected, bool) {
         let Ok(token) = presented(headers) else {
             return (invalid_request(), false);
         };
@@ -367,7 +368,7 @@ impl State {
         )
     }
 
-    fn record_failure(&self, client: Network, now: i64) {
+    fn record_failure(&self, client: Network, now: OffsetDateTime) {
         let mut failures = self.failures.lock().unwrap();
         let tat = failures.get(&client).copied();
         let (_, next) = BUDGET.step(tat, now);
@@ -398,7 +399,7 @@ fuzz_target!(|data: &[u8]| {
     };
     fx.clock
         .advance(time::Duration::milliseconds(i64::from(advance)));
-    let now = unix_nanos(fx.clock.now());
+    let now = fx.clock.now();
     let client = network(peer);
     let (expected, spends) = fx.expect(&headers, client, now);
 

@@ -1,32 +1,5 @@
-//! Reading credentials and the tenant header from a request, strictly.
-//!
-//! The policy, each case tested in `tests/http.rs`:
-//!
-//! * A header that may carry credentials appears at most once; repeated →
-//!   400 `invalid_request`.
-//! * Values are visible ASCII; any other byte → 400 `invalid_request`.
-//! * Empty values → 400 `invalid_request`.
-//! * Values longer than the configured maximum (4096 bytes by default) → 400
-//!   `invalid_request`, before any parsing or hashing.
-//! * `Authorization`: the scheme is case-insensitive (RFC 7235), so `bearer`
-//!   and `BEARER` are accepted. Exactly one space separates it from the token,
-//!   which must match RFC 6750's `b64token`; `Bearer` without a token, two
-//!   spaces, or trailing spaces → 400 `invalid_request`. (HTTP/1 servers strip
-//!   the whitespace around a whole header value, as RFC 9110 requires, before
-//!   this layer sees it.)
-//! * The scheme is the value's leading RFC 9110 `token`, so it ends at the
-//!   first tab, space or separator. A value that does not start with one
-//!   (` Bearer token`) → 400 `invalid_request`; `Bearer<TAB>token`,
-//!   `Bearer,token` and any other whitespace or separator after `Bearer` make
-//!   a malformed Bearer credential → 400 `invalid_request`, never another
-//!   scheme. Otherwise `X-Api-Key: A` beside `Authorization: Bearer<TAB>B`
-//!   would authenticate as A while another component read B.
-//! * `Authorization` with another scheme (`Basic …`) is not a credential of
-//!   ours: as if absent (401 `missing_credentials` unless anonymous requests
-//!   are allowed).
-//! * `X-Api-Key` carries the token alone, in the same `b64token` alphabet.
-//! * Both headers with the same token → accepted; with different tokens → 400
-//!   `invalid_request`.
+//! Reading credentials and the tenant header from a request, strictly (the
+//! policy is in the module docs of `keyward::http`, "Bad input").
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 

@@ -166,10 +166,10 @@ impl Rejection {
     /// use keyward::ratelimit::Quota;
     ///
     /// let quota = Quota::per_minute(5).unwrap();
-    /// let (_, tat) = quota.step(None, 0);
-    /// let (mut decision, mut tat) = quota.step(Some(tat), 0);
+    /// let (_, tat) = quota.step(None, time::OffsetDateTime::UNIX_EPOCH);
+    /// let (mut decision, mut tat) = quota.step(Some(tat), time::OffsetDateTime::UNIX_EPOCH);
     /// for _ in 0..4 {
-    ///     (decision, tat) = quota.step(Some(tat), 0);
+    ///     (decision, tat) = quota.step(Some(tat), time::OffsetDateTime::UNIX_EPOCH);
     /// }
     /// assert!(!decision.allowed);
     /// let rejection = Rejection::RateLimited(decision);

@@ -272,12 +272,12 @@ impl<K: Hash + Eq> TatTable<K> {
             .from_key_hashed_nocheck(hash, key)
         {
             let tat = entry.get_mut();
-            let (decision, next) = quota.step(Some(*tat), now);
+            let (decision, next) = quota.step_nanos(Some(*tat), now);
             *tat = next;
             return decision;
         }
         // An untracked key is admitted (count >= 1) and its TAT is > now.
-        let (decision, next) = quota.step(None, now);
+        let (decision, next) = quota.step_nanos(None, now);
         shard.make_room(now, self.shard_capacity);
         shard
             .tats
@@ -303,7 +303,7 @@ impl<K: Hash + Eq> TatTable<K> {
     {
         let (hash, shard) = self.shard(key);
         let (_, &tat) = shard.tats.raw_entry().from_key_hashed_nocheck(hash, key)?;
-        Some(quota.step(Some(tat), now()).0)
+        Some(quota.step_nanos(Some(tat), now()).0)
     }
 
     /// How many keys are tracked.

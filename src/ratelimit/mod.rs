@@ -72,7 +72,11 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 
-pub use gcra::{unix_nanos, Quota, PG_GCRA_SQL};
+pub(crate) use gcra::unix_nanos;
+pub use gcra::Quota;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use gcra::PG_GCRA_SQL;
 #[cfg(feature = "http")]
 pub(crate) use memory::TatTable;
 pub use memory::{MemoryRateLimiter, MemoryRateLimiterBuilder};
@@ -131,7 +135,7 @@ pub enum LimitError {
 /// use keyward::ratelimit::Quota;
 ///
 /// let quota = Quota::per_minute(100).unwrap();
-/// let (decision, _) = quota.step(None, 0);
+/// let (decision, _) = quota.step(None, time::OffsetDateTime::UNIX_EPOCH);
 /// assert!(decision.allowed);
 /// assert_eq!(decision.policy_value(), r#""default";q=100;w=60"#);
 /// assert_eq!(decision.value(), r#""default";r=99;t=1"#);
