@@ -396,6 +396,14 @@ pub struct KeyInfo {
 /// What to issue: built with [`NewKey::new`] and passed to
 /// [`Keyring::issue`](crate::Keyring::issue).
 ///
+/// `issue` checks the labels: the name and the tenant id are 1–200
+/// characters, not all whitespace; metadata is at most 32 labels with keys
+/// of 1–64 bytes and values of up to 1024 bytes. None of them may hold
+/// control characters, Unicode format characters (bidi overrides,
+/// zero-width spaces and joiners, the soft hyphen, so also emoji ZWJ
+/// sequences) or line and paragraph separators, any of which can make one
+/// label look like another in a list view.
+///
 /// ```
 /// use keyward::{Expiry, NewKey, RateLimit};
 ///

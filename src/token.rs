@@ -113,8 +113,10 @@ impl TokenKey {
     /// recommended).
     pub const MIN_LEN: usize = 16;
 
-    /// A token key with this version and key material (16 bytes or more).
-    /// The material is zeroed once the tag key is derived from it.
+    /// A token key with this version and key material: 16 bytes or more,
+    /// which should be random (32 bytes from a CSPRNG); only the length can
+    /// be checked, so pass decoded bytes, not a passphrase. The material is
+    /// zeroed once the tag key is derived from it.
     pub fn new(version: u16, key: Vec<u8>) -> Result<Self, ConfigError> {
         let key = Zeroizing::new(key);
         if key.len() < Self::MIN_LEN {
@@ -242,8 +244,9 @@ impl TokenKind {
     /// Tags this kind's tokens with `key`: new tokens carry its tag, and a
     /// token whose tag verifies under neither this key nor the
     /// [previous](Self::previous_key) one is refused offline
-    /// ([`TokenError::BadTag`]). Replaces any current key (the previous one
-    /// is kept unless it has the same version).
+    /// ([`TokenError::BadTag`]). A current key set before is dropped (keep
+    /// its tokens working with [`previous_key`](Self::previous_key)); the
+    /// previous key stays unless it has this key's version.
     ///
     /// Tokens issued before a kind had a key have no tag and are refused
     /// ([`TokenError::BadLength`]) unless [`accept_untagged`](Self::accept_untagged)
@@ -290,9 +293,14 @@ impl TokenKind {
     /// in use: also accept tokens without a tag (the 36-character body).
     /// While it is on, a forger can send untagged tokens that pass the
     /// public checksum and reach the store (the failure throttle still caps
-    /// them); rotate the old keys and turn it off. Refused without a key.
+    /// them); rotate the old keys and turn it off. Turning it on is refused
+    /// without a key (an unkeyed kind accepts only untagged tokens anyway);
+    /// turning it off then changes nothing.
     pub fn accept_untagged(mut self, accept: bool) -> Result<Self, ConfigError> {
         let Some(keys) = self.keys.take() else {
+            if !accept {
+                return Ok(self);
+            }
             return Err(ConfigError::InvalidTokenKey(
                 "accepting untagged tokens needs a token key",
             ));
@@ -839,6 +847,7 @@ mod tests {
         let pk = TokenKind::new("pk").unwrap();
         assert!(pk.clone().previous_key(token_key(1, 1)).is_err());
         assert!(pk.clone().accept_untagged(true).is_err());
+        assert!(!pk.clone().accept_untagged(false).unwrap().is_keyed());
         let keyed = pk.key(token_key(1, 1));
         assert!(keyed.clone().previous_key(token_key(1, 2)).is_err());
         let rotated = keyed.previous_key(token_key(2, 2)).unwrap();

@@ -54,7 +54,20 @@ async fn flood(layer: AuthLayer, tokens: &[String]) -> (usize, usize) {
         let res = service.clone().oneshot(req).await.unwrap();
         match res.status() {
             StatusCode::UNAUTHORIZED => unauthorized += 1,
-            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                // The client's failures, not a key's request quota.
+                let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+                assert_eq!(body["error"], "rate_limited");
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("too many failed authentications from this client"),
+                    "{body}"
+                );
+                assert!(res.headers().contains_key("retry-after"));
+                throttled += 1
+            }
             other => panic!("a forged token got {other}: {}", res.body()),
         }
     }

@@ -89,6 +89,12 @@ pub enum Rejection {
     /// `RateLimit-Policy` and `RateLimit` headers of the decision, and
     /// `"retry_after"` in the body.
     RateLimited(RateDecision),
+    /// 429 `rate_limited`: the client (by network) failed to authenticate
+    /// more often than [`AuthLayer`](crate::http::AuthLayer)'s failure
+    /// budget allows; refused before its credential is even parsed. Headers
+    /// and body field as for [`RateLimited`](Self::RateLimited), with its own
+    /// message.
+    TooManyFailures(RateDecision),
     /// 503 `auth_unavailable`: the key store, the external authenticator or
     /// the rate limiter failed. Never grants access.
     AuthUnavailable,
@@ -106,7 +112,9 @@ impl Rejection {
             Rejection::InsufficientScope { .. } | Rejection::TenantMismatch => {
                 StatusCode::FORBIDDEN
             }
-            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Rejection::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -122,7 +130,7 @@ impl Rejection {
             Rejection::TokenRevoked => "token_revoked",
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::TenantMismatch => "tenant_mismatch",
-            Rejection::RateLimited(_) => "rate_limited",
+            Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => "rate_limited",
             Rejection::AuthUnavailable => "auth_unavailable",
         }
     }
@@ -150,6 +158,10 @@ impl Rejection {
                 "rate limit of {} requests per {} s exceeded; retry in {} s",
                 decision.limit,
                 ceil_secs(decision.window),
+                retry_after_secs(decision),
+            )),
+            Rejection::TooManyFailures(decision) => Cow::Owned(format!(
+                "too many failed authentications from this client; retry in {} s",
                 retry_after_secs(decision),
             )),
             Rejection::AuthUnavailable => {
@@ -185,7 +197,9 @@ impl Rejection {
     /// ```
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Rejection::RateLimited(decision) => Some(retry_after_secs(decision)),
+            Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) => {
+                Some(retry_after_secs(decision))
+            }
             _ => None,
         }
     }
@@ -254,7 +268,7 @@ impl Rejection {
                 headers.insert(WWW_AUTHENTICATE, value);
             }
         }
-        if let Rejection::RateLimited(decision) = self {
+        if let Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) = self {
             rate_limit_headers(headers, decision);
         }
         response

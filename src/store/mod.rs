@@ -32,6 +32,9 @@
 //!   treat it as [`Revocation::Now`].
 //! * `touch` sets `last_used_at` to the later of the stored value and the
 //!   given instant for each id, ignoring unknown ids, in one batch.
+//! * Labels (names, tenant ids, metadata) arrive already checked by
+//!   [`Keyring::issue`](crate::Keyring::issue); a store need not check them
+//!   again, and rows it is given by other means are not checked.
 //! * Every failure is an error, never an empty answer: the keyring fails
 //!   closed on errors, but would treat a wrongly empty answer as "unknown".
 //!
@@ -104,7 +107,7 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The record with this id.
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 
-    /// Every record of a tenant, oldest first.
+    /// Every record of a tenant, oldest first (by `created_at`).
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
 
     /// Revokes a key, now (on the store's clock, in effect for every reader)

@@ -105,7 +105,9 @@ where
             }
         };
         let decision = match rejection {
-            Rejection::RateLimited(decision) => Some(decision),
+            Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) => {
+                Some(decision)
+            }
             _ => None,
         };
         ResponseFuture::new(State::Rejected {
@@ -173,7 +175,7 @@ impl AuthConfig {
         };
         let client = ClientNet::of(ip);
         match self.failures.over_budget(client, budget) {
-            Some(denied) => Err(Rejection::RateLimited(denied)),
+            Some(denied) => Err(Rejection::TooManyFailures(denied)),
             None => Ok(Some(client)),
         }
     }
