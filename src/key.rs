@@ -117,28 +117,58 @@ impl fmt::Display for TenantId {
     }
 }
 
-/// A name or tenant id: 1–200 characters, not all whitespace, of
-/// [`displayable`] text.
+/// A name or tenant id: 1–200 characters of [`displayable`] text, at least
+/// one of them visible.
 pub(crate) fn valid_label(input: &str) -> bool {
-    !input.trim().is_empty() && input.chars().count() <= MAX_LABEL_LEN && displayable(input)
+    input.chars().count() <= MAX_LABEL_LEN
+        && displayable(input)
+        && input.chars().any(|c| !c.is_whitespace())
 }
 
-/// Whether text can be shown in a list view as it reads: no control
-/// characters (general category Cc), no format characters (Cf: bidi
-/// overrides such as U+202E, zero-width spaces and joiners, soft hyphens),
-/// and no line or paragraph separators (Zl, Zp), any of which can make one
-/// label look like another.
+/// Whether text can be shown in a list view as it reads: none of the
+/// characters that make one label look like another or like nothing.
+///
+/// * control characters (general category Cc);
+/// * format characters (Cf: bidi overrides and isolates such as U+202E,
+///   zero-width spaces and joiners, the soft hyphen, tag characters);
+/// * line and paragraph separators (Zl, Zp);
+/// * spaces other than U+0020 (Zs: no-break, em, ideographic spaces);
+/// * the other default-ignorable code points, which render as nothing
+///   (variation selectors, the combining grapheme joiner, Hangul fillers,
+///   Khmer inherent vowels, Mongolian free variation selectors), and the
+///   blank Braille pattern U+2800.
 pub(crate) fn displayable(input: &str) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     input.chars().all(|c| {
-        !matches!(
-            c.general_category(),
-            GeneralCategory::Control
-                | GeneralCategory::Format
-                | GeneralCategory::LineSeparator
-                | GeneralCategory::ParagraphSeparator
-        )
+        c == ' '
+            || !(matches!(
+                c.general_category(),
+                GeneralCategory::Control
+                    | GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+                    | GeneralCategory::SpaceSeparator
+            ) || invisible(c))
     })
+}
+
+/// Default-ignorable code points that are not format characters (Unicode's
+/// `Default_Ignorable_Code_Point` less category Cf), and U+2800.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{2065}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// When a new key expires: the presets of the dashboards, or an instant.
@@ -397,12 +427,14 @@ pub struct KeyInfo {
 /// [`Keyring::issue`](crate::Keyring::issue).
 ///
 /// `issue` checks the labels: the name and the tenant id are 1–200
-/// characters, not all whitespace; metadata is at most 32 labels with keys
-/// of 1–64 bytes and values of up to 1024 bytes. None of them may hold
+/// characters with at least one visible; metadata is at most 32 labels with
+/// keys of 1–64 bytes and values of up to 1024 bytes. None of them may hold
 /// control characters, Unicode format characters (bidi overrides,
 /// zero-width spaces and joiners, the soft hyphen, so also emoji ZWJ
-/// sequences) or line and paragraph separators, any of which can make one
-/// label look like another in a list view.
+/// sequences), line and paragraph separators, spaces other than U+0020, or
+/// other characters that render as nothing (variation selectors, Hangul
+/// fillers, the blank Braille pattern): any of them can make one label look
+/// like another, or like nothing, in a list view.
 ///
 /// ```
 /// use keyward::{Expiry, NewKey, RateLimit};

@@ -529,6 +529,14 @@ impl<'a, 'f> ParsedToken<'a, 'f> {
     pub fn display_prefix(&self) -> &'a str {
         display_prefix(self.token)
     }
+
+    #[cfg(feature = "http")]
+    /// Whether the token carries a keyed tag that verified (its kind has a
+    /// [`TokenKey`] and it is not an untagged token let through by
+    /// [`TokenKind::accept_untagged`]).
+    pub(crate) fn is_tagged(&self) -> bool {
+        self.kind.is_keyed() && self.token.len() == self.kind.token_len()
+    }
 }
 
 impl fmt::Debug for ParsedToken<'_, '_> {

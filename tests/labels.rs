@@ -8,7 +8,9 @@ use keyward::{IssueError, KeyStore, MemoryStore, NewKey, TenantId};
 
 /// Characters that make one label read as another: controls (Cc), format
 /// characters (Cf: bidi overrides and isolates, zero-width characters, the
-/// soft hyphen, the BOM, a tag character) and line/paragraph separators.
+/// soft hyphen, the BOM, a tag character), line/paragraph separators, other
+/// default-ignorable code points (fillers, variation selectors) and spaces
+/// other than U+0020.
 const SPOOFERS: &[char] = &[
     '\0',
     '\n',
@@ -30,7 +32,25 @@ const SPOOFERS: &[char] = &[
     '\u{e0041}',
     '\u{2028}',
     '\u{2029}',
+    // Default-ignorable code points outside Cf, and spaces other than U+0020.
+    '\u{3164}',
+    '\u{ffa0}',
+    '\u{115f}',
+    '\u{034f}',
+    '\u{fe0f}',
+    '\u{fe00}',
+    '\u{e0100}',
+    '\u{17b4}',
+    '\u{180b}',
+    '\u{2800}',
+    '\u{00a0}',
+    '\u{2002}',
+    '\u{3000}',
+    '\u{202f}',
 ];
+
+/// Labels that are nothing but invisible or blank characters.
+const BLANK: &[&str] = &["\u{3164}", "\u{2800}\u{2800}", "   ", " \u{3164} "];
 
 /// Readable text that must stay accepted, and come back byte for byte.
 const FINE: &[&str] = &["CI uploader", "Café ☕", "日本語のキー", "שלום", "a-b_c.d"];
@@ -70,6 +90,14 @@ async fn labels_are_checked_on(store: impl KeyStore + Clone) {
             "U+{:04X} in a parsed tenant id",
             bad as u32
         );
+    }
+    for blank in BLANK {
+        let err = keyring
+            .issue(NewKey::new("pk", "prop_1", blank))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IssueError::InvalidName), "{blank:?}: {err:?}");
+        assert!(TenantId::parse(blank).is_none(), "{blank:?}");
     }
     let tenant = TenantId::parse("prop_1").unwrap();
     assert!(

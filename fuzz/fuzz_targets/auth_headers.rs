@@ -368,11 +368,16 @@ impl State {
         )
     }
 
+    /// A failure is charged even past the budget: the TAT moves one
+    /// emission interval past `max(tat, now)`, at most an hour ahead.
     fn record_failure(&self, client: Network, now: OffsetDateTime) {
         let mut failures = self.failures.lock().unwrap();
-        let tat = failures.get(&client).copied();
-        let (_, next) = BUDGET.step(tat, now);
-        failures.insert(client, next);
+        let now = i64::try_from(now.unix_timestamp_nanos()).unwrap();
+        let interval = i64::try_from(BUDGET.emission_interval().as_nanos()).unwrap();
+        let window = i64::try_from(BUDGET.window().as_nanos()).unwrap();
+        let cap = now + window.max(3_600_000_000_000);
+        let base = failures.get(&client).map_or(now, |tat| (*tat).max(now));
+        failures.insert(client, (base + interval).min(cap));
     }
 }
 

@@ -145,6 +145,17 @@ impl Quota {
         i64::from(self.count.get()) * self.interval
     }
 
+    /// The TAT after charging one more unit at `now` even when the budget
+    /// is spent (a denied [`step`](Self::step) would move nothing), at most
+    /// `now + cap`: charges that arrive together each push the TAT, so a
+    /// burst buys a proportional wait. Nanoseconds.
+    #[cfg(feature = "http")]
+    pub(crate) fn charge_nanos(&self, tat: Option<i64>, now: i64, cap: i64) -> i64 {
+        let base = tat.map_or(now, |tat| tat.max(now));
+        base.saturating_add(self.interval)
+            .min(now.saturating_add(cap.max(self.window_ns())))
+    }
+
     /// One GCRA step: the decision for a request at `now` on a key whose
     /// stored theoretical arrival time is `tat` (`None` when not tracked),
     /// and the TAT to store afterwards (unchanged when denied). TATs are

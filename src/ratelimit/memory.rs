@@ -287,6 +287,39 @@ impl<K: Hash + Eq> TatTable<K> {
         decision
     }
 
+    /// Charges `key` one unit at `now` whether or not its budget has room
+    /// (see [`Quota::charge_nanos`]), its TAT at most `now + cap` ahead.
+    #[cfg(feature = "http")]
+    pub(crate) fn charge<Q>(
+        &self,
+        key: &Q,
+        own: impl FnOnce(&Q) -> K,
+        quota: Quota,
+        now: i64,
+        cap: i64,
+    ) where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, mut shard) = self.shard(key);
+        if let RawEntryMut::Occupied(mut entry) = shard
+            .tats
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            let tat = entry.get_mut();
+            *tat = quota.charge_nanos(Some(*tat), now, cap);
+            return;
+        }
+        let next = quota.charge_nanos(None, now, cap);
+        shard.make_room(now, self.shard_capacity);
+        shard
+            .tats
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+            .insert(own(key), next);
+    }
+
     /// The decision a step of `key` would get at `now()`, without taking
     /// it: `None` for an untracked key (a full burst), in which case the
     /// clock is not read.

@@ -72,6 +72,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 
+#[cfg(feature = "http")]
 pub(crate) use gcra::unix_nanos;
 pub use gcra::Quota;
 #[cfg(feature = "postgres")]

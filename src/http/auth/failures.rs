@@ -6,6 +6,13 @@
 //! verification that fails spends one ([`Failures::record`]). A success
 //! spends nothing, and a client that never failed is not even tracked.
 //!
+//! Requests sent together all pass the look before any of them fails, so a
+//! failure is charged even past the budget: each pushes the client's
+//! theoretical arrival time one interval further (up to [`MAX_LOCKOUT`]).
+//! A burst of N failures thus buys a wait of about N intervals, and over
+//! time a client makes no more lookups than its budget's rate, however many
+//! requests it sends at once (a single burst is bounded by its connections).
+//!
 //! [`AuthLayer`]: crate::http::AuthLayer
 
 use std::fmt;
@@ -21,6 +28,9 @@ use crate::ratelimit::{unix_nanos, MemoryRateLimiterBuilder, Quota, RateDecision
 /// and a TAT (24 bytes and a control byte, no heap), so a full table takes
 /// a few MB; a client back to a full budget is not kept.
 const MAX_CLIENTS: usize = 100_000;
+
+/// The longest a client is locked out by its own burst of failures.
+pub(crate) const MAX_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// The failure counts of a layer and its clones.
 pub(crate) struct Failures {
@@ -52,11 +62,12 @@ impl Failures {
             .filter(|decision| !decision.allowed)
     }
 
-    /// Spends one of `client`'s failures. Concurrent requests that passed
-    /// [`over_budget`](Self::over_budget) together may find none left: then
-    /// nothing changes (a GCRA denial moves nothing).
+    /// Spends one of `client`'s failures, also past the budget (requests
+    /// that passed [`over_budget`](Self::over_budget) together each cost
+    /// one), so a burst of failures locks the client out for as long.
     pub(crate) fn record(&self, client: ClientNet, budget: Quota) {
-        let _ = self.table.step(&client, |c| *c, budget, self.now());
+        let cap = i64::try_from(MAX_LOCKOUT.as_nanos()).unwrap_or(i64::MAX);
+        self.table.charge(&client, |c| *c, budget, self.now(), cap);
     }
 
     /// Logs, once per layer, that a request's client is unknown, so its

@@ -73,7 +73,7 @@ where
             let Some(credential) = credential else {
                 return Ok(None);
             };
-            let client = config.failure_client(&parts)?;
+            let client = config.failure_client(&parts, &credential)?;
             Ok(Some((credential, tenant, client)))
         });
         let rejection = match presented {
@@ -164,8 +164,15 @@ impl AuthConfig {
     /// `None` when the throttle is off or the peer unknown (then not
     /// throttled, see [`AuthLayer::failure_budget`](crate::http::AuthLayer::failure_budget)).
     /// A client over its budget is refused here, before the credential costs
-    /// anything.
-    fn failure_client(&self, parts: &Parts) -> Result<Option<ClientNet>, Rejection> {
+    /// anything, unless the credential is a token whose keyed tag verifies
+    /// (only the service's token key makes one): clients sharing an address
+    /// with someone sending forged tokens keep working. Its failures still
+    /// count.
+    fn failure_client(
+        &self,
+        parts: &Parts,
+        credential: &Credential,
+    ) -> Result<Option<ClientNet>, Rejection> {
         let Some(budget) = self.failure_budget else {
             return Ok(None);
         };
@@ -175,6 +182,7 @@ impl AuthConfig {
         };
         let client = ClientNet::of(ip);
         match self.failures.over_budget(client, budget) {
+            Some(_) if self.is_tagged_token(credential.value()) => Ok(Some(client)),
             Some(denied) => Err(Rejection::TooManyFailures(denied)),
             None => Ok(Some(client)),
         }
@@ -266,6 +274,15 @@ impl AuthConfig {
                 Ok(Principal::key(key))
             }
         }
+    }
+
+    /// Whether `value` is a token of a keyed kind whose tag verifies
+    /// (offline: no hashing of the whole token, no lookup).
+    fn is_tagged_token(&self, value: &str) -> bool {
+        self.keyring
+            .format()
+            .parse(value)
+            .is_ok_and(|parsed| parsed.is_tagged())
     }
 
     /// Whether `value` starts with `<prefix>_` of a configured kind.
