@@ -21,6 +21,8 @@
 #
 # Environment variables read (defaults in brackets):
 #   ROUNDS [3]  THREADS [1]  CONNECTIONS [32]  DURATION [5s]
+#   (the server serves at most 64 connections per client address, and wrk
+#   connects from one: CONNECTIONS above 64 are refused)
 #   KEYWARD_LOAD_NO_BUILD=1  skip the cargo build (use the existing binary)
 #
 # Needs `wrk` (Debian package `wrk`); installs it with apt-get when absent and

@@ -17,7 +17,9 @@
 //! JSON line per demo key on stdout (`{"name","token","scopes","tenant"}`);
 //! logs go to stderr, with `Authorization` and `X-Api-Key` marked sensitive.
 //! It serves HTTP/1 with a 10 s header read timeout, a 30 s request timeout,
-//! at most 1024 connections at once and 16 KiB bodies (see `serve.rs`).
+//! a 10 s write timeout (a client that stops reading is cut off), at most
+//! 1000 requests and 5 minutes per connection, at most 1024 connections at
+//! once and 64 per client address, and 16 KiB bodies (see `serve.rs`).
 //!
 //! `--unauthenticated-load-test-baseline` serves only `GET /api/players`,
 //! without authentication: the baseline of `scripts/load.sh`. The server

@@ -85,7 +85,14 @@ impl CredentialRules {
                     None => None,
                 }
             }
-            CredentialSource::ApiKey => None,
+            CredentialSource::ApiKey => {
+                // Not ours to read, but never ambiguous: a malformed Bearer
+                // is refused here too. One lookup when there is none.
+                for value in headers.get_all(AUTHORIZATION) {
+                    foreign_authorization(value)?;
+                }
+                None
+            }
         };
         // The token is a suffix of the header's value (all of it for the API
         // key header, what follows the scheme for `Authorization`).
@@ -185,6 +192,29 @@ fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
             "Bearer must be followed by exactly one space and the token",
         )),
     }
+}
+
+/// An `Authorization` value when `Authorization` is not a configured
+/// source: a well-formed one, of any scheme, is left to whoever reads it;
+/// a malformed Bearer credential (by [`bearer_token`]'s rule) or a value
+/// that does not start with a scheme is refused, so that `X-Api-Key: A`
+/// beside `Authorization: Bearer<TAB>B` cannot authenticate as A while
+/// another component reads B. Neither the length limit nor the visible
+/// ASCII rule applies to another scheme's value.
+fn foreign_authorization(value: &HeaderValue) -> Result<(), Rejection> {
+    let bytes = value.as_bytes();
+    let scheme_len = bytes
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(bytes.len());
+    let scheme = &bytes[..scheme_len];
+    if !scheme.is_empty() && !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(());
+    }
+    let text = value.to_str().map_err(|_| {
+        Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
+    })?;
+    bearer_token(text).map(drop)
 }
 
 /// RFC 9110 `tchar`: the bytes of a `token`, such as an auth scheme.
@@ -306,5 +336,40 @@ mod tests {
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic\tdXNlcjpw"));
         let credential = rules.extract(&headers).unwrap().unwrap();
         assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
+    }
+
+    /// With the API key header as the only source, `Authorization` is not
+    /// read for a credential, yet a malformed Bearer in it is refused.
+    #[test]
+    fn an_api_key_only_source_refuses_a_malformed_bearer() {
+        let rules = CredentialRules {
+            source: CredentialSource::ApiKey,
+            ..CredentialRules::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(API_KEY_HEADER, HeaderValue::from_static("pk_a"));
+        for value in ["Bearer\tpk_b", "Bearer", "bearer  pk_b", " Bearer pk_b", ""] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            assert!(
+                matches!(rules.extract(&headers), Err(Rejection::InvalidRequest(_))),
+                "{value:?}"
+            );
+        }
+        for value in ["Bearer pk_b", "Basic\tdXNlcjpw", "Bearer-1\tx"] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            let credential = rules.extract(&headers).unwrap().unwrap();
+            assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
+        }
+        let mut bytes = HeaderMap::new();
+        bytes.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Basic \xff").unwrap(),
+        );
+        assert!(rules.extract(&bytes).unwrap().is_none());
+        bytes.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
+        assert!(rules.extract(&bytes).is_err());
     }
 }

@@ -129,6 +129,13 @@
 //! * `Authorization` with another scheme (`Basic …`) is not a credential of
 //!   ours: as if absent (401 `missing_credentials` unless anonymous requests
 //!   are allowed).
+//! * With [`CredentialSource::ApiKey`], `Authorization` is not a source, but
+//!   the two rules above still hold whatever the configured source: a
+//!   malformed Bearer credential, or a value that does not start with a
+//!   scheme, → 400 `invalid_request` (so `X-Api-Key: A` beside
+//!   `Authorization: Bearer<TAB>B` is never A). A well-formed `Authorization`
+//!   of any scheme, `Bearer B` included, is ignored: another component may
+//!   use it. Without an `Authorization` header this costs one header lookup.
 //! * `X-Api-Key` carries the token alone, in the same `b64token` alphabet.
 //! * Both headers with the same token → accepted; with different tokens → 400
 //!   `invalid_request`.
