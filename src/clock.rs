@@ -80,3 +80,9 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// A span of the public API (`std::time::Duration`) as a `time::Duration`
+/// for arithmetic on instants, saturating past `time::Duration::MAX`.
+pub(crate) fn span(d: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}

@@ -29,9 +29,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
+use time::OffsetDateTime;
+
+use crate::clock::{span, Clock, SystemClock};
 use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
 use crate::hash::TokenHasher;
 use crate::key::{
@@ -286,7 +288,7 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
                 kinds: self.kinds.into_iter().map(Arc::new).collect(),
                 hasher: self.hasher,
                 clock: self.clock,
-                last_used: Arc::new(LastUsedTracker::new(self.last_used_interval)),
+                last_used: Arc::new(LastUsedTracker::new(span(self.last_used_interval))),
                 spawner: self.spawner,
             }),
         })
@@ -434,7 +436,7 @@ impl Keyring {
             hasher: TokenHasher::sha256(),
             clock: Arc::new(SystemClock),
             spawner: None,
-            last_used_interval: Duration::seconds(60),
+            last_used_interval: Duration::from_secs(60),
         }
     }
 
@@ -654,10 +656,10 @@ impl Keyring {
             rotated_from: Some(old.id.clone()),
         };
         let issued = self.insert(kind, draft).await?;
-        let when = if grace > Duration::ZERO {
-            Revocation::At(now.saturating_add(grace))
-        } else {
+        let when = if grace.is_zero() {
             Revocation::Now
+        } else {
+            Revocation::At(now.saturating_add(span(grace)))
         };
         self.inner.store.revoke(&old.id, when).await?;
         Ok(issued)

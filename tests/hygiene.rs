@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use keyward::{
     HashScheme, KeyKind, KeyStore, Keyring, MemoryStore, NewKey, Pepper, TokenHasher, TokenKey,
 };
-use time::Duration;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -162,7 +161,10 @@ async fn no_token_or_hash_leaks_anywhere() {
     let typo = String::from_utf8(typo).unwrap();
     let err = keyring.verify(&typo).await.unwrap_err();
     seen.push(format!("{err} {err:?}"));
-    let rotated = keyring.rotate(key.id(), Duration::ZERO).await.unwrap();
+    let rotated = keyring
+        .rotate(key.id(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     let err = keyring.verify(&token).await.unwrap_err();
     seen.push(format!("{err} {err:?}"));
     keyring.revoke(&rotated.info.id).await.unwrap();
@@ -331,7 +333,10 @@ async fn no_token_or_hash_leaks_through_postgres_logs() {
     duplicate.id = keyward::KeyId::generate();
     let err = store.insert(duplicate).await.unwrap_err();
     seen.push(format!("{err} {err:?}"));
-    let rotated = keyring.rotate(key.id(), Duration::hours(1)).await.unwrap();
+    let rotated = keyring
+        .rotate(key.id(), std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
     keyring.verify(rotated.token.expose_secret()).await.unwrap();
     keyring.revoke(key.id()).await.unwrap();
     keyring.revoke(&rotated.info.id).await.unwrap();

@@ -264,7 +264,7 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
         .unwrap();
     clock.advance(Duration::days(10));
     let new = keyring
-        .rotate(&old.info.id, Duration::hours(1))
+        .rotate(&old.info.id, std::time::Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(new.info.rotated_from.as_ref(), Some(&old.info.id));
@@ -285,13 +285,16 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
     assert!(matches!(
         keyring
-            .rotate(&old.info.id, Duration::ZERO)
+            .rotate(&old.info.id, std::time::Duration::ZERO)
             .await
             .unwrap_err(),
         IssueError::Inactive
     ));
     // A grace past the end of time is clamped, not a panic.
-    let far = keyring.rotate(&new.info.id, Duration::MAX).await.unwrap();
+    let far = keyring
+        .rotate(&new.info.id, std::time::Duration::MAX)
+        .await
+        .unwrap();
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
     assert!(keyring.verify(far.token.expose_secret()).await.is_ok());
 }
@@ -344,7 +347,7 @@ async fn a_grace_period_counts_on_each_clock_until_revoked_now() {
     let old = rotator.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let token = old.token.expose_secret();
     rotator
-        .rotate(&old.info.id, Duration::hours(1))
+        .rotate(&old.info.id, std::time::Duration::from_secs(3600))
         .await
         .unwrap();
 

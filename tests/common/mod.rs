@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use keyward::{KeyKind, KeyStore, Keyring, ManualClock, MemoryStore, ScopeCatalog, ScopeStatus};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// PlayerOS: `read` and `write`, both enforced; `write` implies `read`.
 pub fn player_os() -> ScopeCatalog {
@@ -57,7 +57,7 @@ pub fn keyring_with_clock(store: impl KeyStore, clock: ManualClock) -> Keyring {
         )
         .kind(KeyKind::new("pl", playable_labs()).unwrap())
         .clock(clock)
-        .last_used_interval(Duration::seconds(60))
+        .last_used_interval(std::time::Duration::from_secs(60))
         .build()
         .unwrap()
 }
