@@ -251,7 +251,7 @@ async fn without_notifications_the_ttl_bounds_the_lag() {
     let url = pg::database_url("ttl_bound").unwrap();
     let clock = keyward::ManualClock::new(common::start());
     let cached = CachedStore::builder(pg::store_on(&url, &schema))
-        .ttl(Duration::seconds(30))
+        .ttl(std::time::Duration::from_secs(30))
         .clock(clock.clone())
         .build();
     let (a, _) = common::keyring_on(store);

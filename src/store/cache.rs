@@ -3,12 +3,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::{KeyStore, Revocation};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{span, Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
@@ -47,7 +48,7 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 /// use keyward::{KeyStore, MemoryStore, TokenHasher};
 ///
 /// let store = CachedStore::builder(MemoryStore::new())
-///     .ttl(time::Duration::seconds(10))
+///     .ttl(std::time::Duration::from_secs(10))
 ///     .capacity(50_000)
 ///     .build();
 /// let hash = TokenHasher::sha256().hash("pk_unknown");
@@ -144,9 +145,9 @@ impl<S: KeyStore> CachedStoreBuilder<S> {
 
 impl<S: KeyStore> CachedStore<S> {
     /// Default time a known key stays cached.
-    pub const DEFAULT_TTL: Duration = Duration::seconds(30);
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
     /// Default time an unknown hash stays cached.
-    pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::seconds(5);
+    pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
     /// Default most entries.
     pub const DEFAULT_CAPACITY: usize = 10_000;
 
@@ -406,11 +407,11 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
             // Misses get at most a quarter of the room, so a flood of
             // unknown tokens can not push known keys out of the cache.
             let room = found.is_some() || state.negatives < (self.cache.capacity / 4).max(1);
-            if ttl > Duration::ZERO && room {
+            if !ttl.is_zero() && room {
                 state.put(
                     *hash,
                     found.clone(),
-                    now.saturating_add(ttl),
+                    now.saturating_add(span(ttl)),
                     self.cache.capacity,
                 );
             }
@@ -462,6 +463,7 @@ mod tests {
     use crate::scope::ScopeSet;
     use crate::store::MemoryStore;
     use crate::testing::{FaultyStore, Op};
+    use time::Duration;
 
     fn record(token: &str) -> KeyRecord {
         KeyRecord {
@@ -487,8 +489,8 @@ mod tests {
         let inner = FaultyStore::new(MemoryStore::new());
         let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH);
         let store = CachedStore::builder(inner.clone())
-            .ttl(Duration::seconds(30))
-            .negative_ttl(Duration::seconds(5))
+            .ttl(std::time::Duration::from_secs(30))
+            .negative_ttl(std::time::Duration::from_secs(5))
             .capacity(capacity)
             .clock(clock.clone())
             .build();
