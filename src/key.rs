@@ -212,6 +212,7 @@ impl Expiry {
 /// The text is not one of `30d`, `90d`, `1y`, `never`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expiry must be one of 30d, 90d, 1y, never")]
+#[non_exhaustive]
 pub struct ParseExpiryError;
 
 impl FromStr for Expiry {
@@ -272,6 +273,7 @@ impl Default for RateLimit {
 /// Whether a key works at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum KeyState {
     /// Usable.
     Active,
@@ -285,8 +287,33 @@ pub enum KeyState {
 /// A key as stored. Holds the hash, never the token; `Debug` hides the hash.
 ///
 /// Host stores read and write every field; [`KeyInfo`] is the view without
-/// the hash that list and get calls return.
+/// the hash that list and get calls return. A store reading a row builds
+/// the record with [`KeyRecord::new`] and sets the other fields as stored
+/// (new fields may be added in minor releases, with defaults `new` sets).
+///
+/// ```
+/// use keyward::{KeyId, KeyRecord, RateLimit, ScopeSet, TenantId, TokenHash};
+/// use time::OffsetDateTime;
+///
+/// # fn row() -> (String, String, [u8; 34], OffsetDateTime) {
+/// #     ("key_1".into(), "prop_1".into(), keyward::TokenHasher::sha256().hash("x").to_bytes(),
+/// #      OffsetDateTime::UNIX_EPOCH)
+/// # }
+/// let (id, tenant, hash, created_at) = row();
+/// let mut record = KeyRecord::new(
+///     KeyId::parse(&id).unwrap(),
+///     TenantId::parse(&tenant).unwrap(),
+///     "pk",
+///     TokenHash::from_bytes(&hash).unwrap(),
+///     created_at,
+/// );
+/// record.name = "Backend".into();
+/// record.display_prefix = "pk_7Hq2x".into();
+/// record.rate_limit = RateLimit::Unlimited;
+/// assert!(record.revoked_at.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct KeyRecord {
     /// Public id.
     pub id: KeyId,
@@ -326,6 +353,37 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A record of kind `kind` (its prefix) with this id, tenant, hash and
+    /// creation instant; no name, display prefix or scopes, no expiry, never
+    /// used, not revoked, the default rate limit, no metadata. Set the
+    /// other fields as the store has them.
+    #[must_use]
+    pub fn new(
+        id: KeyId,
+        tenant: TenantId,
+        kind: &str,
+        hash: TokenHash,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        KeyRecord {
+            id,
+            tenant,
+            kind: kind.to_owned(),
+            name: String::new(),
+            display_prefix: String::new(),
+            hash,
+            scopes: ScopeSet::default(),
+            created_at,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            revocation_scheduled: false,
+            rate_limit: RateLimit::default(),
+            metadata: BTreeMap::new(),
+            rotated_from: None,
+        }
+    }
+
     /// Whether the key works at `now`. Revocation wins over expiry.
     ///
     /// An immediate revocation is in effect at any `now`, also one earlier
@@ -335,14 +393,10 @@ impl KeyRecord {
     /// ```
     /// # use keyward::*;
     /// # let now = time::OffsetDateTime::UNIX_EPOCH;
-    /// # let mut record = KeyRecord {
-    /// #     id: KeyId::generate(), tenant: TenantId::parse("t").unwrap(), kind: "pk".into(),
-    /// #     name: "n".into(), display_prefix: "pk_abcde".into(),
-    /// #     hash: TokenHasher::sha256().hash("x"), scopes: ScopeSet::default(),
-    /// #     created_at: now, expires_at: None, last_used_at: None, revoked_at: None,
-    /// #     revocation_scheduled: false, rate_limit: RateLimit::default(),
-    /// #     metadata: Default::default(), rotated_from: None,
-    /// # };
+    /// # let mut record = KeyRecord::new(
+    /// #     KeyId::generate(), TenantId::parse("t").unwrap(), "pk",
+    /// #     TokenHasher::sha256().hash("x"), now,
+    /// # );
     /// let a_minute = time::Duration::minutes(1);
     /// assert_eq!(record.state(now), KeyState::Active);
     /// // Scheduled a minute ahead: still usable until then.
@@ -390,6 +444,7 @@ impl KeyRecord {
 /// What list views show of a key: everything but the hash (and never the
 /// token). Serializes with RFC 3339 timestamps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct KeyInfo {
     /// Public id.
     pub id: KeyId,

@@ -350,6 +350,7 @@ impl fmt::Debug for Keyring {
 
 /// A freshly issued key: the token, to show its owner once, and the record.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct IssuedKey {
     /// The token. `Debug`/`Display` redact it; it is zeroed on drop.
     pub token: Secret,

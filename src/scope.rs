@@ -240,6 +240,7 @@ impl fmt::Display for ScopeSet {
 /// Whether the API checks a scope yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ScopeStatus {
     /// Checked: a key without it is refused (403).
     Enforced,
@@ -250,6 +251,7 @@ pub enum ScopeStatus {
 
 /// One row of the permission grid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScopeEntry {
     /// The scope.
     pub name: Scope,
