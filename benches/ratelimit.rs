@@ -43,7 +43,7 @@ fn checks(c: &mut Criterion) {
         .map(|i| key_id(&mut String::new(), i).to_owned())
         .collect();
     for key in &keys {
-        limiter.check_sync(key, quota).unwrap();
+        let _ = limiter.check_sync(key, quota).unwrap();
     }
     let mut next = 0;
     c.bench_function("ratelimit/memory/10k_keys", |b| {
@@ -83,7 +83,7 @@ fn flood(c: &mut Criterion) {
         let mut buf = String::new();
         let started = std::time::Instant::now();
         for i in 0..KEYS {
-            limiter.check_sync(key_id(&mut buf, i), quota).unwrap();
+            let _ = limiter.check_sync(key_id(&mut buf, i), quota).unwrap();
         }
         let elapsed = started.elapsed();
         let tracked = limiter.len();

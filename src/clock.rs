@@ -60,6 +60,7 @@ pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
 #[cfg(any(test, feature = "test-util"))]
 impl ManualClock {
     /// A clock stopped at `start`.
+    #[must_use]
     pub fn new(start: OffsetDateTime) -> Self {
         ManualClock(Arc::new(Mutex::new(start)))
     }

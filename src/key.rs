@@ -48,6 +48,7 @@ impl KeyId {
 
     /// Accepts 1–64 of `[A-Za-z0-9_-]`, the alphabet of ids this crate makes
     /// and of most ids a host store would make.
+    #[must_use]
     pub fn parse(input: &str) -> Option<Self> {
         let ok = !input.is_empty()
             && input.len() <= MAX_ID_LEN
@@ -58,6 +59,7 @@ impl KeyId {
     }
 
     /// The id as text.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -95,11 +97,13 @@ pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// Validates a tenant id.
+    #[must_use]
     pub fn parse(input: &str) -> Option<Self> {
         valid_label(input).then(|| TenantId(Arc::from(input)))
     }
 
     /// The id as text.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -198,6 +202,7 @@ pub enum Expiry {
 
 impl Expiry {
     /// The expiry instant for a key issued at `now`.
+    #[must_use]
     pub fn resolve(self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         match self {
             Expiry::Days30 => Some(now.saturating_add(Duration::days(30))),
@@ -256,6 +261,7 @@ impl RateLimit {
     }
 
     /// The limit a minute, `None` when unlimited.
+    #[must_use]
     pub fn requests_per_minute(&self) -> Option<u32> {
         match self {
             RateLimit::Unlimited => None,
@@ -408,6 +414,7 @@ impl KeyRecord {
     /// record.revocation_scheduled = false;
     /// assert_eq!(record.state(now), KeyState::Revoked);
     /// ```
+    #[must_use]
     pub fn state(&self, now: OffsetDateTime) -> KeyState {
         if self
             .revoked_at
@@ -422,6 +429,7 @@ impl KeyRecord {
     }
 
     /// The view without the hash.
+    #[must_use]
     pub fn info(&self) -> KeyInfo {
         KeyInfo {
             id: self.id.clone(),

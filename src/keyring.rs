@@ -123,6 +123,7 @@ impl KeyKind {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
+    #[must_use]
     pub fn token_key(mut self, key: TokenKey) -> Self {
         self.token = self.token.key(key);
         self
@@ -152,11 +153,13 @@ impl KeyKind {
     }
 
     /// The token kind.
+    #[must_use]
     pub fn token_kind(&self) -> &TokenKind {
         &self.token
     }
 
     /// The scope catalog.
+    #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         &self.catalog
     }
@@ -367,46 +370,55 @@ pub struct VerifiedKey {
 
 impl VerifiedKey {
     /// The key's id.
+    #[must_use]
     pub fn id(&self) -> &KeyId {
         &self.record.id
     }
 
     /// The key's tenant.
+    #[must_use]
     pub fn tenant(&self) -> &TenantId {
         &self.record.tenant
     }
 
     /// The key's name.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.record.name
     }
 
     /// The key's kind.
+    #[must_use]
     pub fn kind(&self) -> &TokenKind {
         &self.kind.token
     }
 
     /// The granted scopes.
+    #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
         &self.record.scopes
     }
 
     /// The catalog of the key's kind.
+    #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         &self.kind.catalog
     }
 
     /// The key's rate limit.
+    #[must_use]
     pub fn rate_limit(&self) -> RateLimit {
         self.record.rate_limit
     }
 
     /// When the key expires.
+    #[must_use]
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.record.expires_at
     }
 
     /// The key's metadata labels.
+    #[must_use]
     pub fn metadata(&self) -> &std::collections::BTreeMap<String, String> {
         &self.record.metadata
     }
@@ -442,6 +454,7 @@ impl Keyring {
     }
 
     /// The accepted token format (for parsing without verifying).
+    #[must_use]
     pub fn format(&self) -> &TokenFormat {
         &self.inner.format
     }
@@ -452,6 +465,7 @@ impl Keyring {
     }
 
     /// The kind with this prefix.
+    #[must_use]
     pub fn kind(&self, prefix: &str) -> Option<&KeyKind> {
         self.kinds().find(|k| k.token.prefix() == prefix)
     }
@@ -583,6 +597,7 @@ impl Keyring {
     }
 
     /// Last uses recorded but not yet written.
+    #[must_use]
     pub fn pending_last_used(&self) -> usize {
         self.inner.last_used.pending()
     }

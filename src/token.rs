@@ -134,6 +134,7 @@ impl TokenKey {
     }
 
     /// The key's version.
+    #[must_use]
     pub fn version(&self) -> u16 {
         self.version
     }
@@ -251,6 +252,7 @@ impl TokenKind {
     /// Tokens issued before a kind had a key have no tag and are refused
     /// ([`TokenError::BadLength`]) unless [`accept_untagged`](Self::accept_untagged)
     /// is on.
+    #[must_use]
     pub fn key(mut self, key: TokenKey) -> Self {
         let keys = match self.keys.take() {
             Some(keys) => TagKeys {
@@ -312,16 +314,19 @@ impl TokenKind {
     }
 
     /// Whether this kind's tokens carry a keyed tag.
+    #[must_use]
     pub fn is_keyed(&self) -> bool {
         self.keys.is_some()
     }
 
     /// The prefix, without the trailing `_`.
+    #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// Length of a full token of this kind.
+    #[must_use]
     pub fn token_len(&self) -> usize {
         self.prefix.len() + 1 + self.body_len()
     }
@@ -455,16 +460,19 @@ impl TokenFormat {
     }
 
     /// The accepted kinds.
+    #[must_use]
     pub fn kinds(&self) -> &[TokenKind] {
         &self.kinds
     }
 
     /// The kind with this prefix, if configured.
+    #[must_use]
     pub fn kind(&self, prefix: &str) -> Option<&TokenKind> {
         self.kinds.iter().find(|k| k.prefix() == prefix)
     }
 
     /// Length of the longest token any accepted kind produces.
+    #[must_use]
     pub fn max_token_len(&self) -> usize {
         self.max_len
     }
@@ -516,16 +524,19 @@ pub struct ParsedToken<'a, 'f> {
 
 impl<'a, 'f> ParsedToken<'a, 'f> {
     /// The token's kind.
+    #[must_use]
     pub fn kind(&self) -> &'f TokenKind {
         self.kind
     }
 
     /// The whole token. Treat it as a secret.
+    #[must_use]
     pub fn expose_secret(&self) -> &'a str {
         self.token
     }
 
     /// The first 8 characters, safe to show in list views and logs.
+    #[must_use]
     pub fn display_prefix(&self) -> &'a str {
         display_prefix(self.token)
     }
@@ -568,11 +579,13 @@ impl Secret {
     }
 
     /// The token itself. Show it to its owner once; never log or store it.
+    #[must_use]
     pub fn expose_secret(&self) -> &str {
         self.0.expose_secret()
     }
 
     /// The first 8 characters, safe to show in list views and logs.
+    #[must_use]
     pub fn display_prefix(&self) -> &str {
         display_prefix(self.expose_secret())
     }

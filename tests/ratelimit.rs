@@ -47,7 +47,7 @@ async fn refills_one_request_per_interval_and_a_full_burst_after_idle() {
     let limiter = limiter(&clock);
     let quota = Quota::per_minute(100).unwrap();
     for _ in 0..100 {
-        limiter.check("k", quota).await.unwrap();
+        let _ = limiter.check("k", quota).await.unwrap();
     }
     clock.advance(time::Duration::milliseconds(599));
     let early = limiter.check("k", quota).await.unwrap();

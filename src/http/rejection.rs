@@ -102,6 +102,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The HTTP status.
+    #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::InvalidRequest(_) | Rejection::TenantRequired => StatusCode::BAD_REQUEST,
@@ -120,6 +121,7 @@ impl Rejection {
     }
 
     /// The stable code of the body's `error` field.
+    #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::InvalidRequest(_) => "invalid_request",
@@ -136,6 +138,7 @@ impl Rejection {
     }
 
     /// A message for people; never contains credential material.
+    #[must_use]
     pub fn message(&self) -> Cow<'static, str> {
         match self {
             Rejection::InvalidRequest(why) => Cow::Borrowed(why),
@@ -195,6 +198,7 @@ impl Rejection {
     /// assert_eq!(body["error"], "rate_limited");
     /// assert_eq!(body["retry_after"], 12);
     /// ```
+    #[must_use]
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) => {
@@ -229,6 +233,7 @@ impl Rejection {
     /// );
     /// assert_eq!(Rejection::AuthUnavailable.www_authenticate("api"), None);
     /// ```
+    #[must_use]
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
         if !matches!(self, Rejection::MissingCredentials) && self.rfc6750_error().is_none() {
             return None;
@@ -245,6 +250,7 @@ impl Rejection {
 
     /// The JSON body: `{"error": code, "message": text}`, plus
     /// `"retry_after": seconds` for a 429.
+    #[must_use]
     pub fn json_body(&self) -> String {
         let mut body = serde_json::json!({ "error": self.code(), "message": self.message() });
         if let Some(seconds) = self.retry_after() {
@@ -397,6 +403,7 @@ pub struct JsonRejections {
 impl JsonRejections {
     /// Renders with this realm. Quotes, backslashes and characters outside
     /// visible ASCII are dropped from it.
+    #[must_use]
     pub fn new(realm: &str) -> Self {
         JsonRejections {
             realm: Arc::from(quoted_string_safe(realm)),
@@ -404,6 +411,7 @@ impl JsonRejections {
     }
 
     /// The realm.
+    #[must_use]
     pub fn realm(&self) -> &str {
         &self.realm
     }

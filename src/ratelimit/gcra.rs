@@ -66,6 +66,7 @@ impl Quota {
 
     /// `count` requests per `period`; `None` when `count` is 0, or `period`
     /// is zero or longer than [`Quota::MAX_PERIOD`].
+    #[must_use]
     pub const fn new(count: u32, period: Duration) -> Option<Self> {
         // `const`: no `?`, `From` or `Ord` on `Duration` here.
         let Some(count) = NonZeroU32::new(count) else {
@@ -86,16 +87,19 @@ impl Quota {
     }
 
     /// `n` requests a second; `None` for 0.
+    #[must_use]
     pub const fn per_second(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(1))
     }
 
     /// `n` requests a minute; `None` for 0.
+    #[must_use]
     pub const fn per_minute(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(60))
     }
 
     /// `n` requests an hour; `None` for 0.
+    #[must_use]
     pub const fn per_hour(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(60 * 60))
     }
@@ -113,29 +117,34 @@ impl Quota {
     }
 
     /// How many requests the quota admits in a burst, and per period.
+    #[must_use]
     pub const fn count(&self) -> u32 {
         self.count.get()
     }
 
     /// The period the count applies to.
+    #[must_use]
     pub const fn period(&self) -> Duration {
         self.period
     }
 
     /// `T`: the steady-state spacing of requests, `period / count` rounded up
     /// to a nanosecond.
+    #[must_use]
     pub fn emission_interval(&self) -> Duration {
         Duration::from_nanos(self.interval as u64)
     }
 
     /// `τ = T · (count − 1)`: how far ahead of `now` a key's TAT may already
     /// be for a request to be admitted.
+    #[must_use]
     pub fn burst_tolerance(&self) -> Duration {
         Duration::from_nanos((self.window_ns() - self.interval) as u64)
     }
 
     /// `L = count · T`: how far ahead of `now` a TAT may be after an admitted
     /// request; also the time a key takes to refill from empty.
+    #[must_use]
     pub fn window(&self) -> Duration {
         Duration::from_nanos(self.window_ns() as u64)
     }
@@ -177,7 +186,6 @@ impl Quota {
     /// assert!(!third.allowed);
     /// assert_eq!(third.retry_after, Some(Duration::from_secs(30)));
     /// ```
-    #[must_use]
     pub fn step(&self, tat: Option<i64>, now: OffsetDateTime) -> (RateDecision, i64) {
         self.step_nanos(tat, unix_nanos(now))
     }

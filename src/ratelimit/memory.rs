@@ -85,6 +85,7 @@ struct Shard<K> {
 
 impl MemoryRateLimiter {
     /// A limiter on the system clock with the default bounds.
+    #[must_use]
     pub fn new() -> Self {
         Self::builder().build()
     }
@@ -116,16 +117,19 @@ impl MemoryRateLimiter {
     }
 
     /// How many keys are tracked.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
     /// Whether no key is tracked.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The most keys this limiter tracks at once.
+    #[must_use]
     pub fn max_keys(&self) -> usize {
         self.table.max_keys()
     }
@@ -133,6 +137,7 @@ impl MemoryRateLimiter {
     /// Drops every key that is back to a full burst (TAT at or before now);
     /// returns how many. Shards do this on their own as keys come in; call it
     /// to release memory after a burst of traffic ends.
+    #[allow(clippy::must_use_candidate)] // called for its effect; the count is a report
     pub fn sweep(&self) -> usize {
         self.table.sweep(self.now())
     }
@@ -140,6 +145,7 @@ impl MemoryRateLimiter {
     /// The bytes this limiter has asked the allocator for: the shards, each
     /// hash table's allocation, and each key's bytes. The allocator's own
     /// overhead per key (8 to 24 bytes with glibc's malloc) is not counted.
+    #[must_use]
     pub fn memory_estimate(&self) -> usize {
         self.table.memory_estimate(|key| key.len())
     }
@@ -213,6 +219,7 @@ impl MemoryRateLimiterBuilder {
     }
 
     /// The limiter.
+    #[must_use]
     pub fn build(self) -> MemoryRateLimiter {
         MemoryRateLimiter {
             table: TatTable::new(self.max_keys, self.shards),
@@ -489,12 +496,12 @@ mod tests {
         // Key i is used i + 1 times: the higher i, the further from idle.
         for i in 0..32 {
             for _ in 0..=i {
-                limiter.check_sync(&format!("k{i}"), quota).unwrap();
+                let _ = limiter.check_sync(&format!("k{i}"), quota).unwrap();
             }
         }
         assert_eq!(limiter.len(), 32);
         clock.advance(time::Duration::seconds(1));
-        limiter.check_sync("new", quota).unwrap();
+        let _ = limiter.check_sync("new", quota).unwrap();
         // Nothing idle: 32 / 16 = 2 keys go, those used least (k0, k1).
         assert_eq!(limiter.len(), 31);
         let shard = lock(&limiter.table.shards[0]);
@@ -509,7 +516,7 @@ mod tests {
         let (limiter, _) = limiter(64, 1);
         let quota = Quota::per_minute(10).unwrap();
         for i in 0..200 {
-            limiter.check_sync(&format!("k{i}"), quota).unwrap();
+            let _ = limiter.check_sync(&format!("k{i}"), quota).unwrap();
             assert!(limiter.len() <= 64);
         }
         // The frozen clock gives every key the same TAT.
@@ -521,7 +528,7 @@ mod tests {
         let (limiter, clock) = limiter(1_000, 8);
         let quota = Quota::per_second(10).unwrap();
         for i in 0..20_000 {
-            limiter.check_sync(&format!("ip:{i}"), quota).unwrap();
+            let _ = limiter.check_sync(&format!("ip:{i}"), quota).unwrap();
             if i % 100 == 0 {
                 clock.advance(time::Duration::milliseconds(10));
             }

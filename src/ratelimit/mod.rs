@@ -144,6 +144,7 @@ pub enum LimitError {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[must_use = "a rate decision admits or denies: act on it"]
 pub struct RateDecision {
     /// Whether the request is admitted.
     pub allowed: bool,
@@ -162,12 +163,14 @@ pub struct RateDecision {
 impl RateDecision {
     /// The `Retry-After` value when denied: whole seconds, rounded up (a
     /// client that waits that long is admitted).
+    #[must_use]
     pub fn retry_after_value(&self) -> Option<String> {
         self.retry_after.map(|wait| ceil_secs(wait).to_string())
     }
 
     /// The IETF `RateLimit-Policy` value, `"default";q=<limit>;w=<window
     /// seconds, rounded up>`.
+    #[must_use]
     pub fn policy_value(&self) -> String {
         format!(
             "\"{POLICY_NAME}\";q={};w={}",
@@ -178,6 +181,7 @@ impl RateDecision {
 
     /// The IETF `RateLimit` value, `"default";r=<remaining>;t=<seconds until
     /// the key is full again, rounded up>`.
+    #[must_use]
     pub fn value(&self) -> String {
         format!(
             "\"{POLICY_NAME}\";r={};t={}",

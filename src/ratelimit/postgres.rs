@@ -52,6 +52,7 @@ pub struct PgRateLimiter {
 
 impl PgRateLimiter {
     /// A limiter on `store`'s pool, schema and timeout.
+    #[must_use]
     pub fn new(store: PgStore) -> Self {
         PgRateLimiter { store }
     }
@@ -85,6 +86,7 @@ impl PgRateLimiter {
     }
 
     /// The store whose pool this limiter uses.
+    #[must_use]
     pub fn store(&self) -> &PgStore {
         &self.store
     }

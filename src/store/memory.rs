@@ -68,6 +68,7 @@ impl Maps {
 
 impl MemoryStore {
     /// An empty store on the system clock.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -82,11 +83,13 @@ impl MemoryStore {
     }
 
     /// How many keys it holds.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.read().by_hash.len()
     }
 
     /// Whether it holds none.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -141,16 +141,19 @@ impl<S: KeyStore> FaultyStore<S> {
 
     /// How many `op` calls reached the inner store (failed or hung calls do
     /// not count; delayed ones do, once forwarded).
+    #[must_use]
     pub fn calls(&self, op: Op) -> usize {
         self.state.calls[op.index()].load(Ordering::SeqCst)
     }
 
     /// How many ids the `touch` calls that reached the inner store carried.
+    #[must_use]
     pub fn touched_ids(&self) -> usize {
         self.state.touched_ids.load(Ordering::SeqCst)
     }
 
     /// The wrapped store.
+    #[must_use]
     pub fn get_ref(&self) -> &S {
         &self.inner
     }

@@ -67,6 +67,7 @@ impl RevocationListener {
     /// # Panics
     ///
     /// Outside a tokio runtime.
+    #[must_use]
     pub fn spawn(config: tokio_postgres::Config, cache: CacheInvalidator) -> Self {
         Self::spawn_with_tls(config, NoTls, cache)
     }
@@ -105,12 +106,14 @@ impl RevocationListener {
     }
 
     /// Whether it is connected and listening now.
+    #[must_use]
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
     }
 
     /// How many notifications it ignored because their payload was not a key
     /// id (see [What a notification can do](Self#what-a-notification-can-do)).
+    #[must_use]
     pub fn ignored_notifications(&self) -> u64 {
         self.ignored.load(Ordering::Relaxed)
     }

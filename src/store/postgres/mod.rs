@@ -292,6 +292,7 @@ impl PgStore {
     /// [`with_timeout`](Self::with_timeout)). Such a store has no connection
     /// configuration for [`listen`](Self::listen): use
     /// [`RevocationListener::spawn`] (or `spawn_with_tls`) with one.
+    #[must_use]
     pub fn from_pool(pool: Pool) -> Self {
         PgStore {
             pool,
@@ -310,6 +311,7 @@ impl PgStore {
     }
 
     /// The connection pool.
+    #[must_use]
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -317,6 +319,7 @@ impl PgStore {
     /// How many statements this store (and its clones) has sent, migrations
     /// excluded: one per call of the [`KeyStore`] methods. For metrics, and
     /// for tests that check a batch is one statement.
+    #[must_use]
     pub fn statements_executed(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
