@@ -95,3 +95,12 @@ struct ReadmeDoctests;
 
 /// Re-exported so hosts name the same `time` types.
 pub use time;
+
+/// The attribute the crate's async traits ([`KeyStore`],
+/// [`RateLimiter`], and with feature `http` `http::ExternalAuthenticator`
+/// and `http::AuthHook`) are written with: put `#[keyward::async_trait]` on
+/// an implementation and write its methods as `async fn`, as the trait
+/// documentation shows them. Re-exported so a host needs no dependency of
+/// its own (the traits stay object safe: the keyring holds
+/// `Arc<dyn KeyStore>`).
+pub use async_trait::async_trait;

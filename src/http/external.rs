@@ -16,7 +16,7 @@
 //!     catalog: Arc<ScopeCatalog>,
 //! }
 //!
-//! #[async_trait::async_trait]
+//! #[keyward::async_trait]
 //! impl ExternalAuthenticator for Sessions {
 //!     async fn authenticate(&self, bearer: &str) -> Result<ExternalPrincipal, ExternalAuthError> {
 //!         if bearer != "session-of-alice" {

@@ -92,14 +92,31 @@ pub const MAX_KEY_LEN: usize = 256;
 pub const POLICY_NAME: &str = "default";
 
 /// Checks requests of a key against a quota. Object safe: hold it as
-/// `Arc<dyn RateLimiter>`.
+/// `Arc<dyn RateLimiter>`. Implement it with `#[keyward::async_trait]`; the
+/// method reads `async fn check(&self, key: &str, quota: Quota) ->
+/// Result<RateDecision, LimitError>`.
 ///
 /// ```
-/// use keyward::ratelimit::{MemoryRateLimiter, RateLimiter};
+/// use keyward::ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
 /// use std::sync::Arc;
 ///
 /// let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
-/// # let _ = limiter;
+///
+/// /// Another engine's limiter: here one that keeps the TAT per key the way
+/// /// a Redis script would, with `Quota::step`.
+/// #[derive(Debug, Default)]
+/// struct Engine(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+///
+/// #[keyward::async_trait]
+/// impl RateLimiter for Engine {
+///     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
+///         let mut tats = self.0.lock().unwrap();
+///         let (decision, tat) = quota.step(tats.get(key).copied(), time::OffsetDateTime::now_utc());
+///         tats.insert(key.to_owned(), tat);
+///         Ok(decision)
+///     }
+/// }
+/// # let _ = (limiter, Engine::default());
 /// ```
 #[async_trait]
 pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {

@@ -3,8 +3,9 @@
 //! # Implementing a store
 //!
 //! A host stores keys wherever it likes by implementing [`KeyStore`] with
-//! [`async_trait`](https://docs.rs/async-trait). The keyring holds the store
-//! as `Arc<dyn KeyStore>`, so the trait is object safe and a keyring's type
+//! `#[keyward::async_trait]` (re-exported: [`crate::async_trait`]), writing
+//! each method as an `async fn`. The keyring holds the store as
+//! `Arc<dyn KeyStore>`, so the trait is object safe and a keyring's type
 //! does not depend on its store. The contract:
 //!
 //! * `insert` fails with [`StoreError::Conflict`] when the id or the hash is
@@ -89,11 +90,57 @@ pub enum Revocation {
 
 /// Where key records live. See the [module docs](self) for the contract.
 ///
-/// ```
-/// use keyward::{KeyStore, MemoryStore};
-/// use std::sync::Arc;
+/// The methods read, as written in an implementation:
 ///
-/// let store: Arc<dyn KeyStore> = Arc::new(MemoryStore::new());
+/// ```text
+/// async fn insert(&self, record: KeyRecord) -> Result<(), StoreError>;
+/// async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+/// async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+/// async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+/// async fn revoke(&self, id: &KeyId, when: Revocation) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+/// async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError>;
+/// ```
+///
+/// A store that counts lookups around another one, with nothing but this
+/// crate:
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use keyward::store::Revocation;
+/// use keyward::{KeyId, KeyRecord, KeyStore, MemoryStore, StoreError, TenantId, TokenHash};
+/// use time::OffsetDateTime;
+///
+/// #[derive(Default)]
+/// struct Counting {
+///     inner: MemoryStore,
+///     lookups: AtomicUsize,
+/// }
+///
+/// #[keyward::async_trait]
+/// impl KeyStore for Counting {
+///     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+///         self.inner.insert(record).await
+///     }
+///     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+///         self.lookups.fetch_add(1, Ordering::Relaxed);
+///         self.inner.find_by_hash(hash).await
+///     }
+///     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+///         self.inner.get(id).await
+///     }
+///     async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+///         self.inner.list(tenant).await
+///     }
+///     async fn revoke(&self, id: &KeyId, when: Revocation) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+///         self.inner.revoke(id, when).await
+///     }
+///     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+///         self.inner.touch(uses).await
+///     }
+/// }
+///
+/// let store: Arc<dyn KeyStore> = Arc::new(Counting::default());
 /// # let _ = store;
 /// ```
 #[async_trait]
