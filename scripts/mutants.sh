@@ -114,12 +114,12 @@ accepted=$(mktemp)
 # The files cargo-mutants may have left its builds of in target/.
 mutated=()
 cleanup() {
-    [[ ${#mutated[@]} -gt 0 ]] && touch "${mutated[@]}"
+    if [[ ${#mutated[@]} -gt 0 ]]; then touch "${mutated[@]}"; fi
     rm -f "$accepted" "$out_root"/*.diff
 }
 trap cleanup EXIT
 if [[ -f $ACCEPTED ]]; then
-    grep -v '^[[:space:]]*\(#\|$\)' "$ACCEPTED" | sed 's/ # .*$//' | normalize | sort -u >"$accepted"
+    { grep -v '^[[:space:]]*\(#\|$\)' "$ACCEPTED" || true; } | sed 's/ # .*$//' | normalize | sort -u >"$accepted"
 fi
 
 recorded_commit() { awk -v f="$1" '$1 == f { print $2 }' "$RECORD" 2>/dev/null || true; }
