@@ -227,7 +227,9 @@ for entry in "${selected[@]}"; do
         log "$file: surviving mutants not in $ACCEPTED (kill them with a test, or list them with a reason):"
         printf '  %s\n' "${new[@]}" >&2
     fi
-    if [[ $mode == all && $rc =~ ^[023]$ ]]; then
+    # Only a clean run becomes a file's base: `changed` must not skip lines
+    # whose mutants are still alive.
+    if [[ $mode == all && $rc =~ ^[023]$ && ${#new[@]} -eq 0 ]]; then
         # Stale entries: accepted for this file but no longer surviving.
         while IFS= read -r line; do
             [[ $line == "$file: "* ]] || continue
