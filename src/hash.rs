@@ -332,6 +332,83 @@ mod tests {
     }
 
     #[test]
+    fn storage_form_is_the_version_big_endian_then_the_digest() {
+        let digest: [u8; 32] = std::array::from_fn(|i| i as u8 + 1);
+        let hash = TokenHash::new(0x0102, digest);
+        assert_eq!((hash.version(), hash.digest()), (0x0102, &digest));
+        let bytes = hash.to_bytes();
+        assert_eq!(bytes[..2], [0x01, 0x02]);
+        assert_eq!(bytes[2..], digest);
+        let back = TokenHash::from_bytes(&bytes).unwrap();
+        assert_eq!((back.version(), back.digest()), (0x0102, &digest));
+    }
+
+    /// Equality looks at every byte of the digest and at the version: a
+    /// difference in any one word, or the same difference in two words, is a
+    /// difference.
+    #[test]
+    fn equality_sees_every_word_of_the_digest_and_the_version() {
+        let base = TokenHash::new(1, [0x5a; 32]);
+        assert_eq!(base, TokenHash::new(1, [0x5a; 32]));
+        assert_ne!(base, TokenHash::new(2, [0x5a; 32]));
+        for word in 0..4 {
+            for byte in [0, 7] {
+                let mut digest = [0x5a; 32];
+                digest[word * 8 + byte] ^= 0x01;
+                assert_ne!(base, TokenHash::new(1, digest), "word {word} byte {byte}");
+            }
+        }
+        for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)] {
+            let mut digest = [0x5a; 32];
+            digest[a * 8] ^= 0x10;
+            digest[b * 8] ^= 0x10;
+            assert_ne!(base, TokenHash::new(1, digest), "words {a} and {b}");
+        }
+        // All-zero and all-one digests, where AND and OR coincide with XOR.
+        assert_ne!(TokenHash::new(0, [0; 32]), TokenHash::new(0, [0xff; 32]));
+        assert_eq!(TokenHash::new(0, [0xff; 32]), TokenHash::new(0, [0xff; 32]));
+    }
+
+    /// `Hash` feeds the digest and the version to the hasher, so hashes
+    /// spread over a map's buckets (a flood of lookups can not pile them
+    /// into one).
+    #[test]
+    fn map_hashing_depends_on_the_digest_and_the_version() {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let build = BuildHasherDefault::<DefaultHasher>::default();
+        let h = |hash: &TokenHash| build.hash_one(hash);
+        let a = TokenHasher::sha256().hash("a");
+        let b = TokenHasher::sha256().hash("b");
+        assert_ne!(h(&a), h(&b));
+        assert_eq!(h(&a), h(&TokenHasher::sha256().hash("a")));
+        assert_ne!(h(&a), h(&TokenHash::new(7, *a.digest())));
+        // The version changes the word even where the digest's bits are set.
+        assert_ne!(
+            h(&TokenHash::new(0, [0xff; 32])),
+            h(&TokenHash::new(7, [0xff; 32]))
+        );
+        let mut low = [0u8; 32];
+        low[0] = 1;
+        assert_ne!(h(&TokenHash::new(0, low)), h(&TokenHash::new(0, [0; 32])));
+    }
+
+    #[test]
+    fn debug_shows_versions_only() {
+        let pepper = Pepper::new(9, vec![7; 32]).unwrap();
+        assert_eq!(pepper.version(), 9);
+        assert_eq!(
+            format!("{pepper:?}"),
+            "Pepper { version: 9, key: [REDACTED] }"
+        );
+        let hash = TokenHasher::hmac(pepper).hash("t");
+        assert_eq!(
+            format!("{hash:?}"),
+            "TokenHash { version: 9, digest: [REDACTED] }"
+        );
+        assert_eq!(HashScheme::Sha256.version(), 0);
+    }
+
+    #[test]
     fn storage_form_rejects_wrong_lengths() {
         assert_eq!(TokenHash::from_bytes(&[0; 33]), None);
         assert_eq!(TokenHash::from_bytes(&[]), None);

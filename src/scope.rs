@@ -891,6 +891,103 @@ mod tests {
     }
 
     #[test]
+    fn invalid_scopes_are_named_in_the_error_at_most_129_characters_long() {
+        assert_eq!(
+            Scope::parse("Read").unwrap_err(),
+            ScopeError::Invalid("Read".into())
+        );
+        let long = format!("{}é", "A".repeat(300));
+        assert_eq!(
+            Scope::parse(&long).unwrap_err(),
+            ScopeError::Invalid("A".repeat(129))
+        );
+    }
+
+    #[test]
+    fn sets_print_sorted_and_space_separated() {
+        for (scopes, printed) in [
+            (vec![], ""),
+            (vec!["read"], "read"),
+            (vec!["write", "read"], "read write"),
+            (vec!["c", "a", "b", "a"], "a b c"),
+        ] {
+            let set = ScopeSet::parse(&scopes).unwrap();
+            assert_eq!(set.to_string(), printed);
+            assert_eq!(set.len(), printed.split_whitespace().count());
+            assert_eq!(set.is_empty(), scopes.is_empty());
+        }
+        let set = ScopeSet::parse(["write", "read"]).unwrap();
+        assert_eq!(format!("{set:?}"), r#"["read", "write"]"#);
+        assert_eq!(format!("{:?}", s("games:*")), r#""games:*""#);
+    }
+
+    #[test]
+    fn sets_serialize_as_sorted_lists() {
+        let set = ScopeSet::parse(["write", "read"]).unwrap();
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(json, serde_json::json!(["read", "write"]));
+        // Read back sorted and without duplicates, whatever the order.
+        let back: ScopeSet =
+            serde_json::from_value(serde_json::json!(["write", "read", "write"])).unwrap();
+        assert_eq!(back, set);
+        assert_eq!(Vec::<Scope>::from(set), vec![s("read"), s("write")]);
+        assert!(serde_json::from_value::<ScopeSet>(serde_json::json!(["Bad"])).is_err());
+    }
+
+    #[test]
+    fn requirements_print_in_the_order_given() {
+        for (scopes, printed) in [
+            (vec!["b"], "b"),
+            (vec!["b", "a"], "b a"),
+            (vec!["c", "a", "b"], "c a b"),
+        ] {
+            assert_eq!(Requirement::all(&scopes).unwrap().to_string(), printed);
+            assert_eq!(Requirement::any(&scopes).unwrap().to_string(), printed);
+        }
+    }
+
+    #[test]
+    fn catalog_accessors() {
+        let c = playable_labs();
+        assert!(c.allows_wildcards());
+        assert!(!player_os().allows_wildcards());
+        let names: Vec<&str> = c.entries().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names[..3], ["games:read", "games:write", "games:delete"]);
+        assert_eq!(names.len(), 9);
+        let debug = format!("{:?}", player_os());
+        assert!(
+            debug.starts_with(r#"ScopeCatalog { entries: [ScopeEntry { name: "read""#),
+            "{debug}"
+        );
+        assert!(debug.ends_with("wildcards: false }"), "{debug}");
+    }
+
+    /// A catalog whose scopes are all "soon": nothing is denied yet, and
+    /// the decisions still say what would be.
+    #[test]
+    fn an_all_soon_catalog_denies_nothing() {
+        let c = ScopeCatalog::builder()
+            .scope("games:read", "", ScopeStatus::Soon)
+            .scope("games:write", "", ScopeStatus::Soon)
+            .build()
+            .unwrap();
+        let none = c.grant(Vec::<String>::new()).unwrap();
+        let req = Requirement::all(["games:read", "games:write"]).unwrap();
+        assert_eq!(
+            c.evaluate(&req, &none),
+            Decision::NotEnforced {
+                would_deny: true,
+                missing: vec![s("games:read"), s("games:write")]
+            }
+        );
+        // Enforcing one of them makes its half decide.
+        let c = c.with_status("games:write", ScopeStatus::Enforced).unwrap();
+        assert!(matches!(c.evaluate(&req, &none), Decision::Denied { .. }));
+        let c = c.with_status("games:write", ScopeStatus::Soon).unwrap();
+        assert!(c.evaluate(&req, &none).is_permitted());
+    }
+
+    #[test]
     fn grid_serializes_with_resource_and_action() {
         let json = serde_json::to_value(playable_labs()).unwrap();
         let row = &json["scopes"][4];

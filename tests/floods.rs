@@ -1,20 +1,32 @@
-//! Floods: a million well-formed but unknown tokens through
-//! `Keyring::verify` on a `CachedStore<MemoryStore>` leave memory bounded.
+//! Floods: many well-formed but unknown tokens through `AuthLayer` on a
+//! `CachedStore` leave memory bounded, never reach the rate limiter, and
+//! neither evict the real key's cache entry nor reset its rate limit state.
 //!
-//! `KEYWARD_FLOOD_N` sets the count (1,000,000 by default; about 20 s of CPU
-//! in a debug build). Run with `--nocapture` to see the cache size and the
-//! process's resident memory before and after.
+//! `KEYWARD_FLOOD_N` sets the count (50,000 by default, a few seconds in a
+//! debug build; try 1,000,000 for an endurance run). Run with `--nocapture`
+//! to see the cache size and the process's resident memory before and after.
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use http::{Request, Response, StatusCode};
+use keyward::http::AuthLayer;
+use keyward::ratelimit::{LimitError, MemoryRateLimiter, Quota, RateLimiter};
 use keyward::store::CachedStore;
-use keyward::{MemoryRateLimiter, MemoryStore, NewKey, Quota, TokenKind, VerifyError};
+use keyward::testing::{FaultyStore, Op};
+use keyward::{MemoryStore, NewKey, RateDecision, RateLimit, TokenKind};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+const CAPACITY: usize = 1_000;
 
 fn flood_n() -> usize {
     std::env::var("KEYWARD_FLOOD_N")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000)
+        .unwrap_or(50_000)
 }
 
 /// Resident memory in KiB (Linux), to report alongside the asserted bounds.
@@ -24,20 +36,63 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A limiter that records every key it is asked about.
+#[derive(Debug, Default)]
+struct Recording {
+    inner: MemoryRateLimiter,
+    keys: Mutex<BTreeSet<String>>,
+}
+
+#[async_trait]
+impl RateLimiter for Recording {
+    async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
+        self.keys.lock().unwrap().insert(key.to_owned());
+        self.inner.check(key, quota).await
+    }
+}
+
+fn with_key(token: &str) -> Request<String> {
+    Request::get("/")
+        .header("x-api-key", token)
+        .body(String::new())
+        .unwrap()
+}
+
+fn remaining(res: &Response<String>) -> Option<&str> {
+    res.headers().get("ratelimit").map(|v| v.to_str().unwrap())
+}
+
 #[tokio::test]
-async fn a_flood_of_unknown_tokens_leaves_memory_bounded() {
-    const CAPACITY: usize = 1_000;
-    let store = CachedStore::builder(MemoryStore::new())
+async fn a_flood_of_unknown_tokens_stays_bounded_and_leaves_the_real_key_alone() {
+    let inner = FaultyStore::new(MemoryStore::new());
+    let store = CachedStore::builder(inner.clone())
         .capacity(CAPACITY)
         .build();
     let (keyring, _) = common::keyring_on(store.clone());
-    // The host's limiter, keyed by key id and consulted only once a key has
-    // verified (as the authentication layer does).
-    let limiter = MemoryRateLimiter::new();
-    let quota = Quota::per_minute(100).unwrap();
-    let real = keyring.issue(NewKey::new("pk", "p", "real")).await.unwrap();
-    let key = keyring.verify(real.token.expose_secret()).await.unwrap();
-    let _ = limiter.check_sync(key.id().as_str(), quota).unwrap();
+    let limiter = Arc::new(Recording::default());
+    let mut service = ServiceBuilder::new()
+        .layer(AuthLayer::new(keyring.clone()).rate_limiter(limiter.clone()))
+        .service_fn(|_req: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+        });
+    let real = keyring
+        .issue(NewKey::new("pk", "p", "real").rate_limit(RateLimit::per_minute(3).unwrap()))
+        .await
+        .unwrap();
+    let real_token = real.token.expose_secret();
+    // Two of the real key's three requests a minute, before the flood.
+    for left in ["r=2", "r=1"] {
+        let res = service
+            .ready()
+            .await
+            .unwrap()
+            .call(with_key(real_token))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(remaining(&res).unwrap().contains(left), "{res:?}");
+    }
+    assert_eq!(inner.calls(Op::FindByHash), 1, "the real key is cached");
     let pending = keyring.pending_last_used();
     // The known key plus at most a quarter of the room for misses.
     let bound = 1 + CAPACITY / 4;
@@ -47,30 +102,57 @@ async fn a_flood_of_unknown_tokens_leaves_memory_bounded() {
     let before = rss_kib();
     for i in 0..n {
         let token = kinds[i % 2].generate();
-        match keyring.verify(token.expose_secret()).await {
-            Err(VerifyError::Unknown) => {}
-            Err(err) => panic!("flood token {i}: {err}"),
-            Ok(_) => panic!("flood token {i} verified"),
-        }
+        let res = service
+            .ready()
+            .await
+            .unwrap()
+            .call(with_key(token.expose_secret()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "flood token {i}");
         if i % 4096 == 0 {
             assert!(store.cached() <= bound, "{} cached at {i}", store.cached());
         }
     }
     let after = rss_kib();
     eprintln!(
-        "flood of {n}: cache {} entries (bound {bound}), RSS {before:?} KiB -> {after:?} KiB",
-        store.cached()
+        "flood of {n}: cache {} entries (bound {bound}), {} store lookups, RSS {before:?} KiB -> {after:?} KiB",
+        store.cached(),
+        inner.calls(Op::FindByHash),
     );
 
-    assert!(store.cached() <= bound);
+    // Memory: the cache holds the real key and a quarter of its room in
+    // misses, and nothing more.
+    assert_eq!(store.cached(), bound);
     assert_eq!(
         keyring.pending_last_used(),
         pending,
         "unknown tokens are not tracked"
     );
-    assert_eq!(limiter.len(), 1, "only the verified key is rate-limited");
-    // The flood did not push the real key out, nor break it.
-    assert!(keyring.verify(real.token.expose_secret()).await.is_ok());
+    // The limiter only ever heard of the real key.
+    let keys = limiter.keys.lock().unwrap().clone();
+    assert_eq!(keys, BTreeSet::from([format!("key:{}", real.info.id)]));
+    assert_eq!(limiter.inner.len(), 1);
+    // The real key's cache entry survived: verifying it reads no store.
+    let lookups = inner.calls(Op::FindByHash);
+    let res = service
+        .ready()
+        .await
+        .unwrap()
+        .call(with_key(real_token))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        inner.calls(Op::FindByHash),
+        lookups,
+        "the real key was evicted"
+    );
+    // And so did its limiter state: the third request of the minute was the
+    // last one, not the first of a fresh burst.
+    assert!(remaining(&res).unwrap().contains("r=0"), "{res:?}");
+    let res = service.oneshot(with_key(real_token)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     if let (Some(before), Some(after)) = (before, after) {
         assert!(
             after.saturating_sub(before) < 64 * 1024,

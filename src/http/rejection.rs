@@ -473,6 +473,19 @@ mod tests {
     }
 
     #[test]
+    fn display_and_debug_name_the_code_not_the_details() {
+        assert_eq!(
+            Rejection::TokenRevoked.to_string(),
+            "token_revoked (401 Unauthorized)"
+        );
+        assert_eq!(
+            Rejection::InvalidRequest("why").to_string(),
+            "invalid_request (400 Bad Request)"
+        );
+        assert_eq!(format!("{:?}", Renderer::default()), "Renderer");
+    }
+
+    #[test]
     fn insufficient_scope_challenge_lists_the_scopes() {
         let r = Rejection::InsufficientScope {
             scope: "games:read games:write".into(),

@@ -255,6 +255,7 @@ mod tests {
     const MS: i64 = 1_000_000;
 
     /// Admits requests at `now` until one is denied; returns how many were.
+    /// More than a burst at one instant is a failure (not an endless loop).
     fn drain(quota: &Quota, tat: &mut Option<i64>, now: i64) -> (u32, RateDecision) {
         let mut admitted = 0;
         loop {
@@ -264,7 +265,41 @@ mod tests {
                 return (admitted, decision);
             }
             admitted += 1;
+            assert!(admitted <= quota.count(), "more than a burst at {now}");
         }
+    }
+
+    #[test]
+    fn constructors_and_accessors() {
+        assert_eq!(Quota::MAX_PERIOD, Duration::from_secs(31_622_400));
+        let q = Quota::per_hour(7).unwrap();
+        assert_eq!((q.count(), q.period()), (7, Duration::from_secs(3_600)));
+        assert_eq!(q.emission_interval(), Duration::from_nanos(514_285_714_286));
+        let q = Quota::per_second(4).unwrap();
+        assert_eq!((q.count(), q.period()), (4, Duration::from_secs(1)));
+        let q = Quota::per_minute(100).unwrap();
+        assert_eq!(q.period(), Duration::from_secs(60));
+        assert_eq!(q.window(), Duration::from_secs(60));
+        assert_eq!(q.burst_tolerance(), Duration::from_millis(600 * 99));
+        assert_eq!(
+            Quota::new(3, Duration::from_nanos(10))
+                .unwrap()
+                .burst_tolerance(),
+            Duration::from_nanos(8)
+        );
+        for none in [Quota::per_hour(0), Quota::per_second(0)] {
+            assert_eq!(none, None);
+        }
+    }
+
+    #[test]
+    fn instants_outside_the_nanosecond_range_saturate_toward_their_side() {
+        let far_future = OffsetDateTime::UNIX_EPOCH + time::Duration::days(365 * 300);
+        let far_past = OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 300);
+        assert_eq!(unix_nanos(far_future), i64::MAX);
+        assert_eq!(unix_nanos(far_past), i64::MIN);
+        let before = OffsetDateTime::UNIX_EPOCH - time::Duration::nanoseconds(5);
+        assert_eq!(unix_nanos(before), -5);
     }
 
     #[test]

@@ -670,6 +670,255 @@ mod tests {
         }
     }
 
+    /// Revokes `id` through `store` (the one place these tests name the
+    /// revocation instant).
+    async fn revoke(store: &impl KeyStore, id: &KeyId) {
+        store.revoke(id, Revocation::Now).await.unwrap().unwrap();
+    }
+
+    /// Runs a lookup of `hash` that reads the inner store, then is held while
+    /// `meanwhile` runs, then answers with what it read; returns its answer.
+    async fn lookup_across<F: std::future::Future<Output = ()>>(
+        store: &CachedStore<FaultyStore>,
+        inner: &FaultyStore,
+        hash: TokenHash,
+        meanwhile: F,
+    ) -> Option<Arc<KeyRecord>> {
+        let hold = inner.hold_next_lookup();
+        let mut lookup = tokio::spawn({
+            let store = store.clone();
+            async move { store.find_by_hash(&hash).await.unwrap() }
+        });
+        tokio::select! {
+            () = hold.reached() => {}
+            answer = &mut lookup => panic!("answered without reading the store: {answer:?}"),
+        }
+        meanwhile.await;
+        hold.release();
+        lookup.await.unwrap()
+    }
+
+    /// The revocation race, made deterministic: a lookup reads the active
+    /// record, a revocation lands (through the cache, or elsewhere followed
+    /// by an invalidation) before it answers. Its stale answer must not be
+    /// cached: the next lookup sees the revocation.
+    #[tokio::test]
+    async fn a_lookup_that_raced_an_invalidation_is_not_cached() {
+        type Case = fn(CachedStore<FaultyStore>, FaultyStore, KeyId) -> BoxedUnit;
+        type BoxedUnit = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+        let cases: [(&str, Case); 4] = [
+            ("revoke through the cache", |store, _, id| {
+                Box::pin(async move { revoke(&store, &id).await })
+            }),
+            ("CachedStore::invalidate", |store, inner, id| {
+                Box::pin(async move {
+                    revoke(inner.get_ref(), &id).await;
+                    store.invalidate(&id);
+                })
+            }),
+            ("CacheInvalidator::invalidate", |store, inner, id| {
+                Box::pin(async move {
+                    revoke(inner.get_ref(), &id).await;
+                    store.invalidator().invalidate(&id);
+                })
+            }),
+            ("CacheInvalidator::clear", |store, inner, id| {
+                Box::pin(async move {
+                    revoke(inner.get_ref(), &id).await;
+                    store.invalidator().clear();
+                })
+            }),
+        ];
+        for (name, case) in cases {
+            let (store, inner, _) = cached(10);
+            let r = record("raced");
+            store.insert(r.clone()).await.unwrap();
+            let seen = lookup_across(
+                &store,
+                &inner,
+                r.hash,
+                case(store.clone(), inner.clone(), r.id.clone()),
+            )
+            .await;
+            assert!(seen.unwrap().revoked_at.is_none(), "{name}: read before");
+            let after = store.find_by_hash(&r.hash).await.unwrap().unwrap();
+            assert!(after.revoked_at.is_some(), "{name}: stale record cached");
+            assert_eq!(inner.calls(Op::FindByHash), 2, "{name}");
+        }
+    }
+
+    /// A miss that raced the insert of its hash is not remembered.
+    #[tokio::test]
+    async fn a_miss_that_raced_an_insert_is_not_cached() {
+        let (store, inner, _) = cached(10);
+        let r = record("late");
+        let seen = lookup_across(&store, &inner, r.hash, async {
+            store.insert(r.clone()).await.unwrap();
+        })
+        .await;
+        assert!(seen.is_none());
+        assert_eq!(store.cached(), 0);
+        assert_eq!(store.find_by_hash(&r.hash).await.unwrap().unwrap().id, r.id);
+    }
+
+    /// Two invalidations during one lookup still count: the guard compares
+    /// a counter that only moves forward.
+    #[tokio::test]
+    async fn two_invalidations_during_a_lookup_are_not_one_undone() {
+        let (store, inner, _) = cached(10);
+        let r = record("twice");
+        store.insert(r.clone()).await.unwrap();
+        let other = KeyId::generate();
+        lookup_across(&store, &inner, r.hash, async {
+            revoke(inner.get_ref(), &r.id).await;
+            store.clear();
+            store.invalidate(&other);
+        })
+        .await;
+        assert_eq!(store.cached(), 0, "the stale record was cached");
+    }
+
+    #[tokio::test]
+    async fn counts_entries_and_forwards_management_calls() {
+        let (store, inner, clock) = cached(10);
+        let r = record("m");
+        store.insert(r.clone()).await.unwrap();
+        assert_eq!(store.cached(), 0);
+        store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        assert_eq!(store.cached(), 1);
+        // `get` and `list` read the inner store, not the cache.
+        assert_eq!(store.get(&r.id).await.unwrap().unwrap().id, r.id);
+        assert_eq!(inner.calls(Op::Get), 1);
+        assert_eq!(store.list(&r.tenant).await.unwrap().len(), 1);
+        // `touch` reaches the inner store.
+        let used = OffsetDateTime::UNIX_EPOCH + Duration::HOUR;
+        clock.set(used);
+        store.touch(&[(r.id.clone(), used)]).await.unwrap();
+        assert_eq!(inner.touched_ids(), 1);
+        let stored = inner.get_ref().get(&r.id).await.unwrap().unwrap();
+        assert_eq!(stored.last_used_at, Some(used));
+        assert!(std::ptr::eq(store.inner(), store.inner()));
+        // Invalidating by id drops the entry.
+        store.invalidate(&r.id);
+        assert_eq!(store.cached(), 0);
+    }
+
+    #[test]
+    fn debug_shows_the_settings_and_no_entry() {
+        let (store, _, _) = cached(7);
+        let (ttl, negative_ttl) = (
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(5),
+        );
+        assert_eq!(
+            format!("{store:?}"),
+            format!("CachedStore {{ ttl: {ttl:?}, negative_ttl: {negative_ttl:?}, capacity: 7, cached: 0, .. }}")
+        );
+        let builder = CachedStore::builder(MemoryStore::new()).capacity(9);
+        assert_eq!(
+            format!("{builder:?}"),
+            format!("CachedStoreBuilder {{ ttl: {ttl:?}, negative_ttl: {negative_ttl:?}, capacity: 9, .. }}")
+        );
+        assert_eq!(
+            format!("{:?}", store.invalidator()),
+            "CacheInvalidator { .. }"
+        );
+    }
+
+    /// A zero TTL caches nothing: the entry would be stale at once and only
+    /// push others out.
+    #[tokio::test]
+    async fn a_zero_ttl_caches_nothing() {
+        let store = CachedStore::builder(MemoryStore::new())
+            .negative_ttl(std::time::Duration::ZERO)
+            .build();
+        let hash = TokenHasher::sha256().hash("nothing");
+        assert!(store.find_by_hash(&hash).await.unwrap().is_none());
+        assert_eq!(store.cached(), 0);
+    }
+
+    /// Dropping a remembered miss frees its share of the room for misses.
+    #[tokio::test]
+    async fn dropped_misses_give_their_room_back() {
+        let (store, inner, clock) = cached(8); // room for 2 misses
+        let hashes: Vec<_> = (0..4)
+            .map(|i| TokenHasher::sha256().hash(&format!("miss{i}")))
+            .collect();
+        for h in &hashes[..2] {
+            store.find_by_hash(h).await.unwrap();
+        }
+        assert_eq!(store.cache.lock().negatives, 2);
+        // An insert drops the miss for its hash; an expired miss is dropped
+        // when read again.
+        let mut r = record("x");
+        r.hash = hashes[0];
+        store.insert(r).await.unwrap();
+        assert_eq!(store.cache.lock().negatives, 1);
+        clock.advance(Duration::seconds(5));
+        store.find_by_hash(&hashes[1]).await.unwrap();
+        assert_eq!(store.cache.lock().negatives, 1, "expired, then re-read");
+        let before = inner.calls(Op::FindByHash);
+        store.find_by_hash(&hashes[2]).await.unwrap();
+        store.find_by_hash(&hashes[2]).await.unwrap();
+        assert_eq!(inner.calls(Op::FindByHash), before + 1, "room again");
+        assert_eq!(store.cache.lock().negatives, 2);
+    }
+
+    /// An entry filled again after an invalidation is the newest, not the
+    /// oldest: eviction goes by when an entry was filled.
+    #[tokio::test]
+    async fn a_refilled_entry_counts_as_new() {
+        let (store, inner, _) = cached(2);
+        let [a, b, c] = ["a", "b", "c"].map(record);
+        for r in [&a, &b, &c] {
+            store.insert(r.clone()).await.unwrap();
+        }
+        store.find_by_hash(&a.hash).await.unwrap();
+        store.find_by_hash(&b.hash).await.unwrap();
+        store.invalidate(&a.id);
+        store.find_by_hash(&a.hash).await.unwrap(); // a is newer than b now
+        store.find_by_hash(&c.hash).await.unwrap(); // evicts b
+        let before = inner.calls(Op::FindByHash);
+        store.find_by_hash(&a.hash).await.unwrap();
+        assert_eq!(inner.calls(Op::FindByHash), before, "a stayed");
+        store.find_by_hash(&b.hash).await.unwrap();
+        assert_eq!(inner.calls(Op::FindByHash), before + 1, "b went");
+    }
+
+    /// The eviction queue keeps stale pairs until it holds more than
+    /// `2 * capacity + 16` (so a fill costs O(1) amortized), then compacts
+    /// to the live entries, which stay evictable in order.
+    #[tokio::test]
+    async fn the_eviction_queue_compacts_lazily_and_keeps_live_entries() {
+        let (store, inner, _) = cached(3);
+        let records: Vec<_> = (0..3).map(|i| record(&format!("q{i}"))).collect();
+        for r in &records {
+            store.insert(r.clone()).await.unwrap();
+        }
+        let mut longest = 0;
+        for _ in 0..20 {
+            for r in &records {
+                store.invalidate(&r.id);
+                store.find_by_hash(&r.hash).await.unwrap();
+                longest = longest.max(store.cache.lock().order.len());
+            }
+        }
+        assert_eq!(longest, 2 * 3 + 16);
+        // After compactions, the live entries are still evicted oldest first
+        // and the size bound holds.
+        let fresh: Vec<_> = (0..3).map(|i| record(&format!("f{i}"))).collect();
+        for r in &fresh {
+            store.insert(r.clone()).await.unwrap();
+            store.find_by_hash(&r.hash).await.unwrap();
+            assert!(store.cached() <= 3);
+        }
+        let before = inner.calls(Op::FindByHash);
+        for r in &fresh {
+            store.find_by_hash(&r.hash).await.unwrap();
+        }
+        assert_eq!(inner.calls(Op::FindByHash), before, "the newest stayed");
+    }
+
     #[tokio::test]
     async fn size_stays_bounded_and_evicts_oldest_first() {
         let (store, inner, _) = cached(3);

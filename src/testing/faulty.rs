@@ -1,7 +1,10 @@
 //! [`FaultyStore`]: a store wrapper with injectable faults and call counters.
 
+use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -66,6 +69,81 @@ struct State {
     faults: Mutex<[Fault; Op::ALL.len()]>,
     calls: [AtomicUsize; Op::ALL.len()],
     touched_ids: AtomicUsize,
+    /// The hold for the next `find_by_hash`, if one was asked for.
+    next_lookup: Mutex<Option<Arc<Gates>>>,
+    /// What every `find_by_hash` answers instead of the inner store's row.
+    lookup_answer: Mutex<Option<Arc<KeyRecord>>>,
+}
+
+/// The two points of a held lookup: it has read the inner store; it may
+/// answer.
+#[derive(Default)]
+struct Gates {
+    reached: Latch,
+    released: Latch,
+}
+
+impl fmt::Debug for Gates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gates").finish_non_exhaustive()
+    }
+}
+
+/// A flag one task opens and one task waits for (no runtime needed).
+#[derive(Default)]
+struct Latch(Mutex<(bool, Option<Waker>)>);
+
+impl Latch {
+    fn open(&self) {
+        let waker = {
+            let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = true;
+            state.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.0 {
+                Poll::Ready(())
+            } else {
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// A `find_by_hash` held between reading the inner store and answering, from
+/// [`FaultyStore::hold_next_lookup`]: the racy point of a read-through cache,
+/// under the test's control. Dropping the hold releases the lookup too.
+#[must_use = "the held lookup answers when the hold is released or dropped"]
+pub struct Hold(Arc<Gates>);
+
+impl Hold {
+    /// Waits until the held lookup has read the inner store.
+    pub async fn reached(&self) {
+        self.0.reached.wait().await;
+    }
+
+    /// Lets the held lookup answer, with what it read before.
+    pub fn release(self) {}
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.released.open();
+    }
+}
+
+impl fmt::Debug for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hold").finish_non_exhaustive()
+    }
 }
 
 /// A [`KeyStore`] wrapper that fails, hangs or stalls on demand, and counts
@@ -152,6 +230,50 @@ impl<S: KeyStore> FaultyStore<S> {
         self.state.touched_ids.load(Ordering::SeqCst)
     }
 
+    /// Holds the next `find_by_hash`: it reads the inner store, then waits
+    /// until the returned [`Hold`] is released, then answers with what it
+    /// read. For testing what lands in between (a revocation while a cache
+    /// fills).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::testing::FaultyStore;
+    /// use keyward::{KeyStore, MemoryStore, TokenHasher};
+    ///
+    /// let store = FaultyStore::new(MemoryStore::new());
+    /// let hold = store.hold_next_lookup();
+    /// let hash = TokenHasher::sha256().hash("pk_unknown");
+    /// let lookup = tokio::spawn({
+    ///     let store = store.clone();
+    ///     async move { store.find_by_hash(&hash).await }
+    /// });
+    /// hold.reached().await; // it has read: nothing
+    /// // ... change the store here ...
+    /// hold.release();
+    /// assert!(lookup.await.unwrap().unwrap().is_none());
+    /// # });
+    /// ```
+    pub fn hold_next_lookup(&self) -> Hold {
+        let gates = Arc::new(Gates::default());
+        *self
+            .state
+            .next_lookup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&gates));
+        Hold(gates)
+    }
+
+    /// Makes every `find_by_hash` that reaches the inner store answer with
+    /// `record`, whatever hash it was asked for: a store returning the wrong
+    /// row. `None` restores the inner store's answers.
+    pub fn set_lookup_answer(&self, record: Option<Arc<KeyRecord>>) {
+        *self
+            .state
+            .lookup_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = record;
+    }
+
     /// The wrapped store.
     #[must_use]
     pub fn get_ref(&self) -> &S {
@@ -189,7 +311,27 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
     }
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.enter(Op::FindByHash).await?;
-        self.inner.find_by_hash(hash).await
+        let hold = self
+            .state
+            .next_lookup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let answer = self
+            .state
+            .lookup_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut found = self.inner.find_by_hash(hash).await;
+        if let Some(record) = answer {
+            found = found.map(|_| Some(record));
+        }
+        if let Some(gates) = hold {
+            gates.reached.open();
+            gates.released.wait().await;
+        }
+        found
     }
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.enter(Op::Get).await?;

@@ -3,9 +3,10 @@
 //! * [`conformance`]: checks a [`KeyStore`](crate::KeyStore) against every
 //!   clause of its contract.
 //! * [`FaultyStore`]: wraps a store to make it fail, hang or stall on demand
-//!   and count its calls, for testing that a host fails closed.
+//!   and count its calls, for testing that a host fails closed; and to hold
+//!   a lookup at its racy point ([`FaultyStore::hold_next_lookup`]).
 
 pub mod conformance;
 mod faulty;
 
-pub use faulty::{Fault, FaultyStore, Op};
+pub use faulty::{Fault, FaultyStore, Hold, Op};

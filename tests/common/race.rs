@@ -1,12 +1,17 @@
 //! The revocation race shared by the memory and PostgreSQL tests: tasks
 //! verify while one revokes every other key and another issues more; no
 //! verification that starts after a `revoke` returned may pass.
+//!
+//! That stress run finds a race only by luck; [`revoke_during_a_held_lookup`]
+//! lands the revocation at the racy point every time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyward::{KeyId, Keyring, NewKey, TenantId, VerifyError};
+use keyward::store::CachedStore;
+use keyward::testing::FaultyStore;
+use keyward::{KeyId, KeyStore, Keyring, NewKey, TenantId, VerifyError};
 
 /// The race's size and pacing.
 pub struct Race {
@@ -99,4 +104,31 @@ pub async fn revoke_races_verify(keyring: Keyring, race: Race) {
     }
     let listed = keyring.list(&TenantId::parse("o").unwrap()).await.unwrap();
     assert_eq!(listed.len(), race.issues);
+}
+
+/// The race made deterministic, through `Keyring::verify` on a
+/// `CachedStore` over `inner`: a verification reads the still active key,
+/// the store holds its answer while `revoke` runs to completion, then the
+/// verification answers (and passes: it started first). The cache must not
+/// have kept that answer: the next verification refuses the key.
+pub async fn revoke_during_a_held_lookup<S: KeyStore>(inner: FaultyStore<S>) {
+    let (keyring, _) = super::keyring_on(CachedStore::new(inner.clone()));
+    let issued = keyring.issue(NewKey::new("pk", "p", "held")).await.unwrap();
+    let token = issued.token.expose_secret().to_owned();
+    let hold = inner.hold_next_lookup();
+    let mut verify = tokio::spawn({
+        let (keyring, token) = (keyring.clone(), token.clone());
+        async move { keyring.verify(&token).await.map(|key| key.id().clone()) }
+    });
+    tokio::select! {
+        () = hold.reached() => {}
+        answer = &mut verify => panic!("answered without reading the store: {answer:?}"),
+    }
+    keyring.revoke(&issued.info.id).await.unwrap();
+    hold.release();
+    assert_eq!(verify.await.unwrap().unwrap(), issued.info.id);
+    assert!(matches!(
+        keyring.verify(&token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
 }
