@@ -885,6 +885,49 @@ mod tests {
     }
 
     #[test]
+    fn kinds_are_equal_and_hash_by_prefix_alone() {
+        use std::collections::HashSet;
+        let key = TokenKey::new(5, vec![1; 32]).unwrap();
+        assert_eq!(key.version(), 5);
+        let plain = TokenKind::new("pk").unwrap();
+        let keyed = plain.clone().key(key);
+        assert_eq!(plain, keyed);
+        let set: HashSet<TokenKind> = [plain, keyed, TokenKind::new("pl").unwrap()]
+            .into_iter()
+            .collect();
+        assert_eq!(set.len(), 2);
+        // The hash is the prefix's: equal kinds land in one bucket.
+        let state = std::hash::RandomState::new();
+        let one = |kind: &TokenKind| std::hash::BuildHasher::hash_one(&state, kind);
+        assert_eq!(
+            one(&TokenKind::new("pk").unwrap()),
+            one(&TokenKind::new("pk")
+                .unwrap()
+                .key(TokenKey::new(1, vec![2; 32]).unwrap()))
+        );
+        assert_ne!(
+            one(&TokenKind::new("pk").unwrap()),
+            one(&TokenKind::new("pl").unwrap())
+        );
+    }
+
+    #[test]
+    fn renderings_show_the_kind_and_never_the_token() {
+        let kind = TokenKind::new("pl").unwrap();
+        assert_eq!(kind.to_string(), "pl");
+        assert_eq!(format!("{kind:?}"), r#"TokenKind { prefix: "pl" }"#);
+        let secret = kind.generate();
+        assert_eq!(secret.to_string(), "[REDACTED]");
+        assert_eq!(format!("{secret:?}"), "Secret([REDACTED])");
+        let format = TokenFormat::new([kind]);
+        let parsed = format.parse(secret.expose_secret()).unwrap();
+        assert_eq!(
+            format!("{parsed:?}"),
+            r#"ParsedToken { kind: TokenKind { prefix: "pl" }, token: [REDACTED] }"#
+        );
+    }
+
+    #[test]
     fn invalid_prefixes_are_refused() {
         for p in ["", "Pk", "1pk", "pk_", "p k", "abcdefghijklmnopq", "pk-x"] {
             assert!(TokenKind::new(p).is_err(), "{p:?}");
