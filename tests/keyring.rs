@@ -579,3 +579,51 @@ async fn a_token_key_rotation_keeps_issued_tokens_working() {
     ));
     assert!(retired.verify(after.token.expose_secret()).await.is_ok());
 }
+
+/// What a verified key tells a route, and how the keyring's types print:
+/// every field as issued, no token anywhere.
+#[tokio::test]
+async fn a_verified_key_carries_what_was_issued_and_prints_no_secret() {
+    let (keyring, _) = keyring();
+    let issued = keyring
+        .issue(
+            NewKey::new("pl", "org_7", "CI uploader")
+                .scopes(["versions:write", "assets:write"])
+                .expires(Expiry::Days90)
+                .rate_limit(RateLimit::per_minute(7).unwrap())
+                .metadata("team", "games"),
+        )
+        .await
+        .unwrap();
+    let token = issued.token.expose_secret();
+    let key = keyring.verify(token).await.unwrap();
+    assert_eq!(key.name(), "CI uploader");
+    assert_eq!(key.scopes().to_string(), "assets:write versions:write");
+    assert_eq!(key.rate_limit(), RateLimit::per_minute(7).unwrap());
+    assert_eq!(key.expires_at(), Some(start() + Duration::days(90)));
+    assert_eq!(
+        key.metadata().get("team").map(String::as_str),
+        Some("games")
+    );
+    assert_eq!(
+        key.catalog().entries().len(),
+        common::playable_labs().entries().len()
+    );
+
+    let debug = format!("{key:?}");
+    assert!(debug.starts_with("VerifiedKey { id: "), "{debug}");
+    assert!(debug.contains(r#"tenant: "org_7""#), "{debug}");
+    let keyring_debug = format!("{keyring:?}");
+    assert!(
+        keyring_debug.starts_with("Keyring { kinds: ["),
+        "{keyring_debug}"
+    );
+    let builder_debug = format!("{:?}", Keyring::builder());
+    assert!(
+        builder_debug.starts_with("KeyringBuilder { kinds: [], hasher: "),
+        "{builder_debug}"
+    );
+    for text in [debug, keyring_debug, builder_debug] {
+        assert!(!text.contains(token) && !text.contains(&token[3..33]));
+    }
+}
