@@ -269,6 +269,42 @@ mod tests {
     }
 
     #[test]
+    fn each_malformed_bearer_says_what_is_wrong() {
+        let reason = |value| match bearer_token(value) {
+            Err(Rejection::InvalidRequest(reason)) => reason,
+            other => panic!("{value:?}: {other:?}"),
+        };
+        assert_eq!(reason("Bearer"), "Bearer without a token");
+        assert_eq!(
+            reason("Bearer "),
+            "Bearer must be followed by exactly one space and the token"
+        );
+        assert_eq!(
+            reason("Bearer\tt"),
+            "Bearer must be followed by exactly one space and the token"
+        );
+        assert_eq!(
+            reason("Bearer t t"),
+            "the credential is not a single token (RFC 6750 b64token)"
+        );
+    }
+
+    #[test]
+    fn a_value_of_exactly_the_maximum_length_is_accepted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("0123456789"));
+        assert!(single_value(&headers, &AUTHORIZATION, 10)
+            .unwrap()
+            .is_some());
+        assert!(matches!(
+            single_value(&headers, &AUTHORIZATION, 9),
+            Err(Rejection::InvalidRequest(
+                "a credential or tenant header is too long"
+            ))
+        ));
+    }
+
+    #[test]
     fn bearer_scheme_is_case_insensitive() {
         assert_eq!(bearer_token("bEaReR tok").unwrap(), Some("tok"));
         assert_eq!(bearer_token("Basic dXNlcjpw").unwrap(), None);
