@@ -272,26 +272,8 @@ impl<K: Hash + Eq> TatTable<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, mut shard) = self.shard(key);
-        if let RawEntryMut::Occupied(mut entry) = shard
-            .tats
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, key)
-        {
-            let tat = entry.get_mut();
-            let (decision, next) = quota.step_nanos(Some(*tat), now);
-            *tat = next;
-            return decision;
-        }
         // An untracked key is admitted (count >= 1) and its TAT is > now.
-        let (decision, next) = quota.step_nanos(None, now);
-        shard.make_room(now, self.shard_capacity);
-        shard
-            .tats
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, key)
-            .insert(own(key), next);
-        decision
+        self.update(key, own, now, |tat| quota.step_nanos(tat, now))
     }
 
     /// Charges `key` one unit at `now` whether or not its budget has room
@@ -308,6 +290,23 @@ impl<K: Hash + Eq> TatTable<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.update(key, own, now, |tat| ((), quota.charge_nanos(tat, now, cap)));
+    }
+
+    /// Replaces `key`'s TAT (`None` when untracked) with what `next` makes
+    /// of it, and returns what else `next` says; an untracked key is stored
+    /// (making room at `now` first), under the key `own` makes.
+    fn update<Q, R>(
+        &self,
+        key: &Q,
+        own: impl FnOnce(&Q) -> K,
+        now: i64,
+        next: impl FnOnce(Option<i64>) -> (R, i64),
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let (hash, mut shard) = self.shard(key);
         if let RawEntryMut::Occupied(mut entry) = shard
             .tats
@@ -315,16 +314,18 @@ impl<K: Hash + Eq> TatTable<K> {
             .from_key_hashed_nocheck(hash, key)
         {
             let tat = entry.get_mut();
-            *tat = quota.charge_nanos(Some(*tat), now, cap);
-            return;
+            let (result, updated) = next(Some(*tat));
+            *tat = updated;
+            return result;
         }
-        let next = quota.charge_nanos(None, now, cap);
+        let (result, first) = next(None);
         shard.make_room(now, self.shard_capacity);
         shard
             .tats
             .raw_entry_mut()
             .from_key_hashed_nocheck(hash, key)
-            .insert(own(key), next);
+            .insert(own(key), first);
+        result
     }
 
     /// The decision a step of `key` would get at `now()`, without taking
