@@ -60,7 +60,7 @@ MUTANTS_VERSION=27.1.0
 FILES=(
     "src/token.rs|--lib --test properties --test tokens"
     "src/hash.rs|--lib --test keyring"
-    "src/keyring.rs|--lib --test keyring --test verify --test last_used"
+    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used"
     "src/store/cache.rs|--lib --test keyring --test verify --test floods"
     "src/scope.rs|--lib --test properties"
     "src/http/credentials.rs|--lib --test http --test credentials"
