@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keyward::{
     KeyKind, Keyring, MemoryStore, NewKey, Pepper, RateLimit, ScopeCatalog, ScopeStatus,
-    TokenFormat, TokenHasher, TokenKind,
+    TokenFormat, TokenHasher, TokenKey, TokenKind,
 };
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};
@@ -39,19 +39,30 @@ fn generation(c: &mut Criterion) {
     group.finish();
 }
 
+/// The token key of the `*_tagged` rows.
+fn token_key() -> TokenKey {
+    TokenKey::new(1, vec![9; 32]).unwrap()
+}
+
 fn keyring(hasher: TokenHasher) -> Keyring {
+    keyring_with(hasher, None)
+}
+
+fn keyring_with(hasher: TokenHasher, token_key: Option<TokenKey>) -> Keyring {
     let catalog = ScopeCatalog::builder()
         .scope("read", "", ScopeStatus::Enforced)
         .build()
         .unwrap();
+    let mut kind = KeyKind::new("pk", catalog)
+        .unwrap()
+        .default_scopes(["read"])
+        .unwrap();
+    if let Some(key) = token_key {
+        kind = kind.token_key(key);
+    }
     Keyring::builder()
         .store(MemoryStore::new())
-        .kind(
-            KeyKind::new("pk", catalog)
-                .unwrap()
-                .default_scopes(["read"])
-                .unwrap(),
-        )
+        .kind(kind)
         .hasher(hasher)
         .build()
         .unwrap()
@@ -85,14 +96,21 @@ fn verification(c: &mut Criterion) {
         .unwrap();
     let mut group = c.benchmark_group("verify_100k_keys");
     let mut tokens = Vec::new();
-    for (name, hasher) in [
-        ("keyward_sha256", TokenHasher::sha256()),
+    // `_tagged`: the kind has a token key, so verify also checks the tag.
+    for (name, hasher, key) in [
+        ("keyward_sha256", TokenHasher::sha256(), None),
+        (
+            "keyward_sha256_tagged",
+            TokenHasher::sha256(),
+            Some(token_key()),
+        ),
         (
             "keyward_hmac",
             TokenHasher::hmac(Pepper::new(1, vec![7; 32]).unwrap()),
+            None,
         ),
     ] {
-        let keyring = keyring(hasher);
+        let keyring = keyring_with(hasher, key);
         tokens = issue_keys(&rt, &keyring);
         let token = &tokens[KEYS / 2];
         group.bench_function(BenchmarkId::new(name, KEYS), |b| {
@@ -228,6 +246,21 @@ fn parts(c: &mut Criterion) {
     let token = kind.generate();
     group.bench_function("parse", |b| {
         b.iter(|| format.parse(token.expose_secret()).is_ok())
+    });
+    // The tag check's cost is `parse_tagged` minus `parse`; a forged tag
+    // costs the same check (no previous key configured).
+    let tagged = kind.clone().key(token_key());
+    let tagged_format = TokenFormat::new([tagged.clone()]);
+    let tagged_token = tagged.generate();
+    let forged = TokenKind::new("pk")
+        .unwrap()
+        .key(TokenKey::new(1, vec![1; 32]).unwrap())
+        .generate();
+    group.bench_function("parse_tagged", |b| {
+        b.iter(|| tagged_format.parse(tagged_token.expose_secret()).is_ok())
+    });
+    group.bench_function("parse_tagged_forged", |b| {
+        b.iter(|| tagged_format.parse(forged.expose_secret()).is_err())
     });
     let sha = TokenHasher::sha256();
     let hmac = TokenHasher::hmac(Pepper::new(1, vec![7; 32]).unwrap());

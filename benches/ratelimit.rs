@@ -1,7 +1,9 @@
 //! Rate limiter costs: a check on one hot key, on many keys, through the
 //! trait object, a flood of 1,000,000 distinct keys (tracked entries and
 //! bytes after it), and a request through `AuthLayer` with limiting on and
-//! off.
+//! off, and with its failed-authentication throttle on and off (a request
+//! from a known peer, rate limits off: the difference is the throttle's look
+//! on a success).
 #![allow(missing_docs)]
 
 use std::fmt::Write as _;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hash::{BuildHasher, RandomState};
 
-use keyward::ratelimit::{unix_nanos, MemoryRateLimiter, Quota, RateLimiter};
+use keyward::ratelimit::{MemoryRateLimiter, Quota, RateLimiter};
 use keyward::{Clock, SystemClock};
 
 /// A key shaped like a key id: `key_` and 22 characters, 26 bytes.
@@ -23,8 +25,8 @@ fn key_id(buf: &mut String, i: usize) -> &str {
 
 fn checks(c: &mut Criterion) {
     // What a check pays before it touches the limiter: the clock and a hash.
-    c.bench_function("ratelimit/parts/system_clock_unix_nanos", |b| {
-        b.iter(|| unix_nanos(SystemClock.now()))
+    c.bench_function("ratelimit/parts/system_clock", |b| {
+        b.iter(|| SystemClock.now())
     });
     let hasher = RandomState::new();
     c.bench_function("ratelimit/parts/siphash_key", |b| {
@@ -41,7 +43,7 @@ fn checks(c: &mut Criterion) {
         .map(|i| key_id(&mut String::new(), i).to_owned())
         .collect();
     for key in &keys {
-        limiter.check_sync(key, quota).unwrap();
+        let _ = limiter.check_sync(key, quota).unwrap();
     }
     let mut next = 0;
     c.bench_function("ratelimit/memory/10k_keys", |b| {
@@ -81,7 +83,7 @@ fn flood(c: &mut Criterion) {
         let mut buf = String::new();
         let started = std::time::Instant::now();
         for i in 0..KEYS {
-            limiter.check_sync(key_id(&mut buf, i), quota).unwrap();
+            let _ = limiter.check_sync(key_id(&mut buf, i), quota).unwrap();
         }
         let elapsed = started.elapsed();
         let tracked = limiter.len();
@@ -138,11 +140,29 @@ fn layer(c: &mut Criterion) {
         NewKey::new("pk", "prop_1", "bench").rate_limit(RateLimit::per_minute(u32::MAX).unwrap());
     let token = runtime.block_on(keyring.issue(new)).unwrap().token;
     let token = token.expose_secret().to_owned();
-    for (name, layer) in [
-        ("ratelimit/layer/limit_on", AuthLayer::new(keyring.clone())),
+    let peer: std::net::SocketAddr = "203.0.113.7:50000".parse().unwrap();
+    for (name, layer, peer) in [
+        (
+            "ratelimit/layer/limit_on",
+            AuthLayer::new(keyring.clone()),
+            None,
+        ),
         (
             "ratelimit/layer/limit_off",
             AuthLayer::new(keyring.clone()).without_rate_limits(),
+            None,
+        ),
+        (
+            "ratelimit/layer/limit_off_failure_throttle_on",
+            AuthLayer::new(keyring.clone()).without_rate_limits(),
+            Some(peer),
+        ),
+        (
+            "ratelimit/layer/limit_off_failure_throttle_off",
+            AuthLayer::new(keyring.clone())
+                .without_rate_limits()
+                .without_failure_throttle(),
+            Some(peer),
         ),
     ] {
         let service =
@@ -153,10 +173,13 @@ fn layer(c: &mut Criterion) {
                 });
         c.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| {
-                let req = Request::get("/")
+                let mut req = Request::get("/")
                     .header("x-api-key", token.as_str())
                     .body(String::new())
                     .unwrap();
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(peer);
+                }
                 service.clone().oneshot(req)
             })
         });

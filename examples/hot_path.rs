@@ -79,12 +79,15 @@ mod app;
 #[cfg(feature = "axum")]
 #[inline(never)]
 fn router_loop(rt: &tokio::runtime::Runtime, router: &axum::Router, token: &HeaderValue, n: usize) {
+    // What the server's accept loop inserts: the peer, for the throttles.
+    let peer = axum::extract::ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)));
     rt.block_on(async {
         for _ in 0..n {
-            let req = Request::get("/api/players")
+            let mut req = Request::get("/api/players")
                 .header("x-api-key", token.clone())
                 .body(axum::body::Body::empty())
                 .unwrap();
+            req.extensions_mut().insert(peer);
             let res = router.clone().oneshot(req).await.unwrap();
             assert_eq!(res.status(), StatusCode::OK);
         }

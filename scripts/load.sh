@@ -8,8 +8,9 @@
 #   * builds the example server in release
 #     (`cargo build --release --example server --features axum`);
 #   * starts it twice on 127.0.0.1, on free ports: once as is, once with
-#     KEYWARD_BENCH_BARE=1 (`GET /api/players` without AuthLayer or
-#     RequireScopes);
+#     --unauthenticated-load-test-baseline (`GET /api/players` without
+#     AuthLayer or RequireScopes; the server refuses that flag on any address
+#     but a loopback one);
 #   * reads the unlimited, read-only `loadtest` demo key from the first
 #     server's stdout and sends it as `X-Api-Key` to `GET /api/players`;
 #   * alternates auth and bare rounds of `wrk` (ROUNDS each, DURATION each),
@@ -20,6 +21,8 @@
 #
 # Environment variables read (defaults in brackets):
 #   ROUNDS [3]  THREADS [1]  CONNECTIONS [32]  DURATION [5s]
+#   (the server serves at most 64 connections per client address, and wrk
+#   connects from one: CONNECTIONS above 64 are refused)
 #   KEYWARD_LOAD_NO_BUILD=1  skip the cargo build (use the existing binary)
 #
 # Needs `wrk` (Debian package `wrk`); installs it with apt-get when absent and
@@ -72,14 +75,15 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start NAME [ENV=VALUE...]: starts the server, waits until it listens, sets
-# $port. Its stdout goes to $work/NAME.out, stderr to $work/NAME.err.
+# start NAME [ARG...]: starts the server with these arguments, waits until it
+# listens, sets $port. Its stdout goes to $work/NAME.out, stderr to
+# $work/NAME.err.
 start() {
     local name=$1
     shift
     port=$(free_port)
-    env "$@" KEYWARD_ADDR="127.0.0.1:$port" RUST_LOG=warn \
-        "$server" >"$work/$name.out" 2>"$work/$name.err" &
+    env KEYWARD_ADDR="127.0.0.1:$port" RUST_LOG=warn \
+        "$server" "$@" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=($!)
     for _ in $(seq 100); do
         if grep -q "listening on" "$work/$name.err" 2>/dev/null; then
@@ -103,7 +107,7 @@ key=$(grep '"name":"loadtest"' "$work/auth.out" \
     | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
 [ -n "$key" ] || { echo "no loadtest key in the server's output" >&2; exit 1; }
 
-start bare KEYWARD_BENCH_BARE=1
+start bare --unauthenticated-load-test-baseline
 bare_port=$port
 bare_pid=${pids[-1]}
 

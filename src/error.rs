@@ -5,6 +5,7 @@
 //! safe to log.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a string is not a well-formed token of a known kind.
 ///
@@ -42,6 +43,11 @@ pub enum TokenError {
     /// The checksum does not match: a typo, a truncated paste or garbage.
     #[error("the token checksum does not match")]
     BadChecksum,
+    /// The checksum matches but the keyed tag does not: the token was not
+    /// issued under this service's [`TokenKey`](crate::TokenKey) (a forgery,
+    /// or a token of another deployment).
+    #[error("the token was not issued by this service")]
+    BadTag,
 }
 
 /// Why a token kind or its prefix could not be configured.
@@ -64,15 +70,19 @@ pub enum ConfigError {
     /// A scope catalog declaration is invalid.
     #[error(transparent)]
     Scope(#[from] ScopeError),
-    /// The keyring was built without a store.
-    #[error("the keyring has no store")]
-    MissingStore,
     /// The keyring was built without any token kind.
     #[error("the keyring has no token kind")]
     NoTokenKind,
     /// Two peppers share a version, or a pepper is too short.
     #[error("invalid pepper: {0}")]
     InvalidPepper(&'static str),
+    /// A store's configuration is invalid (a connection string, a schema
+    /// name, a pool setting), or a call needs configuration the store lacks.
+    #[error("invalid store configuration: {0}")]
+    InvalidStore(&'static str),
+    /// A token key is too short, or its rotation is misconfigured.
+    #[error("invalid token key: {0}")]
+    InvalidTokenKey(&'static str),
 }
 
 /// Why a scope string or a catalog declaration is invalid.
@@ -102,43 +112,68 @@ pub enum ScopeError {
 
 /// A storage back end failed. Never grants access: the HTTP layer maps it to 503.
 ///
-/// The message is for operators; it must not contain secrets, and the stores of
-/// this crate never put any in it.
+/// The underlying error is kept as the [`source`](std::error::Error::source)
+/// (shared, so the error stays `Clone`), never repeated in the message:
+/// print the chain to see it. A host can downcast it, for example to the
+/// PostgreSQL store's `PgError` to read the SQLSTATE. The stores of this crate
+/// never put a secret into either.
 ///
 /// ```
+/// use std::error::Error;
 /// use keyward::StoreError;
 ///
 /// let err = StoreError::unavailable("connection refused");
 /// assert!(err.is_unavailable());
+/// assert_eq!(err.to_string(), "key store unavailable");
+/// assert_eq!(err.source().unwrap().to_string(), "connection refused");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached or timed out; retrying later may work.
-    #[error("key store unavailable: {0}")]
-    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    Unavailable(Arc<dyn std::error::Error + Send + Sync>),
     /// A record with the same id or hash already exists.
-    #[error("key store conflict: a key with this id or hash exists")]
     Conflict,
     /// Any other failure of the back end.
-    #[error("key store error: {0}")]
-    Other(Box<dyn std::error::Error + Send + Sync>),
+    Other(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
     /// A [`StoreError::Unavailable`] from any error or message.
     pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Unavailable(err.into())
+        StoreError::Unavailable(Arc::from(err.into()))
     }
 
     /// A [`StoreError::Other`] from any error or message.
     pub fn other(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError::Other(err.into())
+        StoreError::Other(Arc::from(err.into()))
     }
 
     /// Whether this is [`StoreError::Unavailable`].
+    #[must_use]
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreError::Unavailable(_) => "key store unavailable",
+            StoreError::Conflict => "key store conflict: a key with this id or hash exists",
+            StoreError::Other(_) => "key store error",
+        })
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The cause itself, not the `Arc` (whose `Error` impl would hide
+            // the cause's type from a downcast).
+            StoreError::Unavailable(cause) | StoreError::Other(cause) => Some(&**cause),
+            StoreError::Conflict => None,
+        }
     }
 }
 
@@ -148,9 +183,9 @@ impl StoreError {
 /// use keyward::IssueError;
 ///
 /// let err = IssueError::InvalidName;
-/// assert_eq!(err.to_string(), "a key name must be 1-200 printable characters");
+/// assert!(err.to_string().starts_with("a key name must be 1-200 characters"));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum IssueError {
     /// No token kind with this prefix is configured.
@@ -159,14 +194,17 @@ pub enum IssueError {
     /// A scope is malformed or not declared in the kind's catalog.
     #[error(transparent)]
     Scope(#[from] ScopeError),
-    /// The key name is empty, too long or has control characters.
-    #[error("a key name must be 1-200 printable characters")]
+    /// The key name is empty, too long, or has control, format (bidi,
+    /// zero-width) or line-separator characters.
+    #[error("a key name must be 1-200 characters, not all spaces, without control, format (bidi, zero-width) or line-separator characters")]
     InvalidName,
-    /// The tenant id is empty, too long or has control characters.
-    #[error("a tenant id must be 1-200 printable characters")]
+    /// The tenant id is empty, too long, or has control, format or
+    /// line-separator characters.
+    #[error("a tenant id must be 1-200 characters, not all spaces, without control, format (bidi, zero-width) or line-separator characters")]
     InvalidTenant,
-    /// Too many metadata labels, or one too long or with control characters.
-    #[error("metadata: at most 32 labels, keys 1-64 bytes, values up to 1024 bytes")]
+    /// Too many metadata labels, or one too long or with control, format or
+    /// line-separator characters (in its key or its value).
+    #[error("metadata: at most 32 labels, keys 1-64 bytes, values up to 1024 bytes, without control, format (bidi, zero-width) or line-separator characters")]
     InvalidMetadata,
     /// The expiry lies in the past.
     #[error("the expiry lies in the past")]
@@ -193,12 +231,13 @@ pub enum IssueError {
 /// let err = VerifyError::Malformed(TokenError::BadChecksum);
 /// assert_eq!(err.to_string(), "malformed token: the token checksum does not match");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// The token is not well formed; no store was asked.
+    /// The token is not well formed; no store was asked. (The reason is
+    /// part of the message, not a separate source.)
     #[error("malformed token: {0}")]
-    Malformed(#[from] TokenError),
+    Malformed(TokenError),
     /// Well formed, but no key has this hash.
     #[error("unknown token")]
     Unknown,
@@ -213,8 +252,15 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
-/// Why a management operation (get, list, revoke, flush) failed.
-#[derive(Debug, thiserror::Error)]
+impl From<TokenError> for VerifyError {
+    fn from(err: TokenError) -> Self {
+        VerifyError::Malformed(err)
+    }
+}
+
+/// Why a management operation ([`Keyring::get`](crate::Keyring::get),
+/// [`list`](crate::Keyring::list), [`revoke`](crate::Keyring::revoke)) failed.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManageError {
     /// No key with this id exists.
@@ -225,11 +271,77 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
-/// Formats a byte count for diagnostics without revealing contents.
+/// Stands in for secret material in `Debug` output: prints `[REDACTED]`.
 pub(crate) struct Redacted;
 
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[REDACTED]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// Each message in an error's chain, outermost first.
+    fn chain(err: &dyn Error) -> Vec<String> {
+        let mut out = vec![err.to_string()];
+        let mut next = err.source();
+        while let Some(cause) = next {
+            out.push(cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
+    #[test]
+    fn causes_are_kept_and_printed_once() {
+        let store = StoreError::unavailable("connection refused");
+        let errors: Vec<Box<dyn Error>> = vec![
+            Box::new(VerifyError::Malformed(TokenError::BadChecksum)),
+            Box::new(VerifyError::Store(store.clone())),
+            Box::new(IssueError::Store(StoreError::other("disk full"))),
+            Box::new(ManageError::Store(store.clone())),
+            Box::new(IssueError::Scope(ScopeError::Unknown("x:y".into()))),
+            Box::new(ConfigError::Scope(ScopeError::Duplicate("read".into()))),
+        ];
+        for err in &errors {
+            let messages = chain(err.as_ref());
+            for (i, outer) in messages.iter().enumerate() {
+                for inner in &messages[i + 1..] {
+                    assert!(
+                        !outer.contains(inner.as_str()),
+                        "{outer:?} repeats its cause {inner:?}"
+                    );
+                }
+            }
+        }
+        // The store's cause is reachable, through the wrappers too.
+        assert_eq!(
+            chain(&VerifyError::Store(store)),
+            ["key store unavailable", "connection refused"]
+        );
+        assert_eq!(
+            chain(&VerifyError::Malformed(TokenError::BadTag)),
+            ["malformed token: the token was not issued by this service"]
+        );
+    }
+
+    #[test]
+    fn the_store_source_keeps_its_type() {
+        #[derive(Debug)]
+        struct Driver;
+        impl fmt::Display for Driver {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("driver")
+            }
+        }
+        impl Error for Driver {}
+        let err = StoreError::other(Driver);
+        assert!(err.source().unwrap().downcast_ref::<Driver>().is_some());
+        assert!(StoreError::Conflict.source().is_none());
     }
 }

@@ -51,21 +51,25 @@ pub struct TokenHash {
 
 impl TokenHash {
     /// A hash from its version and digest, as read back from a store.
+    #[must_use]
     pub fn new(version: u16, digest: [u8; 32]) -> Self {
         TokenHash { version, digest }
     }
 
     /// The scheme version: 0 for SHA-256, else the pepper's version.
+    #[must_use]
     pub fn version(&self) -> u16 {
         self.version
     }
 
     /// The digest.
+    #[must_use]
     pub fn digest(&self) -> &[u8; 32] {
         &self.digest
     }
 
     /// The 34-byte storage form: big-endian version, then the digest.
+    #[must_use]
     pub fn to_bytes(&self) -> [u8; TOKEN_HASH_LEN] {
         let mut out = [0u8; TOKEN_HASH_LEN];
         out[..2].copy_from_slice(&self.version.to_be_bytes());
@@ -74,6 +78,7 @@ impl TokenHash {
     }
 
     /// Reads the storage form back; `None` when the length is wrong.
+    #[must_use]
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != TOKEN_HASH_LEN {
             return None;
@@ -163,6 +168,7 @@ impl Pepper {
     }
 
     /// The version stored with each hash made with this pepper.
+    #[must_use]
     pub fn version(&self) -> u16 {
         self.version
     }
@@ -189,6 +195,7 @@ pub enum HashScheme {
 
 impl HashScheme {
     /// The version tag this scheme writes.
+    #[must_use]
     pub fn version(&self) -> u16 {
         match self {
             HashScheme::Sha256 => 0,
@@ -227,6 +234,7 @@ pub struct TokenHasher {
 
 impl TokenHasher {
     /// A hasher writing with `current` and accepting only it.
+    #[must_use]
     pub fn new(current: HashScheme) -> Self {
         TokenHasher {
             current,
@@ -235,11 +243,13 @@ impl TokenHasher {
     }
 
     /// Plain SHA-256.
+    #[must_use]
     pub fn sha256() -> Self {
         Self::new(HashScheme::Sha256)
     }
 
     /// HMAC-SHA256 with this pepper.
+    #[must_use]
     pub fn hmac(pepper: Pepper) -> Self {
         Self::new(HashScheme::Hmac(pepper))
     }
@@ -257,6 +267,7 @@ impl TokenHasher {
     }
 
     /// The hash to store for a new token.
+    #[must_use]
     pub fn hash(&self, token: &str) -> TokenHash {
         self.current.hash(token)
     }

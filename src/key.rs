@@ -48,6 +48,7 @@ impl KeyId {
 
     /// Accepts 1–64 of `[A-Za-z0-9_-]`, the alphabet of ids this crate makes
     /// and of most ids a host store would make.
+    #[must_use]
     pub fn parse(input: &str) -> Option<Self> {
         let ok = !input.is_empty()
             && input.len() <= MAX_ID_LEN
@@ -58,6 +59,7 @@ impl KeyId {
     }
 
     /// The id as text.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -75,8 +77,10 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// The tenant a key belongs to: a PlayerOS property, a PlayableLabs
-/// organization. 1–200 characters, no control characters.
+/// The tenant a key belongs to (a property, an organization, a workspace):
+/// 1–200 characters, no control or format characters (no bidi overrides, no
+/// zero-width characters) and no line separators, so one tenant id can not
+/// be made to look like another.
 ///
 /// ```
 /// use keyward::TenantId;
@@ -84,6 +88,8 @@ impl fmt::Display for KeyId {
 /// assert_eq!(TenantId::parse("prop_123").unwrap().as_str(), "prop_123");
 /// assert!(TenantId::parse("").is_none());
 /// assert!(TenantId::parse("a\nb").is_none());
+/// assert!(TenantId::parse("prop\u{202E}321").is_none()); // right-to-left override
+/// assert!(TenantId::parse("prop\u{200B}_1").is_none()); // zero-width space
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -91,11 +97,13 @@ pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// Validates a tenant id.
+    #[must_use]
     pub fn parse(input: &str) -> Option<Self> {
         valid_label(input).then(|| TenantId(Arc::from(input)))
     }
 
     /// The id as text.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -113,10 +121,58 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// A name or tenant id: 1–200 characters of [`displayable`] text, at least
+/// one of them visible.
 pub(crate) fn valid_label(input: &str) -> bool {
-    !input.trim().is_empty()
-        && input.chars().count() <= MAX_LABEL_LEN
-        && !input.chars().any(char::is_control)
+    input.chars().count() <= MAX_LABEL_LEN
+        && displayable(input)
+        && input.chars().any(|c| !c.is_whitespace())
+}
+
+/// Whether text can be shown in a list view as it reads: none of the
+/// characters that make one label look like another or like nothing.
+///
+/// * control characters (general category Cc);
+/// * format characters (Cf: bidi overrides and isolates such as U+202E,
+///   zero-width spaces and joiners, the soft hyphen, tag characters);
+/// * line and paragraph separators (Zl, Zp);
+/// * spaces other than U+0020 (Zs: no-break, em, ideographic spaces);
+/// * the other default-ignorable code points, which render as nothing
+///   (variation selectors, the combining grapheme joiner, Hangul fillers,
+///   Khmer inherent vowels, Mongolian free variation selectors), and the
+///   blank Braille pattern U+2800.
+pub(crate) fn displayable(input: &str) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    input.chars().all(|c| {
+        c == ' '
+            || !(matches!(
+                c.general_category(),
+                GeneralCategory::Control
+                    | GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+                    | GeneralCategory::SpaceSeparator
+            ) || invisible(c))
+    })
+}
+
+/// Default-ignorable code points that are not format characters (Unicode's
+/// `Default_Ignorable_Code_Point` less category Cf), and U+2800.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{2065}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// When a new key expires: the presets of the dashboards, or an instant.
@@ -146,6 +202,7 @@ pub enum Expiry {
 
 impl Expiry {
     /// The expiry instant for a key issued at `now`.
+    #[must_use]
     pub fn resolve(self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         match self {
             Expiry::Days30 => Some(now.saturating_add(Duration::days(30))),
@@ -160,6 +217,7 @@ impl Expiry {
 /// The text is not one of `30d`, `90d`, `1y`, `never`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expiry must be one of 30d, 90d, 1y, never")]
+#[non_exhaustive]
 pub struct ParseExpiryError;
 
 impl FromStr for Expiry {
@@ -203,6 +261,7 @@ impl RateLimit {
     }
 
     /// The limit a minute, `None` when unlimited.
+    #[must_use]
     pub fn requests_per_minute(&self) -> Option<u32> {
         match self {
             RateLimit::Unlimited => None,
@@ -220,20 +279,47 @@ impl Default for RateLimit {
 /// Whether a key works at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum KeyState {
     /// Usable.
     Active,
     /// Past its expiry.
     Expired,
-    /// Revoked (a scheduled revocation counts from its instant).
+    /// Revoked: at once for an immediate revocation, whatever the clock; a
+    /// scheduled one counts from its instant.
     Revoked,
 }
 
 /// A key as stored. Holds the hash, never the token; `Debug` hides the hash.
 ///
 /// Host stores read and write every field; [`KeyInfo`] is the view without
-/// the hash that list and get calls return.
+/// the hash that list and get calls return. A store reading a row builds
+/// the record with [`KeyRecord::new`] and sets the other fields as stored
+/// (new fields may be added in minor releases, with defaults `new` sets).
+///
+/// ```
+/// use keyward::{KeyId, KeyRecord, RateLimit, ScopeSet, TenantId, TokenHash};
+/// use time::OffsetDateTime;
+///
+/// # fn row() -> (String, String, [u8; 34], OffsetDateTime) {
+/// #     ("key_1".into(), "prop_1".into(), keyward::TokenHasher::sha256().hash("x").to_bytes(),
+/// #      OffsetDateTime::UNIX_EPOCH)
+/// # }
+/// let (id, tenant, hash, created_at) = row();
+/// let mut record = KeyRecord::new(
+///     KeyId::parse(&id).unwrap(),
+///     TenantId::parse(&tenant).unwrap(),
+///     "pk",
+///     TokenHash::from_bytes(&hash).unwrap(),
+///     created_at,
+/// );
+/// record.name = "Backend".into();
+/// record.display_prefix = "pk_7Hq2x".into();
+/// record.rate_limit = RateLimit::Unlimited;
+/// assert!(record.revoked_at.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct KeyRecord {
     /// Public id.
     pub id: KeyId,
@@ -255,8 +341,15 @@ pub struct KeyRecord {
     pub expires_at: Option<OffsetDateTime>,
     /// Last successful verification, as last flushed.
     pub last_used_at: Option<OffsetDateTime>,
-    /// Revocation instant (may lie in the future during a rotation's grace).
+    /// Revocation instant: on the store's clock for an immediate revocation;
+    /// may lie in the future for a scheduled one (a rotation's grace).
     pub revoked_at: Option<OffsetDateTime>,
+    /// Whether `revoked_at` is a scheduled instant, which each reader
+    /// compares with its own clock. `false` for an immediate revocation
+    /// ([`Revocation::Now`](crate::store::Revocation::Now)): that is in effect
+    /// for every reader, whatever its clock says. Stores keep it `false`
+    /// while `revoked_at` is `None`.
+    pub revocation_scheduled: bool,
     /// Requests a minute.
     pub rate_limit: RateLimit,
     /// Free-form labels of the host.
@@ -266,24 +359,67 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A record of kind `kind` (its prefix) with this id, tenant, hash and
+    /// creation instant; no name, display prefix or scopes, no expiry, never
+    /// used, not revoked, the default rate limit, no metadata. Set the
+    /// other fields as the store has them.
+    #[must_use]
+    pub fn new(
+        id: KeyId,
+        tenant: TenantId,
+        kind: &str,
+        hash: TokenHash,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        KeyRecord {
+            id,
+            tenant,
+            kind: kind.to_owned(),
+            name: String::new(),
+            display_prefix: String::new(),
+            hash,
+            scopes: ScopeSet::default(),
+            created_at,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            revocation_scheduled: false,
+            rate_limit: RateLimit::default(),
+            metadata: BTreeMap::new(),
+            rotated_from: None,
+        }
+    }
+
     /// Whether the key works at `now`. Revocation wins over expiry.
+    ///
+    /// An immediate revocation is in effect at any `now`, also one earlier
+    /// than `revoked_at` (a reader whose clock lags the store's); only a
+    /// scheduled revocation waits for its instant.
     ///
     /// ```
     /// # use keyward::*;
     /// # let now = time::OffsetDateTime::UNIX_EPOCH;
-    /// # let mut record = KeyRecord {
-    /// #     id: KeyId::generate(), tenant: TenantId::parse("t").unwrap(), kind: "pk".into(),
-    /// #     name: "n".into(), display_prefix: "pk_abcde".into(),
-    /// #     hash: TokenHasher::sha256().hash("x"), scopes: ScopeSet::default(),
-    /// #     created_at: now, expires_at: None, last_used_at: None, revoked_at: None,
-    /// #     rate_limit: RateLimit::default(), metadata: Default::default(), rotated_from: None,
-    /// # };
+    /// # let mut record = KeyRecord::new(
+    /// #     KeyId::generate(), TenantId::parse("t").unwrap(), "pk",
+    /// #     TokenHasher::sha256().hash("x"), now,
+    /// # );
+    /// let a_minute = time::Duration::minutes(1);
     /// assert_eq!(record.state(now), KeyState::Active);
-    /// record.revoked_at = Some(now);
+    /// // Scheduled a minute ahead: still usable until then.
+    /// record.revoked_at = Some(now + a_minute);
+    /// record.revocation_scheduled = true;
+    /// assert_eq!(record.state(now), KeyState::Active);
+    /// assert_eq!(record.state(now + a_minute), KeyState::Revoked);
+    /// // Revoked immediately on a store whose clock is a minute ahead of ours.
+    /// record.revocation_scheduled = false;
     /// assert_eq!(record.state(now), KeyState::Revoked);
     /// ```
+    #[must_use]
     pub fn state(&self, now: OffsetDateTime) -> KeyState {
-        if self.revoked_at.is_some_and(|at| at <= now) {
+        if self
+            .revoked_at
+            .is_some_and(|at| !self.revocation_scheduled || at <= now)
+        {
             KeyState::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             KeyState::Expired
@@ -293,6 +429,7 @@ impl KeyRecord {
     }
 
     /// The view without the hash.
+    #[must_use]
     pub fn info(&self) -> KeyInfo {
         KeyInfo {
             id: self.id.clone(),
@@ -315,6 +452,7 @@ impl KeyRecord {
 /// What list views show of a key: everything but the hash (and never the
 /// token). Serializes with RFC 3339 timestamps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct KeyInfo {
     /// Public id.
     pub id: KeyId,
@@ -350,6 +488,16 @@ pub struct KeyInfo {
 
 /// What to issue: built with [`NewKey::new`] and passed to
 /// [`Keyring::issue`](crate::Keyring::issue).
+///
+/// `issue` checks the labels: the name and the tenant id are 1–200
+/// characters with at least one visible; metadata is at most 32 labels with
+/// keys of 1–64 bytes and values of up to 1024 bytes. None of them may hold
+/// control characters, Unicode format characters (bidi overrides,
+/// zero-width spaces and joiners, the soft hyphen, so also emoji ZWJ
+/// sequences), line and paragraph separators, spaces other than U+0020, or
+/// other characters that render as nothing (variation selectors, Hangul
+/// fillers, the blank Braille pattern): any of them can make one label look
+/// like another, or like nothing, in a list view.
 ///
 /// ```
 /// use keyward::{Expiry, NewKey, RateLimit};

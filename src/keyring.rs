@@ -29,16 +29,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
+use time::OffsetDateTime;
+
+use crate::clock::{span, Clock, SystemClock};
 use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
 use crate::hash::TokenHasher;
-use crate::key::{valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId};
+use crate::key::{
+    displayable, valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId,
+};
 use crate::last_used::{Batch, LastUsedTracker};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
-use crate::store::KeyStore;
-use crate::token::{Secret, TokenFormat, TokenKind};
+use crate::store::{KeyStore, Revocation};
+use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
 
 /// Most metadata labels a key may carry.
 pub const MAX_METADATA_ENTRIES: usize = 32;
@@ -74,8 +78,13 @@ impl KeyKind {
         })
     }
 
-    /// The scopes a key gets when the issuer names none (PlayerOS:
-    /// `["read", "write"]`). Each must be in the catalog.
+    /// The scopes a key gets when the issuer names none (for example
+    /// `["read", "write"]` for a dashboard's default key). Each must be in
+    /// the catalog.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Scope`] for a scope the catalog does not declare.
     pub fn default_scopes<I, S>(mut self, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -85,21 +94,92 @@ impl KeyKind {
         Ok(self)
     }
 
+    /// Tags this kind's tokens with a server-held [`TokenKey`], so forged
+    /// tokens are refused offline, before any store lookup (see
+    /// [`TokenKind::key`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, TokenError, TokenKey,
+    ///               VerifyError};
+    ///
+    /// let key = TokenKey::new(1, b"32 bytes from your secret store!".to_vec())?;
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pl", ScopeCatalog::builder().build()?)?.token_key(key))
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pl", "org_1", "CI")).await?;
+    /// assert_eq!(issued.token.expose_secret().len(), 3 + 44);
+    /// assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
+    ///
+    /// // Well formed, with a valid public checksum, but not tagged by us.
+    /// let forged = keyward::TokenKind::new("pl")?
+    ///     .key(TokenKey::new(1, vec![0; 32])?)
+    ///     .generate();
+    /// assert!(matches!(
+    ///     keyring.verify(forged.expose_secret()).await,
+    ///     Err(VerifyError::Malformed(TokenError::BadTag))
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn token_key(mut self, key: TokenKey) -> Self {
+        self.token = self.token.key(key);
+        self
+    }
+
+    /// Also accepts tokens tagged with `previous` (token key rotation; see
+    /// [`TokenKind::previous_key`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] without a current key or when both
+    /// keys share a version.
+    pub fn previous_token_key(mut self, previous: TokenKey) -> Result<Self, ConfigError> {
+        self.token = self.token.previous_key(previous)?;
+        Ok(self)
+    }
+
+    /// Also accepts untagged tokens issued before the kind had a key (a
+    /// migration aid; see [`TokenKind::accept_untagged`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] without a token key.
+    pub fn accept_untagged_tokens(mut self, accept: bool) -> Result<Self, ConfigError> {
+        self.token = self.token.accept_untagged(accept)?;
+        Ok(self)
+    }
+
     /// The token kind.
+    #[must_use]
     pub fn token_kind(&self) -> &TokenKind {
         &self.token
     }
 
     /// The scope catalog.
+    #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         &self.catalog
     }
 }
 
-/// Configures a [`Keyring`].
+/// Configures a [`Keyring`]. Made by [`Keyring::builder`]; a store is
+/// required, so [`build`](KeyringBuilder::build) exists only once
+/// [`store`](KeyringBuilder::store) (or `shared_store`) was called: a
+/// keyring without a store does not compile.
+///
+/// ```compile_fail
+/// # use keyward::{KeyKind, Keyring, ScopeCatalog};
+/// let keyring = Keyring::builder()
+///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+///     .build()?; // no store: `build` is not there
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
-pub struct KeyringBuilder {
-    store: Option<Arc<dyn KeyStore>>,
+pub struct KeyringBuilder<S = NoStore> {
+    store: S,
     kinds: Vec<KeyKind>,
     hasher: TokenHasher,
     clock: Arc<dyn Clock>,
@@ -107,7 +187,12 @@ pub struct KeyringBuilder {
     spawner: Option<Spawner>,
 }
 
-impl fmt::Debug for KeyringBuilder {
+/// The store of a [`KeyringBuilder`] before one is given.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct NoStore;
+
+impl<S> fmt::Debug for KeyringBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyringBuilder")
             .field("kinds", &self.kinds)
@@ -117,17 +202,22 @@ impl fmt::Debug for KeyringBuilder {
     }
 }
 
-impl KeyringBuilder {
+impl<S> KeyringBuilder<S> {
     /// The store (required).
-    pub fn store(mut self, store: impl KeyStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
+    pub fn store(self, store: impl KeyStore) -> KeyringBuilder<Arc<dyn KeyStore>> {
+        self.shared_store(Arc::new(store))
     }
 
     /// The store, already shared.
-    pub fn shared_store(mut self, store: Arc<dyn KeyStore>) -> Self {
-        self.store = Some(store);
-        self
+    pub fn shared_store(self, store: Arc<dyn KeyStore>) -> KeyringBuilder<Arc<dyn KeyStore>> {
+        KeyringBuilder {
+            store,
+            kinds: self.kinds,
+            hasher: self.hasher,
+            clock: self.clock,
+            last_used_interval: self.last_used_interval,
+            spawner: self.spawner,
+        }
     }
 
     /// Accepts and issues keys of this kind (at least one).
@@ -179,10 +269,17 @@ impl KeyringBuilder {
         self.spawner = Some(Arc::new(spawn));
         self
     }
+}
 
+impl KeyringBuilder<Arc<dyn KeyStore>> {
     /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::NoTokenKind`] without a kind,
+    /// [`ConfigError::DuplicatePrefix`] when two kinds share a prefix.
     pub fn build(self) -> Result<Keyring, ConfigError> {
-        let store = self.store.ok_or(ConfigError::MissingStore)?;
+        let store = self.store;
         if self.kinds.is_empty() {
             return Err(ConfigError::NoTokenKind);
         }
@@ -194,7 +291,7 @@ impl KeyringBuilder {
                 kinds: self.kinds.into_iter().map(Arc::new).collect(),
                 hasher: self.hasher,
                 clock: self.clock,
-                last_used: Arc::new(LastUsedTracker::new(self.last_used_interval)),
+                last_used: Arc::new(LastUsedTracker::new(span(self.last_used_interval))),
                 spawner: self.spawner,
             }),
         })
@@ -203,7 +300,28 @@ impl KeyringBuilder {
 
 /// Issues, verifies and manages keys. Cheap to clone; clones share state.
 ///
-/// See the [crate-level example](crate) and the examples in this module.
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus, VerifyError};
+///
+/// let catalog = ScopeCatalog::builder()
+///     .scope("read", "Read players", ScopeStatus::Enforced)
+///     .build()?;
+/// let keyring = Keyring::builder()
+///     .store(MemoryStore::new())
+///     .kind(KeyKind::new("pk", catalog)?.default_scopes(["read"])?)
+///     .build()?;
+///
+/// let issued = keyring.issue(NewKey::new("pk", "tenant_1", "Backend")).await?;
+/// let key = keyring.verify(issued.token.expose_secret()).await?;
+/// assert_eq!(keyring.list(key.tenant()).await?.len(), 1);
+///
+/// keyring.revoke(key.id()).await?;
+/// let refused = keyring.verify(issued.token.expose_secret()).await;
+/// assert!(matches!(refused, Err(VerifyError::Revoked)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Keyring {
     inner: Arc<Inner>,
@@ -235,6 +353,7 @@ impl fmt::Debug for Keyring {
 
 /// A freshly issued key: the token, to show its owner once, and the record.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct IssuedKey {
     /// The token. `Debug`/`Display` redact it; it is zeroed on drop.
     pub token: Secret,
@@ -251,46 +370,55 @@ pub struct VerifiedKey {
 
 impl VerifiedKey {
     /// The key's id.
+    #[must_use]
     pub fn id(&self) -> &KeyId {
         &self.record.id
     }
 
     /// The key's tenant.
+    #[must_use]
     pub fn tenant(&self) -> &TenantId {
         &self.record.tenant
     }
 
     /// The key's name.
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.record.name
     }
 
     /// The key's kind.
+    #[must_use]
     pub fn kind(&self) -> &TokenKind {
         &self.kind.token
     }
 
     /// The granted scopes.
+    #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
         &self.record.scopes
     }
 
     /// The catalog of the key's kind.
+    #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         &self.kind.catalog
     }
 
     /// The key's rate limit.
+    #[must_use]
     pub fn rate_limit(&self) -> RateLimit {
         self.record.rate_limit
     }
 
     /// When the key expires.
+    #[must_use]
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.record.expires_at
     }
 
     /// The key's metadata labels.
+    #[must_use]
     pub fn metadata(&self) -> &std::collections::BTreeMap<String, String> {
         &self.record.metadata
     }
@@ -316,16 +444,17 @@ impl Keyring {
     /// A builder: SHA-256, the system clock, last-used writes every 60 s.
     pub fn builder() -> KeyringBuilder {
         KeyringBuilder {
-            store: None,
+            store: NoStore,
             kinds: Vec::new(),
             hasher: TokenHasher::sha256(),
             clock: Arc::new(SystemClock),
             spawner: None,
-            last_used_interval: Duration::seconds(60),
+            last_used_interval: Duration::from_secs(60),
         }
     }
 
     /// The accepted token format (for parsing without verifying).
+    #[must_use]
     pub fn format(&self) -> &TokenFormat {
         &self.inner.format
     }
@@ -336,17 +465,13 @@ impl Keyring {
     }
 
     /// The kind with this prefix.
+    #[must_use]
     pub fn kind(&self, prefix: &str) -> Option<&KeyKind> {
         self.kinds().find(|k| k.token.prefix() == prefix)
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn KeyStore> {
-        &self.inner.store
-    }
-
     /// The current instant of the keyring's clock.
-    pub fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
     }
 
@@ -376,49 +501,38 @@ impl Keyring {
         if expires_at.is_some_and(|at| at <= now) {
             return Err(IssueError::ExpiryInPast);
         }
-        self.insert(
-            kind,
+        let draft = Draft {
             tenant,
-            new.name,
-            scopes,
-            now,
-            expires_at,
-            new.rate_limit,
-            new.metadata,
-            None,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn insert(
-        &self,
-        kind: &KeyKind,
-        tenant: TenantId,
-        name: String,
-        scopes: ScopeSet,
-        now: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-        rate_limit: RateLimit,
-        metadata: std::collections::BTreeMap<String, String>,
-        rotated_from: Option<KeyId>,
-    ) -> Result<IssuedKey, IssueError> {
-        let token = kind.token.generate();
-        let record = KeyRecord {
-            id: KeyId::generate(),
-            tenant,
-            kind: kind.token.prefix().to_owned(),
-            name,
-            display_prefix: token.display_prefix().to_owned(),
-            hash: self.inner.hasher.hash(token.expose_secret()),
+            name: new.name,
             scopes,
             created_at: now,
             expires_at,
+            rate_limit: new.rate_limit,
+            metadata: new.metadata,
+            rotated_from: None,
+        };
+        self.insert(kind, draft).await
+    }
+
+    /// Generates the token, stores the record, and returns both.
+    async fn insert(&self, kind: &KeyKind, draft: Draft) -> Result<IssuedKey, IssueError> {
+        let token = kind.token.generate();
+        let record = KeyRecord {
+            id: KeyId::generate(),
+            tenant: draft.tenant,
+            kind: kind.token.prefix().to_owned(),
+            name: draft.name,
+            display_prefix: token.display_prefix().to_owned(),
+            hash: self.inner.hasher.hash(token.expose_secret()),
+            scopes: draft.scopes,
+            created_at: draft.created_at,
+            expires_at: draft.expires_at,
             last_used_at: None,
             revoked_at: None,
-            rate_limit,
-            metadata,
-            rotated_from,
+            revocation_scheduled: false,
+            rate_limit: draft.rate_limit,
+            metadata: draft.metadata,
+            rotated_from: draft.rotated_from,
         };
         let info = record.info();
         self.inner.store.insert(record).await?;
@@ -483,6 +597,7 @@ impl Keyring {
     }
 
     /// Last uses recorded but not yet written.
+    #[must_use]
     pub fn pending_last_used(&self) -> usize {
         self.inner.last_used.pending()
     }
@@ -504,14 +619,17 @@ impl Keyring {
         Ok(records.iter().map(|r| r.info()).collect())
     }
 
-    /// Revokes a key now. Idempotent: revoking again keeps the first instant.
-    /// Once this returns, [`verify`](Self::verify) in this process refuses the
-    /// key.
+    /// Revokes a key now ([`Revocation::Now`]: on the store's clock, not this
+    /// keyring's). Idempotent: revoking again keeps the first instant. Once
+    /// this returns, [`verify`](Self::verify) refuses the key in every
+    /// keyring that reads the store, whatever its clock says; one reading
+    /// through a [`CachedStore`](crate::store::CachedStore) once its cache
+    /// drops the key (at once in this process, on notification elsewhere).
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
         let record = self
             .inner
             .store
-            .revoke(id, self.now())
+            .revoke(id, Revocation::Now)
             .await?
             .ok_or(ManageError::NotFound)?;
         tracing::info!(target: "keyward::audit", key_id = %record.id, tenant = %record.tenant, "key revoked");
@@ -520,8 +638,10 @@ impl Keyring {
 
     /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
     /// metadata and expiry instant (rotation replaces the secret; it never
-    /// extends a key's life), and revokes the old key after `grace` (at once
-    /// for a zero grace; a grace past the end of time is clamped).
+    /// extends a key's life), and revokes the old key after `grace` (at once,
+    /// as [`revoke`](Self::revoke) does, for a zero or negative grace; a grace
+    /// past the end of time is clamped). The grace ends at this keyring's
+    /// `now + grace`, which each verifier compares with its own clock.
     ///
     /// The two steps are not one transaction: if scheduling the old key's
     /// revocation fails, the error is returned and the successor, whose
@@ -541,25 +661,38 @@ impl Keyring {
         let kind = self
             .kind(&old.kind)
             .ok_or_else(|| IssueError::UnknownKind(old.kind.clone()))?;
-        let issued = self
-            .insert(
-                kind,
-                old.tenant.clone(),
-                old.name.clone(),
-                old.scopes.clone(),
-                now,
-                old.expires_at,
-                old.rate_limit,
-                old.metadata.clone(),
-                Some(old.id.clone()),
-            )
-            .await?;
-        self.inner
-            .store
-            .revoke(&old.id, now.saturating_add(grace.max(Duration::ZERO)))
-            .await?;
+        let draft = Draft {
+            tenant: old.tenant.clone(),
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            created_at: now,
+            expires_at: old.expires_at,
+            rate_limit: old.rate_limit,
+            metadata: old.metadata.clone(),
+            rotated_from: Some(old.id.clone()),
+        };
+        let issued = self.insert(kind, draft).await?;
+        let when = if grace.is_zero() {
+            Revocation::Now
+        } else {
+            Revocation::At(now.saturating_add(span(grace)))
+        };
+        self.inner.store.revoke(&old.id, when).await?;
         Ok(issued)
     }
+}
+
+/// A key to store, before its token, id and hash exist (what `issue` and
+/// `rotate` decide).
+struct Draft {
+    tenant: TenantId,
+    name: String,
+    scopes: ScopeSet,
+    created_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    rate_limit: RateLimit,
+    metadata: std::collections::BTreeMap<String, String>,
+    rotated_from: Option<KeyId>,
 }
 
 /// Writes a last-used batch; on failure the dropped batch goes back to the
@@ -568,7 +701,7 @@ async fn write_batch(store: Arc<dyn KeyStore>, batch: Batch) {
     match store.touch(batch.uses()).await {
         Ok(()) => batch.written(),
         Err(err) => {
-            tracing::warn!(target: "keyward::last_used", error = %err, keys = batch.uses().len(), "last-used write failed; retrying next interval");
+            tracing::warn!(target: "keyward::last_used", error = &err as &dyn std::error::Error, keys = batch.uses().len(), "last-used write failed; retrying next interval");
         }
     }
 }
@@ -579,7 +712,8 @@ fn check_metadata(metadata: &std::collections::BTreeMap<String, String>) -> Resu
             !k.is_empty()
                 && k.len() <= MAX_METADATA_KEY_LEN
                 && v.len() <= MAX_METADATA_VALUE_LEN
-                && !k.chars().any(char::is_control)
+                && displayable(k)
+                && displayable(v)
         });
     if ok {
         Ok(())

@@ -43,7 +43,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod error;
@@ -63,7 +63,9 @@ pub mod store;
 pub mod testing;
 mod token;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(any(test, feature = "test-util"))]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
 pub use error::{
     ConfigError, IssueError, ManageError, ScopeError, StoreError, TokenError, VerifyError,
 };
@@ -72,7 +74,7 @@ pub use key::{
     Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, RateLimit, TenantId,
 };
 pub use keyring::{
-    IssuedKey, KeyKind, Keyring, KeyringBuilder, VerifiedKey, MAX_METADATA_ENTRIES,
+    IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, VerifiedKey, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
 pub use ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
@@ -80,8 +82,11 @@ pub use scope::{
     Decision, Requirement, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeEntry, ScopeSet,
     ScopeStatus,
 };
-pub use store::{KeyStore, MemoryStore};
-pub use token::{ParsedToken, Secret, TokenFormat, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN};
+pub use store::{KeyStore, MemoryStore, Revocation};
+pub use token::{
+    ParsedToken, Secret, TokenFormat, TokenKey, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN,
+    TAGGED_BODY_LEN,
+};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(all(doctest, feature = "postgres"))]
@@ -90,3 +95,12 @@ struct ReadmeDoctests;
 
 /// Re-exported so hosts name the same `time` types.
 pub use time;
+
+/// The attribute the crate's async traits ([`KeyStore`],
+/// [`RateLimiter`], and with feature `http` `http::ExternalAuthenticator`
+/// and `http::AuthHook`) are written with: put `#[keyward::async_trait]` on
+/// an implementation and write its methods as `async fn`, as the trait
+/// documentation shows them. Re-exported so a host needs no dependency of
+/// its own (the traits stay object safe: the keyring holds
+/// `Arc<dyn KeyStore>`).
+pub use async_trait::async_trait;

@@ -75,21 +75,25 @@ impl Scope {
     }
 
     /// The scope as written.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The part before `:`, or the whole name.
+    #[must_use]
     pub fn resource(&self) -> &str {
         self.0.split(':').next().unwrap_or_default()
     }
 
     /// The part after `:`, if any.
+    #[must_use]
     pub fn action(&self) -> Option<&str> {
         self.0.split_once(':').map(|(_, a)| a)
     }
 
     /// Whether this is `*` or `resource:*`.
+    #[must_use]
     pub fn is_wildcard(&self) -> bool {
         &*self.0 == "*" || self.action() == Some("*")
     }
@@ -179,6 +183,7 @@ impl ScopeSet {
     }
 
     /// Whether the set holds exactly this scope (no implication or wildcard).
+    #[must_use]
     pub fn contains(&self, scope: &Scope) -> bool {
         self.0.binary_search(scope).is_ok()
     }
@@ -189,11 +194,13 @@ impl ScopeSet {
     }
 
     /// How many scopes.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether there are none.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -240,6 +247,7 @@ impl fmt::Display for ScopeSet {
 /// Whether the API checks a scope yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ScopeStatus {
     /// Checked: a key without it is refused (403).
     Enforced,
@@ -250,6 +258,7 @@ pub enum ScopeStatus {
 
 /// One row of the permission grid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScopeEntry {
     /// The scope.
     pub name: Scope,
@@ -443,17 +452,20 @@ impl ScopeCatalog {
     }
 
     /// The declared scopes, in declaration order: the permission grid.
+    #[must_use]
     pub fn entries(&self) -> &[ScopeEntry] {
         &self.entries
     }
 
     /// The declaration of a scope.
+    #[must_use]
     pub fn get(&self, scope: &Scope) -> Option<&ScopeEntry> {
         self.index.get(scope).map(|&i| &self.entries[i])
     }
 
     /// The status of a scope; an undeclared scope counts as enforced, so a
     /// typo in a requirement fails closed.
+    #[must_use]
     pub fn status(&self, scope: &Scope) -> ScopeStatus {
         self.get(scope).map_or(ScopeStatus::Enforced, |e| e.status)
     }
@@ -480,6 +492,7 @@ impl ScopeCatalog {
     }
 
     /// Whether `*` and `resource:*` may be granted and are honoured.
+    #[must_use]
     pub fn allows_wildcards(&self) -> bool {
         self.wildcards
     }
@@ -520,6 +533,7 @@ impl ScopeCatalog {
     /// or through a wildcard the catalog allows. Wildcards and implications
     /// only ever cover scopes the catalog declares: `*` does not satisfy a
     /// requirement on a scope of another catalog.
+    #[must_use]
     pub fn covers(&self, granted: &ScopeSet, required: &Scope) -> bool {
         if granted.contains(required) {
             return true;
@@ -636,6 +650,7 @@ impl Requirement {
     }
 
     /// The scopes named, in the order given.
+    #[must_use]
     pub fn scopes(&self) -> &[Scope] {
         match self {
             Requirement::All(s) | Requirement::Any(s) => s,
@@ -656,9 +671,11 @@ impl fmt::Display for Requirement {
     }
 }
 
-/// The outcome of [`ScopeCatalog::evaluate`].
+/// The outcome of [`ScopeCatalog::evaluate`]: a decision to act on, so
+/// dropping one unread is a warning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a scope decision allows or denies: act on it"]
 pub enum Decision {
     /// Every enforced requirement is met, and no "soon" scope is involved.
     Allowed,
@@ -678,6 +695,7 @@ pub enum Decision {
 
 impl Decision {
     /// Whether the request may proceed (`Allowed` or `NotEnforced`).
+    #[must_use]
     pub fn is_permitted(&self) -> bool {
         !matches!(self, Decision::Denied { .. })
     }

@@ -406,10 +406,56 @@ async fn malformed_headers_are_400_invalid_request() {
         bad("authorization", b"Bearer pk_abc def"),
         bad("x-api-key", b" pk_abc"),
         bad("x-api-key", b"pk_abc "),
+        // Any separator but one space after the scheme is a malformed
+        // Bearer credential, not another scheme.
+        bad("authorization", b"Bearer\tpk_abc"),
+        bad("authorization", b"bearer\t\tpk_abc"),
+        bad("authorization", b"Bearer \tpk_abc"),
+        bad("authorization", b"Bearer,pk_abc"),
+        // No scheme at all (an HTTP/1 server strips this, a tower caller
+        // might not).
+        bad("authorization", b" Bearer pk_abc"),
+        bad("authorization", b"\tBearer pk_abc"),
     ] {
         let res = send(layer.clone(), None, req).await;
         assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
     }
+}
+
+/// `X-Api-Key: A` beside `Authorization: Bearer<TAB>B` never authenticates
+/// as A (a component reading the header loosely would see B): 400, and the
+/// handler is not reached. Nor does any other whitespace after `Bearer`.
+#[tokio::test]
+async fn an_api_key_beside_a_tab_separated_bearer_is_refused() {
+    let (keyring, _) = keyring();
+    let a = pk(&keyring).await;
+    let b = issue(&keyring, NewKey::new("pk", "prop_2", "other")).await;
+    let layer = AuthLayer::new(keyring);
+    for separator in ["\t", "\t\t", "  ", " \t", "\t "] {
+        let authorization = format!("Bearer{separator}{b}");
+        for credentials in [[a.as_str(), b.as_str()], [b.as_str(), b.as_str()]] {
+            let req = get()
+                .header("x-api-key", credentials[0])
+                .header(
+                    "authorization",
+                    HeaderValue::from_str(&authorization).unwrap(),
+                )
+                .body(String::new())
+                .unwrap();
+            let res = send(layer.clone(), None, req).await;
+            assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
+        }
+    }
+    // With exactly one space, A and B conflict (400); the same token is
+    // accepted, as B.
+    let res = send(layer.clone(), None, api_key(&a)).await;
+    assert_ok(&res, "prop_1");
+    let req = get()
+        .header("x-api-key", &b)
+        .header("authorization", format!("Bearer {b}"))
+        .body(String::new())
+        .unwrap();
+    assert_ok(&send(layer, None, req).await, "prop_2");
 }
 
 #[tokio::test]
@@ -488,6 +534,82 @@ async fn credential_source_limits_the_headers_read() {
     let res = send(bearer_only.clone(), None, api_key(&token)).await;
     assert_rejected(&res, 401, "missing_credentials", MISSING);
     assert_ok(&send(bearer_only, None, bearer(&token)).await, "prop_1");
+}
+
+/// With `CredentialSource::ApiKey`, `Authorization` is not read for a
+/// credential, but a malformed Bearer in it is still refused: `X-Api-Key: A`
+/// beside `Authorization: Bearer<TAB>B` is 400, never A. A well-formed
+/// `Authorization` (Bearer or another scheme) is left to other components.
+#[tokio::test]
+async fn an_api_key_only_layer_still_refuses_a_malformed_bearer() {
+    let (keyring, _) = keyring();
+    let a = pk(&keyring).await;
+    let b = issue(&keyring, NewKey::new("pk", "prop_2", "other")).await;
+    let api_only = AuthLayer::new(keyring).credentials(CredentialSource::ApiKey);
+    let with = |key: Option<&str>, authorization: Vec<Vec<u8>>| {
+        let mut req = get();
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        for value in authorization {
+            req = req.header("authorization", HeaderValue::from_bytes(&value).unwrap());
+        }
+        req.body(String::new()).unwrap()
+    };
+    let malformed = [
+        format!("Bearer\t{b}"),
+        format!("bearer\t\t{b}"),
+        format!("Bearer  {b}"),
+        format!("Bearer \t{b}"),
+        format!("BEARER,{b}"),
+        format!("Bearer {b} x"),
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        // No scheme at all: a looser reader trims and sees Bearer.
+        format!(" Bearer {b}"),
+        format!("\tBearer {b}"),
+        String::new(),
+    ];
+    for value in &malformed {
+        for key in [Some(a.as_str()), None] {
+            let res = send(
+                api_only.clone(),
+                None,
+                with(key, vec![value.clone().into()]),
+            )
+            .await;
+            assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
+        }
+        // Hidden behind a well-formed one, too.
+        let both = vec![b"Basic dXNlcjpwYXNz".to_vec(), value.clone().into()];
+        let res = send(api_only.clone(), None, with(Some(&a), both)).await;
+        assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
+    }
+    // Not visible ASCII after Bearer: malformed too.
+    let res = send(
+        api_only.clone(),
+        None,
+        with(Some(&a), vec![b"Bearer pk_\xc3\xa9".to_vec()]),
+    )
+    .await;
+    assert_rejected(&res, 400, "invalid_request", INVALID_REQUEST);
+
+    // Well-formed: ignored, whatever it carries (B, another scheme, even
+    // bytes or a length this layer would refuse as its own credential).
+    for value in [
+        format!("Bearer {b}").into_bytes(),
+        format!("bearer {b}").into_bytes(),
+        b"Basic dXNlcjpwYXNz".to_vec(),
+        b"Basic\tdXNlcjpwYXNz".to_vec(),
+        b"Bearerx\ttok".to_vec(),
+        b"Digest username=\"\xc3\xa9\"".to_vec(),
+        format!("Bearer pl_{}", "A".repeat(8 * 1024)).into_bytes(),
+    ] {
+        let res = send(api_only.clone(), None, with(Some(&a), vec![value.clone()])).await;
+        assert_ok(&res, "prop_1");
+        let res = send(api_only.clone(), None, with(None, vec![value])).await;
+        assert_rejected(&res, 401, "missing_credentials", MISSING);
+    }
 }
 
 // ---- external authenticator -----------------------------------------------

@@ -1,13 +1,18 @@
-//! The example server's router on a real socket (127.0.0.1, ephemeral port),
-//! driven by a real HTTP/1 client: both products end to end, and bad input as
-//! it arrives over the wire.
+//! The example server on a real socket (127.0.0.1, ephemeral port): its
+//! router served by its own serving code (`examples/server/serve.rs`),
+//! driven by a real HTTP/1 client: both products end to end, bad input as
+//! it arrives over the wire, and clients that are slow or too many.
 
 #[allow(dead_code)]
 #[path = "../examples/server/app.rs"]
 mod app;
+#[allow(dead_code)]
+#[path = "../examples/server/serve.rs"]
+mod serve;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -17,6 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use keyward::{Keyring, NewKey};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const MISSING: Option<&str> = Some(r#"Bearer realm="api""#);
 const INVALID_TOKEN: Option<&str> = Some(r#"Bearer realm="api", error="invalid_token""#);
@@ -58,6 +65,17 @@ impl Reply {
 }
 
 async fn start() -> Server {
+    start_with(serve::Limits::default()).await
+}
+
+/// The API served by the example's serving code within `limits`.
+async fn start_with(limits: serve::Limits) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(listener, limits).await
+}
+
+/// The same on `listener`.
+async fn start_on(listener: tokio::net::TcpListener, limits: serve::Limits) -> Server {
     let keyring = app::keyring();
     let keys = app::demo_keys(&keyring)
         .await
@@ -65,11 +83,14 @@ async fn start() -> Server {
         .into_iter()
         .map(|k| (k.name, k.token))
         .collect();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app::router(keyring.clone());
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
     let client = Client::builder(TokioExecutor::new()).build_http();
     Server {
         addr,
@@ -348,6 +369,13 @@ async fn bad_input_over_the_wire() {
         vec![key(token), key(token)],
         vec![bearer(token), bearer(token)],
         vec![key(other), bearer(token)],
+        // A tab after the scheme is a malformed Bearer, never "absent"
+        // beside an API key.
+        vec![
+            key(other),
+            raw("authorization", format!("Bearer\t{token}").as_bytes()),
+        ],
+        vec![raw("authorization", format!("Bearer\t{token}").as_bytes())],
         vec![bearer(&format!("pl_{}", "A".repeat(8 * 1024)))],
     ];
     for headers in invalid_request {
@@ -375,7 +403,7 @@ async fn bad_input_over_the_wire() {
 #[tokio::test]
 async fn extractors_reject_like_the_layers() {
     use axum::routing::get;
-    use keyward::http::{AuthLayer, MaybePrincipal, Principal};
+    use keyward::http::{AuthLayer, Principal};
     use tower::ServiceExt;
 
     async fn strict(principal: Principal) -> String {
@@ -384,7 +412,7 @@ async fn extractors_reject_like_the_layers() {
     async fn optional(principal: Option<Principal>) -> String {
         principal.map_or("anonymous".into(), |p| p.tenant().to_string())
     }
-    async fn maybe(MaybePrincipal(principal): MaybePrincipal) -> String {
+    async fn maybe(principal: Option<Principal>) -> String {
         principal.map_or("anonymous".into(), |p| p.tenant().to_string())
     }
     let keyring = app::keyring();
@@ -495,4 +523,505 @@ async fn the_demo_login_is_throttled_per_account_and_per_ip() {
     let reply = server.post("/api/login", &bob, json!({})).await;
     reply.assert_rejected(429, "rate_limited", None);
     assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=5;w=60"#);
+}
+
+/// Forged tokens from one address: its failure budget (20) of 401s, then
+/// 429 before any lookup, keyed by the peer address the server passes in.
+#[tokio::test]
+async fn forged_tokens_over_the_wire_are_throttled_per_client() {
+    let server = start().await;
+    let elsewhere = app::keyring();
+    let mut forged = Vec::new();
+    for _ in 0..21 {
+        let issued = elsewhere
+            .issue(NewKey::new("pk", "property_demo", "forged"))
+            .await
+            .unwrap();
+        forged.push(issued.token.expose_secret().to_owned());
+    }
+    for token in &forged[..20] {
+        server
+            .get("/api/players", &[key(token)])
+            .await
+            .assert_rejected(401, "invalid_token", INVALID_TOKEN);
+    }
+    for token in [&forged[20], server.key("players backend")] {
+        let reply = server.get("/api/players", &[key(token)]).await;
+        reply.assert_rejected(429, "rate_limited", None);
+        assert_eq!(reply.headers["retry-after"], "3");
+        assert_eq!(reply.headers["ratelimit-policy"], r#""default";q=20;w=60"#);
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let server = start().await;
+    let manager = [key(server.key("key manager"))];
+    let name = "x".repeat(app::MAX_BODY);
+    let reply = server
+        .post(
+            "/api/functions/create-api-key",
+            &manager,
+            json!({ "property_id": "property_demo", "name": name }),
+        )
+        .await;
+    reply.assert_rejected(413, "body_too_large", None);
+}
+
+/// Short limits for the slow-client tests.
+fn tight(header_read_timeout: Duration, max_connections: usize) -> serve::Limits {
+    serve::Limits {
+        header_read_timeout,
+        request_timeout: Duration::from_millis(600),
+        max_connections,
+        shutdown_grace: Duration::from_secs(1),
+        ..serve::Limits::default()
+    }
+}
+
+/// Reads until the server closes the connection or `within` passes;
+/// returns what it read and when it ended (`None`: still open).
+async fn read_until_closed(
+    stream: &mut TcpStream,
+    within: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let start = Instant::now();
+    let mut read = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return (read, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (read, Some(start.elapsed())),
+            Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A slowloris: a request head trickled a byte every 50 ms never completes
+/// its head, and the server closes the connection at the header read
+/// timeout (300 ms here), well before the trickle would end.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    let timeout = Duration::from_millis(300);
+    let server = start_with(tight(timeout, 16)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let start = Instant::now();
+    let head = format!(
+        "GET /api/players HTTP/1.1\r\nHost: x\r\nX-Api-Key: {}\r\nX-Slow: {}\r\n\r\n",
+        server.key("players backend"),
+        "a".repeat(200)
+    );
+    let mut closed = None;
+    for byte in head.as_bytes() {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = Some(start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = Some(start.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!(
+                "answered a partial head: {}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never cut off");
+    }
+    let closed = closed.expect("the whole head was accepted: the trickle was not cut off");
+    assert!(
+        closed >= timeout,
+        "closed after {closed:?}, before the timeout"
+    );
+    assert!(
+        closed < timeout + Duration::from_secs(1),
+        "closed after {closed:?}"
+    );
+
+    // An idle connection that sends nothing is closed at the timeout too.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let (read, closed) = read_until_closed(&mut idle, Duration::from_secs(3)).await;
+    let closed = closed.expect("an idle connection stays open");
+    assert!(closed >= timeout - Duration::from_millis(50), "{closed:?}");
+    assert!(
+        read.is_empty() || read.starts_with(b"HTTP/1.1 408"),
+        "{read:?}"
+    );
+
+    // A client that sends its head in time is served.
+    server
+        .get("/api/players", &[key(server.key("players backend"))])
+        .await
+        .assert_status(200);
+}
+
+/// A body trickled past the request timeout gets 408 and the connection
+/// ends; the handler never sees a partial body.
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_408() {
+    let server = start_with(tight(Duration::from_secs(5), 16)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/functions/create-api-key HTTP/1.1\r\nHost: x\r\nX-Api-Key: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\"",
+        server.key("key manager")
+    );
+    let start = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (read, _) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+    let answered = start.elapsed();
+    let text = String::from_utf8_lossy(&read);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(answered >= Duration::from_millis(600), "{answered:?}");
+    assert!(answered < Duration::from_secs(3), "{answered:?}");
+}
+
+/// With room for two connections, a third waits to be accepted until one
+/// of the first two closes, then is served.
+#[tokio::test]
+async fn connections_are_bounded() {
+    let server = start_with(tight(Duration::from_secs(10), 2)).await;
+    let first = TcpStream::connect(server.addr).await.unwrap();
+    let _second = TcpStream::connect(server.addr).await.unwrap();
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third
+        .write_all(b"GET /api/players HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (read, closed) = read_until_closed(&mut third, Duration::from_millis(400)).await;
+    assert!(
+        read.is_empty() && closed.is_none(),
+        "served past the bound: {read:?}"
+    );
+
+    drop(first);
+    let (read, _) = read_until_closed(&mut third, Duration::from_secs(3)).await;
+    let text = String::from_utf8_lossy(&read);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+/// A request the API answers at once (401, no key), for pipelining.
+const PIPELINED: &[u8] = b"GET /api/players HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Whether the server has closed `stream`, found without reading from it
+/// (a slow reader must not drain what it was sent): a write after the
+/// server's close fails (the server answers it with a reset). The probe is
+/// one more request, so a server still reading sees nothing odd.
+async fn closed_without_reading(stream: &TcpStream) -> bool {
+    for _ in 0..2 {
+        match stream.try_write(PIPELINED) {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    false
+}
+
+/// Polls [`closed_without_reading`] until it holds or `within` passes:
+/// when the server closed the connection, after `since`.
+async fn wait_closed(stream: &TcpStream, since: Instant, within: Duration) -> Option<Duration> {
+    while since.elapsed() < within {
+        if closed_without_reading(stream).await {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// A listener whose connections have small send buffers (accepted sockets
+/// inherit them on Linux), so a client that stops reading stalls the
+/// server's writes after a few responses.
+fn small_send_buffers() -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(128).unwrap()
+}
+
+/// A client with a receive buffer of `size` bytes (as `SO_RCVBUF` takes
+/// it), connected from `from`.
+async fn reader(from: &str, to: SocketAddr, size: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(size).unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// A slow reader: pipelined requests, no response ever read. The server's
+/// writes stall and, with no progress for the write timeout, the
+/// connection is closed; every other timer is far away, so only the write
+/// timeout can end it. With both connection slots held by such readers, a
+/// well-behaved client is served once they are cut off.
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_at_the_write_timeout() {
+    let write_timeout = Duration::from_millis(500);
+    let limits = serve::Limits {
+        header_read_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(30),
+        write_timeout,
+        max_connection_age: Duration::from_secs(60),
+        max_connections: 2,
+        ..serve::Limits::default()
+    };
+    let server = start_on(small_send_buffers(), limits).await;
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let mut stream = reader("127.0.0.1", server.addr, 1024).await;
+        // 300 responses (about 90 KB) can not fit the buffers: the
+        // server's writes stall within milliseconds of this.
+        stream.write_all(&PIPELINED.repeat(300)).await.unwrap();
+        readers.push((stream, Instant::now()));
+    }
+    let mut victim = TcpStream::connect(server.addr).await.unwrap();
+    victim
+        .write_all(b"GET /api/players HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let slack = Duration::from_millis(1500);
+    for (stream, since) in &readers {
+        let closed = wait_closed(stream, *since, write_timeout + slack).await;
+        let closed = closed.expect("a client that never reads kept its connection");
+        assert!(closed >= write_timeout, "closed after {closed:?}");
+    }
+    let (read, _) = read_until_closed(&mut victim, slack).await;
+    let text = String::from_utf8_lossy(&read);
+    assert!(
+        text.starts_with("HTTP/1.1 401"),
+        "victim not served: {text:?}"
+    );
+
+    // A slow but steady reader (what has arrived, every 100 ms: the
+    // server's writes stall, but never for the write timeout) gets every
+    // answer.
+    let mut steady = reader("127.0.0.1", server.addr, 16 * 1024).await;
+    let mut requests = PIPELINED.repeat(999);
+    requests
+        .extend_from_slice(b"GET /api/players HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    steady.write_all(&requests).await.unwrap();
+    let start = Instant::now();
+    let mut read = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match tokio::time::timeout(Duration::from_secs(2), steady.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer for 2 s"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never finished");
+    }
+    let answers = String::from_utf8_lossy(&read)
+        .matches("HTTP/1.1 401")
+        .count();
+    assert_eq!(answers, 1000, "cut off after {:?}", start.elapsed());
+}
+
+/// A connection takes at most `max_requests_per_connection` requests (the
+/// last answer says `Connection: close`), an idle one is closed at its age,
+/// and one still busy at its age (a client reading a few bytes at a time,
+/// never stalled for the write timeout) is dropped `request_timeout` later.
+#[tokio::test]
+async fn connections_are_recycled_by_request_count_and_age() {
+    let age = Duration::from_millis(500);
+    let request_timeout = Duration::from_millis(600);
+    let limits = serve::Limits {
+        header_read_timeout: Duration::from_secs(30),
+        request_timeout,
+        write_timeout: Duration::from_secs(30),
+        max_connection_age: Duration::from_secs(60),
+        max_requests_per_connection: 3,
+        ..serve::Limits::default()
+    };
+    let server = start_with(limits).await;
+
+    // Five pipelined requests: three answers, then the server closes.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(&PIPELINED.repeat(5)).await.unwrap();
+    let (read, closed) = read_until_closed(&mut stream, Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&read).to_ascii_lowercase();
+    assert_eq!(text.matches("http/1.1 401").count(), 3, "{text}");
+    assert_eq!(text.matches("connection: close").count(), 1, "{text}");
+    assert!(closed.is_some(), "open after its last request: {text}");
+
+    let limits = serve::Limits {
+        max_connection_age: age,
+        max_requests_per_connection: 1000,
+        ..limits
+    };
+    let server = start_on(small_send_buffers(), limits).await;
+
+    // Idle after one request (keep-alive): closed at its age.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(PIPELINED).await.unwrap();
+    let (read, closed) = read_until_closed(&mut idle, Duration::from_secs(3)).await;
+    assert!(read.starts_with(b"HTTP/1.1 401"), "{read:?}");
+    let closed = closed.expect("an idle connection outlived its age");
+    assert!(
+        closed >= age && closed < age + Duration::from_secs(1),
+        "{closed:?}"
+    );
+
+    // A slow drip reader: 32 bytes every 50 ms, never stalling a write for
+    // long, with more answers queued than it reads in seconds.
+    let mut drip = reader("127.0.0.1", server.addr, 1024).await;
+    let start = Instant::now();
+    drip.write_all(&PIPELINED.repeat(300)).await.unwrap();
+    let mut closed = None;
+    let mut buf = [0u8; 32];
+    while start.elapsed() < age + request_timeout + Duration::from_secs(2) {
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), drip.read(&mut buf)).await
+        {
+            closed = Some(start.elapsed());
+            break;
+        }
+        if closed_without_reading(&drip).await {
+            closed = Some(start.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed = closed.expect("a drip reader outlived its age and request timeout");
+    assert!(closed >= age + request_timeout, "{closed:?}");
+}
+
+/// One address holds at most `max_connections_per_ip` connections: the
+/// next from it is closed unanswered while another address (127.0.0.2, on
+/// the loopback network) is served, and a slot freed is taken again.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    let limits = serve::Limits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 16,
+        max_connections_per_ip: 2,
+        ..serve::Limits::default()
+    };
+    let server = start_with(limits).await;
+    let request = b"GET /api/players HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let connect_from = |from: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(server.addr).await.unwrap()
+    };
+    let first = connect_from("127.0.0.1").await;
+    let _second = connect_from("127.0.0.1").await;
+    let answer = |mut stream: TcpStream| async move {
+        // A refused connection may be closed before the request is sent.
+        let _ = stream.write_all(request).await;
+        let (read, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+        (String::from_utf8_lossy(&read).into_owned(), closed)
+    };
+    let (text, closed) = answer(connect_from("127.0.0.1").await).await;
+    assert!(
+        text.is_empty() && closed.is_some(),
+        "a third connection: {text:?}"
+    );
+    let (text, _) = answer(connect_from("127.0.0.2").await).await;
+    assert!(
+        text.starts_with("HTTP/1.1 401"),
+        "another address: {text:?}"
+    );
+
+    // A freed slot is the address's again (once the server sees the close).
+    drop(first);
+    let start = Instant::now();
+    loop {
+        let (text, _) = answer(connect_from("127.0.0.1").await).await;
+        if text.starts_with("HTTP/1.1 401") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "slot never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // IPv6 clients count by /64; IPv4-mapped addresses as IPv4.
+    let client = |ip: &str| serve::client_of(ip.parse().unwrap());
+    assert_eq!(client("2001:db8:1:2::1"), client("2001:db8:1:2:ffff::9"));
+    assert_ne!(client("2001:db8:1:2::1"), client("2001:db8:1:3::1"));
+    assert_eq!(client("::ffff:192.0.2.7"), client("192.0.2.7"));
+    assert_ne!(client("192.0.2.7"), client("192.0.2.8"));
+}
+
+/// On shutdown the server stops accepting, an idle keep-alive connection
+/// is closed at once, and `serve` returns without waiting out its grace
+/// period.
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = serve::Limits {
+        shutdown_grace: Duration::from_secs(10),
+        ..serve::Limits::default()
+    };
+    let served = tokio::spawn(serve::serve(
+        listener,
+        app::router(app::keyring()),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(PIPELINED).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 401"));
+
+    let start = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), served)
+        .await
+        .expect("serve waited for an idle connection")
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_millis(500)).await;
+    assert!(closed.is_some(), "the idle connection is still open");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+/// The unauthenticated baseline needs its loudly named flag and a loopback
+/// address; without the flag the server serves the API, where every route
+/// needs a key.
+#[tokio::test]
+async fn the_default_server_has_no_unauthenticated_route() {
+    let none = std::iter::empty::<String>;
+    let options = serve::options(none(), None).unwrap();
+    assert_eq!(options.mode, serve::Mode::Api);
+    assert_eq!(options.addr, serve::DEFAULT_ADDR.parse().unwrap());
+    let flag = || [serve::BASELINE_FLAG.to_owned()];
+    for addr in ["0.0.0.0:3000", "[::]:3000", "192.0.2.1:80"] {
+        let err = serve::options(flag(), Some(addr.into())).unwrap_err();
+        assert!(err.contains("not a loopback address"), "{err}");
+    }
+    for addr in [None, Some("127.0.0.1:0".into()), Some("[::1]:0".into())] {
+        let options = serve::options(flag(), addr).unwrap();
+        assert_eq!(options.mode, serve::Mode::UnauthenticatedBaseline);
+    }
+    // Anything else is refused, not ignored: a typo of the flag included.
+    for arg in ["--unauthenticated", "--bench", "baseline"] {
+        assert!(serve::options([arg.to_owned()], None).is_err(), "{arg}");
+    }
+    assert!(serve::options(none(), Some("localhost:3000".into())).is_err());
+
+    let server = start().await;
+    for (method, path) in [
+        (Method::GET, "/api/players"),
+        (Method::POST, "/api/players"),
+        (Method::GET, "/api/keys"),
+        (Method::GET, "/api/scopes"),
+        (Method::GET, "/api/games"),
+    ] {
+        server.send(method, path, &[], None).await.assert_rejected(
+            401,
+            "missing_credentials",
+            MISSING,
+        );
+    }
 }

@@ -4,11 +4,12 @@
 mod common;
 
 use common::race::{revoke_races_verify, Race};
-use common::{keyring, keyring_on, start};
+use common::{keyring, keyring_on, keyring_with_clock, start};
+use keyward::store::CachedStore;
 use keyward::testing::{Fault, FaultyStore, Op};
 use keyward::{
-    Decision, Expiry, IssueError, KeyId, Keyring, ManageError, MemoryStore, NewKey, RateLimit,
-    Requirement, ScopeError, TenantId, TokenError, VerifyError,
+    Decision, Expiry, IssueError, KeyId, Keyring, ManageError, ManualClock, MemoryStore, NewKey,
+    RateLimit, Requirement, ScopeError, TenantId, TokenError, VerifyError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -263,7 +264,7 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
         .unwrap();
     clock.advance(Duration::days(10));
     let new = keyring
-        .rotate(&old.info.id, Duration::hours(1))
+        .rotate(&old.info.id, std::time::Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(new.info.rotated_from.as_ref(), Some(&old.info.id));
@@ -284,15 +285,89 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
     assert!(matches!(
         keyring
-            .rotate(&old.info.id, Duration::ZERO)
+            .rotate(&old.info.id, std::time::Duration::ZERO)
             .await
             .unwrap_err(),
         IssueError::Inactive
     ));
     // A grace past the end of time is clamped, not a panic.
-    let far = keyring.rotate(&new.info.id, Duration::MAX).await.unwrap();
+    let far = keyring
+        .rotate(&new.info.id, std::time::Duration::MAX)
+        .await
+        .unwrap();
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
     assert!(keyring.verify(far.token.expose_secret()).await.is_ok());
+}
+
+/// Revocation does not depend on clocks: two keyrings share one store, the
+/// verifier's clock 120 s behind the revoker's and the store's. Once
+/// `revoke` returns, the verifier refuses the key: directly, and through its
+/// own `CachedStore` once that is told (as a `RevocationListener` tells it).
+#[tokio::test]
+async fn a_keyring_whose_clock_lags_refuses_a_key_once_revoke_returns() {
+    let store = MemoryStore::with_clock(ManualClock::new(start()));
+    let revoker = keyring_with_clock(store.clone(), ManualClock::new(start()));
+    let lag = ManualClock::new(start() - Duration::seconds(120));
+    let lagging = keyring_with_clock(store.clone(), lag.clone());
+    let cache = CachedStore::builder(store.clone())
+        .clock(lag.clone())
+        .build();
+    let lagging_cached = keyring_with_clock(cache.clone(), lag);
+
+    let issued = revoker.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    lagging.verify(token).await.unwrap();
+    lagging_cached.verify(token).await.unwrap();
+
+    let info = revoker.revoke(&issued.info.id).await.unwrap();
+    assert_eq!(info.revoked_at, Some(start()), "on the store's clock");
+    assert!(matches!(
+        lagging.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    // The other process's cache still holds the old record until told.
+    lagging_cached.verify(token).await.unwrap();
+    cache.invalidator().invalidate(&issued.info.id);
+    assert!(matches!(
+        lagging_cached.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+}
+
+/// A rotation's grace is a scheduled revocation: each verifier counts it on
+/// its own clock, so one 120 s behind accepts the old key 120 s longer; an
+/// immediate revoke ends the grace everywhere at once.
+#[tokio::test]
+async fn a_grace_period_counts_on_each_clock_until_revoked_now() {
+    let rotator_clock = ManualClock::new(start());
+    let store = MemoryStore::with_clock(rotator_clock.clone());
+    let rotator = keyring_with_clock(store.clone(), rotator_clock.clone());
+    let lag = ManualClock::new(start() - Duration::seconds(120));
+    let lagging = keyring_with_clock(store.clone(), lag.clone());
+    let old = rotator.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = old.token.expose_secret();
+    rotator
+        .rotate(&old.info.id, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    rotator_clock.advance(Duration::hours(1));
+    lag.advance(Duration::hours(1));
+    assert!(matches!(
+        rotator.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    lagging.verify(token).await.unwrap();
+    let info = rotator.revoke(&old.info.id).await.unwrap();
+    assert_eq!(
+        info.revoked_at,
+        Some(start() + Duration::hours(1)),
+        "an immediate revoke never postpones the scheduled instant"
+    );
+    assert!(matches!(
+        lagging.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
 }
 
 #[tokio::test]
@@ -426,4 +501,81 @@ async fn a_revoked_key_never_verifies_after_revoke_returns() {
 async fn a_revoked_key_never_verifies_after_revoke_returns_through_a_cache() {
     let store = keyward::store::CachedStore::new(MemoryStore::new());
     revoke_races_verify(keyring_on(store).0, RACE).await;
+}
+
+/// A `pl` keyring whose tokens are tagged with `current` (and also accept
+/// `previous`), on `store`.
+fn tagged_keyring(store: impl keyward::KeyStore, current: u8, previous: Option<u8>) -> Keyring {
+    use keyward::{KeyKind, TokenKey};
+    let key = |version: u8| TokenKey::new(u16::from(version), vec![version; 32]).unwrap();
+    let mut kind = KeyKind::new("pl", common::playable_labs())
+        .unwrap()
+        .token_key(key(current));
+    if let Some(previous) = previous {
+        kind = kind.previous_token_key(key(previous)).unwrap();
+    }
+    Keyring::builder().store(store).kind(kind).build().unwrap()
+}
+
+#[tokio::test]
+async fn forged_tokens_cost_no_store_lookup_with_a_token_key() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = tagged_keyring(store.clone(), 1, None);
+    let issued = keyring.issue(NewKey::new("pl", "org", "CI")).await.unwrap();
+    assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
+    assert_eq!(store.calls(Op::FindByHash), 1);
+
+    // Forgers know the format and the public checksum, not the key: tokens
+    // tagged under another key, and untagged tokens of the old format.
+    let other_key = keyward::TokenKind::new("pl")
+        .unwrap()
+        .key(keyward::TokenKey::new(1, vec![9; 32]).unwrap());
+    let untagged = keyward::TokenKind::new("pl").unwrap();
+    for _ in 0..1_000 {
+        let forged = other_key.generate();
+        assert!(matches!(
+            keyring.verify(forged.expose_secret()).await.unwrap_err(),
+            VerifyError::Malformed(TokenError::BadTag)
+        ));
+        let old_format = untagged.generate();
+        assert!(matches!(
+            keyring
+                .verify(old_format.expose_secret())
+                .await
+                .unwrap_err(),
+            VerifyError::Malformed(TokenError::BadLength)
+        ));
+    }
+    assert_eq!(
+        store.calls(Op::FindByHash),
+        1,
+        "no forged token was looked up"
+    );
+}
+
+#[tokio::test]
+async fn a_token_key_rotation_keeps_issued_tokens_working() {
+    let store = MemoryStore::new();
+    let before = tagged_keyring(store.clone(), 1, None)
+        .issue(NewKey::new("pl", "org", "old"))
+        .await
+        .unwrap();
+    // Rotated: key 2 tags new tokens, key 1 still verifies.
+    let rotating = tagged_keyring(store.clone(), 2, Some(1));
+    let after = rotating
+        .issue(NewKey::new("pl", "org", "new"))
+        .await
+        .unwrap();
+    assert!(rotating.verify(before.token.expose_secret()).await.is_ok());
+    assert!(rotating.verify(after.token.expose_secret()).await.is_ok());
+    // Key 1 retired: its tokens are refused offline, key 2's still work.
+    let retired = tagged_keyring(store, 2, None);
+    assert!(matches!(
+        retired
+            .verify(before.token.expose_secret())
+            .await
+            .unwrap_err(),
+        VerifyError::Malformed(TokenError::BadTag)
+    ));
+    assert!(retired.verify(after.token.expose_secret()).await.is_ok());
 }

@@ -24,7 +24,7 @@ fn keyring() -> (Keyring, ManualClock, Spawned) {
         .store(MemoryStore::new())
         .kind(KeyKind::new("pk", common::player_os()).unwrap())
         .clock(clock.clone())
-        .last_used_interval(Duration::seconds(60))
+        .last_used_interval(std::time::Duration::from_secs(60))
         .spawn_last_used_writes(move |write| sink.lock().unwrap().push(write))
         .build()
         .unwrap();

@@ -10,8 +10,10 @@ use common::pg;
 use common::race::{revoke_races_verify, Race};
 use keyward::store::CachedStore;
 use keyward::testing::conformance;
-use keyward::{KeyId, KeyStore, NewKey, StoreError, TokenHasher, VerifyError};
-use time::Duration;
+use keyward::{
+    Clock, KeyId, KeyStore, ManualClock, NewKey, Revocation, StoreError, TokenHasher, VerifyError,
+};
+use time::{Duration, OffsetDateTime};
 
 #[tokio::test]
 async fn pg_store_conforms() {
@@ -61,7 +63,8 @@ async fn migrate_is_idempotent_and_safe_when_run_concurrently() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [keyward::store::postgres::SCHEMA_VERSION]);
+        let all: Vec<i32> = (1..=keyward::store::postgres::SCHEMA_VERSION).collect();
+        assert_eq!(versions, all);
     }
     conformance::run(&pg::store_on(&url, &fresh)).await;
 }
@@ -166,7 +169,7 @@ async fn a_flush_of_n_touched_keys_is_one_update_statement() {
     let touched: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM {schema}.keyward_keys WHERE last_used_at = $1"),
-            &[&keyring.now()],
+            &[&clock.now()],
         )
         .await
         .unwrap()
@@ -248,7 +251,7 @@ async fn without_notifications_the_ttl_bounds_the_lag() {
     let url = pg::database_url("ttl_bound").unwrap();
     let clock = keyward::ManualClock::new(common::start());
     let cached = CachedStore::builder(pg::store_on(&url, &schema))
-        .ttl(Duration::seconds(30))
+        .ttl(std::time::Duration::from_secs(30))
         .clock(clock.clone())
         .build();
     let (a, _) = common::keyring_on(store);
@@ -265,26 +268,116 @@ async fn without_notifications_the_ttl_bounds_the_lag() {
     assert!(matches!(b.verify(token).await, Err(VerifyError::Revoked)));
 }
 
+/// Every rendering of a stored hash an error message could carry:
+/// PostgreSQL's `DETAIL` shows a `bytea` as `\x` and lower-case hex.
+fn hash_renderings(hash: &keyward::TokenHash) -> Vec<String> {
+    let hex: String = hash.digest().iter().map(|b| format!("{b:02x}")).collect();
+    let stored: String = hash.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let list: Vec<String> = hash.digest()[..8].iter().map(u8::to_string).collect();
+    vec![
+        hex[..16].to_owned(),
+        hex[..16].to_uppercase(),
+        format!("\\x{}", &stored[..20]),
+        list.join(", "),
+    ]
+}
+
+/// `Display` and `Debug` of an error and of every error in its source chain.
+fn rendered(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        text.push_str(&format!("{err} | {err:?} | "));
+        next = err.source();
+    }
+    text
+}
+
+/// Inserts `record`'s hash with plain SQL, bypassing the store: the server's
+/// own error for it, to show what an unfiltered message would carry.
+async fn raw_insert(store: &keyward::store::postgres::PgStore, name: &str, hash: &[u8]) -> String {
+    let client = store.pool().get().await.unwrap();
+    let err = client
+        .execute(
+            "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, created_at) \
+             VALUES ($1, 't', 'pk', $2, 'pk_abcde', $3, now())",
+            &[&KeyId::generate().as_str(), &name, &hash],
+        )
+        .await
+        .unwrap_err();
+    rendered(&err)
+}
+
+/// A unique violation on the hash and a CHECK violation both make the server
+/// echo the hash in its `DETAIL`; the store's errors (message, `Debug`,
+/// sources) carry neither. The unfiltered server errors are checked to
+/// carry it, so this test sees a leak when there is one.
 #[tokio::test]
 async fn errors_never_echo_hashes() {
-    let Some((store, _)) = pg::store("errors_no_hash").await else {
+    let Some((store, schema)) = pg::store("errors_no_hash").await else {
         return;
     };
     let (keyring, _) = common::keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let record = store.get(&issued.info.id).await.unwrap().unwrap();
-    let mut dup = (*record).clone();
-    dup.id = KeyId::generate();
-    let err = store.insert(dup).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict));
-    let text = format!("{err} {err:?}");
-    let hex: String = record
-        .hash
-        .digest()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert!(!text.contains(&hex[..16]), "{text}");
+    let needles = hash_renderings(&record.hash);
+    let leaks = |text: &str, needles: &[String]| needles.iter().any(|n| text.contains(n.as_str()));
+
+    // A second key with the same hash: a unique violation.
+    let server = raw_insert(&store, "dup", &record.hash.to_bytes()).await;
+    assert!(leaks(&server, &needles), "the server echoes it: {server}");
+    let mut duplicate = (*record).clone();
+    duplicate.id = KeyId::generate();
+    let err = store.insert(duplicate).await.unwrap_err();
+    let text = rendered(&err);
+    assert!(
+        !leaks(&text, &needles),
+        "a conflict echoes the hash: {text}"
+    );
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+
+    // A row the table refuses: the DETAIL lists the whole row.
+    client_execute(
+        &store,
+        &format!(
+            "ALTER TABLE {schema}.keyward_keys ADD CONSTRAINT no_refused CHECK (name <> 'refused')"
+        ),
+    )
+    .await;
+    let mut refused = (*record).clone();
+    refused.id = KeyId::generate();
+    refused.name = "refused".into();
+    refused.hash = TokenHasher::sha256().hash("pk_another token");
+    let needles = hash_renderings(&refused.hash);
+    let server = raw_insert(&store, "refused", &refused.hash.to_bytes()).await;
+    assert!(leaks(&server, &needles), "the server echoes it: {server}");
+    let err = store.insert(refused).await.unwrap_err();
+    let text = rendered(&err);
+    assert!(!leaks(&text, &needles), "an error echoes the hash: {text}");
+    assert!(
+        matches!(err, StoreError::Other(_)) && text.contains("23514"),
+        "the message keeps the server's message and SQLSTATE: {text}"
+    );
+    // A host reads the SQLSTATE from the source, without parsing text.
+    let pg = std::error::Error::source(&err)
+        .and_then(|cause| cause.downcast_ref::<keyward::store::postgres::PgError>())
+        .expect("the source is the server's error");
+    assert_eq!(
+        pg.code(),
+        &keyward::store::postgres::tokio_postgres::error::SqlState::CHECK_VIOLATION
+    );
+    assert_eq!(pg.severity(), "ERROR");
+}
+
+async fn client_execute(store: &keyward::store::postgres::PgStore, sql: &str) {
+    store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(sql)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -311,11 +404,272 @@ async fn a_blocked_statement_times_out_as_unavailable() {
     .unwrap();
     let start = Instant::now();
     let err = impatient
-        .revoke(&issued.info.id, keyring.now())
+        .revoke(&issued.info.id, keyward::Revocation::Now)
         .await
         .unwrap_err();
     let took = start.elapsed();
     assert!(err.is_unavailable(), "{err:?}");
     assert!(took < StdDuration::from_secs(3), "took {took:?}");
     tx.rollback().await.unwrap();
+}
+
+/// Anyone who can connect may `NOTIFY keyward_revoked`: payloads that are
+/// not key ids (garbage with spaces, empty, overlong) change nothing and are
+/// logged once, without the payload; a well-formed id that names no key
+/// changes nothing either; a key's id drops exactly that key.
+#[tokio::test]
+async fn notifications_drop_one_key_and_never_clear_the_cache() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    // This runtime has one thread: the listener task logs to this subscriber.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+
+    let Some((store, _)) = pg::store("notify_garbage").await else {
+        return;
+    };
+    let cache = CachedStore::new(store.clone());
+    let listener = store.listen(cache.invalidator()).unwrap();
+    let (keyring, _) = common::keyring_on(cache.clone());
+    wait_listening(&listener).await;
+    let a = keyring.issue(NewKey::new("pk", "p", "a")).await.unwrap();
+    let b = keyring.issue(NewKey::new("pk", "p", "b")).await.unwrap();
+    for key in [&a, &b] {
+        keyring.verify(key.token.expose_secret()).await.unwrap();
+    }
+    assert_eq!(cache.cached(), 2);
+
+    let notify = |payload: String| {
+        let store = store.clone();
+        async move {
+            let client = store.pool().get().await.unwrap();
+            client
+                .execute("SELECT pg_notify('keyward_revoked', $1)", &[&payload])
+                .await
+                .unwrap();
+        }
+    };
+    let garbage = "garbage; not a key id".to_owned();
+    for payload in [
+        garbage.clone(),
+        String::new(),
+        "k".repeat(7999),     // PostgreSQL's longest payload
+        "garbage".to_owned(), // a well-formed id of no key
+        garbage.clone(),
+    ] {
+        notify(payload).await;
+    }
+    // Notifications from one session arrive in order: once `a` is dropped,
+    // everything before it has been handled.
+    notify(a.info.id.to_string()).await;
+    let start = Instant::now();
+    while cache.cached() == 2 {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(5),
+            "no invalidation"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    assert_eq!(cache.cached(), 1, "exactly the notified key was dropped");
+    assert_eq!(listener.ignored_notifications(), 4);
+
+    // `b` is still served from the cache; `a` is read again.
+    let statements = store.statements_executed();
+    keyring.verify(b.token.expose_secret()).await.unwrap();
+    assert_eq!(store.statements_executed(), statements, "b stayed cached");
+    keyring.verify(a.token.expose_secret()).await.unwrap();
+    assert_eq!(store.statements_executed(), statements + 1, "a is re-read");
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        logs.matches("not a key id").count(),
+        1,
+        "logged once: {logs}"
+    );
+    assert!(logs.contains("payload_bytes=21"), "{logs}");
+    assert!(!logs.contains(&garbage) && !logs.contains("kkkk"), "{logs}");
+}
+
+/// The database's clock now.
+async fn db_clock(store: &keyward::store::postgres::PgStore) -> OffsetDateTime {
+    let client = store.pool().get().await.unwrap();
+    client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Three "processes" on one database: the revoker's clock 60 s ahead of the
+/// database, two verifiers' 60 s behind it (120 s behind the revoker), one
+/// reading directly, one through a `CachedStore` with a listener. The
+/// revocation takes the database's clock, and once `revoke` returns the
+/// direct verifier refuses the key; the cached one within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_takes_the_database_clock_and_binds_lagging_keyrings() {
+    let Some((store, schema)) = pg::store("revoke_db_clock").await else {
+        return;
+    };
+    let url = pg::database_url("revoke_db_clock").unwrap();
+    let real = OffsetDateTime::now_utc();
+    let ahead = ManualClock::new(real + Duration::seconds(60));
+    let behind = ManualClock::new(real - Duration::seconds(60));
+    let revoker = common::keyring_with_clock(pg::store_on(&url, &schema), ahead);
+    let direct = common::keyring_with_clock(pg::store_on(&url, &schema), behind.clone());
+    let pg_c = pg::store_on(&url, &schema);
+    let cache = CachedStore::builder(pg_c.clone())
+        .clock(behind.clone())
+        .build();
+    let listener = pg_c.listen(cache.invalidator()).unwrap();
+    let cached = common::keyring_with_clock(cache, behind);
+    wait_listening(&listener).await;
+
+    let issued = revoker.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    direct.verify(token).await.unwrap();
+    cached.verify(token).await.unwrap();
+
+    let before = db_clock(&store).await;
+    let info = revoker.revoke(&issued.info.id).await.unwrap();
+    let after = db_clock(&store).await;
+    let at = info.revoked_at.unwrap();
+    assert!(
+        before <= at && at <= after,
+        "revoked_at {at} is the database's clock ({before} .. {after}), not the revoker's"
+    );
+    assert!(matches!(
+        direct.verify(token).await.unwrap_err(),
+        VerifyError::Revoked
+    ));
+    let lag = refused_within(&cached, token, StdDuration::from_secs(1)).await;
+    eprintln!("the lagging cached keyring refused the key after {lag:?}");
+}
+
+/// A scheduled revocation whose instant has passed on the database's clock
+/// but not on a lagging verifier's, then made immediate: `revoked_at` stays,
+/// only `revocation_scheduled` changes, and other caches are still notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn making_a_scheduled_revocation_immediate_notifies_other_caches() {
+    let Some((store, schema)) = pg::store("schedule_to_now").await else {
+        return;
+    };
+    let url = pg::database_url("schedule_to_now").unwrap();
+    let behind = ManualClock::new(OffsetDateTime::now_utc() - Duration::seconds(120));
+    let pg_c = pg::store_on(&url, &schema);
+    let cache = CachedStore::builder(pg_c.clone())
+        .clock(behind.clone())
+        .build();
+    let listener = pg_c.listen(cache.invalidator()).unwrap();
+    let cached = common::keyring_with_clock(cache, behind);
+    wait_listening(&listener).await;
+
+    let (revoker, _) = common::keyring_on(store.clone());
+    let issued = revoker.issue(NewKey::new("pk", "p", "k")).await.unwrap();
+    let token = issued.token.expose_secret();
+    cached.verify(token).await.unwrap();
+    let reads = pg_c.statements_executed();
+    let past = db_clock(&store).await - Duration::seconds(30);
+    let scheduled = store
+        .revoke(&issued.info.id, Revocation::At(past))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(scheduled.revocation_scheduled);
+    // Once notified, the cache reads the scheduled record, whose instant is
+    // ahead of the verifier's clock: it still accepts the key.
+    let start = Instant::now();
+    while pg_c.statements_executed() == reads {
+        assert!(start.elapsed() < StdDuration::from_secs(5), "not notified");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+        cached.verify(token).await.unwrap();
+    }
+    let reads = pg_c.statements_executed();
+    cached.verify(token).await.unwrap();
+    assert_eq!(pg_c.statements_executed(), reads, "served from the cache");
+    let now = revoker.revoke(&issued.info.id).await.unwrap();
+    assert_eq!(now.revoked_at, Some(past), "the earlier instant stays");
+    refused_within(&cached, token, StdDuration::from_secs(1)).await;
+}
+
+/// A database at schema version 1 (instants only) upgrades to version 2: a
+/// revocation still ahead of the database's clock (a rotation's grace in
+/// progress) stays scheduled, a past one becomes immediate.
+#[tokio::test]
+async fn upgrading_from_version_1_keeps_grace_periods() {
+    let Some(url) = pg::database_url("upgrade_v1") else {
+        return;
+    };
+    let schema = pg::unique_schema("upgrade_v1");
+    let store = pg::store_on(&url, &schema);
+    let (keyring, _) = common::keyring_on(store.clone());
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             {v1}
+             CREATE TABLE keyward_schema_version (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO keyward_schema_version (version) VALUES (1);",
+            v1 = include_str!("../src/store/postgres/schema.sql")
+        ))
+        .await
+        .unwrap();
+    // Rows as version 1 wrote them.
+    let mut ids = Vec::new();
+    for revoked in [
+        "NULL",
+        "now() - interval '1 day'",
+        "now() + interval '1 hour'",
+    ] {
+        let id = KeyId::generate();
+        let hash = TokenHasher::sha256().hash(id.as_str()).to_bytes();
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, \
+                     created_at, revoked_at) \
+                     VALUES ($1, 't', 'pk', 'n', 'pk_abcde', $2, now(), {revoked})"
+                ),
+                &[&id.as_str(), &&hash[..]],
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    drop(client);
+    store.migrate().await.unwrap();
+    let mut states = Vec::new();
+    for id in &ids {
+        let record = store.get(id).await.unwrap().unwrap();
+        states.push((record.revoked_at.is_some(), record.revocation_scheduled));
+    }
+    assert_eq!(
+        states,
+        [(false, false), (true, false), (true, true)],
+        "active, past (immediate), ahead (scheduled)"
+    );
+    conformance::run(&store).await;
+    keyring
+        .issue(NewKey::new("pk", "p", "after"))
+        .await
+        .unwrap();
 }

@@ -8,19 +8,25 @@
 //! (a scope the PlayerOS catalog does not declare), 404 `not_found` (no key
 //! with this id in the caller's tenant).
 //!
+//! Bodies over [`MAX_BODY`] bytes are 413 `body_too_large`.
+//!
 //! Rate limits: every key's own limit (100 a minute by default; the demo key
-//! "limited" has 3) through the `AuthLayer`'s default limiter, and a
+//! "limited" has 3) through the `AuthLayer`'s default limiter, the
+//! `AuthLayer`'s failed-authentication throttle (20 failures per client, then
+//! 20 a minute, keyed by the peer address from `ConnectInfo`), and a
 //! `ThrottleLayer` on the demo login `POST /api/login`: 5 attempts a minute
 //! per client IP and 3 per 15 minutes per account, the account named by the
 //! `X-Account` header (a JSON body field would need the body buffered before
 //! the throttle).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::handler::Handler;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -186,15 +192,22 @@ fn scopes(list: &[&str]) -> RequireScopesLayer {
     RequireScopesLayer::all(list.iter().copied()).expect("valid scopes")
 }
 
-/// The demo login's throttle: per client IP (from axum's `ConnectInfo`;
-/// serve with `into_make_service_with_connect_info::<SocketAddr>()`) and
-/// per account (`X-Account`, lower-cased).
+/// The largest request body the management endpoints read, in bytes.
+pub(crate) const MAX_BODY: usize = 16 * 1024;
+
+/// The client's address, from axum's `ConnectInfo` (the server inserts it;
+/// with `axum::serve`, serve
+/// `into_make_service_with_connect_info::<SocketAddr>()`).
+pub(crate) fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+    Some(addr.ip())
+}
+
+/// The demo login's throttle: per client IP and per account (`X-Account`,
+/// lower-cased).
 pub(crate) fn login_throttle() -> ThrottleLayer {
     ThrottleLayer::new()
-        .peer_ip(|parts| {
-            let ConnectInfo(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
-            Some(addr.ip())
-        })
+        .peer_ip(peer_ip)
         .per_ip(Quota::per_minute(5).expect("non-zero"))
         .per_account(
             Quota::new(3, Duration::from_secs(15 * 60)).expect("a valid quota"),
@@ -236,9 +249,11 @@ pub(crate) fn router(keyring: Keyring) -> Router {
             "/api/assets",
             post(upload_asset.layer(scopes(&["assets:write"]))),
         )
-        .layer(AuthLayer::new(keyring.clone()))
+        // Failed authentications are throttled per client address.
+        .layer(AuthLayer::new(keyring.clone()).peer_ip(peer_ip))
         // Added after the AuthLayer: the login needs no key.
         .route("/api/login", post(login).layer(login_throttle()))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(keyring)
 }
 
@@ -255,7 +270,8 @@ async fn login(headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/players` with no authentication and no scope check: the
-/// baseline of `scripts/load.sh` (`KEYWARD_BENCH_BARE=1`). Never serve this.
+/// baseline of `scripts/load.sh`, served only with the server's
+/// `--unauthenticated-load-test-baseline` flag on a loopback address.
 pub(crate) fn bare_router() -> Router {
     Router::new().route(
         "/api/players",
@@ -269,6 +285,19 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 fn store_error() -> Response {
     Rejection::AuthUnavailable.into_response()
+}
+
+/// The response to a body that could not be read: 413 `body_too_large` past
+/// [`MAX_BODY`], else `invalid_body` with the extractor's status.
+fn body_error(rejection: &BytesRejection) -> Response {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is larger than 16 KiB",
+        ),
+        status => error(status, "invalid_body", "the body could not be read"),
+    }
 }
 
 /// Picks fields of a key's serialized [`KeyInfo`]: never a hash or a token.
@@ -314,8 +343,12 @@ struct CreateKey {
 async fn create_api_key(
     principal: Principal,
     State(keyring): State<Keyring>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
     let Ok(req) = serde_json::from_slice::<CreateKey>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -375,8 +408,12 @@ struct RevokeKey {
 async fn revoke_api_key(
     principal: Principal,
     State(keyring): State<Keyring>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
     let Ok(req) = serde_json::from_slice::<RevokeKey>(&body) else {
         return error(StatusCode::BAD_REQUEST, "invalid_body", "expected {\"id\"}");
     };

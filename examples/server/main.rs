@@ -13,11 +13,17 @@
 //! ```
 //!
 //! It listens on
-//! `KEYWARD_ADDR` (default `127.0.0.1:3000`) and prints one JSON line per
-//! demo key on stdout (`{"name","token","scopes","tenant"}`); logs go to
-//! stderr, with `Authorization` and `X-Api-Key` marked sensitive.
-//! `KEYWARD_BENCH_BARE=1` serves only `GET /api/players`, without
-//! authentication: the baseline of `scripts/load.sh`.
+//! `KEYWARD_ADDR` (an `ip:port`, default `127.0.0.1:3000`) and prints one
+//! JSON line per demo key on stdout (`{"name","token","scopes","tenant"}`);
+//! logs go to stderr, with `Authorization` and `X-Api-Key` marked sensitive.
+//! It serves HTTP/1 with a 10 s header read timeout, a 30 s request timeout,
+//! a 10 s write timeout (a client that stops reading is cut off), at most
+//! 1000 requests and 5 minutes per connection, at most 1024 connections at
+//! once and 64 per client address, and 16 KiB bodies (see `serve.rs`).
+//!
+//! `--unauthenticated-load-test-baseline` serves only `GET /api/players`,
+//! without authentication: the baseline of `scripts/load.sh`. The server
+//! refuses that flag on any address but a loopback one.
 //!
 //! ```sh
 //! curl -H "X-Api-Key: $PK" localhost:3000/api/players
@@ -32,11 +38,11 @@
 //! ```
 
 mod app;
-
-use std::net::SocketAddr;
+mod serve;
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderName;
+use serve::{Limits, Mode};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
@@ -47,6 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_max_level(tracing::Level::INFO)
         .init();
 
+    let options = serve::options(std::env::args().skip(1), std::env::var("KEYWARD_ADDR").ok())?;
+
     // The listener (PostgreSQL only) runs as long as it is held.
     let (keyring, _listener) = open_keyring().await?;
     for key in app::demo_keys(&keyring).await? {
@@ -54,29 +62,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let sensitive = [AUTHORIZATION, HeaderName::from_static("x-api-key")];
-    // `scripts/load.sh` compares against the same route without authentication.
-    let router = if std::env::var_os("KEYWARD_BENCH_BARE").is_some_and(|v| v == "1") {
-        eprintln!("KEYWARD_BENCH_BARE=1: /api/players WITHOUT authentication (load-test baseline)");
-        app::bare_router()
-    } else {
-        app::router(keyring.clone())
+    let router = match options.mode {
+        Mode::Api => app::router(keyring.clone()),
+        Mode::UnauthenticatedBaseline => {
+            eprintln!(
+                "{}: /api/players WITHOUT authentication on {} (load-test baseline only)",
+                serve::BASELINE_FLAG,
+                options.addr
+            );
+            app::bare_router()
+        }
     };
     let router = router
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive));
 
-    let addr = std::env::var("KEYWARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
     eprintln!("listening on http://{}", listener.local_addr()?);
-    // Connect info: the login throttle keys by the client's address.
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    };
+    serve::serve(listener, router, Limits::default(), shutdown).await;
     keyring.flush_last_used().await?;
     Ok(())
 }

@@ -1,25 +1,5 @@
-//! Reading credentials and the tenant header from a request, strictly.
-//!
-//! The policy, each case tested in `tests/http.rs`:
-//!
-//! * A header that may carry credentials appears at most once; repeated →
-//!   400 `invalid_request`.
-//! * Values are visible ASCII; any other byte → 400 `invalid_request`.
-//! * Empty values → 400 `invalid_request`.
-//! * Values longer than the configured maximum (4096 bytes by default) → 400
-//!   `invalid_request`, before any parsing or hashing.
-//! * `Authorization`: the scheme is case-insensitive (RFC 7235), so `bearer`
-//!   and `BEARER` are accepted. Exactly one space separates it from the token,
-//!   which must match RFC 6750's `b64token`; `Bearer` without a token, two
-//!   spaces, or trailing spaces → 400 `invalid_request`. (HTTP/1 servers strip
-//!   the whitespace around a whole header value, as RFC 9110 requires, before
-//!   this layer sees it.)
-//! * `Authorization` with another scheme (`Basic …`) is not a credential of
-//!   ours: as if absent (401 `missing_credentials` unless anonymous requests
-//!   are allowed).
-//! * `X-Api-Key` carries the token alone, in the same `b64token` alphabet.
-//! * Both headers with the same token → accepted; with different tokens → 400
-//!   `invalid_request`.
+//! Reading credentials and the tenant header from a request, strictly (the
+//! policy is in the module docs of `keyward::http`, "Bad input").
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
@@ -105,7 +85,14 @@ impl CredentialRules {
                     None => None,
                 }
             }
-            CredentialSource::ApiKey => None,
+            CredentialSource::ApiKey => {
+                // Not ours to read, but never ambiguous: a malformed Bearer
+                // is refused here too. One lookup when there is none.
+                for value in headers.get_all(AUTHORIZATION) {
+                    foreign_authorization(value)?;
+                }
+                None
+            }
         };
         // The token is a suffix of the header's value (all of it for the API
         // key header, what follows the scheme for `Authorization`).
@@ -176,15 +163,63 @@ fn single_value<'a>(
 }
 
 /// The token of `Bearer <token>`; `None` for another scheme.
+///
+/// The scheme is the leading RFC 9110 `token` (up to the first byte that
+/// cannot be in one); a value without one (` Bearer t`) is malformed. When
+/// it is `Bearer` (any case), exactly one space and a `b64token` must
+/// follow: `Bearer<TAB>t`, `Bearer  t` or `Bearer,t` is a malformed Bearer
+/// credential, never another scheme, so it can not vanish beside an
+/// `X-Api-Key`.
 fn bearer_token(value: &str) -> Result<Option<&str>, Rejection> {
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme_len = value
+        .bytes()
+        .position(|b| !is_tchar(b))
+        .unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_len);
+    if scheme.is_empty() {
+        // ` Bearer t` is no scheme at all; a looser reader would see Bearer.
+        return Err(Rejection::InvalidRequest(
+            "Authorization does not start with a scheme",
+        ));
+    }
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
-    if rest.is_empty() {
-        return Err(Rejection::InvalidRequest("Bearer without a token"));
+    match rest.strip_prefix(' ') {
+        _ if rest.is_empty() => Err(Rejection::InvalidRequest("Bearer without a token")),
+        Some(token) if !token.is_empty() => self::token(token).map(Some),
+        _ => Err(Rejection::InvalidRequest(
+            "Bearer must be followed by exactly one space and the token",
+        )),
     }
-    token(rest).map(Some)
+}
+
+/// An `Authorization` value when `Authorization` is not a configured
+/// source: a well-formed one, of any scheme, is left to whoever reads it;
+/// a malformed Bearer credential (by [`bearer_token`]'s rule) or a value
+/// that does not start with a scheme is refused, so that `X-Api-Key: A`
+/// beside `Authorization: Bearer<TAB>B` cannot authenticate as A while
+/// another component reads B. Neither the length limit nor the visible
+/// ASCII rule applies to another scheme's value.
+fn foreign_authorization(value: &HeaderValue) -> Result<(), Rejection> {
+    let bytes = value.as_bytes();
+    let scheme_len = bytes
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(bytes.len());
+    let scheme = &bytes[..scheme_len];
+    if !scheme.is_empty() && !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(());
+    }
+    let text = value.to_str().map_err(|_| {
+        Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
+    })?;
+    bearer_token(text).map(drop)
+}
+
+/// RFC 9110 `tchar`: the bytes of a `token`, such as an auth scheme.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The bytes of a `b64token` before its `=` padding, by value: one table
@@ -240,5 +275,101 @@ mod tests {
         assert!(bearer_token("Bearer").is_err());
         assert!(bearer_token("Bearer  tok").is_err());
         assert!(bearer_token("Bearer tok ").is_err());
+    }
+
+    /// Whatever follows `Bearer` other than one space and a token makes a
+    /// malformed Bearer credential, never another scheme (which would count
+    /// as absent beside an `X-Api-Key`).
+    #[test]
+    fn only_one_space_separates_bearer_from_its_token() {
+        for value in [
+            "Bearer\ttok",
+            "bearer\ttok",
+            "Bearer \ttok",
+            "Bearer\t tok",
+            "Bearer\t",
+            "Bearer ",
+            "Bearer  tok",
+            "Bearer   tok",
+            "Bearer,tok",
+            "Bearer=tok",
+            "Bearer:tok",
+            "Bearer\"tok\"",
+            "BEARER\t\ttok",
+            // No scheme at all: a looser reader would trim and see Bearer.
+            " Bearer tok",
+            "\tBearer tok",
+            ",Bearer tok",
+        ] {
+            let refused = bearer_token(value);
+            assert!(
+                matches!(refused, Err(Rejection::InvalidRequest(_))),
+                "{value:?}: {refused:?}"
+            );
+        }
+        // Other schemes, whatever follows them, are not ours.
+        for value in [
+            "Basic\tdXNlcjpw",
+            "Bearerx tok",
+            "Bear tok",
+            "Token\ttok",
+            "Bearer-1 tok",
+        ] {
+            assert_eq!(bearer_token(value).unwrap(), None, "{value:?}");
+        }
+        assert!(is_tchar(b'!') && is_tchar(b'~') && is_tchar(b'Z'));
+        assert!(!is_tchar(b' ') && !is_tchar(b'\t') && !is_tchar(b',') && !is_tchar(b'"'));
+    }
+
+    /// `X-Api-Key: A` beside `Authorization: Bearer<TAB>B` is refused, not
+    /// read as A alone.
+    #[test]
+    fn a_malformed_bearer_beside_an_api_key_is_refused() {
+        let rules = CredentialRules::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(API_KEY_HEADER, HeaderValue::from_static("pk_a"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer\tpk_b"));
+        assert!(matches!(
+            rules.extract(&headers),
+            Err(Rejection::InvalidRequest(_))
+        ));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic\tdXNlcjpw"));
+        let credential = rules.extract(&headers).unwrap().unwrap();
+        assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
+    }
+
+    /// With the API key header as the only source, `Authorization` is not
+    /// read for a credential, yet a malformed Bearer in it is refused.
+    #[test]
+    fn an_api_key_only_source_refuses_a_malformed_bearer() {
+        let rules = CredentialRules {
+            source: CredentialSource::ApiKey,
+            ..CredentialRules::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(API_KEY_HEADER, HeaderValue::from_static("pk_a"));
+        for value in ["Bearer\tpk_b", "Bearer", "bearer  pk_b", " Bearer pk_b", ""] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            assert!(
+                matches!(rules.extract(&headers), Err(Rejection::InvalidRequest(_))),
+                "{value:?}"
+            );
+        }
+        for value in ["Bearer pk_b", "Basic\tdXNlcjpw", "Bearer-1\tx"] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            let credential = rules.extract(&headers).unwrap().unwrap();
+            assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
+        }
+        let mut bytes = HeaderMap::new();
+        bytes.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Basic \xff").unwrap(),
+        );
+        assert!(rules.extract(&bytes).unwrap().is_none());
+        bytes.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
+        assert!(rules.extract(&bytes).is_err());
     }
 }

@@ -16,7 +16,7 @@
 //!     catalog: Arc<ScopeCatalog>,
 //! }
 //!
-//! #[async_trait::async_trait]
+//! #[keyward::async_trait]
 //! impl ExternalAuthenticator for Sessions {
 //!     async fn authenticate(&self, bearer: &str) -> Result<ExternalPrincipal, ExternalAuthError> {
 //!         if bearer != "session-of-alice" {
@@ -106,21 +106,25 @@ impl ExternalPrincipal {
     }
 
     /// The subject.
+    #[must_use]
     pub fn subject(&self) -> &str {
         &self.subject
     }
 
     /// The tenants, sorted.
+    #[must_use]
     pub fn tenants(&self) -> &[TenantId] {
         &self.tenants
     }
 
     /// The granted scopes.
+    #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
         &self.scopes
     }
 
     /// The catalog the scopes are evaluated against.
+    #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         &self.catalog
     }

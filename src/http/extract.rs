@@ -2,20 +2,20 @@
 //!
 //! * `Principal`: the authenticated caller; 401 `missing_credentials` (the
 //!   same JSON rejection as the layers) when the request has none.
-//! * `Option<Principal>` and [`MaybePrincipal`]: the caller, if any; never
-//!   rejects (for routes behind [`AuthLayer::allow_anonymous`]).
+//! * `Option<Principal>`: the caller, if any; never rejects (for routes
+//!   behind [`AuthLayer::allow_anonymous`]).
 //!
 //! [`AuthLayer::allow_anonymous`]: crate::http::AuthLayer::allow_anonymous
 //!
 //! ```
 //! use axum::{handler::Handler, routing::{get, post}, Router};
-//! use keyward::http::{AuthLayer, MaybePrincipal, Principal, RequireScopesLayer};
+//! use keyward::http::{AuthLayer, Principal, RequireScopesLayer};
 //!
 //! async fn list(principal: Principal) -> String {
 //!     format!("players of {}", principal.tenant())
 //! }
 //! async fn upload() -> &'static str { "uploaded" }
-//! async fn hello(MaybePrincipal(principal): MaybePrincipal) -> &'static str {
+//! async fn hello(principal: Option<Principal>) -> &'static str {
 //!     if principal.is_some() { "hello, caller" } else { "hello, stranger" }
 //! }
 //!
@@ -57,18 +57,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Principal>().cloned())
-    }
-}
-
-/// The [`Principal`] if the request has one; never rejects.
-#[derive(Debug, Clone)]
-pub struct MaybePrincipal(pub Option<Principal>);
-
-impl<S: Send + Sync> FromRequestParts<S> for MaybePrincipal {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(MaybePrincipal(parts.extensions.get::<Principal>().cloned()))
     }
 }
 

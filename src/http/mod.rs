@@ -64,7 +64,9 @@
 //!   [`ExternalAuthenticator`] for bearer values without a keyward prefix),
 //!   checks the tenant header (`X-Property-Id`), enforces the key's rate
 //!   limit ([`AuthLayer::rate_limiter`]), runs its [`AuthHook`]s and puts
-//!   the [`Principal`] into the request extensions. Verification is
+//!   the [`Principal`] into the request extensions. A client with too many
+//!   failed authentications is refused before its credential costs anything
+//!   ([`AuthLayer::failure_budget`]). Verification is
 //!   bounded by [`AuthLayer::verify_timeout`] (5 s by default; past it, 503
 //!   `auth_unavailable`), on tokio's timer.
 //! * [`RequireScopesLayer`] goes behind it, per route, with an all-of or
@@ -98,11 +100,51 @@
 //! # Rejections
 //!
 //! See [`Rejection`] for the table of statuses, codes and challenges, and
-//! [`credentials`] for the bad-input policy. [`AuthLayer::renderer`] replaces
-//! the rendering for every layer and extractor behind it.
+//! "Bad input" below. [`AuthLayer::renderer`] replaces the rendering for
+//! every layer and extractor behind it.
+//!
+//! # Bad input
+//!
+//! The policy, each case tested in `tests/http.rs`:
+//!
+//! * A header that may carry credentials appears at most once; repeated →
+//!   400 `invalid_request`.
+//! * Values are visible ASCII; any other byte → 400 `invalid_request`.
+//! * Empty values → 400 `invalid_request`.
+//! * Values longer than the configured maximum (4096 bytes by default) → 400
+//!   `invalid_request`, before any parsing or hashing.
+//! * `Authorization`: the scheme is case-insensitive (RFC 7235), so `bearer`
+//!   and `BEARER` are accepted. Exactly one space separates it from the token,
+//!   which must match RFC 6750's `b64token`; `Bearer` without a token, two
+//!   spaces, or trailing spaces → 400 `invalid_request`. (HTTP/1 servers strip
+//!   the whitespace around a whole header value, as RFC 9110 requires, before
+//!   this layer sees it.)
+//! * The scheme is the value's leading RFC 9110 `token`, so it ends at the
+//!   first tab, space or separator. A value that does not start with one
+//!   (` Bearer token`) → 400 `invalid_request`; `Bearer<TAB>token`,
+//!   `Bearer,token` and any other whitespace or separator after `Bearer` make
+//!   a malformed Bearer credential → 400 `invalid_request`, never another
+//!   scheme. Otherwise `X-Api-Key: A` beside `Authorization: Bearer<TAB>B`
+//!   would authenticate as A while another component read B.
+//! * `Authorization` with another scheme (`Basic …`) is not a credential of
+//!   ours: as if absent (401 `missing_credentials` unless anonymous requests
+//!   are allowed).
+//! * With [`CredentialSource::ApiKey`], `Authorization` is not a source, but
+//!   the two rules above still hold whatever the configured source: a
+//!   malformed Bearer credential, or a value that does not start with a
+//!   scheme, → 400 `invalid_request` (so `X-Api-Key: A` beside
+//!   `Authorization: Bearer<TAB>B` is never A). A well-formed `Authorization`
+//!   of any scheme, `Bearer B` included, is ignored: another component may
+//!   use it. Without an `Authorization` header this costs one header lookup.
+//! * `X-Api-Key` carries the token alone, in the same `b64token` alphabet.
+//! * Both headers with the same token → accepted; with different tokens → 400
+//!   `invalid_request`.
+
+#[macro_use]
+mod macros;
 
 pub mod auth;
-pub mod credentials;
+mod credentials;
 mod external;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -114,11 +156,10 @@ pub mod require;
 pub mod throttle;
 
 pub use auth::{Auth, AuthHook, AuthLayer};
-pub use credentials::CredentialSource;
+pub use credentials::{
+    CredentialSource, API_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, TENANT_HEADER,
+};
 pub use external::{ExternalAuthError, ExternalAuthenticator, ExternalPrincipal};
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::MaybePrincipal;
 pub use principal::{Identity, Principal, WouldDeny};
 pub use rejection::{JsonRejections, Rejection, RenderRejection};
 pub use require::{RequireScopes, RequireScopesLayer};

@@ -42,11 +42,13 @@ impl Principal {
     }
 
     /// What authenticated the caller.
+    #[must_use]
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
     /// The verified key, for a key-based request.
+    #[must_use]
     pub fn verified_key(&self) -> Option<&VerifiedKey> {
         match &self.identity {
             Identity::Key(key) => Some(key),
@@ -56,6 +58,7 @@ impl Principal {
 
     /// The external principal, for a request the external authenticator
     /// accepted.
+    #[must_use]
     pub fn external_principal(&self) -> Option<&ExternalPrincipal> {
         match &self.identity {
             Identity::External(p) => Some(p),
@@ -65,11 +68,13 @@ impl Principal {
 
     /// The tenant this request acts for: the key's tenant, or the one the
     /// tenant header selected among the external principal's.
+    #[must_use]
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
     }
 
     /// A name for logs: the key id, or the external subject. Never secret.
+    #[must_use]
     pub fn id(&self) -> &str {
         match &self.identity {
             Identity::Key(key) => key.id().as_str(),
@@ -78,6 +83,7 @@ impl Principal {
     }
 
     /// The granted scopes.
+    #[must_use]
     pub fn scopes(&self) -> &ScopeSet {
         match &self.identity {
             Identity::Key(key) => key.scopes(),
@@ -86,6 +92,7 @@ impl Principal {
     }
 
     /// The catalog the scopes are evaluated against.
+    #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         match &self.identity {
             Identity::Key(key) => key.catalog(),
@@ -120,6 +127,7 @@ pub struct WouldDeny {
 
 impl WouldDeny {
     /// The scopes that would be missing, sorted, without duplicates.
+    #[must_use]
     pub fn missing(&self) -> &[Scope] {
         &self.missing
     }

@@ -89,6 +89,12 @@ pub enum Rejection {
     /// `RateLimit-Policy` and `RateLimit` headers of the decision, and
     /// `"retry_after"` in the body.
     RateLimited(RateDecision),
+    /// 429 `rate_limited`: the client (by network) failed to authenticate
+    /// more often than [`AuthLayer`](crate::http::AuthLayer)'s failure
+    /// budget allows; refused before its credential is even parsed. Headers
+    /// and body field as for [`RateLimited`](Self::RateLimited), with its own
+    /// message.
+    TooManyFailures(RateDecision),
     /// 503 `auth_unavailable`: the key store, the external authenticator or
     /// the rate limiter failed. Never grants access.
     AuthUnavailable,
@@ -96,6 +102,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The HTTP status.
+    #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::InvalidRequest(_) | Rejection::TenantRequired => StatusCode::BAD_REQUEST,
@@ -106,12 +113,15 @@ impl Rejection {
             Rejection::InsufficientScope { .. } | Rejection::TenantMismatch => {
                 StatusCode::FORBIDDEN
             }
-            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Rejection::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The stable code of the body's `error` field.
+    #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::InvalidRequest(_) => "invalid_request",
@@ -122,12 +132,13 @@ impl Rejection {
             Rejection::TokenRevoked => "token_revoked",
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::TenantMismatch => "tenant_mismatch",
-            Rejection::RateLimited(_) => "rate_limited",
+            Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => "rate_limited",
             Rejection::AuthUnavailable => "auth_unavailable",
         }
     }
 
     /// A message for people; never contains credential material.
+    #[must_use]
     pub fn message(&self) -> Cow<'static, str> {
         match self {
             Rejection::InvalidRequest(why) => Cow::Borrowed(why),
@@ -152,6 +163,10 @@ impl Rejection {
                 ceil_secs(decision.window),
                 retry_after_secs(decision),
             )),
+            Rejection::TooManyFailures(decision) => Cow::Owned(format!(
+                "too many failed authentications from this client; retry in {} s",
+                retry_after_secs(decision),
+            )),
             Rejection::AuthUnavailable => {
                 Cow::Borrowed("authentication is temporarily unavailable; retry later")
             }
@@ -166,10 +181,10 @@ impl Rejection {
     /// use keyward::ratelimit::Quota;
     ///
     /// let quota = Quota::per_minute(5).unwrap();
-    /// let (_, tat) = quota.step(None, 0);
-    /// let (mut decision, mut tat) = quota.step(Some(tat), 0);
+    /// let (_, tat) = quota.step(None, time::OffsetDateTime::UNIX_EPOCH);
+    /// let (mut decision, mut tat) = quota.step(Some(tat), time::OffsetDateTime::UNIX_EPOCH);
     /// for _ in 0..4 {
-    ///     (decision, tat) = quota.step(Some(tat), 0);
+    ///     (decision, tat) = quota.step(Some(tat), time::OffsetDateTime::UNIX_EPOCH);
     /// }
     /// assert!(!decision.allowed);
     /// let rejection = Rejection::RateLimited(decision);
@@ -183,9 +198,12 @@ impl Rejection {
     /// assert_eq!(body["error"], "rate_limited");
     /// assert_eq!(body["retry_after"], 12);
     /// ```
+    #[must_use]
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Rejection::RateLimited(decision) => Some(retry_after_secs(decision)),
+            Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) => {
+                Some(retry_after_secs(decision))
+            }
             _ => None,
         }
     }
@@ -215,6 +233,7 @@ impl Rejection {
     /// );
     /// assert_eq!(Rejection::AuthUnavailable.www_authenticate("api"), None);
     /// ```
+    #[must_use]
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
         if !matches!(self, Rejection::MissingCredentials) && self.rfc6750_error().is_none() {
             return None;
@@ -231,6 +250,7 @@ impl Rejection {
 
     /// The JSON body: `{"error": code, "message": text}`, plus
     /// `"retry_after": seconds` for a 429.
+    #[must_use]
     pub fn json_body(&self) -> String {
         let mut body = serde_json::json!({ "error": self.code(), "message": self.message() });
         if let Some(seconds) = self.retry_after() {
@@ -254,7 +274,7 @@ impl Rejection {
                 headers.insert(WWW_AUTHENTICATE, value);
             }
         }
-        if let Rejection::RateLimited(decision) = self {
+        if let Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) = self {
             rate_limit_headers(headers, decision);
         }
         response
@@ -383,6 +403,7 @@ pub struct JsonRejections {
 impl JsonRejections {
     /// Renders with this realm. Quotes, backslashes and characters outside
     /// visible ASCII are dropped from it.
+    #[must_use]
     pub fn new(realm: &str) -> Self {
         JsonRejections {
             realm: Arc::from(quoted_string_safe(realm)),
@@ -390,6 +411,7 @@ impl JsonRejections {
     }
 
     /// The realm.
+    #[must_use]
     pub fn realm(&self) -> &str {
         &self.realm
     }

@@ -32,6 +32,7 @@ use crate::key::RateLimit;
 /// `(allowed boolean, tat_ns bigint, now_ns bigint)` to hand to
 /// [`Quota::decision`], or no row in one rare race (see the file's comments),
 /// which a caller treats as a denial. The table it needs is in the same file.
+#[cfg(feature = "postgres")]
 pub const PG_GCRA_SQL: &str = include_str!("pg_gcra.sql");
 
 /// A rate limit: `count` requests per `period`, in a burst of up to `count`.
@@ -65,15 +66,19 @@ impl Quota {
 
     /// `count` requests per `period`; `None` when `count` is 0, or `period`
     /// is zero or longer than [`Quota::MAX_PERIOD`].
-    pub fn new(count: u32, period: Duration) -> Option<Self> {
-        let count = NonZeroU32::new(count)?;
-        if period.is_zero() || period > Self::MAX_PERIOD {
+    #[must_use]
+    pub const fn new(count: u32, period: Duration) -> Option<Self> {
+        // `const`: no `?`, `From` or `Ord` on `Duration` here.
+        let Some(count) = NonZeroU32::new(count) else {
+            return None;
+        };
+        if period.is_zero() || period.as_nanos() > Self::MAX_PERIOD.as_nanos() {
             return None;
         }
         // Fits: MAX_PERIOD is about 3.2e16 ns.
         let period_ns = period.as_nanos() as i64;
-        let interval = period_ns.div_euclid(i64::from(count.get()))
-            + i64::from(period_ns.rem_euclid(i64::from(count.get())) != 0);
+        let n = count.get() as i64;
+        let interval = period_ns.div_euclid(n) + (period_ns.rem_euclid(n) != 0) as i64;
         Some(Quota {
             count,
             period,
@@ -82,17 +87,20 @@ impl Quota {
     }
 
     /// `n` requests a second; `None` for 0.
-    pub fn per_second(n: u32) -> Option<Self> {
+    #[must_use]
+    pub const fn per_second(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(1))
     }
 
     /// `n` requests a minute; `None` for 0.
-    pub fn per_minute(n: u32) -> Option<Self> {
+    #[must_use]
+    pub const fn per_minute(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(60))
     }
 
     /// `n` requests an hour; `None` for 0.
-    pub fn per_hour(n: u32) -> Option<Self> {
+    #[must_use]
+    pub const fn per_hour(n: u32) -> Option<Self> {
         Self::new(n, Duration::from_secs(60 * 60))
     }
 
@@ -109,29 +117,34 @@ impl Quota {
     }
 
     /// How many requests the quota admits in a burst, and per period.
-    pub fn count(&self) -> u32 {
+    #[must_use]
+    pub const fn count(&self) -> u32 {
         self.count.get()
     }
 
     /// The period the count applies to.
-    pub fn period(&self) -> Duration {
+    #[must_use]
+    pub const fn period(&self) -> Duration {
         self.period
     }
 
     /// `T`: the steady-state spacing of requests, `period / count` rounded up
     /// to a nanosecond.
+    #[must_use]
     pub fn emission_interval(&self) -> Duration {
         Duration::from_nanos(self.interval as u64)
     }
 
     /// `τ = T · (count − 1)`: how far ahead of `now` a key's TAT may already
     /// be for a request to be admitted.
+    #[must_use]
     pub fn burst_tolerance(&self) -> Duration {
         Duration::from_nanos((self.window_ns() - self.interval) as u64)
     }
 
     /// `L = count · T`: how far ahead of `now` a TAT may be after an admitted
     /// request; also the time a key takes to refill from empty.
+    #[must_use]
     pub fn window(&self) -> Duration {
         Duration::from_nanos(self.window_ns() as u64)
     }
@@ -141,25 +154,44 @@ impl Quota {
         i64::from(self.count.get()) * self.interval
     }
 
+    /// The TAT after charging one more unit at `now` even when the budget
+    /// is spent (a denied [`step`](Self::step) would move nothing), at most
+    /// `now + cap`: charges that arrive together each push the TAT, so a
+    /// burst buys a proportional wait. Nanoseconds.
+    #[cfg(feature = "http")]
+    pub(crate) fn charge_nanos(&self, tat: Option<i64>, now: i64, cap: i64) -> i64 {
+        let base = tat.map_or(now, |tat| tat.max(now));
+        base.saturating_add(self.interval)
+            .min(now.saturating_add(cap.max(self.window_ns())))
+    }
+
     /// One GCRA step: the decision for a request at `now` on a key whose
-    /// stored TAT is `tat` (`None` when not tracked), and the TAT to store
-    /// afterwards (unchanged when denied). Times are nanoseconds since the
-    /// Unix epoch ([`unix_nanos`]).
+    /// stored theoretical arrival time is `tat` (`None` when not tracked),
+    /// and the TAT to store afterwards (unchanged when denied). TATs are
+    /// nanoseconds since the Unix epoch; store them as they are. For a host
+    /// writing its own [`RateLimiter`](super::RateLimiter) on another engine.
     ///
     /// ```
     /// use keyward::ratelimit::Quota;
     /// use std::time::Duration;
+    /// use time::OffsetDateTime;
     ///
     /// let quota = Quota::per_minute(2).unwrap();
-    /// let (first, tat) = quota.step(None, 0);
+    /// let now = OffsetDateTime::UNIX_EPOCH;
+    /// let (first, tat) = quota.step(None, now);
     /// assert!(first.allowed && first.remaining == 1);
-    /// let (second, tat) = quota.step(Some(tat), 0);
+    /// let (second, tat) = quota.step(Some(tat), now);
     /// assert!(second.allowed && second.remaining == 0);
-    /// let (third, _) = quota.step(Some(tat), 0);
+    /// let (third, _) = quota.step(Some(tat), now);
     /// assert!(!third.allowed);
     /// assert_eq!(third.retry_after, Some(Duration::from_secs(30)));
     /// ```
-    pub fn step(&self, tat: Option<i64>, now: i64) -> (RateDecision, i64) {
+    pub fn step(&self, tat: Option<i64>, now: OffsetDateTime) -> (RateDecision, i64) {
+        self.step_nanos(tat, unix_nanos(now))
+    }
+
+    /// [`step`](Self::step) at `now` nanoseconds since the Unix epoch.
+    pub(crate) fn step_nanos(&self, tat: Option<i64>, now: i64) -> (RateDecision, i64) {
         let base = match tat {
             Some(tat) if tat > now => tat,
             _ => now,
@@ -210,13 +242,7 @@ impl Quota {
 
 /// An instant as nanoseconds since the Unix epoch, the unit of a stored TAT,
 /// saturating outside the years 1677–2262.
-///
-/// ```
-/// use keyward::ratelimit::unix_nanos;
-///
-/// assert_eq!(unix_nanos(time::OffsetDateTime::UNIX_EPOCH + time::Duration::SECOND), 1_000_000_000);
-/// ```
-pub fn unix_nanos(at: OffsetDateTime) -> i64 {
+pub(crate) fn unix_nanos(at: OffsetDateTime) -> i64 {
     let nanos = at.unix_timestamp_nanos();
     i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
@@ -233,7 +259,7 @@ mod tests {
     fn drain(quota: &Quota, tat: &mut Option<i64>, now: i64) -> (u32, RateDecision) {
         let mut admitted = 0;
         loop {
-            let (decision, next) = quota.step(*tat, now);
+            let (decision, next) = quota.step_nanos(*tat, now);
             *tat = Some(next);
             if !decision.allowed {
                 return (admitted, decision);
@@ -281,7 +307,7 @@ mod tests {
         let quota = Quota::per_minute(100).unwrap();
         let mut tat = None;
         for i in 0..100 {
-            let (decision, next) = quota.step(tat, 0);
+            let (decision, next) = quota.step_nanos(tat, 0);
             assert!(decision.allowed);
             assert_eq!(decision.remaining, 99 - i);
             assert_eq!(
@@ -291,7 +317,7 @@ mod tests {
             assert_eq!(decision.retry_after, None);
             tat = Some(next);
         }
-        let (denied, after) = quota.step(tat, 0);
+        let (denied, after) = quota.step_nanos(tat, 0);
         assert!(!denied.allowed);
         assert_eq!(after, tat.unwrap(), "a denial does not move the TAT");
         assert_eq!(denied.remaining, 0);
@@ -304,7 +330,7 @@ mod tests {
         let quota = Quota::per_minute(100).unwrap();
         let mut tat = None;
         assert_eq!(drain(&quota, &mut tat, 0).0, 100);
-        assert!(!quota.step(tat, 600 * MS - 1).0.allowed);
+        assert!(!quota.step_nanos(tat, 600 * MS - 1).0.allowed);
         for k in 1..=5 {
             let (admitted, denied) = drain(&quota, &mut tat, k * 600 * MS);
             assert_eq!(admitted, 1);
@@ -320,7 +346,7 @@ mod tests {
         // 30 s later: five intervals refilled.
         assert_eq!(drain(&quota, &mut tat, 30_000 * MS).0, 5);
         // A full window after the last admission: a full burst again.
-        let (d, _) = quota.step(tat, 30_000 * MS);
+        let (d, _) = quota.step_nanos(tat, 30_000 * MS);
         let full_at = 30_000 * MS + d.reset.as_nanos() as i64;
         assert_eq!(d.reset, Duration::from_secs(60));
         assert_eq!(drain(&quota, &mut tat, full_at - 1).0, 9);
@@ -346,12 +372,12 @@ mod tests {
     fn extreme_instants_saturate_instead_of_overflowing() {
         let quota = Quota::new(u32::MAX, Quota::MAX_PERIOD).unwrap();
         // Overflowing the clock fails closed rather than admitting.
-        let (d, tat) = quota.step(None, i64::MAX - 5);
+        let (d, tat) = quota.step_nanos(None, i64::MAX - 5);
         assert!(!d.allowed);
         assert_eq!(tat, i64::MAX - 5);
-        let (d, _) = quota.step(Some(i64::MAX - 5), i64::MAX - 5);
+        let (d, _) = quota.step_nanos(Some(i64::MAX - 5), i64::MAX - 5);
         assert!(!d.allowed);
-        let (d, _) = quota.step(Some(i64::MAX), i64::MIN);
+        let (d, _) = quota.step_nanos(Some(i64::MAX), i64::MIN);
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);
     }
@@ -376,7 +402,7 @@ mod tests {
             let mut admitted = Vec::new();
             for gap in gaps {
                 now += gap * t / 1_000;
-                let (decision, next) = quota.step(tat, now);
+                let (decision, next) = quota.step_nanos(tat, now);
                 tat = Some(next);
                 if decision.allowed {
                     admitted.push(now);
@@ -400,10 +426,10 @@ mod tests {
             let start = 1_700_000_000_000 * MS;
             let mut tat = None;
             for _ in 0..used {
-                tat = Some(quota.step(tat, start).1);
+                tat = Some(quota.step_nanos(tat, start).1);
             }
             let now = start + offset % (quota.window_ns() + 1);
-            let (decision, next) = quota.step(tat, now);
+            let (decision, next) = quota.step_nanos(tat, now);
             if decision.allowed {
                 // `remaining` more are admitted at `now`, not one more.
                 let mut after = Some(next);
@@ -414,8 +440,8 @@ mod tests {
                 prop_assert_eq!(next, tat.unwrap());
                 let wait = decision.retry_after.unwrap().as_nanos() as i64;
                 prop_assert!(wait > 0);
-                prop_assert!(quota.step(tat, now + wait).0.allowed);
-                prop_assert!(!quota.step(tat, now + wait - 1).0.allowed);
+                prop_assert!(quota.step_nanos(tat, now + wait).0.allowed);
+                prop_assert!(!quota.step_nanos(tat, now + wait - 1).0.allowed);
             }
             // At `now + reset` the key has a full burst again, not before.
             let reset = decision.reset.as_nanos() as i64;

@@ -1,8 +1,9 @@
 //! The in-process limiter: sharded hash maps of key → TAT, bounded.
 
 use std::any::TypeId;
+use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -59,22 +60,32 @@ const SWEEP_SLACK: usize = 64;
 /// assert_eq!(limiter.len(), 1);
 /// ```
 pub struct MemoryRateLimiter {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    table: TatTable<Box<str>>,
     clock: Arc<dyn Clock>,
     /// Whether `clock` is the [`SystemClock`]: then the check reads the time
     /// directly, skipping two calendar conversions (about 25 ns).
     system_clock: bool,
+}
+
+/// Keys and their TATs in a fixed number of shards, each a `Mutex<HashMap>`
+/// holding at most `shard_capacity` keys: the state of a
+/// [`MemoryRateLimiter`] (keyed by string) and of the authentication layer's
+/// failure throttle (keyed by client network), bounded the same way (see
+/// [`MemoryRateLimiter`], "Memory").
+pub(crate) struct TatTable<K> {
+    shards: Box<[Mutex<Shard<K>>]>,
+    hasher: RandomState,
     shard_capacity: usize,
 }
 
-struct Shard {
-    tats: HashMap<Box<str>, i64, RandomState>,
+struct Shard<K> {
+    tats: HashMap<K, i64, RandomState>,
     inserts_since_sweep: usize,
 }
 
 impl MemoryRateLimiter {
     /// A limiter on the system clock with the default bounds.
+    #[must_use]
     pub fn new() -> Self {
         Self::builder().build()
     }
@@ -92,31 +103,7 @@ impl MemoryRateLimiter {
     /// [`RateLimiter::check`] without the future: it never waits.
     pub fn check_sync(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
         valid_key(key)?;
-        let now = self.now();
-        let hash = self.hasher.hash_one(key);
-        // The map indexes buckets by the low bits and tags by the top 7:
-        // pick the shard from bits in between.
-        let index = (hash >> 32) as usize & (self.shards.len() - 1);
-        let mut shard = lock(&self.shards[index]);
-        if let RawEntryMut::Occupied(mut entry) = shard
-            .tats
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, key)
-        {
-            let tat = entry.get_mut();
-            let (decision, next) = quota.step(Some(*tat), now);
-            *tat = next;
-            return Ok(decision);
-        }
-        // An untracked key is admitted (count >= 1) and its TAT is > now.
-        let (decision, next) = quota.step(None, now);
-        shard.make_room(now, self.shard_capacity);
-        shard
-            .tats
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, key)
-            .insert(key.into(), next);
-        Ok(decision)
+        Ok(self.table.step(key, |k| Box::from(k), quota, self.now()))
     }
 
     fn now(&self) -> i64 {
@@ -130,43 +117,37 @@ impl MemoryRateLimiter {
     }
 
     /// How many keys are tracked.
+    #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).tats.len()).sum()
+        self.table.len()
     }
 
     /// Whether no key is tracked.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The most keys this limiter tracks at once.
+    #[must_use]
     pub fn max_keys(&self) -> usize {
-        self.shard_capacity * self.shards.len()
+        self.table.max_keys()
     }
 
     /// Drops every key that is back to a full burst (TAT at or before now);
     /// returns how many. Shards do this on their own as keys come in; call it
     /// to release memory after a burst of traffic ends.
+    #[allow(clippy::must_use_candidate)] // called for its effect; the count is a report
     pub fn sweep(&self) -> usize {
-        let now = self.now();
-        self.shards.iter().map(|s| lock(s).sweep(now)).sum()
+        self.table.sweep(self.now())
     }
 
     /// The bytes this limiter has asked the allocator for: the shards, each
     /// hash table's allocation, and each key's bytes. The allocator's own
     /// overhead per key (8 to 24 bytes with glibc's malloc) is not counted.
+    #[must_use]
     pub fn memory_estimate(&self) -> usize {
-        let shards = std::mem::size_of_val(&*self.shards);
-        shards
-            + self
-                .shards
-                .iter()
-                .map(|s| {
-                    let shard = lock(s);
-                    let keys: usize = shard.tats.keys().map(|k| k.len()).sum();
-                    shard.tats.allocation_size() + keys
-                })
-                .sum::<usize>()
+        self.table.memory_estimate(|key| key.len())
     }
 }
 
@@ -179,7 +160,7 @@ impl Default for MemoryRateLimiter {
 impl fmt::Debug for MemoryRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryRateLimiter")
-            .field("shards", &self.shards.len())
+            .field("shards", &self.table.shards.len())
             .field("max_keys", &self.max_keys())
             .field("clock", &self.clock)
             .finish_non_exhaustive()
@@ -238,10 +219,24 @@ impl MemoryRateLimiterBuilder {
     }
 
     /// The limiter.
+    #[must_use]
     pub fn build(self) -> MemoryRateLimiter {
-        let shards = prev_power_of_two(self.shards.min(self.max_keys));
-        let hasher = RandomState::new();
         MemoryRateLimiter {
+            table: TatTable::new(self.max_keys, self.shards),
+            clock: self.clock,
+            system_clock: self.system_clock,
+        }
+    }
+}
+
+impl<K: Hash + Eq> TatTable<K> {
+    /// At most `max_keys` keys (at least 1) in `shards` shards, rounded down
+    /// to a power of two and to at most `max_keys`.
+    pub(crate) fn new(max_keys: usize, shards: usize) -> Self {
+        let max_keys = max_keys.max(1);
+        let shards = prev_power_of_two(shards.clamp(1, max_keys));
+        let hasher = RandomState::new();
+        TatTable {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -251,14 +246,139 @@ impl MemoryRateLimiterBuilder {
                 })
                 .collect(),
             hasher,
-            clock: self.clock,
-            system_clock: self.system_clock,
-            shard_capacity: self.max_keys / shards,
+            shard_capacity: max_keys / shards,
         }
+    }
+
+    /// The hash of `key` and its shard.
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, MutexGuard<'_, Shard<K>>) {
+        let hash = self.hasher.hash_one(key);
+        // The map indexes buckets by the low bits and tags by the top 7:
+        // pick the shard from bits in between.
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
+        (hash, lock(&self.shards[index]))
+    }
+
+    /// One GCRA step of `key` at `now`: the decision, and the new TAT stored
+    /// when admitted. `own` makes the stored key of an untracked one.
+    pub(crate) fn step<Q>(
+        &self,
+        key: &Q,
+        own: impl FnOnce(&Q) -> K,
+        quota: Quota,
+        now: i64,
+    ) -> RateDecision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, mut shard) = self.shard(key);
+        if let RawEntryMut::Occupied(mut entry) = shard
+            .tats
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            let tat = entry.get_mut();
+            let (decision, next) = quota.step_nanos(Some(*tat), now);
+            *tat = next;
+            return decision;
+        }
+        // An untracked key is admitted (count >= 1) and its TAT is > now.
+        let (decision, next) = quota.step_nanos(None, now);
+        shard.make_room(now, self.shard_capacity);
+        shard
+            .tats
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+            .insert(own(key), next);
+        decision
+    }
+
+    /// Charges `key` one unit at `now` whether or not its budget has room
+    /// (see [`Quota::charge_nanos`]), its TAT at most `now + cap` ahead.
+    #[cfg(feature = "http")]
+    pub(crate) fn charge<Q>(
+        &self,
+        key: &Q,
+        own: impl FnOnce(&Q) -> K,
+        quota: Quota,
+        now: i64,
+        cap: i64,
+    ) where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, mut shard) = self.shard(key);
+        if let RawEntryMut::Occupied(mut entry) = shard
+            .tats
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            let tat = entry.get_mut();
+            *tat = quota.charge_nanos(Some(*tat), now, cap);
+            return;
+        }
+        let next = quota.charge_nanos(None, now, cap);
+        shard.make_room(now, self.shard_capacity);
+        shard
+            .tats
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+            .insert(own(key), next);
+    }
+
+    /// The decision a step of `key` would get at `now()`, without taking
+    /// it: `None` for an untracked key (a full burst), in which case the
+    /// clock is not read.
+    #[cfg(feature = "http")]
+    pub(crate) fn peek<Q>(
+        &self,
+        key: &Q,
+        quota: Quota,
+        now: impl FnOnce() -> i64,
+    ) -> Option<RateDecision>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.shard(key);
+        let (_, &tat) = shard.tats.raw_entry().from_key_hashed_nocheck(hash, key)?;
+        Some(quota.step_nanos(Some(tat), now()).0)
+    }
+
+    /// How many keys are tracked.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).tats.len()).sum()
+    }
+
+    /// The most keys tracked at once.
+    pub(crate) fn max_keys(&self) -> usize {
+        self.shard_capacity * self.shards.len()
+    }
+
+    /// Drops every key whose TAT is at or before `now`; returns how many.
+    pub(crate) fn sweep(&self, now: i64) -> usize {
+        self.shards.iter().map(|s| lock(s).sweep(now)).sum()
+    }
+
+    /// The bytes asked of the allocator: the shards, each hash table's
+    /// allocation, and `key_heap` of each key (its bytes on the heap).
+    pub(crate) fn memory_estimate(&self, key_heap: impl Fn(&K) -> usize) -> usize {
+        let shards = std::mem::size_of_val(&*self.shards);
+        shards
+            + self
+                .shards
+                .iter()
+                .map(|s| {
+                    let shard = lock(s);
+                    let keys: usize = shard.tats.keys().map(&key_heap).sum();
+                    shard.tats.allocation_size() + keys
+                })
+                .sum::<usize>()
     }
 }
 
-impl Shard {
+impl<K: Hash + Eq> Shard<K> {
     /// Makes sure one more key fits, and sweeps now and then.
     fn make_room(&mut self, now: i64, capacity: usize) {
         self.inserts_since_sweep += 1;
@@ -306,7 +426,7 @@ impl Shard {
     }
 }
 
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+fn lock<K>(shard: &Mutex<Shard<K>>) -> MutexGuard<'_, Shard<K>> {
     // A shard is consistent after any panic: each update is one i64 store.
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -335,9 +455,9 @@ mod tests {
     fn shards_are_a_power_of_two_within_the_key_bound() {
         assert_eq!(prev_power_of_two(1), 1);
         assert_eq!(prev_power_of_two(100), 64);
-        assert_eq!(limiter(10, 64).0.shards.len(), 8);
+        assert_eq!(limiter(10, 64).0.table.shards.len(), 8);
         assert_eq!(limiter(10, 64).0.max_keys(), 8);
-        assert_eq!(limiter(1000, 0).0.shards.len(), 1);
+        assert_eq!(limiter(1000, 0).0.table.shards.len(), 1);
     }
 
     #[test]
@@ -376,15 +496,15 @@ mod tests {
         // Key i is used i + 1 times: the higher i, the further from idle.
         for i in 0..32 {
             for _ in 0..=i {
-                limiter.check_sync(&format!("k{i}"), quota).unwrap();
+                let _ = limiter.check_sync(&format!("k{i}"), quota).unwrap();
             }
         }
         assert_eq!(limiter.len(), 32);
         clock.advance(time::Duration::seconds(1));
-        limiter.check_sync("new", quota).unwrap();
+        let _ = limiter.check_sync("new", quota).unwrap();
         // Nothing idle: 32 / 16 = 2 keys go, those used least (k0, k1).
         assert_eq!(limiter.len(), 31);
-        let shard = lock(&limiter.shards[0]);
+        let shard = lock(&limiter.table.shards[0]);
         assert!(!shard.tats.contains_key("k0"));
         assert!(!shard.tats.contains_key("k1"));
         assert!(shard.tats.contains_key("k2"));
@@ -396,7 +516,7 @@ mod tests {
         let (limiter, _) = limiter(64, 1);
         let quota = Quota::per_minute(10).unwrap();
         for i in 0..200 {
-            limiter.check_sync(&format!("k{i}"), quota).unwrap();
+            let _ = limiter.check_sync(&format!("k{i}"), quota).unwrap();
             assert!(limiter.len() <= 64);
         }
         // The frozen clock gives every key the same TAT.
@@ -408,7 +528,7 @@ mod tests {
         let (limiter, clock) = limiter(1_000, 8);
         let quota = Quota::per_second(10).unwrap();
         for i in 0..20_000 {
-            limiter.check_sync(&format!("ip:{i}"), quota).unwrap();
+            let _ = limiter.check_sync(&format!("ip:{i}"), quota).unwrap();
             if i % 100 == 0 {
                 clock.advance(time::Duration::milliseconds(10));
             }

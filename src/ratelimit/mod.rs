@@ -72,7 +72,14 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 
-pub use gcra::{unix_nanos, Quota, PG_GCRA_SQL};
+#[cfg(feature = "http")]
+pub(crate) use gcra::unix_nanos;
+pub use gcra::Quota;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use gcra::PG_GCRA_SQL;
+#[cfg(feature = "http")]
+pub(crate) use memory::TatTable;
 pub use memory::{MemoryRateLimiter, MemoryRateLimiterBuilder};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -85,14 +92,31 @@ pub const MAX_KEY_LEN: usize = 256;
 pub const POLICY_NAME: &str = "default";
 
 /// Checks requests of a key against a quota. Object safe: hold it as
-/// `Arc<dyn RateLimiter>`.
+/// `Arc<dyn RateLimiter>`. Implement it with `#[keyward::async_trait]`; the
+/// method reads `async fn check(&self, key: &str, quota: Quota) ->
+/// Result<RateDecision, LimitError>`.
 ///
 /// ```
-/// use keyward::ratelimit::{MemoryRateLimiter, RateLimiter};
+/// use keyward::ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
 /// use std::sync::Arc;
 ///
 /// let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
-/// # let _ = limiter;
+///
+/// /// Another engine's limiter: here one that keeps the TAT per key the way
+/// /// a Redis script would, with `Quota::step`.
+/// #[derive(Debug, Default)]
+/// struct Engine(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+///
+/// #[keyward::async_trait]
+/// impl RateLimiter for Engine {
+///     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
+///         let mut tats = self.0.lock().unwrap();
+///         let (decision, tat) = quota.step(tats.get(key).copied(), time::OffsetDateTime::now_utc());
+///         tats.insert(key.to_owned(), tat);
+///         Ok(decision)
+///     }
+/// }
+/// # let _ = (limiter, Engine::default());
 /// ```
 #[async_trait]
 pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
@@ -129,7 +153,7 @@ pub enum LimitError {
 /// use keyward::ratelimit::Quota;
 ///
 /// let quota = Quota::per_minute(100).unwrap();
-/// let (decision, _) = quota.step(None, 0);
+/// let (decision, _) = quota.step(None, time::OffsetDateTime::UNIX_EPOCH);
 /// assert!(decision.allowed);
 /// assert_eq!(decision.policy_value(), r#""default";q=100;w=60"#);
 /// assert_eq!(decision.value(), r#""default";r=99;t=1"#);
@@ -137,6 +161,7 @@ pub enum LimitError {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[must_use = "a rate decision admits or denies: act on it"]
 pub struct RateDecision {
     /// Whether the request is admitted.
     pub allowed: bool,
@@ -155,12 +180,14 @@ pub struct RateDecision {
 impl RateDecision {
     /// The `Retry-After` value when denied: whole seconds, rounded up (a
     /// client that waits that long is admitted).
+    #[must_use]
     pub fn retry_after_value(&self) -> Option<String> {
         self.retry_after.map(|wait| ceil_secs(wait).to_string())
     }
 
     /// The IETF `RateLimit-Policy` value, `"default";q=<limit>;w=<window
     /// seconds, rounded up>`.
+    #[must_use]
     pub fn policy_value(&self) -> String {
         format!(
             "\"{POLICY_NAME}\";q={};w={}",
@@ -171,6 +198,7 @@ impl RateDecision {
 
     /// The IETF `RateLimit` value, `"default";r=<remaining>;t=<seconds until
     /// the key is full again, rounded up>`.
+    #[must_use]
     pub fn value(&self) -> String {
         format!(
             "\"{POLICY_NAME}\";r={};t={}",

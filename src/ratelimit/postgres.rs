@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{valid_key, LimitError, Quota, RateDecision, RateLimiter, PG_GCRA_SQL};
 use crate::error::StoreError;
-use crate::store::postgres::{map_err, PgStore, MIGRATION_LOCK};
+use crate::store::postgres::{map_err, Hidden, PgStore, MIGRATION_LOCK};
 
 /// The table [`PgRateLimiter`] keeps its state in (idempotent SQL, run by
 /// [`PgRateLimiter::migrate`]): one row per key that is not back to a full
@@ -52,6 +52,7 @@ pub struct PgRateLimiter {
 
 impl PgRateLimiter {
     /// A limiter on `store`'s pool, schema and timeout.
+    #[must_use]
     pub fn new(store: PgStore) -> Self {
         PgRateLimiter { store }
     }
@@ -85,6 +86,7 @@ impl PgRateLimiter {
     }
 
     /// The store whose pool this limiter uses.
+    #[must_use]
     pub fn store(&self) -> &PgStore {
         &self.store
     }
@@ -110,7 +112,10 @@ impl RateLimiter for PgRateLimiter {
             .run(|client| async move {
                 let statement = client.prepare_cached(PG_GCRA_SQL).await.map_err(map_err)?;
                 client
-                    .query_opt(&statement, &[&key, &interval, &window])
+                    // Hidden from tokio-postgres's DEBUG log of parameters: a
+                    // key may name a client (`ip:…`) or a pseudonymous
+                    // account (`acct:sha256:…`).
+                    .query_opt(&statement, &[&Hidden(key), &interval, &window])
                     .await
                     .map_err(map_err)
             })

@@ -3,12 +3,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-use super::KeyStore;
-use crate::clock::{Clock, SystemClock};
+use super::{KeyStore, Revocation};
+use crate::clock::{span, Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
@@ -32,7 +33,9 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 /// * **Revocation in this process:** a `revoke` through the cache invalidates
 ///   the key before it returns, and a lookup that raced with it can not put
 ///   the old record back (every invalidation bumps an epoch; a lookup only
-///   fills the cache when no invalidation happened while it ran).
+///   fills the cache when no invalidation that could concern what it read
+///   happened while it ran: invalidations of other keys do not hold it
+///   back, unless more than 64 came in during the one lookup).
 /// * **Revocation in other processes:** each process must learn of it. Call
 ///   [`CacheInvalidator::invalidate`] when told (the PostgreSQL store's
 ///   `RevocationListener` does so through `LISTEN`/`NOTIFY` within about a
@@ -45,7 +48,7 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 /// use keyward::{KeyStore, MemoryStore, TokenHasher};
 ///
 /// let store = CachedStore::builder(MemoryStore::new())
-///     .ttl(time::Duration::seconds(10))
+///     .ttl(std::time::Duration::from_secs(10))
 ///     .capacity(50_000)
 ///     .build();
 /// let hash = TokenHasher::sha256().hash("pk_unknown");
@@ -142,9 +145,9 @@ impl<S: KeyStore> CachedStoreBuilder<S> {
 
 impl<S: KeyStore> CachedStore<S> {
     /// Default time a known key stays cached.
-    pub const DEFAULT_TTL: Duration = Duration::seconds(30);
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
     /// Default time an unknown hash stays cached.
-    pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::seconds(5);
+    pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
     /// Default most entries.
     pub const DEFAULT_CAPACITY: usize = 10_000;
 
@@ -238,9 +241,18 @@ struct State {
     /// Entries for unknown hashes.
     negatives: usize,
     /// Bumped on every invalidation: a lookup that started before one must
-    /// not fill the cache with what it read.
+    /// not fill the cache with what it read, if it concerns that read.
     epoch: u64,
+    /// The latest invalidations, oldest first, one per epoch bump (at most
+    /// [`RECENT`]): the key id, or `None` for one that concerns any lookup
+    /// (a hash, everything).
+    recent: VecDeque<Option<KeyId>>,
 }
+
+/// How many invalidations a lookup can see past (and still fill the cache)
+/// when none concerns its key: a busy revocation channel for other keys
+/// must not keep every lookup from filling the cache.
+const RECENT: usize = 64;
 
 struct Entry {
     /// `None`: no key has this hash.
@@ -257,7 +269,7 @@ impl Cache {
 
     fn invalidate(&self, id: &KeyId) {
         let mut state = self.lock();
-        state.epoch += 1;
+        state.bump(Some(id.clone()));
         if let Some(hash) = state.hash_of.get(id).copied() {
             state.remove(&hash);
         }
@@ -265,13 +277,13 @@ impl Cache {
 
     fn invalidate_hash(&self, hash: &TokenHash) {
         let mut state = self.lock();
-        state.epoch += 1;
+        state.bump(None);
         state.remove(hash);
     }
 
     fn clear(&self) {
         let mut state = self.lock();
-        state.epoch += 1;
+        state.bump(None);
         state.entries.clear();
         state.hash_of.clear();
         state.order.clear();
@@ -280,6 +292,40 @@ impl Cache {
 }
 
 impl State {
+    /// Records an invalidation of `id` (`None`: of anything).
+    fn bump(&mut self, id: Option<KeyId>) {
+        self.epoch += 1;
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+    }
+
+    /// Whether a lookup that started at `epoch` and found the key `found`
+    /// (`None`: no key) may fill the cache: no invalidation since could
+    /// concern it. An invalidation by id can not make a miss stale (an
+    /// insert invalidates its hash).
+    fn may_fill(&self, epoch: u64, found: Option<&KeyId>) -> bool {
+        let since = self.epoch - epoch;
+        if since == 0 {
+            return true;
+        }
+        let Ok(since) = usize::try_from(since) else {
+            return false;
+        };
+        since <= self.recent.len()
+            && self
+                .recent
+                .iter()
+                .rev()
+                .take(since)
+                .all(|invalidated| match (invalidated, found) {
+                    (None, _) => false,
+                    (Some(id), Some(found)) => id != found,
+                    (Some(_), None) => true,
+                })
+    }
+
     fn remove(&mut self, hash: &TokenHash) {
         match self.entries.remove(hash) {
             Some(Entry {
@@ -352,7 +398,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         };
         let found = self.inner.find_by_hash(hash).await?;
         let mut state = self.cache.lock();
-        if state.epoch == epoch {
+        if state.may_fill(epoch, found.as_ref().map(|r| &r.id)) {
             let ttl = if found.is_some() {
                 self.cache.ttl
             } else {
@@ -361,11 +407,11 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
             // Misses get at most a quarter of the room, so a flood of
             // unknown tokens can not push known keys out of the cache.
             let room = found.is_some() || state.negatives < (self.cache.capacity / 4).max(1);
-            if ttl > Duration::ZERO && room {
+            if !ttl.is_zero() && room {
                 state.put(
                     *hash,
                     found.clone(),
-                    now.saturating_add(ttl),
+                    now.saturating_add(span(ttl)),
                     self.cache.capacity,
                 );
             }
@@ -384,12 +430,12 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         // Also on error, and when this future is cancelled mid-way: the
         // revocation may have been applied all the same.
         let _forget = OnDrop(|| self.cache.invalidate(id));
-        self.inner.revoke(id, at).await
+        self.inner.revoke(id, when).await
     }
 
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
@@ -417,6 +463,7 @@ mod tests {
     use crate::scope::ScopeSet;
     use crate::store::MemoryStore;
     use crate::testing::{FaultyStore, Op};
+    use time::Duration;
 
     fn record(token: &str) -> KeyRecord {
         KeyRecord {
@@ -431,6 +478,7 @@ mod tests {
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
+            revocation_scheduled: false,
             rate_limit: RateLimit::default(),
             metadata: Default::default(),
             rotated_from: None,
@@ -441,8 +489,8 @@ mod tests {
         let inner = FaultyStore::new(MemoryStore::new());
         let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH);
         let store = CachedStore::builder(inner.clone())
-            .ttl(Duration::seconds(30))
-            .negative_ttl(Duration::seconds(5))
+            .ttl(std::time::Duration::from_secs(30))
+            .negative_ttl(std::time::Duration::from_secs(5))
             .capacity(capacity)
             .clock(clock.clone())
             .build();
@@ -490,10 +538,10 @@ mod tests {
         inner.set_fault_on(crate::testing::Op::Revoke, crate::testing::Fault::Hang);
         inner
             .get_ref()
-            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH)
+            .revoke(&r.id, Revocation::Now)
             .await
             .unwrap();
-        let revoke = store.revoke(&r.id, OffsetDateTime::UNIX_EPOCH);
+        let revoke = store.revoke(&r.id, Revocation::Now);
         let cancelled = tokio::time::timeout(std::time::Duration::from_secs(1), revoke).await;
         assert!(cancelled.is_err(), "the hung revoke was cut off");
         let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
@@ -506,17 +554,17 @@ mod tests {
         let r = record("c");
         store.insert(r.clone()).await.unwrap();
         store.find_by_hash(&r.hash).await.unwrap().unwrap();
-        store
-            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH)
-            .await
-            .unwrap();
+        store.revoke(&r.id, Revocation::Now).await.unwrap();
         let seen = store.find_by_hash(&r.hash).await.unwrap().unwrap();
         assert!(seen.revoked_at.is_some());
 
         // A revocation made behind the cache's back is seen once invalidated.
         inner
             .get_ref()
-            .revoke(&r.id, OffsetDateTime::UNIX_EPOCH - Duration::SECOND)
+            .revoke(
+                &r.id,
+                Revocation::At(OffsetDateTime::UNIX_EPOCH - Duration::SECOND),
+            )
             .await
             .unwrap();
         store.invalidator().invalidate(&r.id);
@@ -529,14 +577,103 @@ mod tests {
         assert_eq!(store.cached(), 0);
     }
 
+    /// Runs a lookup of `hash` that pauses in the inner store while `during`
+    /// runs; whether its result was put in the cache.
+    #[cfg(any(feature = "http", feature = "postgres"))]
+    async fn fills_after(
+        store: &CachedStore<FaultyStore>,
+        inner: &FaultyStore,
+        hash: TokenHash,
+        during: impl FnOnce(),
+    ) -> bool {
+        use crate::testing::Fault;
+        inner.set_fault_on(
+            Op::FindByHash,
+            Fault::Delay(std::time::Duration::from_secs(1)),
+        );
+        let lookup = {
+            let store = store.clone();
+            tokio::spawn(async move { store.find_by_hash(&hash).await.unwrap() })
+        };
+        // The lookup takes its epoch, then waits in the inner store.
+        tokio::task::yield_now().await;
+        during();
+        lookup.await.unwrap();
+        inner.set_fault_on(Op::FindByHash, Fault::None);
+        let before = inner.calls(Op::FindByHash);
+        store.find_by_hash(&hash).await.unwrap();
+        inner.calls(Op::FindByHash) == before
+    }
+
+    /// A lookup that raced with invalidations fills the cache only when none
+    /// of them concerns what it read: other keys' revocations (a busy
+    /// revocation channel) do not hold it back; its own key's, a hash's, a
+    /// clear, or more invalidations than the cache remembers do.
+    #[cfg(any(feature = "http", feature = "postgres"))]
+    #[tokio::test(start_paused = true)]
+    async fn only_invalidations_that_concern_a_lookup_hold_its_fill_back() {
+        type During = Box<dyn FnOnce(&CachedStore<FaultyStore>, &KeyRecord, &KeyRecord)>;
+        let cases: Vec<(&str, bool, bool, During)> = vec![
+            (
+                "another key",
+                true,
+                true,
+                Box::new(|s, _, o| s.invalidate(&o.id)),
+            ),
+            (
+                "its own key",
+                true,
+                false,
+                Box::new(|s, r, _| s.invalidate(&r.id)),
+            ),
+            (
+                "a hash",
+                true,
+                false,
+                Box::new(|s, _, o| s.cache.invalidate_hash(&o.hash)),
+            ),
+            ("everything", true, false, Box::new(|s, _, _| s.clear())),
+            (
+                "64 other keys",
+                true,
+                true,
+                Box::new(|s, _, _| (0..RECENT).for_each(|_| s.invalidate(&KeyId::generate()))),
+            ),
+            (
+                "65 other keys",
+                true,
+                false,
+                Box::new(|s, _, _| (0..=RECENT).for_each(|_| s.invalidate(&KeyId::generate()))),
+            ),
+            (
+                "another key, a miss",
+                false,
+                true,
+                Box::new(|s, _, o| s.invalidate(&o.id)),
+            ),
+            (
+                "a hash, a miss",
+                false,
+                false,
+                Box::new(|s, r, _| s.cache.invalidate_hash(&r.hash)),
+            ),
+        ];
+        for (what, known, fills, during) in cases {
+            let (store, inner, _) = cached(10);
+            let (r, other) = (record("r"), record("other"));
+            if known {
+                store.insert(r.clone()).await.unwrap();
+            }
+            store.insert(other.clone()).await.unwrap();
+            let filled = fills_after(&store, &inner, r.hash, || during(&store, &r, &other)).await;
+            assert_eq!(filled, fills, "invalidating {what} during the lookup");
+        }
+    }
+
     /// Revokes `id` through `store` (the one place these tests name the
     /// revocation instant).
     async fn revoke(store: &impl KeyStore, id: &KeyId) {
-        store
-            .revoke(id, OffsetDateTime::UNIX_EPOCH)
-            .await
-            .unwrap()
-            .unwrap();
+        store.revoke(id, Revocation::Now).await.unwrap().unwrap();
     }
 
     /// Runs a lookup of `hash` that reads the inner store, then is held while
@@ -669,7 +806,10 @@ mod tests {
     #[test]
     fn debug_shows_the_settings_and_no_entry() {
         let (store, _, _) = cached(7);
-        let (ttl, negative_ttl) = (Duration::seconds(30), Duration::seconds(5));
+        let (ttl, negative_ttl) = (
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(5),
+        );
         assert_eq!(
             format!("{store:?}"),
             format!("CachedStore {{ ttl: {ttl:?}, negative_ttl: {negative_ttl:?}, capacity: 7, cached: 0, .. }}")
@@ -690,7 +830,7 @@ mod tests {
     #[tokio::test]
     async fn a_zero_ttl_caches_nothing() {
         let store = CachedStore::builder(MemoryStore::new())
-            .negative_ttl(Duration::ZERO)
+            .negative_ttl(std::time::Duration::ZERO)
             .build();
         let hash = TokenHasher::sha256().hash("nothing");
         assert!(store.find_by_hash(&hash).await.unwrap().is_none());

@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::KeyStore;
+use super::{KeyStore, Revocation};
+use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
@@ -17,6 +18,9 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 /// Keys in process memory: for tests, single-instance services and as the
 /// default. Records are shared (`Arc`) and replaced on change, so a lookup
 /// copies nothing. Clones share the same map.
+///
+/// An immediate revocation ([`Revocation::Now`]) is stamped with the store's
+/// clock: the system clock, or the one given to [`with_clock`](Self::with_clock).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -28,9 +32,16 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 /// assert_eq!(store.len(), 0);
 /// # });
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<RwLock<Maps>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_clock(SystemClock)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,17 +67,29 @@ impl Maps {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store on the system clock.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store that stamps immediate revocations with `clock` (for
+    /// tests: share the keyring's `ManualClock`).
+    pub fn with_clock(clock: impl Clock) -> Self {
+        MemoryStore {
+            inner: Arc::default(),
+            clock: Arc::new(clock),
+        }
+    }
+
     /// How many keys it holds.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.read().by_hash.len()
     }
 
     /// Whether it holds none.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -132,9 +155,16 @@ impl KeyStore for MemoryStore {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let (at, scheduled) = match when {
+            Revocation::Now => (self.clock.now(), false),
+            Revocation::At(at) => (at, true),
+        };
         Ok(self.write().replace(id, |r| {
+            // Scheduled only while every revocation so far was.
+            r.revocation_scheduled =
+                scheduled && (r.revoked_at.is_none() || r.revocation_scheduled);
             r.revoked_at = Some(r.revoked_at.map_or(at, |old| old.min(at)));
         }))
     }

@@ -23,9 +23,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::StoreError;
 use crate::hash::{TokenHash, TokenHasher};
-use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
+use crate::key::{KeyId, KeyRecord, KeyState, RateLimit, TenantId};
 use crate::scope::ScopeSet;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, Revocation};
 use crate::token::TokenKind;
 
 /// Checks `store` against every clause of the [`KeyStore`] contract; panics
@@ -37,6 +37,8 @@ pub async fn run<S: KeyStore + ?Sized>(store: &S) {
     get_by_id(store).await;
     list_oldest_first_per_tenant(store).await;
     revoke_earliest_wins(store).await;
+    revoke_now_is_in_effect_whatever_the_clock(store).await;
+    revoke_now_ends_a_schedule_and_stays(store).await;
     touch_later_wins(store).await;
 }
 
@@ -69,6 +71,7 @@ fn record(tenant: &TenantId, created: i64) -> KeyRecord {
         expires_at: None,
         last_used_at: None,
         revoked_at: None,
+        revocation_scheduled: false,
         rate_limit: RateLimit::default(),
         metadata: BTreeMap::new(),
         rotated_from: None,
@@ -100,6 +103,7 @@ async fn round_trip<S: KeyStore + ?Sized>(store: &S) {
     full.expires_at = Some(t(86_400));
     full.last_used_at = Some(t(5));
     full.revoked_at = Some(t(7_200));
+    full.revocation_scheduled = true;
     full.rate_limit = RateLimit::Unlimited;
     full.metadata = BTreeMap::from([
         ("created_by".to_owned(), "user_7".to_owned()),
@@ -239,7 +243,10 @@ async fn list_oldest_first_per_tenant<S: KeyStore + ?Sized>(store: &S) {
     for r in [&newest, &other, &oldest, &middle] {
         insert(store, r).await;
     }
-    ok(store.revoke(&middle.id, t(40)).await, "revoke");
+    ok(
+        store.revoke(&middle.id, Revocation::At(t(40))).await,
+        "revoke",
+    );
     let listed = ok(store.list(&mine).await, "list");
     let ids: Vec<&KeyId> = listed.iter().map(|r| &r.id).collect();
     assert_eq!(
@@ -272,20 +279,30 @@ async fn revoke_earliest_wins<S: KeyStore + ?Sized>(store: &S) {
     insert(store, &bystander).await;
 
     assert!(
-        ok(store.revoke(&KeyId::generate(), t(1)).await, "revoke").is_none(),
+        ok(
+            store.revoke(&KeyId::generate(), Revocation::At(t(1))).await,
+            "revoke"
+        )
+        .is_none(),
         "KeyStore contract: revoke of an unknown id must be None"
     );
     for (at, expected, what) in [
-        (t(100), t(100), "the first revoke sets revoked_at"),
+        (
+            t(100),
+            t(100),
+            "the first revoke at an instant sets revoked_at, scheduled",
+        ),
         (t(50), t(50), "an earlier revoke moves revoked_at earlier"),
         (t(200), t(50), "a later revoke never postpones revoked_at"),
         (t(50), t(50), "revoke is idempotent"),
     ] {
-        let returned = ok(store.revoke(&key.id, at).await, "revoke").unwrap_or_else(|| {
-            panic!("KeyStore contract: revoke of a known id must return the record")
-        });
+        let returned = ok(store.revoke(&key.id, Revocation::At(at)).await, "revoke")
+            .unwrap_or_else(|| {
+                panic!("KeyStore contract: revoke of a known id must return the record")
+            });
         let mut want = key.clone();
         want.revoked_at = Some(expected);
+        want.revocation_scheduled = true;
         assert_eq!(
             *returned, want,
             "KeyStore contract: {what} (returned record)"
@@ -306,6 +323,131 @@ async fn revoke_earliest_wins<S: KeyStore + ?Sized>(store: &S) {
         *stored(store, &bystander.id).await,
         bystander,
         "KeyStore contract: revoke must change only the named key"
+    );
+}
+
+/// `revoke(Now)` on a known id: the returned record and every later read.
+async fn revoke_now<S: KeyStore + ?Sized>(store: &S, key: &KeyRecord, what: &str) -> KeyRecord {
+    let returned =
+        ok(store.revoke(&key.id, Revocation::Now).await, "revoke").unwrap_or_else(|| {
+            panic!("KeyStore contract: revoke of a known id must return the record")
+        });
+    for (seen, from) in [
+        (Some(returned.clone()), "returned record"),
+        (
+            Some(stored(store, &key.id).await),
+            "get once revoke returns",
+        ),
+        (
+            ok(store.find_by_hash(&key.hash).await, "find_by_hash"),
+            "find_by_hash once revoke returns",
+        ),
+    ] {
+        let seen = seen.unwrap_or_else(|| panic!("KeyStore contract: {what} ({from}): not found"));
+        assert!(
+            seen.revoked_at.is_some() && !seen.revocation_scheduled,
+            "KeyStore contract: {what} ({from}): revoke(Now) must set revoked_at and leave \
+             revocation_scheduled false, got {:?} / {}",
+            seen.revoked_at,
+            seen.revocation_scheduled
+        );
+        // A reader whose clock is far behind the store's still refuses it.
+        assert_eq!(
+            seen.state(OffsetDateTime::UNIX_EPOCH),
+            KeyState::Revoked,
+            "KeyStore contract: {what} ({from}): revoke(Now) must be in effect for a reader \
+             whatever its clock"
+        );
+        let mut rest = KeyRecord::clone(&seen);
+        rest.revoked_at = key.revoked_at;
+        rest.revocation_scheduled = key.revocation_scheduled;
+        assert_eq!(
+            rest, *key,
+            "KeyStore contract: {what} ({from}): revoke must change nothing else"
+        );
+    }
+    KeyRecord::clone(&returned)
+}
+
+async fn revoke_now_is_in_effect_whatever_the_clock<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let key = record(&tenant, 0);
+    let bystander = record(&tenant, 0);
+    insert(store, &key).await;
+    insert(store, &bystander).await;
+    assert!(
+        ok(
+            store.revoke(&KeyId::generate(), Revocation::Now).await,
+            "revoke"
+        )
+        .is_none(),
+        "KeyStore contract: revoke(Now) of an unknown id must be None"
+    );
+
+    let first = revoke_now(store, &key, "an immediate revoke").await;
+    let again = revoke_now(store, &key, "a second immediate revoke").await;
+    assert_eq!(
+        again.revoked_at, first.revoked_at,
+        "KeyStore contract: revoke(Now) is idempotent: a second call keeps the first instant"
+    );
+
+    // A scheduled revoke never postpones an immediate one, nor makes it
+    // scheduled again; an earlier instant moves it earlier, still immediate.
+    let first_at = first.revoked_at.expect("revoked");
+    for (at, expected, what) in [
+        (
+            first_at + Duration::days(365),
+            first_at,
+            "a later scheduled revoke leaves an immediate one as it is",
+        ),
+        (
+            first_at - Duration::days(1),
+            first_at - Duration::days(1),
+            "an earlier scheduled revoke moves an immediate one earlier, still immediate",
+        ),
+    ] {
+        let returned = ok(store.revoke(&key.id, Revocation::At(at)).await, "revoke")
+            .unwrap_or_else(|| panic!("KeyStore contract: revoke must return the record"));
+        assert_eq!(
+            (returned.revoked_at, returned.revocation_scheduled),
+            (Some(expected), false),
+            "KeyStore contract: {what}"
+        );
+        assert_eq!(
+            *stored(store, &key.id).await,
+            *returned,
+            "KeyStore contract: {what} (visible to get)"
+        );
+    }
+    assert_eq!(
+        *stored(store, &bystander.id).await,
+        bystander,
+        "KeyStore contract: revoke must change only the named key"
+    );
+}
+
+async fn revoke_now_ends_a_schedule_and_stays<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let key = record(&tenant, 0);
+    insert(store, &key).await;
+    // Far ahead of any store's clock: a rotation's grace.
+    let far = t(1_000_000_000);
+    let scheduled = ok(store.revoke(&key.id, Revocation::At(far)).await, "revoke")
+        .unwrap_or_else(|| panic!("KeyStore contract: revoke must return the record"));
+    assert_eq!(
+        (scheduled.revoked_at, scheduled.revocation_scheduled),
+        (Some(far), true),
+        "KeyStore contract: revoke(At) of an active key schedules it"
+    );
+    assert_eq!(
+        scheduled.state(t(0)),
+        KeyState::Active,
+        "KeyStore contract: a scheduled revocation waits for its instant"
+    );
+    let now = revoke_now(store, &key, "revoke(Now) of a scheduled key").await;
+    assert!(
+        now.revoked_at.is_some_and(|at| at <= far),
+        "KeyStore contract: revoke(Now) never postpones a scheduled revocation"
     );
 }
 

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
-use crate::store::{KeyStore, MemoryStore};
+use crate::store::{KeyStore, MemoryStore, Revocation};
 
 /// What a [`FaultyStore`] does when an operation is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -219,11 +219,13 @@ impl<S: KeyStore> FaultyStore<S> {
 
     /// How many `op` calls reached the inner store (failed or hung calls do
     /// not count; delayed ones do, once forwarded).
+    #[must_use]
     pub fn calls(&self, op: Op) -> usize {
         self.state.calls[op.index()].load(Ordering::SeqCst)
     }
 
     /// How many ids the `touch` calls that reached the inner store carried.
+    #[must_use]
     pub fn touched_ids(&self) -> usize {
         self.state.touched_ids.load(Ordering::SeqCst)
     }
@@ -273,6 +275,7 @@ impl<S: KeyStore> FaultyStore<S> {
     }
 
     /// The wrapped store.
+    #[must_use]
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
@@ -341,10 +344,10 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.enter(Op::Revoke).await?;
-        self.inner.revoke(id, at).await
+        self.inner.revoke(id, when).await
     }
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
         self.enter(Op::Touch).await?;

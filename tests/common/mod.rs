@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use keyward::{KeyKind, KeyStore, Keyring, ManualClock, MemoryStore, ScopeCatalog, ScopeStatus};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// PlayerOS: `read` and `write`, both enforced; `write` implies `read`.
 pub fn player_os() -> ScopeCatalog {
@@ -42,7 +42,12 @@ pub fn start() -> OffsetDateTime {
 /// `store`, a manual clock and a 60 s last-used interval.
 pub fn keyring_on(store: impl KeyStore) -> (Keyring, ManualClock) {
     let clock = ManualClock::new(start());
-    let keyring = Keyring::builder()
+    (keyring_with_clock(store, clock.clone()), clock)
+}
+
+/// The same keyring on `clock`.
+pub fn keyring_with_clock(store: impl KeyStore, clock: ManualClock) -> Keyring {
+    Keyring::builder()
         .store(store)
         .kind(
             KeyKind::new("pk", player_os())
@@ -51,15 +56,18 @@ pub fn keyring_on(store: impl KeyStore) -> (Keyring, ManualClock) {
                 .unwrap(),
         )
         .kind(KeyKind::new("pl", playable_labs()).unwrap())
-        .clock(clock.clone())
-        .last_used_interval(Duration::seconds(60))
+        .clock(clock)
+        .last_used_interval(std::time::Duration::from_secs(60))
         .build()
-        .unwrap();
-    (keyring, clock)
+        .unwrap()
 }
 
+/// A keyring on a memory store that shares its clock (immediate revocations
+/// are stamped with the store's clock).
 pub fn keyring() -> (Keyring, ManualClock) {
-    keyring_on(MemoryStore::new())
+    let clock = ManualClock::new(start());
+    let store = MemoryStore::with_clock(clock.clone());
+    (keyring_with_clock(store, clock.clone()), clock)
 }
 
 #[cfg(feature = "postgres")]

@@ -7,6 +7,7 @@ use http::request::Parts;
 use crate::http::principal::Principal;
 use crate::http::rejection::Rejection;
 
+mod failures;
 mod layer;
 mod service;
 
@@ -28,7 +29,7 @@ pub use service::Auth;
 /// /// Refuses keys of one tenant while it is being migrated.
 /// struct Freeze(keyward::TenantId);
 ///
-/// #[async_trait::async_trait]
+/// #[keyward::async_trait]
 /// impl AuthHook for Freeze {
 ///     async fn after_authentication(&self, principal: &Principal, _req: &mut Parts) -> Result<(), Rejection> {
 ///         if principal.tenant() == &self.0 { Err(Rejection::AuthUnavailable) } else { Ok(()) }

@@ -4,14 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::request::Parts;
 use http::{Request, Response};
 use tower::Service;
 
+use super::failures::counts_as_failure;
 use super::layer::AuthConfig;
 use crate::http::credentials::{self, Credential};
 use crate::http::future::{Admitted, ResponseFuture, State};
 use crate::http::principal::{Identity, Principal};
 use crate::http::rejection::{render_limited, Rejection, Renderer};
+use crate::http::throttle::ClientNet;
 use crate::key::TenantId;
 use crate::ratelimit::{bounded_key, Quota, RateDecision};
 
@@ -28,20 +31,7 @@ impl<S> Auth<S> {
         Auth { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for Auth<S> {
@@ -66,19 +56,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
+        let (mut parts, body) = req.into_parts();
         if config.custom_renderer {
-            req.extensions_mut().insert(config.renderer.clone());
-        } else if !req.extensions().is_empty() {
+            parts.extensions.insert(config.renderer.clone());
+        } else if !parts.extensions.is_empty() {
             // The default, as if inserted: an outer layer's renderer does not
             // reach behind this one.
-            req.extensions_mut().remove::<Renderer>();
+            parts.extensions.remove::<Renderer>();
         }
-        // Header checks are synchronous: refuse bad input before any lookup.
-        let presented = config.rules.extract(req.headers()).and_then(|credential| {
-            let tenant = credentials::tenant(req.headers(), &config.tenant_header)?;
-            Ok(credential.map(|c| (c, tenant)))
+        // Header checks are synchronous: refuse bad input before any lookup,
+        // and an over-budget client before its credential costs anything.
+        let presented = config.rules.extract(&parts.headers).and_then(|credential| {
+            let tenant = credentials::tenant(&parts.headers, &config.tenant_header)?;
+            let Some(credential) = credential else {
+                return Ok(None);
+            };
+            let client = config.failure_client(&parts, &credential)?;
+            Ok(Some((credential, tenant, client)))
         });
         let rejection = match presented {
             Err(rejection) => rejection,
@@ -88,38 +84,58 @@ where
                 // request.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
+                let req = Request::from_parts(parts, body);
                 let state = match presented {
                     None => State::Future {
                         future: inner.call(req),
                         decision: None,
                     },
-                    Some((credential, tenant)) => State::Checking {
-                        check: Box::pin(authenticate(config.clone(), credential, tenant, req)),
+                    Some((credential, tenant, client)) => State::Checking {
+                        check: Box::pin(authenticate(
+                            config.clone(),
+                            credential,
+                            tenant,
+                            client,
+                            req,
+                        )),
                         inner: Some(inner),
                     },
                 };
                 return ResponseFuture::new(state);
             }
         };
+        let decision = match rejection {
+            Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) => {
+                Some(decision)
+            }
+            _ => None,
+        };
         ResponseFuture::new(State::Rejected {
-            response: Some(config.renderer.render(&rejection)),
+            response: Some(
+                render_limited(&config.renderer, &rejection, decision).map(ResBody::from),
+            ),
         })
     }
 }
 
 /// Verifies the credential, selects the tenant, checks the rate limit, runs
 /// the hooks; on success the request carries the principal (and the rate
-/// decision, if checked).
+/// decision, if checked). A failed verification spends one of `client`'s
+/// failures.
 async fn authenticate<B>(
     config: Arc<AuthConfig>,
     credential: Credential,
     tenant: Option<TenantId>,
+    client: Option<ClientNet>,
     req: Request<B>,
 ) -> Result<Admitted<B>, Response<String>> {
     let (mut parts, body) = req.into_parts();
     let mut decision = None;
     let outcome = async {
-        let principal = config.principal_within_timeout(&credential, tenant).await?;
+        let principal = config
+            .principal_within_timeout(&credential, tenant)
+            .await
+            .inspect_err(|rejection| config.record_failure(client, rejection))?;
         drop(credential);
         decision = config.rate_limit(&principal).await?;
         if let Some(denied) = decision.filter(|d| !d.allowed) {
@@ -144,6 +160,43 @@ async fn authenticate<B>(
 }
 
 impl AuthConfig {
+    /// The client whose failures a credentialed request counts against:
+    /// `None` when the throttle is off or the peer unknown (then not
+    /// throttled, see [`AuthLayer::failure_budget`](crate::http::AuthLayer::failure_budget)).
+    /// A client over its budget is refused here, before the credential costs
+    /// anything, unless the credential is a token whose keyed tag verifies
+    /// (only the service's token key makes one): clients sharing an address
+    /// with someone sending forged tokens keep working. Its failures still
+    /// count.
+    fn failure_client(
+        &self,
+        parts: &Parts,
+        credential: &Credential,
+    ) -> Result<Option<ClientNet>, Rejection> {
+        let Some(budget) = self.failure_budget else {
+            return Ok(None);
+        };
+        let Some(ip) = self.client_ip.client(parts)? else {
+            self.failures.warn_unknown_peer();
+            return Ok(None);
+        };
+        let client = ClientNet::of(ip);
+        match self.failures.over_budget(client, budget) {
+            Some(_) if self.is_tagged_token(credential.value()) => Ok(Some(client)),
+            Some(denied) => Err(Rejection::TooManyFailures(denied)),
+            None => Ok(Some(client)),
+        }
+    }
+
+    /// Spends one of `client`'s failures if `rejection` counts as one.
+    fn record_failure(&self, client: Option<ClientNet>, rejection: &Rejection) {
+        if let (Some(client), Some(budget)) = (client, self.failure_budget) {
+            if counts_as_failure(rejection) {
+                self.failures.record(client, budget);
+            }
+        }
+    }
+
     /// [`principal`](Self::principal), refused as unavailable past the
     /// verification timeout (dropping the lookup cancels it).
     async fn principal_within_timeout(
@@ -221,6 +274,15 @@ impl AuthConfig {
                 Ok(Principal::key(key))
             }
         }
+    }
+
+    /// Whether `value` is a token of a keyed kind whose tag verifies
+    /// (offline: no hashing of the whole token, no lookup).
+    fn is_tagged_token(&self, value: &str) -> bool {
+        self.keyring
+            .format()
+            .parse(value)
+            .is_ok_and(|parsed| parsed.is_tagged())
     }
 
     /// Whether `value` starts with `<prefix>_` of a configured kind.

@@ -53,6 +53,7 @@ impl RequireScopesLayer {
     }
 
     /// The requirement.
+    #[must_use]
     pub fn requirement(&self) -> &Requirement {
         &self.requirement
     }

@@ -24,20 +24,7 @@ impl<S> RequireScopes<S> {
         RequireScopes { inner, requirement }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 
     /// Whether the request may pass; records a "soon" scope's would-deny.
     fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {

@@ -1,18 +1,16 @@
 //! [`ThrottleLayer`]: the configuration of [`Throttle`].
 
-use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
 use tower::Layer;
 
-use super::Throttle;
+use super::{ClientIp, Throttle};
 use crate::http::rejection::{JsonRejections, RenderRejection, Renderer};
 use crate::ratelimit::{MemoryRateLimiter, Quota, RateLimiter};
 
-type PeerIp = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
 type Account = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 /// Applies [`Throttle`] to a service: see the [module docs](super).
@@ -27,8 +25,7 @@ pub(super) struct ThrottleConfig {
     pub(super) limiter: Arc<dyn RateLimiter>,
     pub(super) per_ip: Option<Quota>,
     pub(super) per_account: Option<(Quota, Account)>,
-    pub(super) peer_ip: PeerIp,
-    pub(super) trusted_proxies: HashSet<IpAddr>,
+    pub(super) client_ip: ClientIp,
     pub(super) renderer: Renderer,
 }
 
@@ -44,10 +41,7 @@ impl ThrottleLayer {
                 limiter: Arc::new(MemoryRateLimiter::new()),
                 per_ip: None,
                 per_account: None,
-                peer_ip: Arc::new(|parts: &Parts| {
-                    parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
-                }),
-                trusted_proxies: HashSet::new(),
+                client_ip: ClientIp::default(),
                 renderer: Renderer::default(),
             }),
         }
@@ -83,13 +77,13 @@ impl ThrottleLayer {
     }
 
     /// Where the connection's peer address comes from (by default a
-    /// [`SocketAddr`] in the request extensions; see the
+    /// [`SocketAddr`](std::net::SocketAddr) in the request extensions; see the
     /// [module docs](super#client-ip) for axum's `ConnectInfo`).
     pub fn peer_ip<F>(mut self, peer_ip: F) -> Self
     where
         F: Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static,
     {
-        self.config().peer_ip = Arc::new(peer_ip);
+        self.config().client_ip.set_peer_ip(peer_ip);
         self
     }
 
@@ -100,7 +94,7 @@ impl ThrottleLayer {
     where
         I: IntoIterator<Item = IpAddr>,
     {
-        self.config().trusted_proxies = proxies.into_iter().map(|ip| ip.to_canonical()).collect();
+        self.config().client_ip.set_trusted_proxies(proxies);
         self
     }
 
@@ -131,7 +125,7 @@ impl fmt::Debug for ThrottleLayer {
                 "per_account",
                 &self.config.per_account.as_ref().map(|(q, _)| q),
             )
-            .field("trusted_proxies", &self.config.trusted_proxies)
+            .field("client_ip", &self.config.client_ip)
             .finish_non_exhaustive()
     }
 }

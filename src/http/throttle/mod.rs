@@ -103,8 +103,11 @@ mod layer;
 mod service;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
+use http::request::Parts;
 use http::HeaderMap;
 
 use crate::http::rejection::Rejection;
@@ -115,6 +118,61 @@ pub use service::Throttle;
 
 /// The header a trusted proxy appends the client address to.
 const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Where the peer address of a request comes from.
+pub(crate) type PeerIp = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
+
+/// Who the client of a request is: its connection's peer (read by
+/// `peer_ip`), or for a trusted proxy the address it forwarded (see the
+/// [module docs](self#client-ip)). The rule of [`ThrottleLayer`] and of the
+/// failure throttle of [`AuthLayer`](crate::http::AuthLayer).
+#[derive(Clone)]
+pub(crate) struct ClientIp {
+    peer_ip: PeerIp,
+    trusted_proxies: HashSet<IpAddr>,
+}
+
+impl Default for ClientIp {
+    /// The peer from a `SocketAddr` in the request extensions, no trusted
+    /// proxies.
+    fn default() -> Self {
+        ClientIp {
+            peer_ip: Arc::new(|parts: &Parts| {
+                parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
+            }),
+            trusted_proxies: HashSet::new(),
+        }
+    }
+}
+
+impl ClientIp {
+    pub(crate) fn set_peer_ip<F>(&mut self, peer_ip: F)
+    where
+        F: Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static,
+    {
+        self.peer_ip = Arc::new(peer_ip);
+    }
+
+    pub(crate) fn set_trusted_proxies(&mut self, proxies: impl IntoIterator<Item = IpAddr>) {
+        self.trusted_proxies = proxies.into_iter().map(|ip| ip.to_canonical()).collect();
+    }
+
+    /// The client of a request; `Ok(None)` when its peer is unknown.
+    pub(crate) fn client(&self, parts: &Parts) -> Result<Option<IpAddr>, Rejection> {
+        match (self.peer_ip)(parts) {
+            Some(peer) => client_ip(peer, &parts.headers, &self.trusted_proxies).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIp")
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The client address for `peer`: the peer itself, or, when the peer is a
 /// trusted proxy, the right-most untrusted address of `X-Forwarded-For`.
@@ -152,15 +210,37 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// The limiter key of a client address: IPv4 as is, IPv6 by its /64.
-fn ip_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => format!("ip:{v4}"),
-        IpAddr::V6(v6) => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("ip:{}/64", Ipv6Addr::from(network))
+/// A client as the limiters count it: an IPv4 address, or an IPv6 address's
+/// /64 network (one host usually holds a whole /64). Its `Display` is the
+/// address or `<network>/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ClientNet {
+    V4(Ipv4Addr),
+    /// The upper 64 bits of the address.
+    V6(u64),
+}
+
+impl ClientNet {
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => ClientNet::V4(v4),
+            IpAddr::V6(v6) => ClientNet::V6((u128::from(v6) >> 64) as u64),
         }
     }
+}
+
+impl fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientNet::V4(v4) => write!(f, "{v4}"),
+            ClientNet::V6(net) => write!(f, "{}/64", Ipv6Addr::from(u128::from(*net) << 64)),
+        }
+    }
+}
+
+/// The limiter key of a client address: `ip:` and its [`ClientNet`].
+fn ip_key(ip: IpAddr) -> String {
+    format!("ip:{}", ClientNet::of(ip))
 }
 
 #[cfg(test)]
@@ -230,5 +310,18 @@ mod tests {
         assert_eq!(ip_key(ip("::ffff:203.0.113.7")), "ip:203.0.113.7");
         assert_eq!(ip_key(ip("2001:db8:1:2:3:4:5:6")), "ip:2001:db8:1:2::/64");
         assert_eq!(ip_key(ip("2001:db8:1:2::ffff")), "ip:2001:db8:1:2::/64");
+        assert_eq!(ip_key(ip("2001:db8:1:3::")), "ip:2001:db8:1:3::/64");
+        assert_eq!(
+            ClientNet::of(ip("2001:db8:1:2:aaaa::1")),
+            ClientNet::of(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            ClientNet::of(ip("2001:db8:1:2::1")),
+            ClientNet::of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            ClientNet::of(ip("::ffff:203.0.113.7")),
+            ClientNet::of(ip("203.0.113.7"))
+        );
     }
 }

@@ -8,8 +8,8 @@ use http::request::Parts;
 use http::{Request, Response};
 use tower::Service;
 
+use super::ip_key;
 use super::layer::ThrottleConfig;
-use super::{client_ip, ip_key};
 use crate::http::future::{Admitted, ResponseFuture, State};
 use crate::http::rejection::{render_limited, Rejection};
 use crate::ratelimit::{hashed_key, Quota, RateDecision};
@@ -27,20 +27,7 @@ impl<S> Throttle<S> {
         Throttle { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for Throttle<S> {
@@ -97,7 +84,7 @@ impl ThrottleConfig {
     fn checks(&self, parts: &Parts) -> Result<Vec<(String, Quota)>, Rejection> {
         let mut checks = Vec::with_capacity(2);
         if let Some(quota) = self.per_ip {
-            let Some(peer) = (self.peer_ip)(parts) else {
+            let Some(client) = self.client_ip.client(parts)? else {
                 tracing::error!(
                     target: "keyward::http",
                     "a per-IP throttle cannot see the client address; refusing the request \
@@ -105,7 +92,6 @@ impl ThrottleConfig {
                 );
                 return Err(Rejection::AuthUnavailable);
             };
-            let client = client_ip(peer, &parts.headers, &self.trusted_proxies)?;
             checks.push((ip_key(client), quota));
         }
         if let Some((quota, account)) = &self.per_account {
@@ -134,7 +120,7 @@ async fn check<B>(
             let rejection = Rejection::RateLimited(decision);
             return Err(render_limited(&config.renderer, &rejection, Some(decision)));
         }
-        if report.map_or(true, |r| decision.remaining < r.remaining) {
+        if report.is_none_or(|r| decision.remaining < r.remaining) {
             report = Some(decision);
         }
     }

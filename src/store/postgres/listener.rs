@@ -3,7 +3,7 @@
 
 use std::future::poll_fn;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,11 +33,28 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// once it listens. The cache's TTL bounds the lag should notifications be
 /// lost without the connection noticing.
 ///
+/// # What a notification can do
+///
+/// Any database role that may connect can `NOTIFY keyward_revoked`, not only
+/// the schema's trigger, so a notification is a hint, never a command: its
+/// payload is parsed as a [`KeyId`], and a valid id drops that one key from
+/// the cache, which then reads it from the database again (and so sees
+/// exactly what the database holds: a notification can never grant access,
+/// nor revoke a key the database does not show revoked). A payload that is
+/// not a key id (empty, too long, other characters) is ignored: counted in
+/// [`ignored_notifications`](Self::ignored_notifications) and logged once per
+/// listener (a warning with the payload's length and the sender's process
+/// id, never the payload). No notification clears the cache; only a lost
+/// connection does. A flood of valid ids costs database reads of those
+/// keys; it holds back other keys' cache fills only while more than 64
+/// arrive during a single lookup.
+///
 /// Dropping the listener stops the task.
 #[derive(Debug)]
 pub struct RevocationListener {
     task: JoinHandle<()>,
     listening: Arc<AtomicBool>,
+    ignored: Arc<AtomicU64>,
 }
 
 impl RevocationListener {
@@ -50,6 +67,7 @@ impl RevocationListener {
     /// # Panics
     ///
     /// Outside a tokio runtime.
+    #[must_use]
     pub fn spawn(config: tokio_postgres::Config, cache: CacheInvalidator) -> Self {
         Self::spawn_with_tls(config, NoTls, cache)
     }
@@ -72,13 +90,32 @@ impl RevocationListener {
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
         let listening = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run(config, tls, cache, Arc::clone(&listening)));
-        RevocationListener { task, listening }
+        let ignored = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(
+            config,
+            tls,
+            cache,
+            Arc::clone(&listening),
+            Arc::clone(&ignored),
+        ));
+        RevocationListener {
+            task,
+            listening,
+            ignored,
+        }
     }
 
     /// Whether it is connected and listening now.
+    #[must_use]
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
+    }
+
+    /// How many notifications it ignored because their payload was not a key
+    /// id (see [What a notification can do](Self#what-a-notification-can-do)).
+    #[must_use]
+    pub fn ignored_notifications(&self) -> u64 {
+        self.ignored.load(Ordering::Relaxed)
     }
 }
 
@@ -93,6 +130,7 @@ async fn run<T>(
     tls: T,
     cache: CacheInvalidator,
     listening: Arc<AtomicBool>,
+    ignored: Arc<AtomicU64>,
 ) where
     T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
     T::Stream: Send + 'static,
@@ -101,7 +139,7 @@ async fn run<T>(
 {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let result = session(&config, tls.clone(), &cache, &listening).await;
+        let result = session(&config, tls.clone(), &cache, &listening, &ignored).await;
         let was_listening = listening.swap(false, Ordering::SeqCst);
         // Whatever happened, notifications may have been missed.
         cache.clear();
@@ -127,6 +165,7 @@ async fn session<T>(
     tls: T,
     cache: &CacheInvalidator,
     listening: &AtomicBool,
+    ignored: &AtomicU64,
 ) -> Result<(), tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket> + Send + 'static,
@@ -148,7 +187,7 @@ where
             match poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(n))) => match KeyId::parse(n.payload()) {
                     Some(id) => cache.invalidate(&id),
-                    None => cache.clear(),
+                    None => ignore(&n, ignored),
                 },
                 Some(Ok(_)) => {}
                 Some(Err(err)) => return Err(err),
@@ -177,5 +216,19 @@ where
                 Err(_) => return Ok(()),
             },
         }
+    }
+}
+
+/// A notification whose payload is not a key id: anyone who may connect can
+/// send one, so it changes nothing. Logged the first time only (a sender
+/// could flood the log otherwise), without the payload.
+fn ignore(notification: &tokio_postgres::Notification, ignored: &AtomicU64) {
+    if ignored.fetch_add(1, Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            target: "keyward::postgres",
+            payload_bytes = notification.payload().len(),
+            sender_pid = notification.process_id(),
+            "ignored a keyward_revoked notification whose payload is not a key id; further ones are only counted"
+        );
     }
 }

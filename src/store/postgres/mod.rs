@@ -10,11 +10,20 @@
 //!
 //! The schema ships in the crate ([`SCHEMA`]): one table, `keyward_keys`,
 //! with a unique index on the hash, an index on the tenant, and a trigger
-//! that sends `NOTIFY keyward_revoked, '<key id>'` when `revoked_at` changes.
+//! that sends `NOTIFY keyward_revoked, '<key id>'` when a revocation changes.
 //! [`PgStore::migrate`] creates or upgrades it idempotently, recording the
 //! version in `keyward_schema_version`; it holds an advisory lock, so several
 //! processes may migrate at once. Tables live in the connection's
 //! `search_path` (pick one with [`PgStoreBuilder::schema`]).
+//!
+//! # Time
+//!
+//! An immediate revocation ([`Revocation::Now`]) takes the database's clock
+//! (`now()`) and is stored as in effect (`revocation_scheduled = false`), so
+//! every process refuses the key once it reads the row, whatever its own
+//! clock says. Version 2 of the schema added that column; upgrading from
+//! version 1 keeps revocations still ahead of the database's clock scheduled
+//! (rotation grace periods in progress) and makes past ones immediate.
 //!
 //! # Timeouts and errors
 //!
@@ -23,11 +32,19 @@
 //! (`statement_timeout` on the server, and a client-side timeout for a
 //! network that went silent). A connection failure, a pool timeout or any
 //! timeout is [`StoreError::Unavailable`]; a unique violation is
-//! [`StoreError::Conflict`]; anything else is [`StoreError::Other`]. Messages
-//! hold the server's message and SQLSTATE, never its `DETAIL` (which could
-//! echo a hash), nor a secret.
+//! [`StoreError::Conflict`]; anything else is [`StoreError::Other`]. A
+//! server error is the [`source`](std::error::Error::source), as a
+//! [`PgError`] with the server's message and SQLSTATE, never its `DETAIL`
+//! (which could echo a hash), nor a secret.
 //!
 //! Instants are stored with microsecond precision (PostgreSQL's).
+//!
+//! # Logs
+//!
+//! tokio-postgres logs each statement's parameters at DEBUG through the `log`
+//! crate. Hashes (and the rate limiter's keys) are passed in a wrapper whose
+//! `Debug` is `[REDACTED]`, so a host that forwards `log` records into its
+//! tracing output (`tracing-log`) logs no hash at any level.
 //!
 //! # Example
 //!
@@ -46,6 +63,7 @@
 //! ```
 
 mod listener;
+mod param;
 
 pub use deadpool_postgres;
 pub use listener::RevocationListener;
@@ -67,20 +85,25 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
-use super::{CacheInvalidator, KeyStore};
-use crate::error::StoreError;
+pub(crate) use self::param::Hidden;
+use super::{CacheInvalidator, KeyStore, Revocation};
+use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
 use crate::scope::ScopeSet;
 
-/// The schema, version 1 (idempotent SQL). [`PgStore::migrate`] applies it.
-pub const SCHEMA: &str = include_str!("schema.sql");
+/// The whole schema, version [`SCHEMA_VERSION`]: every migration in order,
+/// each idempotent. [`PgStore::migrate`] applies the ones a database lacks.
+pub const SCHEMA: &str = concat!(include_str!("schema.sql"), include_str!("schema_v2.sql"));
 
 /// The schema version this crate expects.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migrations in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, SCHEMA)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("schema_v2.sql")),
+];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
 pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
@@ -89,7 +112,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in AS
 macro_rules! columns {
     () => {
         "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
-         last_used_at, revoked_at, rate_limit, metadata, rotated_from"
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled"
     };
 }
 
@@ -127,7 +150,7 @@ impl fmt::Debug for PgStore {
 /// Configures a [`PgStore`] from a URL or a `tokio_postgres::Config`.
 #[must_use]
 pub struct PgStoreBuilder {
-    config: Result<tokio_postgres::Config, String>,
+    config: Result<tokio_postgres::Config, ConfigError>,
     schema: Option<String>,
     max_connections: usize,
     timeout: Duration,
@@ -145,7 +168,7 @@ impl fmt::Debug for PgStoreBuilder {
 }
 
 impl PgStoreBuilder {
-    fn new(config: Result<tokio_postgres::Config, String>) -> Self {
+    fn new(config: Result<tokio_postgres::Config, ConfigError>) -> Self {
         PgStoreBuilder {
             config,
             schema: None,
@@ -176,11 +199,16 @@ impl PgStoreBuilder {
 
     /// The store. Connections are made on first use, so this does not touch
     /// the database; call [`PgStore::migrate`] next.
-    pub fn build(self) -> Result<PgStore, StoreError> {
-        let mut config = self.config.map_err(StoreError::other)?;
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] for an invalid connection string or
+    /// schema name.
+    pub fn build(self) -> Result<PgStore, ConfigError> {
+        let mut config = self.config?;
         if let Some(schema) = &self.schema {
             if !valid_identifier(schema) {
-                return Err(StoreError::other(
+                return Err(ConfigError::InvalidStore(
                     "invalid schema name: use 1-63 of [a-z0-9_], not starting with a digit",
                 ));
             }
@@ -214,7 +242,7 @@ impl PgStoreBuilder {
             .create_timeout(Some(self.timeout))
             .recycle_timeout(Some(self.timeout))
             .build()
-            .map_err(StoreError::other)?;
+            .map_err(|_| ConfigError::InvalidStore("the connection pool could not be built"))?;
         Ok(PgStore {
             pool,
             pg_config: Some(config),
@@ -240,7 +268,7 @@ impl PgStore {
     pub fn builder(url: &str) -> PgStoreBuilder {
         PgStoreBuilder::new(
             url.parse()
-                .map_err(|_| "invalid PostgreSQL connection string".to_owned()),
+                .map_err(|_| ConfigError::InvalidStore("invalid PostgreSQL connection string")),
         )
     }
 
@@ -250,7 +278,11 @@ impl PgStore {
     }
 
     /// A store with the default settings for a URL.
-    pub fn connect(url: &str) -> Result<Self, StoreError> {
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] for an invalid connection string.
+    pub fn connect(url: &str) -> Result<Self, ConfigError> {
         Self::builder(url).build()
     }
 
@@ -260,6 +292,7 @@ impl PgStore {
     /// [`with_timeout`](Self::with_timeout)). Such a store has no connection
     /// configuration for [`listen`](Self::listen): use
     /// [`RevocationListener::spawn`] (or `spawn_with_tls`) with one.
+    #[must_use]
     pub fn from_pool(pool: Pool) -> Self {
         PgStore {
             pool,
@@ -278,6 +311,7 @@ impl PgStore {
     }
 
     /// The connection pool.
+    #[must_use]
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -285,6 +319,7 @@ impl PgStore {
     /// How many statements this store (and its clones) has sent, migrations
     /// excluded: one per call of the [`KeyStore`] methods. For metrics, and
     /// for tests that check a batch is one statement.
+    #[must_use]
     pub fn statements_executed(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
@@ -351,12 +386,18 @@ impl PgStore {
     /// Starts a [`RevocationListener`] on a dedicated connection that
     /// invalidates `cache` when any process revokes a key. Needs a tokio
     /// runtime, and a store made by a builder (see [`from_pool`](Self::from_pool)).
-    pub fn listen(&self, cache: CacheInvalidator) -> Result<RevocationListener, StoreError> {
-        let config = self.pg_config.clone().ok_or_else(|| {
-            StoreError::other(
-                "a store made from a pool has no connection config: use RevocationListener::spawn",
-            )
-        })?;
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidStore`] for a store made from a pool.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn listen(&self, cache: CacheInvalidator) -> Result<RevocationListener, ConfigError> {
+        let config = self.pg_config.clone().ok_or(ConfigError::InvalidStore(
+            "a store made from a pool has no connection config: use RevocationListener::spawn",
+        ))?;
         Ok(RevocationListener::spawn(config, cache))
     }
 
@@ -422,6 +463,7 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
         expires_at: row.try_get(8).map_err(map_err)?,
         last_used_at: row.try_get(9).map_err(map_err)?,
         revoked_at: row.try_get(10).map_err(map_err)?,
+        revocation_scheduled: row.try_get(14).map_err(map_err)?,
         rate_limit: match rate_limit {
             None => RateLimit::Unlimited,
             Some(n) => u32::try_from(n)
@@ -436,6 +478,62 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
     })
 }
 
+/// An error the PostgreSQL server reported, as a [`StoreError`]'s source:
+/// its SQLSTATE, severity and message, without the server's `DETAIL` (which
+/// may echo a stored value such as a hash).
+///
+/// ```
+/// use std::error::Error;
+/// use keyward::store::postgres::PgError;
+/// use keyward::StoreError;
+///
+/// fn sqlstate(err: &StoreError) -> Option<&str> {
+///     err.source()?.downcast_ref::<PgError>().map(|pg| pg.code().code())
+/// }
+/// # let _ = sqlstate;
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PgError {
+    code: SqlState,
+    severity: String,
+    message: String,
+}
+
+impl PgError {
+    /// The SQLSTATE, e.g. `SqlState::CHECK_VIOLATION` (`23514`).
+    #[must_use]
+    pub fn code(&self) -> &SqlState {
+        &self.code
+    }
+
+    /// The severity (`ERROR`, `FATAL`, …).
+    #[must_use]
+    pub fn severity(&self) -> &str {
+        &self.severity
+    }
+
+    /// The server's primary message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (SQLSTATE {})",
+            self.severity,
+            self.message,
+            self.code.code()
+        )
+    }
+}
+
+impl std::error::Error for PgError {}
+
 /// Maps a driver error without its `DETAIL` (which may echo a stored value).
 pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
     if let Some(db) = err.as_db_error() {
@@ -443,12 +541,11 @@ pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
         if *code == SqlState::UNIQUE_VIOLATION {
             return StoreError::Conflict;
         }
-        let message = format!(
-            "{}: {} (SQLSTATE {})",
-            db.severity(),
-            db.message(),
-            code.code()
-        );
+        let failure = PgError {
+            code: code.clone(),
+            severity: db.severity().to_owned(),
+            message: db.message().to_owned(),
+        };
         // Class 08: connection exception; 57P0x: the server is shutting down
         // or starting; 57014: statement timeout; 53xxx: out of resources.
         let unavailable = code.code().starts_with("08")
@@ -456,9 +553,9 @@ pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
             || code.code().starts_with("53")
             || *code == SqlState::QUERY_CANCELED;
         return if unavailable {
-            StoreError::unavailable(message)
+            StoreError::unavailable(failure)
         } else {
-            StoreError::other(message)
+            StoreError::other(failure)
         };
     }
     // No server message: say what failed and why (e.g. "connection refused").
@@ -510,12 +607,12 @@ impl KeyStore for PgStore {
         let rotated_from = record.rotated_from.as_ref().map(KeyId::as_str);
         self.run(|client| async move {
             let statement = client
-                .prepare_cached(
-                    "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, \
-                     scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit, \
-                     metadata, rotated_from) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
+                .prepare_cached(concat!(
+                    "INSERT INTO keyward_keys (",
+                    columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                         $14, $15)"
+                ))
                 .await
                 .map_err(map_err)?;
             client
@@ -527,7 +624,7 @@ impl KeyStore for PgStore {
                         &record.kind,
                         &record.name,
                         &record.display_prefix,
-                        &&hash[..],
+                        &Hidden(&hash[..]),
                         &scopes,
                         &record.created_at,
                         &record.expires_at,
@@ -536,6 +633,7 @@ impl KeyStore for PgStore {
                         &rate_limit,
                         &metadata,
                         &rotated_from,
+                        &record.revocation_scheduled,
                     ],
                 )
                 .await
@@ -548,7 +646,7 @@ impl KeyStore for PgStore {
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         const SQL: &str = select!("WHERE hash = $1");
         let bytes = hash.to_bytes();
-        let mut records = self.query_records(SQL, &[&&bytes[..]]).await?;
+        let mut records = self.query_records(SQL, &[&Hidden(&bytes[..])]).await?;
         Ok(records.pop())
     }
 
@@ -566,13 +664,24 @@ impl KeyStore for PgStore {
     async fn revoke(
         &self,
         id: &KeyId,
-        at: OffsetDateTime,
+        when: Revocation,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        // $2 is the scheduled instant, or NULL for now: the database's clock
+        // (`now()`), never this process's. On the right of SET, columns
+        // hold their values before the update.
         const SQL: &str = concat!(
-            "UPDATE keyward_keys SET revoked_at = LEAST(COALESCE(revoked_at, $2), $2) ",
+            "UPDATE keyward_keys SET ",
+            "revoked_at = LEAST(COALESCE(revoked_at, COALESCE($2::timestamptz, now())), ",
+            "COALESCE($2::timestamptz, now())), ",
+            "revocation_scheduled = $2::timestamptz IS NOT NULL ",
+            "AND (revoked_at IS NULL OR revocation_scheduled) ",
             "WHERE id = $1 RETURNING ",
             columns!()
         );
+        let at: Option<OffsetDateTime> = match when {
+            Revocation::Now => None,
+            Revocation::At(at) => Some(at),
+        };
         let mut records = self.query_records(SQL, &[&id.as_str(), &at]).await?;
         Ok(records.pop())
     }
@@ -655,6 +764,7 @@ mod tests {
     #[test]
     fn the_sql_reads_the_columns_record_from_row_expects() {
         assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
-        assert_eq!(columns!().split(',').count(), 14);
+        assert_eq!(columns!().split(',').count(), 15);
+        assert!(columns!().ends_with("rotated_from, revocation_scheduled"));
     }
 }
