@@ -60,10 +60,10 @@ MUTANTS_VERSION=27.1.0
 FILES=(
     "src/token.rs|--lib --test properties --test keyring --test forged_tokens"
     "src/hash.rs|--lib --test keyring"
-    "src/keyring.rs|--lib --test keyring --test verify --test last_used --test labels"
+    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels"
     "src/store/cache.rs|--lib --test keyring --test verify --test floods"
     "src/scope.rs|--lib --test properties"
-    "src/http/credentials.rs|--lib --test http --test auth_failures"
+    "src/http/credentials.rs|--lib --test http --test credentials --test auth_failures"
     "src/http/rejection.rs|--lib --test http --test http_limits --test forged_tokens"
     "src/ratelimit/gcra.rs|--lib --test ratelimit --test forged_tokens"
 )
