@@ -95,16 +95,23 @@ fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
 /// A PlayableLabs keyring on a memory store, hashing with a pepper.
 fn hygienic_keyring() -> (Keyring, MemoryStore, TokenHasher) {
     let store = MemoryStore::new();
+    let (keyring, hasher) = hygienic_keyring_on(store.clone());
+    (keyring, store, hasher)
+}
+
+/// The `pl` kind with a token key on `store`, hashing with a pepper (and
+/// SHA-256 as the previous scheme): every secret the hygiene tests look for.
+fn hygienic_keyring_on(store: impl KeyStore) -> (Keyring, TokenHasher) {
     let hasher = TokenHasher::hmac(pepper())
         .with_previous(HashScheme::Sha256)
         .unwrap();
     let keyring = Keyring::builder()
-        .store(store.clone())
+        .store(store)
         .kind(tagged_pl())
         .hasher(hasher.clone())
         .build()
         .unwrap();
-    (keyring, store, hasher)
+    (keyring, hasher)
 }
 
 /// The stored digest of a token.
@@ -303,15 +310,7 @@ async fn no_token_or_hash_leaks_through_postgres_logs() {
     let Some((store, _)) = common::pg::store("hygiene_logs").await else {
         return;
     };
-    let hasher = TokenHasher::hmac(pepper())
-        .with_previous(HashScheme::Sha256)
-        .unwrap();
-    let keyring = Keyring::builder()
-        .store(store.clone())
-        .kind(tagged_pl())
-        .hasher(hasher.clone())
-        .build()
-        .unwrap();
+    let (keyring, hasher) = hygienic_keyring_on(store.clone());
 
     let mut seen: Vec<String> = Vec::new();
     let issued = keyring
