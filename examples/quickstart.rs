@@ -37,9 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!(
         "issued {} ({}), scopes [{}], shown once: {}",
-        pk.info.id,
-        pk.info.display_prefix,
-        pk.info.scopes,
+        pk.info.id(),
+        pk.info.display_prefix(),
+        pk.info.scopes(),
         pk.token.expose_secret()
     );
 
@@ -53,7 +53,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!(
         "issued {} ({}), scopes [{}], expires {:?}",
-        pl.info.id, pl.info.display_prefix, pl.info.scopes, pl.info.expires_at
+        pl.info.id(),
+        pl.info.display_prefix(),
+        pl.info.scopes(),
+        pl.info.expires_at()
     );
 
     let player = keyring.verify(pk.token.expose_secret()).await?;
@@ -85,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     ));
 
-    keyring.revoke(&pl.info.id).await?;
+    keyring.revoke(pl.info.id()).await?;
     match keyring.verify(pl.token.expose_secret()).await {
         Err(err) => println!("after revoke: {err}"),
         Ok(_) => unreachable!("a revoked token never verifies"),

@@ -428,62 +428,200 @@ impl KeyRecord {
         }
     }
 
-    /// The view without the hash.
+    /// The view without the hash. Shares the record: no field is copied.
     #[must_use]
-    pub fn info(&self) -> KeyInfo {
+    pub fn info(self: &Arc<Self>) -> KeyInfo {
         KeyInfo {
-            id: self.id.clone(),
-            tenant: self.tenant.clone(),
-            kind: self.kind.clone(),
-            name: self.name.clone(),
-            display_prefix: self.display_prefix.clone(),
-            scopes: self.scopes.clone(),
-            created_at: self.created_at,
-            expires_at: self.expires_at,
             last_used_at: self.last_used_at,
-            revoked_at: self.revoked_at,
-            rate_limit: self.rate_limit,
-            metadata: self.metadata.clone(),
-            rotated_from: self.rotated_from.clone(),
+            record: Arc::clone(self),
         }
     }
 }
 
 /// What list views show of a key: everything but the hash (and never the
-/// token). Serializes with RFC 3339 timestamps.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
+/// token). A view over the stored record (a reference count, no copy), so
+/// listing many keys copies none of their fields. Serializes with RFC 3339
+/// timestamps.
+///
+/// [`Keyring::get`](crate::Keyring::get) and
+/// [`Keyring::list`](crate::Keyring::list) fold in uses recorded but not yet
+/// written, so [`last_used_at`](Self::last_used_at) is fresh.
+///
+/// ```
+/// # use keyward::*;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let keyring = Keyring::builder()
+///     .store(MemoryStore::new())
+///     .kind(KeyKind::new("pk", ScopeCatalog::builder()
+///         .scope("read", "Read", ScopeStatus::Enforced)
+///         .build()
+///         .unwrap()).unwrap())
+///     .build()
+///     .unwrap();
+/// let issued = keyring.issue(NewKey::new("pk", "prop_1", "CI")).await.unwrap();
+/// let info = keyring.get(issued.info.id()).await.unwrap();
+/// assert_eq!(info.name(), "CI");
+/// assert_eq!(info.display_prefix(), &issued.token.expose_secret()[..8]);
+/// assert!(info.last_used_at().is_none());
+/// # });
+/// ```
+#[derive(Clone)]
 pub struct KeyInfo {
+    record: Arc<KeyRecord>,
+    /// The record's, or a later use not yet written.
+    last_used_at: Option<OffsetDateTime>,
+}
+
+impl KeyInfo {
     /// Public id.
-    pub id: KeyId,
+    #[must_use]
+    pub fn id(&self) -> &KeyId {
+        &self.record.id
+    }
     /// Owner.
-    pub tenant: TenantId,
+    #[must_use]
+    pub fn tenant(&self) -> &TenantId {
+        &self.record.tenant
+    }
     /// Token kind prefix.
-    pub kind: String,
+    #[must_use]
+    pub fn kind(&self) -> &str {
+        &self.record.kind
+    }
     /// Name given at issue.
-    pub name: String,
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
     /// First 8 characters of the token.
-    pub display_prefix: String,
+    #[must_use]
+    pub fn display_prefix(&self) -> &str {
+        &self.record.display_prefix
+    }
     /// Granted scopes.
-    pub scopes: ScopeSet,
+    #[must_use]
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.record.scopes
+    }
     /// Issue instant.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
+    #[must_use]
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.record.created_at
+    }
     /// Expiry instant, if any.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-    /// Last use, as last flushed.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_used_at: Option<OffsetDateTime>,
-    /// Revocation instant.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub revoked_at: Option<OffsetDateTime>,
+    #[must_use]
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.record.expires_at
+    }
+    /// Last successful verification: the store's, or a later one this
+    /// keyring recorded and has not written yet.
+    #[must_use]
+    pub fn last_used_at(&self) -> Option<OffsetDateTime> {
+        self.last_used_at
+    }
+    /// Revocation instant (in the future for a rotation's grace).
+    #[must_use]
+    pub fn revoked_at(&self) -> Option<OffsetDateTime> {
+        self.record.revoked_at
+    }
     /// Requests a minute.
-    pub rate_limit: RateLimit,
+    #[must_use]
+    pub fn rate_limit(&self) -> RateLimit {
+        self.record.rate_limit
+    }
     /// Labels of the host.
-    pub metadata: BTreeMap<String, String>,
+    #[must_use]
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.record.metadata
+    }
     /// The key this one succeeded.
-    pub rotated_from: Option<KeyId>,
+    #[must_use]
+    pub fn rotated_from(&self) -> Option<&KeyId> {
+        self.record.rotated_from.as_ref()
+    }
+    /// Whether the key works at `now` (see [`KeyRecord::state`]).
+    #[must_use]
+    pub fn state(&self, now: OffsetDateTime) -> KeyState {
+        self.record.state(now)
+    }
+
+    /// This view with a later last use (an earlier one is ignored).
+    pub(crate) fn used_at(mut self, at: OffsetDateTime) -> Self {
+        if self.last_used_at.is_none_or(|prev| prev < at) {
+            self.last_used_at = Some(at);
+        }
+        self
+    }
+}
+
+impl PartialEq for KeyInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.last_used_at == other.last_used_at
+            && (Arc::ptr_eq(&self.record, &other.record) || {
+                let (a, b) = (&*self.record, &*other.record);
+                a.id == b.id
+                    && a.tenant == b.tenant
+                    && a.kind == b.kind
+                    && a.name == b.name
+                    && a.display_prefix == b.display_prefix
+                    && a.scopes == b.scopes
+                    && a.created_at == b.created_at
+                    && a.expires_at == b.expires_at
+                    && a.revoked_at == b.revoked_at
+                    && a.rate_limit == b.rate_limit
+                    && a.metadata == b.metadata
+                    && a.rotated_from == b.rotated_from
+            })
+    }
+}
+
+impl fmt::Debug for KeyInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &*self.record;
+        f.debug_struct("KeyInfo")
+            .field("id", &r.id)
+            .field("tenant", &r.tenant)
+            .field("kind", &r.kind)
+            .field("name", &r.name)
+            .field("display_prefix", &r.display_prefix)
+            .field("scopes", &r.scopes)
+            .field("created_at", &r.created_at)
+            .field("expires_at", &r.expires_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("revoked_at", &r.revoked_at)
+            .field("rate_limit", &r.rate_limit)
+            .field("metadata", &r.metadata)
+            .field("rotated_from", &r.rotated_from)
+            .finish()
+    }
+}
+
+impl Serialize for KeyInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Rfc3339(Option<OffsetDateTime>);
+        impl Serialize for Rfc3339 {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                time::serde::rfc3339::option::serialize(&self.0, s)
+            }
+        }
+        let r = &*self.record;
+        let mut s = serializer.serialize_struct("KeyInfo", 13)?;
+        s.serialize_field("id", &r.id)?;
+        s.serialize_field("tenant", &r.tenant)?;
+        s.serialize_field("kind", &r.kind)?;
+        s.serialize_field("name", &r.name)?;
+        s.serialize_field("display_prefix", &r.display_prefix)?;
+        s.serialize_field("scopes", &r.scopes)?;
+        s.serialize_field("created_at", &Rfc3339(Some(r.created_at)))?;
+        s.serialize_field("expires_at", &Rfc3339(r.expires_at))?;
+        s.serialize_field("last_used_at", &Rfc3339(self.last_used_at))?;
+        s.serialize_field("revoked_at", &Rfc3339(r.revoked_at))?;
+        s.serialize_field("rate_limit", &r.rate_limit)?;
+        s.serialize_field("metadata", &r.metadata)?;
+        s.serialize_field("rotated_from", &r.rotated_from)?;
+        s.end()
+    }
 }
 
 /// What to issue: built with [`NewKey::new`] and passed to

@@ -534,9 +534,10 @@ impl Keyring {
             metadata: draft.metadata,
             rotated_from: draft.rotated_from,
         };
+        let record = Arc::new(record);
         let info = record.info();
-        self.inner.store.insert(record).await?;
-        tracing::info!(target: "keyward::audit", key_id = %info.id, tenant = %info.tenant, kind = %info.kind, "key issued");
+        self.inner.store.insert(KeyRecord::clone(&record)).await?;
+        tracing::info!(target: "keyward::audit", key_id = %info.id(), tenant = %info.tenant(), kind = %info.kind(), "key issued");
         Ok(IssuedKey { token, info })
     }
 
@@ -610,13 +611,22 @@ impl Keyring {
             .get(id)
             .await?
             .ok_or(ManageError::NotFound)?;
-        Ok(record.info())
+        Ok(self.fresh(&record))
     }
 
     /// A tenant's keys, oldest first: no hash, no token.
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, ManageError> {
         let records = self.inner.store.list(tenant).await?;
-        Ok(records.iter().map(|r| r.info()).collect())
+        Ok(records.iter().map(|r| self.fresh(r)).collect())
+    }
+
+    /// The view of a stored record with any use not yet written.
+    fn fresh(&self, record: &Arc<KeyRecord>) -> KeyInfo {
+        let info = record.info();
+        match self.inner.last_used.pending_use(&record.id) {
+            Some(at) => info.used_at(at),
+            None => info,
+        }
     }
 
     /// Revokes a key now ([`Revocation::Now`]: on the store's clock, not this

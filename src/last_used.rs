@@ -120,6 +120,11 @@ impl LastUsedTracker {
         }
     }
 
+    /// The latest use of `id` waiting to be written, if any.
+    pub(crate) fn pending_use(&self, id: &KeyId) -> Option<OffsetDateTime> {
+        self.lock().pending.get(id).copied()
+    }
+
     /// Uses waiting to be written.
     pub(crate) fn pending(&self) -> usize {
         self.lock().pending.len()

@@ -282,7 +282,7 @@ async fn what_counts_as_a_failure() {
         .issue(NewKey::new("pk", "prop_1", "revoked"))
         .await
         .unwrap();
-    fx.keyring.revoke(&revoked.info.id).await.unwrap();
+    fx.keyring.revoke(revoked.info.id()).await.unwrap();
     let revoked = revoked.token.expose_secret().to_owned();
     let limited = fx
         .keyring

@@ -201,7 +201,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
     let store = FaultyStore::new(MemoryStore::new());
     let (keyring, clock) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
-    let id = issued.info.id.clone();
+    let id = issued.info.id().clone();
     let token = issued.token.expose_secret().to_owned();
     let layer = || AuthLayer::new(keyring.clone()).verify_timeout(Duration::from_secs(1));
 
@@ -240,7 +240,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
     assert_eq!(keyring.pending_last_used(), 0);
     let info = keyring.get(&id).await.unwrap();
     assert_eq!(
-        info.last_used_at,
+        info.last_used_at(),
         Some(common::start() + time::Duration::seconds(180))
     );
 }

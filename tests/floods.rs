@@ -131,7 +131,7 @@ async fn a_flood_of_unknown_tokens_stays_bounded_and_leaves_the_real_key_alone()
     );
     // The limiter only ever heard of the real key.
     let keys = limiter.keys.lock().unwrap().clone();
-    assert_eq!(keys, BTreeSet::from([format!("key:{}", real.info.id)]));
+    assert_eq!(keys, BTreeSet::from([format!("key:{}", real.info.id())]));
     assert_eq!(limiter.inner.len(), 1);
     // The real key's cache entry survived: verifying it reads no store.
     let lookups = inner.calls(Op::FindByHash);

@@ -230,7 +230,7 @@ async fn tagged_tokens_are_not_held_back_by_a_neighbours_forgeries() {
         .issue(NewKey::new("pk", "prop_1", "old"))
         .await
         .unwrap();
-    keyring.revoke(&revoked.info.id).await.unwrap();
+    keyring.revoke(revoked.info.id()).await.unwrap();
     // Untagged, well formed, unknown: what a forger without the key sends.
     let forger = KeyKind::new("pk", common::player_os())
         .unwrap()

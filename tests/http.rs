@@ -221,7 +221,7 @@ async fn expired_and_revoked_tokens_are_401() {
         .issue(NewKey::new("pk", "prop_1", "old"))
         .await
         .unwrap();
-    keyring.revoke(&revoked.info.id).await.unwrap();
+    keyring.revoke(revoked.info.id()).await.unwrap();
     clock.advance(Duration::days(31));
     let layer = AuthLayer::new(keyring);
 
@@ -340,7 +340,7 @@ async fn soon_scope_passes_records_would_deny_and_audits() {
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("keyward::audit"), "{log}");
     assert!(log.contains("soon scope would deny"), "{log}");
-    assert!(log.contains(issued.info.id.as_str()), "{log}");
+    assert!(log.contains(issued.info.id().as_str()), "{log}");
     assert!(log.contains("missing=games:read"), "{log}");
     assert!(!log.contains(token), "the token must never be logged");
 

@@ -295,7 +295,7 @@ async fn keys_are_created_listed_and_revoked() {
         .issue(NewKey::new("pk", "property_other", "theirs"))
         .await
         .unwrap();
-    for id in ["key_doesnotexist", "garbage id", foreign.info.id.as_str()] {
+    for id in ["key_doesnotexist", "garbage id", foreign.info.id().as_str()] {
         s.post(revoke, manager, json!({ "id": id }))
             .await
             .assert_rejected(404, "not_found", None);

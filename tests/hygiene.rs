@@ -145,7 +145,8 @@ async fn no_token_or_hash_leaks_anywhere() {
     let token = issued.token.expose_secret().to_owned();
     seen.push(format!(
         "{issued:?} {} {}",
-        issued.token, issued.info.display_prefix
+        issued.token,
+        issued.info.display_prefix()
     ));
     let key = keyring.verify(&token).await.unwrap();
     seen.push(format!("{key:?}"));
@@ -174,7 +175,7 @@ async fn no_token_or_hash_leaks_anywhere() {
         .unwrap();
     let err = keyring.verify(&token).await.unwrap_err();
     seen.push(format!("{err} {err:?}"));
-    keyring.revoke(&rotated.info.id).await.unwrap();
+    keyring.revoke(rotated.info.id()).await.unwrap();
     let err = keyring
         .verify(rotated.token.expose_secret())
         .await
@@ -223,7 +224,7 @@ async fn no_token_or_hash_leaks_through_the_http_layers() {
     };
     let uploader = issue("uploader", "assets:write").await;
     let revoked = issue("revoked", "assets:write").await;
-    keyring.revoke(&revoked.info.id).await.unwrap();
+    keyring.revoke(revoked.info.id()).await.unwrap();
     let valid = uploader.token.expose_secret().to_owned();
     let revoked = revoked.token.expose_secret().to_owned();
     let mut near_miss = valid.clone().into_bytes();
@@ -338,7 +339,7 @@ async fn no_token_or_hash_leaks_through_postgres_logs() {
         .unwrap();
     keyring.verify(rotated.token.expose_secret()).await.unwrap();
     keyring.revoke(key.id()).await.unwrap();
-    keyring.revoke(&rotated.info.id).await.unwrap();
+    keyring.revoke(rotated.info.id()).await.unwrap();
     let err = keyring
         .verify(rotated.token.expose_secret())
         .await

@@ -23,7 +23,7 @@ async fn metadata_limits_are_inclusive() {
     ];
     for new in accepted {
         let issued = keyring.issue(new).await.unwrap();
-        assert!(!issued.info.metadata.is_empty());
+        assert!(!issued.info.metadata().is_empty());
     }
     let refused = [
         with_entries(MAX_METADATA_ENTRIES + 1),

@@ -25,13 +25,13 @@ async fn issue_then_verify_both_products() {
         .await
         .unwrap();
     assert!(pk.token.expose_secret().starts_with("pk_"));
-    assert_eq!(pk.info.display_prefix, &pk.token.expose_secret()[..8]);
-    assert_eq!(pk.info.scopes.to_string(), "read write");
-    assert_eq!(pk.info.rate_limit, RateLimit::default());
-    assert_eq!(pk.info.expires_at, None);
+    assert_eq!(pk.info.display_prefix(), &pk.token.expose_secret()[..8]);
+    assert_eq!(pk.info.scopes().to_string(), "read write");
+    assert_eq!(pk.info.rate_limit(), RateLimit::default());
+    assert_eq!(pk.info.expires_at(), None);
 
     let key = keyring.verify(pk.token.expose_secret()).await.unwrap();
-    assert_eq!(key.id(), &pk.info.id);
+    assert_eq!(key.id(), pk.info.id());
     assert_eq!(key.tenant(), &tenant("prop_1"));
     assert_eq!(key.kind().prefix(), "pk");
 
@@ -43,7 +43,7 @@ async fn issue_then_verify_both_products() {
         )
         .await
         .unwrap();
-    assert_eq!(pl.info.expires_at, Some(start() + Duration::days(30)));
+    assert_eq!(pl.info.expires_at(), Some(start() + Duration::days(30)));
     let key = keyring.verify(pl.token.expose_secret()).await.unwrap();
     let upload = Requirement::all(["versions:write"]).unwrap();
     let assets = Requirement::all(["assets:write"]).unwrap();
@@ -196,8 +196,8 @@ async fn expiry_presets_end_access() {
 async fn revoke_is_immediate_idempotent_and_listed() {
     let (keyring, clock) = keyring();
     let issued = keyring.issue(NewKey::new("pl", "org", "n")).await.unwrap();
-    let first = keyring.revoke(&issued.info.id).await.unwrap();
-    assert_eq!(first.revoked_at, Some(start()));
+    let first = keyring.revoke(issued.info.id()).await.unwrap();
+    assert_eq!(first.revoked_at(), Some(start()));
     assert!(matches!(
         keyring
             .verify(issued.token.expose_secret())
@@ -206,9 +206,9 @@ async fn revoke_is_immediate_idempotent_and_listed() {
         VerifyError::Revoked
     ));
     clock.advance(Duration::hours(1));
-    let again = keyring.revoke(&issued.info.id).await.unwrap();
+    let again = keyring.revoke(issued.info.id()).await.unwrap();
     assert_eq!(
-        again.revoked_at,
+        again.revoked_at(),
         Some(start()),
         "a second revoke keeps the first instant"
     );
@@ -218,7 +218,7 @@ async fn revoke_is_immediate_idempotent_and_listed() {
     ));
     let listed = keyring.list(&tenant("org")).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].revoked_at, Some(start()));
+    assert_eq!(listed[0].revoked_at(), Some(start()));
 }
 
 #[tokio::test]
@@ -238,13 +238,13 @@ async fn list_and_get_show_no_secrets() {
         .unwrap();
     let listed = keyring.list(&tenant("prop_1")).await.unwrap();
     assert_eq!(
-        listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        listed.iter().map(|k| k.name()).collect::<Vec<_>>(),
         ["a", "b"]
     );
     let json = serde_json::to_string(&listed).unwrap();
     assert!(!json.contains(a.token.expose_secret()));
     assert!(!json.contains("hash"));
-    let got = keyring.get(&a.info.id).await.unwrap();
+    let got = keyring.get(a.info.id()).await.unwrap();
     assert_eq!(got, a.info);
     assert!(format!("{:?}", a).contains("[REDACTED]"));
     assert!(!format!("{:?}", a).contains(a.token.expose_secret()));
@@ -264,14 +264,14 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
         .unwrap();
     clock.advance(Duration::days(10));
     let new = keyring
-        .rotate(&old.info.id, std::time::Duration::from_secs(3600))
+        .rotate(old.info.id(), std::time::Duration::from_secs(3600))
         .await
         .unwrap();
-    assert_eq!(new.info.rotated_from.as_ref(), Some(&old.info.id));
-    assert_eq!(new.info.scopes, old.info.scopes);
-    assert_eq!(new.info.rate_limit, old.info.rate_limit);
+    assert_eq!(new.info.rotated_from(), Some(old.info.id()));
+    assert_eq!(new.info.scopes(), old.info.scopes());
+    assert_eq!(new.info.rate_limit(), old.info.rate_limit());
     // Rotation replaces the secret, never the expiry.
-    assert_eq!(new.info.expires_at, old.info.expires_at);
+    assert_eq!(new.info.expires_at(), old.info.expires_at());
     assert_ne!(new.token.expose_secret(), old.token.expose_secret());
 
     assert!(keyring.verify(old.token.expose_secret()).await.is_ok());
@@ -285,14 +285,14 @@ async fn rotate_keeps_the_old_key_for_the_grace_period() {
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
     assert!(matches!(
         keyring
-            .rotate(&old.info.id, std::time::Duration::ZERO)
+            .rotate(old.info.id(), std::time::Duration::ZERO)
             .await
             .unwrap_err(),
         IssueError::Inactive
     ));
     // A grace past the end of time is clamped, not a panic.
     let far = keyring
-        .rotate(&new.info.id, std::time::Duration::MAX)
+        .rotate(new.info.id(), std::time::Duration::MAX)
         .await
         .unwrap();
     assert!(keyring.verify(new.token.expose_secret()).await.is_ok());
@@ -319,15 +319,15 @@ async fn a_keyring_whose_clock_lags_refuses_a_key_once_revoke_returns() {
     lagging.verify(token).await.unwrap();
     lagging_cached.verify(token).await.unwrap();
 
-    let info = revoker.revoke(&issued.info.id).await.unwrap();
-    assert_eq!(info.revoked_at, Some(start()), "on the store's clock");
+    let info = revoker.revoke(issued.info.id()).await.unwrap();
+    assert_eq!(info.revoked_at(), Some(start()), "on the store's clock");
     assert!(matches!(
         lagging.verify(token).await.unwrap_err(),
         VerifyError::Revoked
     ));
     // The other process's cache still holds the old record until told.
     lagging_cached.verify(token).await.unwrap();
-    cache.invalidator().invalidate(&issued.info.id);
+    cache.invalidator().invalidate(issued.info.id());
     assert!(matches!(
         lagging_cached.verify(token).await.unwrap_err(),
         VerifyError::Revoked
@@ -347,7 +347,7 @@ async fn a_grace_period_counts_on_each_clock_until_revoked_now() {
     let old = rotator.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let token = old.token.expose_secret();
     rotator
-        .rotate(&old.info.id, std::time::Duration::from_secs(3600))
+        .rotate(old.info.id(), std::time::Duration::from_secs(3600))
         .await
         .unwrap();
 
@@ -358,9 +358,9 @@ async fn a_grace_period_counts_on_each_clock_until_revoked_now() {
         VerifyError::Revoked
     ));
     lagging.verify(token).await.unwrap();
-    let info = rotator.revoke(&old.info.id).await.unwrap();
+    let info = rotator.revoke(old.info.id()).await.unwrap();
     assert_eq!(
-        info.revoked_at,
+        info.revoked_at(),
         Some(start() + Duration::hours(1)),
         "an immediate revoke never postpones the scheduled instant"
     );
@@ -387,9 +387,9 @@ async fn ten_thousand_verifications_write_once_per_interval() {
     assert_eq!(keyring.pending_last_used(), 1);
     assert_eq!(keyring.flush_last_used().await.unwrap(), 1);
     assert_eq!(keyring.pending_last_used(), 0);
-    let info = keyring.get(&issued.info.id).await.unwrap();
+    let info = keyring.get(issued.info.id()).await.unwrap();
     assert_eq!(
-        info.last_used_at,
+        info.last_used_at(),
         Some(start() + Duration::milliseconds(30 * 9_999))
     );
 }
@@ -411,8 +411,8 @@ async fn a_failed_last_used_write_is_retried_and_never_fails_verify() {
     clock.advance(Duration::seconds(60));
     keyring.verify(token).await.unwrap();
     assert_eq!(store.calls(Op::Touch), 1);
-    let info = keyring.get(&issued.info.id).await.unwrap();
-    assert_eq!(info.last_used_at, Some(start() + Duration::seconds(120)));
+    let info = keyring.get(issued.info.id()).await.unwrap();
+    assert_eq!(info.last_used_at(), Some(start() + Duration::seconds(120)));
 }
 
 #[tokio::test]

@@ -109,10 +109,10 @@ async fn labels_are_checked_on(store: impl KeyStore + Clone) {
             .issue(NewKey::new("pk", text, text).metadata(text, text))
             .await
             .unwrap_or_else(|e| panic!("{text:?}: {e}"));
-        let info = keyring.get(&issued.info.id).await.unwrap();
-        assert_eq!(info.name, *text);
-        assert_eq!(info.tenant.as_str(), *text);
-        assert_eq!(info.metadata.get(*text).map(String::as_str), Some(*text));
+        let info = keyring.get(issued.info.id()).await.unwrap();
+        assert_eq!(info.name(), *text);
+        assert_eq!(info.tenant().as_str(), *text);
+        assert_eq!(info.metadata().get(*text).map(String::as_str), Some(*text));
     }
 }
 

@@ -237,7 +237,7 @@ async fn another_keyring_refuses_a_revoked_key_within_a_second() {
         "B serves from its cache"
     );
 
-    a.revoke(&issued.info.id).await.unwrap();
+    a.revoke(issued.info.id()).await.unwrap();
     assert!(matches!(a.verify(token).await, Err(VerifyError::Revoked)));
     let lag = refused_within(&b, token, StdDuration::from_secs(1)).await;
     eprintln!("keyring B refused the revoked key after {lag:?}");
@@ -259,7 +259,7 @@ async fn without_notifications_the_ttl_bounds_the_lag() {
     let issued = a.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let token = issued.token.expose_secret();
     b.verify(token).await.unwrap();
-    a.revoke(&issued.info.id).await.unwrap();
+    a.revoke(issued.info.id()).await.unwrap();
     // No listener: B's cache still holds the key, for at most the TTL.
     clock.advance(Duration::seconds(29));
     b.verify(token).await.unwrap();
@@ -319,7 +319,7 @@ async fn errors_never_echo_hashes() {
     };
     let (keyring, _) = common::keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
-    let record = store.get(&issued.info.id).await.unwrap().unwrap();
+    let record = store.get(issued.info.id()).await.unwrap().unwrap();
     let needles = hash_renderings(&record.hash);
     let leaks = |text: &str, needles: &[String]| needles.iter().any(|n| text.contains(n.as_str()));
 
@@ -398,13 +398,13 @@ async fn a_blocked_statement_times_out_as_unavailable() {
     let tx = holder.transaction().await.unwrap();
     tx.execute(
         "SELECT 1 FROM keyward_keys WHERE id = $1 FOR UPDATE",
-        &[&issued.info.id.as_str()],
+        &[&issued.info.id().as_str()],
     )
     .await
     .unwrap();
     let start = Instant::now();
     let err = impatient
-        .revoke(&issued.info.id, keyward::Revocation::Now)
+        .revoke(issued.info.id(), keyward::Revocation::Now)
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -479,7 +479,7 @@ async fn notifications_drop_one_key_and_never_clear_the_cache() {
     }
     // Notifications from one session arrive in order: once `a` is dropped,
     // everything before it has been handled.
-    notify(a.info.id.to_string()).await;
+    notify(a.info.id().to_string()).await;
     let start = Instant::now();
     while cache.cached() == 2 {
         assert!(
@@ -548,9 +548,9 @@ async fn a_revocation_takes_the_database_clock_and_binds_lagging_keyrings() {
     cached.verify(token).await.unwrap();
 
     let before = db_clock(&store).await;
-    let info = revoker.revoke(&issued.info.id).await.unwrap();
+    let info = revoker.revoke(issued.info.id()).await.unwrap();
     let after = db_clock(&store).await;
-    let at = info.revoked_at.unwrap();
+    let at = info.revoked_at().unwrap();
     assert!(
         before <= at && at <= after,
         "revoked_at {at} is the database's clock ({before} .. {after}), not the revoker's"
@@ -588,7 +588,7 @@ async fn making_a_scheduled_revocation_immediate_notifies_other_caches() {
     let reads = pg_c.statements_executed();
     let past = db_clock(&store).await - Duration::seconds(30);
     let scheduled = store
-        .revoke(&issued.info.id, Revocation::At(past))
+        .revoke(issued.info.id(), Revocation::At(past))
         .await
         .unwrap()
         .unwrap();
@@ -604,8 +604,8 @@ async fn making_a_scheduled_revocation_immediate_notifies_other_caches() {
     let reads = pg_c.statements_executed();
     cached.verify(token).await.unwrap();
     assert_eq!(pg_c.statements_executed(), reads, "served from the cache");
-    let now = revoker.revoke(&issued.info.id).await.unwrap();
-    assert_eq!(now.revoked_at, Some(past), "the earlier instant stays");
+    let now = revoker.revoke(issued.info.id()).await.unwrap();
+    assert_eq!(now.revoked_at(), Some(past), "the earlier instant stays");
     refused_within(&cached, token, StdDuration::from_secs(1)).await;
 }
 

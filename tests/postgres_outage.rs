@@ -182,7 +182,7 @@ async fn the_database_going_away_fails_closed_and_service_recovers() {
             );
         }
     }
-    assert!(a.revoke(&issued.info.id).await.is_err());
+    assert!(a.revoke(issued.info.id()).await.is_err());
 
     server.start();
 
@@ -203,7 +203,7 @@ async fn the_database_going_away_fails_closed_and_service_recovers() {
         assert_eq!(through_layer(keyring, token).await, StatusCode::OK);
     }
     // Cross-process revocation works again.
-    a.revoke(&issued.info.id).await.unwrap();
+    a.revoke(issued.info.id()).await.unwrap();
     let lag = eventually(
         "B refuses the revoked key",
         Duration::from_secs(1),

@@ -22,7 +22,7 @@ async fn a_row_for_another_hash_is_refused() {
     let (keyring, _) = keyring_on(store.clone());
     let a = keyring.issue(NewKey::new("pk", "p", "a")).await.unwrap();
     let b = keyring.issue(NewKey::new("pk", "p", "b")).await.unwrap();
-    store.set_lookup_answer(Some(record_of(&store, &b.info.id).await));
+    store.set_lookup_answer(Some(record_of(&store, b.info.id()).await));
     assert!(matches!(
         keyring.verify(a.token.expose_secret()).await.unwrap_err(),
         VerifyError::Unknown
@@ -30,7 +30,7 @@ async fn a_row_for_another_hash_is_refused() {
     assert_eq!(store.calls(Op::FindByHash), 1);
     // The row that does match still verifies.
     let key = keyring.verify(b.token.expose_secret()).await.unwrap();
-    assert_eq!(key.id(), &b.info.id);
+    assert_eq!(key.id(), b.info.id());
 }
 
 /// A row with the token's hash but another kind is refused: a `pl` token
@@ -40,7 +40,7 @@ async fn a_row_of_another_kind_is_refused() {
     let store = FaultyStore::new(MemoryStore::new());
     let (keyring, _) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pl", "p", "labs")).await.unwrap();
-    let mut doctored = (*record_of(&store, &issued.info.id).await).clone();
+    let mut doctored = (*record_of(&store, issued.info.id()).await).clone();
     doctored.kind = "pk".into();
     store.set_lookup_answer(Some(Arc::new(doctored)));
     assert!(matches!(

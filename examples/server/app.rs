@@ -165,7 +165,7 @@ pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueEr
         keys.push(DemoKey {
             name: name.to_owned(),
             token: issued.token.expose_secret().to_owned(),
-            scopes: issued.info.scopes.iter().map(|s| s.to_string()).collect(),
+            scopes: issued.info.scopes().iter().map(|s| s.to_string()).collect(),
             tenant: tenant.to_owned(),
         });
     }
@@ -423,7 +423,7 @@ async fn revoke_api_key(
     };
     // Another tenant's key is as good as absent: no oracle for ids.
     match keyring.get(&id).await {
-        Ok(info) if &info.tenant == principal.tenant() => {}
+        Ok(info) if info.tenant() == principal.tenant() => {}
         Ok(_) | Err(ManageError::NotFound) => return not_found(),
         Err(_) => return store_error(),
     }

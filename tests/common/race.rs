@@ -39,7 +39,7 @@ pub async fn revoke_races_verify(keyring: Keyring, race: Race) {
             .await
             .unwrap();
         tokens.push(issued.token.expose_secret().to_owned());
-        ids.push(issued.info.id);
+        ids.push(issued.info.id().clone());
     }
     let tokens = Arc::new(tokens);
     let revoked: Arc<Vec<AtomicBool>> =
@@ -124,9 +124,9 @@ pub async fn revoke_during_a_held_lookup<S: KeyStore>(inner: FaultyStore<S>) {
         () = hold.reached() => {}
         answer = &mut verify => panic!("answered without reading the store: {answer:?}"),
     }
-    keyring.revoke(&issued.info.id).await.unwrap();
+    keyring.revoke(issued.info.id()).await.unwrap();
     hold.release();
-    assert_eq!(verify.await.unwrap().unwrap(), issued.info.id);
+    assert_eq!(verify.await.unwrap().unwrap(), issued.info.id().clone());
     assert!(matches!(
         keyring.verify(&token).await.unwrap_err(),
         VerifyError::Revoked
