@@ -83,6 +83,12 @@ pub enum ConfigError {
     /// A token key is too short, or its rotation is misconfigured.
     #[error("invalid token key: {0}")]
     InvalidTokenKey(&'static str),
+    /// A layer names a token kind the keyring does not have.
+    #[error("the keyring has no token kind {0:?}")]
+    UnknownKind(String),
+    /// A layer accepts a kind from no credential source.
+    #[error("a kind must be accepted from at least one credential source")]
+    NoSources,
 }
 
 /// Why a scope string or a catalog declaration is invalid.

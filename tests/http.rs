@@ -12,8 +12,8 @@ use common::{keyring, keyring_on, player_os};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use keyward::http::{
-    AuthHook, AuthLayer, CredentialSource, ExternalAuthError, ExternalAuthenticator,
-    ExternalPrincipal, Principal, Rejection, RequireScopesLayer, WouldDeny,
+    AuthHook, AuthLayer, ExternalAuthError, ExternalAuthenticator, ExternalPrincipal, Principal,
+    Rejection, RequireScopesLayer, Source, WouldDeny,
 };
 use keyward::testing::{Fault, FaultyStore, Op};
 use keyward::{Expiry, Keyring, MemoryStore, NewKey, TenantId, TokenKind};
@@ -171,15 +171,17 @@ async fn anonymous_request_on_a_scoped_route_is_401() {
     assert_rejected(&res, 401, "missing_credentials", MISSING);
 }
 
+/// No `AuthLayer` ran: the server's mistake, never a pass and never the
+/// client's fault (tests/kinds.rs checks the error it logs).
 #[tokio::test]
-async fn require_scopes_without_auth_layer_is_401() {
+async fn require_scopes_without_auth_layer_is_500_misconfigured() {
     let res = ServiceBuilder::new()
         .layer(RequireScopesLayer::all(["read"]).unwrap())
         .service_fn(echo)
         .oneshot(get().body(String::new()).unwrap())
         .await
         .unwrap();
-    assert_rejected(&res, 401, "missing_credentials", MISSING);
+    assert_rejected(&res, 500, "auth_misconfigured", None);
 }
 
 #[tokio::test]
@@ -525,18 +527,26 @@ async fn oversized_tokens_are_refused_before_hashing() {
 async fn credential_source_limits_the_headers_read() {
     let (keyring, _) = keyring();
     let token = pk(&keyring).await;
-    let api_only = AuthLayer::new(keyring.clone()).credentials(CredentialSource::ApiKey);
+    let api_only = AuthLayer::new(keyring.clone()).credentials([Source::api_key()]);
     let res = send(api_only.clone(), None, bearer(&token)).await;
     assert_rejected(&res, 401, "missing_credentials", MISSING);
+    assert_eq!(
+        body(&res)["message"],
+        "credentials are required: send X-Api-Key"
+    );
     assert_ok(&send(api_only, None, api_key(&token)).await, "prop_1");
 
-    let bearer_only = AuthLayer::new(keyring).credentials(CredentialSource::Bearer);
+    let bearer_only = AuthLayer::new(keyring).credentials([Source::bearer()]);
     let res = send(bearer_only.clone(), None, api_key(&token)).await;
     assert_rejected(&res, 401, "missing_credentials", MISSING);
+    assert_eq!(
+        body(&res)["message"],
+        "credentials are required: send Authorization: Bearer"
+    );
     assert_ok(&send(bearer_only, None, bearer(&token)).await, "prop_1");
 }
 
-/// With `CredentialSource::ApiKey`, `Authorization` is not read for a
+/// With only `Source::api_key()`, `Authorization` is not read for a
 /// credential, but a malformed Bearer in it is still refused: `X-Api-Key: A`
 /// beside `Authorization: Bearer<TAB>B` is 400, never A. A well-formed
 /// `Authorization` (Bearer or another scheme) is left to other components.
@@ -545,7 +555,7 @@ async fn an_api_key_only_layer_still_refuses_a_malformed_bearer() {
     let (keyring, _) = keyring();
     let a = pk(&keyring).await;
     let b = issue(&keyring, NewKey::new("pk", "prop_2", "other")).await;
-    let api_only = AuthLayer::new(keyring).credentials(CredentialSource::ApiKey);
+    let api_only = AuthLayer::new(keyring).credentials([Source::api_key()]);
     let with = |key: Option<&str>, authorization: Vec<Vec<u8>>| {
         let mut req = get();
         if let Some(key) = key {

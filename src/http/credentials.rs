@@ -1,22 +1,248 @@
 //! Reading credentials and the tenant header from a request, strictly (the
 //! policy is in the module docs of `keyward::http`, "Bad input").
 
+use std::fmt;
+use std::sync::Arc;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 use crate::http::rejection::Rejection;
 use crate::key::TenantId;
 
-/// Where the authentication layer looks for credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum CredentialSource {
-    /// The API key header only (`X-Api-Key` by default).
-    ApiKey,
-    /// `Authorization: Bearer` only.
-    Bearer,
-    /// Either or both (the default).
-    #[default]
-    Both,
+/// Where credentials come from: one header, read strictly. Implement it for
+/// a source of your own; [`Source::api_key`] and [`Source::bearer`] are the
+/// built-in ones. [`AuthLayer::credentials`](crate::http::AuthLayer::credentials)
+/// and [`AuthLayer::accept`](crate::http::AuthLayer::accept) take a list of
+/// [`Source`]s.
+///
+/// A source only finds the token: the layer checks the value's length
+/// first, refuses two sources presenting different tokens, and decides from
+/// the token's prefix which kind it is and whether that kind may come from
+/// this source.
+///
+/// ```
+/// use http::header::{HeaderMap, HeaderName};
+/// use keyward::http::{CredentialSource, Presented, Rejection, Source};
+///
+/// /// `X-Token: <token>`, as some older clients send it.
+/// #[derive(Debug)]
+/// struct XToken(HeaderName);
+///
+/// impl CredentialSource for XToken {
+///     fn header(&self) -> &HeaderName {
+///         &self.0
+///     }
+///     fn describe(&self) -> &str {
+///         "X-Token"
+///     }
+///     fn read(&self, value: &http::HeaderValue) -> Result<Option<Presented>, Rejection> {
+///         Presented::new(value, 0).map(Some)
+///     }
+/// }
+///
+/// let source = Source::custom(XToken(HeaderName::from_static("x-token")));
+/// # let _ = source;
+/// ```
+pub trait CredentialSource: fmt::Debug + Send + Sync + 'static {
+    /// The header this source reads. The layer refuses the request with 400
+    /// `invalid_request` when it is repeated, empty, longer than
+    /// [`AuthLayer::max_credential_len`](crate::http::AuthLayer::max_credential_len)
+    /// or not visible ASCII, before calling [`read`](Self::read).
+    fn header(&self) -> &HeaderName;
+
+    /// How the source is named in the 401 `missing_credentials` message
+    /// (`"X-Api-Key"`, `"Authorization: Bearer"`).
+    fn describe(&self) -> &str;
+
+    /// The token in the header's value: `Ok(None)` when the value is not a
+    /// credential of this source (another scheme); a [`Rejection`] (400
+    /// `invalid_request`) when it is one, malformed.
+    ///
+    /// # Errors
+    ///
+    /// A malformed credential.
+    fn read(&self, value: &HeaderValue) -> Result<Option<Presented>, Rejection>;
+}
+
+/// A token found in a header: a clone of the header's value (a reference
+/// count on the request's buffer, not a copy) and where the token starts.
+///
+/// Nothing to zero on drop: no copy is made, and the header buffer belongs
+/// to the HTTP stack (see SECURITY.md, "Process memory").
+#[derive(Clone)]
+pub struct Presented {
+    header: HeaderValue,
+    start: usize,
+}
+
+impl Presented {
+    /// The token that starts at byte `start` of `header` and runs to its end.
+    ///
+    /// # Errors
+    ///
+    /// 400 `invalid_request` when `start` is past the end, or what follows
+    /// it is not one RFC 6750 `b64token` (so no whitespace, no separator).
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use keyward::http::Presented;
+    ///
+    /// let value = HeaderValue::from_static("Token pk_abc");
+    /// assert!(Presented::new(&value, 6).is_ok());
+    /// assert!(Presented::new(&value, 5).is_err()); // " pk_abc"
+    /// assert!(Presented::new(&value, 99).is_err());
+    /// ```
+    pub fn new(header: &HeaderValue, start: usize) -> Result<Self, Rejection> {
+        let text = header
+            .to_str()
+            .ok()
+            .and_then(|text| text.get(start..))
+            .ok_or(Rejection::InvalidRequest(
+                "the credential is not a single token (RFC 6750 b64token)",
+            ))?;
+        token(text)?;
+        Ok(Presented {
+            header: header.clone(),
+            start,
+        })
+    }
+
+    /// The token.
+    pub(crate) fn value(&self) -> &str {
+        // `new` checked it is a b64token: this cannot fail.
+        self.header
+            .to_str()
+            .ok()
+            .and_then(|t| t.get(self.start..))
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Presented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Presented(<redacted>)")
+    }
+}
+
+/// A credential source as the layer holds it: built-in or yours. Cheap to
+/// clone.
+///
+/// ```
+/// use keyward::http::Source;
+///
+/// let sources = [Source::api_key(), Source::bearer()];
+/// assert_eq!(sources[0].describe(), "X-Api-Key");
+/// assert_eq!(sources[1].describe(), "Authorization: Bearer");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Source {
+    inner: Arc<dyn CredentialSource>,
+    /// `Authorization: Bearer`: the only source whose values may go to an
+    /// external authenticator.
+    bearer: bool,
+}
+
+impl Source {
+    /// `X-Api-Key: <token>`.
+    #[must_use]
+    pub fn api_key() -> Self {
+        Self::api_key_header(HeaderName::from_static(API_KEY_HEADER))
+    }
+
+    /// `<name>: <token>`: the API key header under another name.
+    #[must_use]
+    pub fn api_key_header(name: HeaderName) -> Self {
+        let describe = canonical_name(&name);
+        Source {
+            inner: Arc::new(WholeValue { name, describe }),
+            bearer: false,
+        }
+    }
+
+    /// `Authorization: Bearer <token>` (RFC 6750), the scheme in any case.
+    /// Values of other schemes are not credentials of this source.
+    #[must_use]
+    pub fn bearer() -> Self {
+        Source {
+            inner: Arc::new(Bearer),
+            bearer: true,
+        }
+    }
+
+    /// A source of your own.
+    #[must_use]
+    pub fn custom(source: impl CredentialSource) -> Self {
+        Source {
+            inner: Arc::new(source),
+            bearer: false,
+        }
+    }
+
+    /// How the source is named in messages.
+    #[must_use]
+    pub fn describe(&self) -> &str {
+        self.inner.describe()
+    }
+
+    fn same_as(&self, other: &Source) -> bool {
+        self.bearer == other.bearer && self.inner.header() == other.inner.header()
+    }
+}
+
+/// A header whose whole value is the token (`X-Api-Key`).
+#[derive(Debug)]
+struct WholeValue {
+    name: HeaderName,
+    describe: String,
+}
+
+impl CredentialSource for WholeValue {
+    fn header(&self) -> &HeaderName {
+        &self.name
+    }
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+    fn read(&self, value: &HeaderValue) -> Result<Option<Presented>, Rejection> {
+        Presented::new(value, 0).map(Some)
+    }
+}
+
+/// `Authorization: Bearer`.
+#[derive(Debug)]
+struct Bearer;
+
+impl CredentialSource for Bearer {
+    fn header(&self) -> &HeaderName {
+        &AUTHORIZATION
+    }
+    fn describe(&self) -> &str {
+        "Authorization: Bearer"
+    }
+    fn read(&self, value: &HeaderValue) -> Result<Option<Presented>, Rejection> {
+        // `single_value` checked it is visible ASCII.
+        let text = value.to_str().map_err(|_| {
+            Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
+        })?;
+        match bearer_token(text)? {
+            Some(token) => Presented::new(value, text.len() - token.len()).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `X-Api-Key` for `x-api-key`: each dash-separated word capitalized.
+fn canonical_name(name: &HeaderName) -> String {
+    name.as_str()
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The default name of the API key header.
@@ -26,15 +252,12 @@ pub const TENANT_HEADER: &str = "x-property-id";
 /// The default longest credential accepted, in bytes.
 pub const DEFAULT_MAX_CREDENTIAL_LEN: usize = 4096;
 
-/// A presented credential: a clone of the header value that carries it (a
-/// reference count on the request's header buffer, not a copy) and where
-/// the token starts in it.
-///
-/// Nothing to zero on drop: no copy is made, and the header buffer belongs
-/// to the HTTP stack (see SECURITY.md, "Process memory").
+/// A presented credential and the sources it came in (a bit per source of
+/// the layer's [`CredentialRules`]).
 pub(crate) struct Credential {
-    header: HeaderValue,
-    start: usize,
+    presented: Presented,
+    /// The sources that carried it.
+    pub(crate) from: SourceSet,
     /// Whether it came in `Authorization: Bearer` (only those may go to an
     /// external authenticator).
     pub(crate) bearer: bool,
@@ -43,75 +266,119 @@ pub(crate) struct Credential {
 impl Credential {
     /// The token.
     pub(crate) fn value(&self) -> &str {
-        // `extract` checked the header is visible ASCII: this cannot fail,
-        // and an empty value would only fail verification.
-        std::str::from_utf8(&self.header.as_bytes()[self.start..]).unwrap_or_default()
+        self.presented.value()
     }
 }
 
+/// A set of a layer's sources, by index (a layer has at most 64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SourceSet(u64);
+
+impl SourceSet {
+    pub(crate) const ALL: SourceSet = SourceSet(u64::MAX);
+    fn with(self, index: usize) -> Self {
+        SourceSet(self.0 | 1 << index)
+    }
+    pub(crate) fn intersects(self, other: SourceSet) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+/// The most sources one layer reads.
+pub(crate) const MAX_SOURCES: usize = 64;
+
+/// The sources a layer reads and the kinds each may carry.
 #[derive(Clone, Debug)]
 pub(crate) struct CredentialRules {
-    pub(crate) source: CredentialSource,
-    pub(crate) api_key_header: HeaderName,
+    /// Distinct sources, read in this order.
+    sources: Vec<Source>,
+    /// Whether any source reads `Authorization` (else it is only checked).
+    reads_authorization: bool,
     pub(crate) max_len: usize,
+    /// "X-Api-Key or Authorization: Bearer", for the 401.
+    pub(crate) accepted: Arc<str>,
 }
 
 impl Default for CredentialRules {
     fn default() -> Self {
-        CredentialRules {
-            source: CredentialSource::Both,
-            api_key_header: HeaderName::from_static(API_KEY_HEADER),
-            max_len: DEFAULT_MAX_CREDENTIAL_LEN,
-        }
+        CredentialRules::new(
+            &[Source::api_key(), Source::bearer()],
+            DEFAULT_MAX_CREDENTIAL_LEN,
+        )
     }
 }
 
 impl CredentialRules {
+    /// Rules reading `sources` (duplicates read once).
+    pub(crate) fn new(sources: &[Source], max_len: usize) -> Self {
+        let mut rules = CredentialRules {
+            sources: Vec::new(),
+            reads_authorization: false,
+            max_len,
+            accepted: Arc::from(""),
+        };
+        for source in sources {
+            rules.add(source);
+        }
+        rules
+    }
+
+    /// Adds `source` unless the rules read it already; its index.
+    pub(crate) fn add(&mut self, source: &Source) -> usize {
+        if let Some(i) = self.sources.iter().position(|s| s.same_as(source)) {
+            return i;
+        }
+        self.sources.push(source.clone());
+        self.reads_authorization |= source.inner.header() == AUTHORIZATION;
+        let names: Vec<&str> = self.sources.iter().map(Source::describe).collect();
+        self.accepted = Arc::from(names.join(" or "));
+        self.sources.len() - 1
+    }
+
+    /// The set of `sources` (each added if missing).
+    pub(crate) fn set_of(&mut self, sources: &[Source]) -> SourceSet {
+        sources
+            .iter()
+            .fold(SourceSet::default(), |set, s| set.with(self.add(s)))
+    }
+
     /// The credential of a request: `Ok(None)` when it presents none of ours.
     pub(crate) fn extract(&self, headers: &HeaderMap) -> Result<Option<Credential>, Rejection> {
-        let api_key = match self.source {
-            CredentialSource::ApiKey | CredentialSource::Both => {
-                match single_value(headers, &self.api_key_header, self.max_len)? {
-                    Some((header, value)) => Some((header, value, token(value)?)),
-                    None => None,
+        let mut found: Option<Credential> = None;
+        for (i, source) in self.sources.iter().enumerate() {
+            let Some(value) = single_value(headers, source.inner.header(), self.max_len)? else {
+                continue;
+            };
+            let Some(presented) = source.inner.read(value.0)? else {
+                continue;
+            };
+            match &mut found {
+                None => {
+                    found = Some(Credential {
+                        presented,
+                        from: SourceSet::default().with(i),
+                        bearer: source.bearer,
+                    });
+                }
+                Some(first) if first.value() == presented.value() => {
+                    first.from = first.from.with(i);
+                    first.bearer |= source.bearer;
+                }
+                Some(_) => {
+                    return Err(Rejection::InvalidRequest(
+                        "two headers carry different credentials",
+                    ))
                 }
             }
-            CredentialSource::Bearer => None,
-        };
-        let bearer = match self.source {
-            CredentialSource::Bearer | CredentialSource::Both => {
-                match single_value(headers, &AUTHORIZATION, self.max_len)? {
-                    Some((header, value)) => bearer_token(value)?.map(|t| (header, value, t)),
-                    None => None,
-                }
+        }
+        if !self.reads_authorization {
+            // Not ours to read, but never ambiguous: a malformed Bearer
+            // is refused here too. One lookup when there is none.
+            for value in headers.get_all(AUTHORIZATION) {
+                foreign_authorization(value)?;
             }
-            CredentialSource::ApiKey => {
-                // Not ours to read, but never ambiguous: a malformed Bearer
-                // is refused here too. One lookup when there is none.
-                for value in headers.get_all(AUTHORIZATION) {
-                    foreign_authorization(value)?;
-                }
-                None
-            }
-        };
-        // The token is a suffix of the header's value (all of it for the API
-        // key header, what follows the scheme for `Authorization`).
-        let ((header, value, token), bearer) = match (api_key, bearer) {
-            (None, None) => return Ok(None),
-            (Some(key), None) => (key, false),
-            (None, Some(b)) => (b, true),
-            (Some(key), Some(b)) if key.2 == b.2 => (b, true),
-            (Some(_), Some(_)) => {
-                return Err(Rejection::InvalidRequest(
-                    "X-Api-Key and Authorization carry different credentials",
-                ))
-            }
-        };
-        Ok(Some(Credential {
-            header: header.clone(),
-            start: value.len() - token.len(),
-            bearer,
-        }))
+        }
+        Ok(found)
     }
 }
 
@@ -378,10 +645,7 @@ mod tests {
     /// read for a credential, yet a malformed Bearer in it is refused.
     #[test]
     fn an_api_key_only_source_refuses_a_malformed_bearer() {
-        let rules = CredentialRules {
-            source: CredentialSource::ApiKey,
-            ..CredentialRules::default()
-        };
+        let rules = CredentialRules::new(&[Source::api_key()], DEFAULT_MAX_CREDENTIAL_LEN);
         let mut headers = HeaderMap::new();
         headers.insert(API_KEY_HEADER, HeaderValue::from_static("pk_a"));
         for value in ["Bearer\tpk_b", "Bearer", "bearer  pk_b", " Bearer pk_b", ""] {

@@ -1,7 +1,10 @@
 //! axum extractors for the [`Principal`].
 //!
-//! * `Principal`: the authenticated caller; 401 `missing_credentials` (the
-//!   same JSON rejection as the layers) when the request has none.
+//! * `Principal`: the authenticated caller. On a request without one: 401
+//!   `missing_credentials` behind an [`AuthLayer::allow_anonymous`] layer
+//!   (the same JSON rejection as the layers), else 500 `auth_misconfigured`
+//!   with an error logged (no `AuthLayer` ran: it is missing or inside the
+//!   route that extracts).
 //! * `Option<Principal>`: the caller, if any; never rejects (for routes
 //!   behind [`AuthLayer::allow_anonymous`]).
 //!
@@ -34,18 +37,19 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use crate::http::principal::Principal;
+use crate::http::principal::{Anonymous, Principal};
 use crate::http::rejection::{Rejection, Renderer};
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(|| Renderer::of(&parts.extensions).render(&Rejection::MissingCredentials))
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            Renderer::of(&parts.extensions).render(&Anonymous::rejection(
+                &parts.extensions,
+                "the Principal extractor",
+            ))
+        })
     }
 }
 

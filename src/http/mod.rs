@@ -59,7 +59,7 @@
 //! # Layers
 //!
 //! * [`AuthLayer`] reads `X-Api-Key` and/or `Authorization: Bearer`
-//!   ([`CredentialSource`]), verifies the token with
+//!   ([`Source`]s; per kind with [`AuthLayer::accept`]), verifies the token with
 //!   [`Keyring::verify`](crate::Keyring::verify) (or an
 //!   [`ExternalAuthenticator`] for bearer values without a keyward prefix),
 //!   checks the tenant header (`X-Property-Id`), enforces the key's rate
@@ -129,7 +129,7 @@
 //! * `Authorization` with another scheme (`Basic …`) is not a credential of
 //!   ours: as if absent (401 `missing_credentials` unless anonymous requests
 //!   are allowed).
-//! * With [`CredentialSource::ApiKey`], `Authorization` is not a source, but
+//! * When no source reads `Authorization` (`.credentials([Source::api_key()])`), it is not read, but
 //!   the two rules above still hold whatever the configured source: a
 //!   malformed Bearer credential, or a value that does not start with a
 //!   scheme, → 400 `invalid_request` (so `X-Api-Key: A` beside
@@ -157,7 +157,7 @@ pub mod throttle;
 
 pub use auth::{Auth, AuthHook, AuthLayer};
 pub use credentials::{
-    CredentialSource, API_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, TENANT_HEADER,
+    CredentialSource, Presented, Source, API_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, TENANT_HEADER,
 };
 pub use external::{ExternalAuthError, ExternalAuthenticator, ExternalPrincipal};
 pub use principal::{Identity, Principal, WouldDeny};

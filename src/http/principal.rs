@@ -138,3 +138,34 @@ impl WouldDeny {
         self.missing.dedup();
     }
 }
+
+/// Put into the request extensions by an [`AuthLayer`](crate::http::AuthLayer)
+/// that let a request without credentials through
+/// ([`allow_anonymous`](crate::http::AuthLayer::allow_anonymous)): a scope
+/// check behind it answers 401 `missing_credentials` rather than
+/// "misconfigured".
+#[derive(Clone, Debug)]
+pub(crate) struct Anonymous {
+    /// The sources the layer reads, for the 401's message.
+    pub(crate) accepted: std::sync::Arc<str>,
+}
+
+impl Anonymous {
+    /// What a check needing a principal answers on a request without one:
+    /// 401 behind a layer that let it through anonymously, else (no layer
+    /// ran) 500, with an error logged that names the fix.
+    pub(crate) fn rejection(extensions: &http::Extensions, what: &str) -> crate::http::Rejection {
+        match extensions.get::<Anonymous>() {
+            Some(anonymous) => crate::http::Rejection::MissingCredentials {
+                accepted: anonymous.accepted.to_string().into(),
+            },
+            None => {
+                tracing::error!(
+                    target: "keyward::http",
+                    "{what} ran on a request no AuthLayer authenticated: add AuthLayer outside it (in axum, `.layer(AuthLayer)` after the routes or `route_layer`s it protects, so it runs first)"
+                );
+                crate::http::Rejection::AuthMisconfigured
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! | 403 | `insufficient_scope` | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 //! | 403 | `tenant_mismatch` | — |
 //! | 429 | `rate_limited` | — (`Retry-After`, `RateLimit-Policy`, `RateLimit`) |
+//! | 500 | `auth_misconfigured` | — |
 //! | 503 | `auth_unavailable` | — |
 //!
 //! The body is `{"error": "<code>", "message": "<for people>"}` with
@@ -67,9 +68,13 @@ pub enum Rejection {
     InvalidRequest(&'static str),
     /// 400 `tenant_required`: a principal of several tenants named none.
     TenantRequired,
-    /// 401 `missing_credentials`: no credentials of a scheme this service
-    /// accepts.
-    MissingCredentials,
+    /// 401 `missing_credentials`: none of the credential sources the layer
+    /// reads carries a credential. `accepted` names those sources for the
+    /// message (`"X-Api-Key or Authorization: Bearer"`).
+    MissingCredentials {
+        /// The sources, for people.
+        accepted: Cow<'static, str>,
+    },
     /// 401 `invalid_token`: malformed, bad checksum, or unknown.
     InvalidToken,
     /// 401 `token_expired`.
@@ -98,15 +103,38 @@ pub enum Rejection {
     /// 503 `auth_unavailable`: the key store, the external authenticator or
     /// the rate limiter failed. Never grants access.
     AuthUnavailable,
+    /// 500 `auth_misconfigured`: a scope check or an extractor ran on a
+    /// request no [`AuthLayer`](crate::http::AuthLayer) authenticated (the
+    /// layer is missing, or inside the check). The server's fault, never the
+    /// client's: nothing passes, and an error naming the fix is logged.
+    AuthMisconfigured,
 }
 
 impl Rejection {
+    /// 401 `missing_credentials` naming the default sources, `X-Api-Key`
+    /// and `Authorization: Bearer`.
+    ///
+    /// ```
+    /// use keyward::http::Rejection;
+    ///
+    /// assert_eq!(
+    ///     Rejection::missing_credentials().message(),
+    ///     "credentials are required: send X-Api-Key or Authorization: Bearer",
+    /// );
+    /// ```
+    #[must_use]
+    pub fn missing_credentials() -> Self {
+        Rejection::MissingCredentials {
+            accepted: Cow::Borrowed("X-Api-Key or Authorization: Bearer"),
+        }
+    }
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::InvalidRequest(_) | Rejection::TenantRequired => StatusCode::BAD_REQUEST,
-            Rejection::MissingCredentials
+            Rejection::MissingCredentials { .. }
             | Rejection::InvalidToken
             | Rejection::TokenExpired
             | Rejection::TokenRevoked => StatusCode::UNAUTHORIZED,
@@ -117,6 +145,7 @@ impl Rejection {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Rejection::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::AuthMisconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -126,7 +155,7 @@ impl Rejection {
         match self {
             Rejection::InvalidRequest(_) => "invalid_request",
             Rejection::TenantRequired => "tenant_required",
-            Rejection::MissingCredentials => "missing_credentials",
+            Rejection::MissingCredentials { .. } => "missing_credentials",
             Rejection::InvalidToken => "invalid_token",
             Rejection::TokenExpired => "token_expired",
             Rejection::TokenRevoked => "token_revoked",
@@ -134,6 +163,7 @@ impl Rejection {
             Rejection::TenantMismatch => "tenant_mismatch",
             Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => "rate_limited",
             Rejection::AuthUnavailable => "auth_unavailable",
+            Rejection::AuthMisconfigured => "auth_misconfigured",
         }
     }
 
@@ -145,9 +175,9 @@ impl Rejection {
             Rejection::TenantRequired => Cow::Borrowed(
                 "this principal belongs to several tenants: name one in the tenant header",
             ),
-            Rejection::MissingCredentials => Cow::Borrowed(
-                "credentials are required: send an X-Api-Key or Authorization: Bearer header",
-            ),
+            Rejection::MissingCredentials { accepted } => {
+                Cow::Owned(format!("credentials are required: send {accepted}"))
+            }
             Rejection::InvalidToken => Cow::Borrowed("the token is malformed or unknown"),
             Rejection::TokenExpired => Cow::Borrowed("the token has expired"),
             Rejection::TokenRevoked => Cow::Borrowed("the token has been revoked"),
@@ -170,6 +200,9 @@ impl Rejection {
             Rejection::AuthUnavailable => {
                 Cow::Borrowed("authentication is temporarily unavailable; retry later")
             }
+            Rejection::AuthMisconfigured => Cow::Borrowed(
+                "the server's authentication is misconfigured; this is not the client's fault",
+            ),
         }
     }
 
@@ -228,14 +261,14 @@ impl Rejection {
     /// use keyward::http::Rejection;
     ///
     /// assert_eq!(
-    ///     Rejection::MissingCredentials.www_authenticate("api").unwrap(),
+    ///     Rejection::missing_credentials().www_authenticate("api").unwrap(),
     ///     r#"Bearer realm="api""#,
     /// );
     /// assert_eq!(Rejection::AuthUnavailable.www_authenticate("api"), None);
     /// ```
     #[must_use]
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
-        if !matches!(self, Rejection::MissingCredentials) && self.rfc6750_error().is_none() {
+        if !matches!(self, Rejection::MissingCredentials { .. }) && self.rfc6750_error().is_none() {
             return None;
         }
         let mut challenge = format!("Bearer realm=\"{}\"", quoted_string_safe(realm));

@@ -143,7 +143,7 @@ pub struct ScopeSet(Arc<[Scope]>);
 
 impl ScopeSet {
     /// Parses scopes without checking them against a catalog (see
-    /// [`ScopeCatalog::grant`] for that).
+    /// [`ScopeCatalog::grant`](super::ScopeCatalog::grant) for that).
     pub fn parse<I, S>(scopes: I) -> Result<Self, ScopeError>
     where
         I: IntoIterator<Item = S>,

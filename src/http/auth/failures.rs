@@ -179,7 +179,7 @@ mod tests {
         }
         for not in [
             Rejection::InvalidRequest("x"),
-            Rejection::MissingCredentials,
+            Rejection::missing_credentials(),
             Rejection::TenantRequired,
             Rejection::AuthUnavailable,
             Rejection::InsufficientScope {

@@ -11,7 +11,10 @@ use tower::Layer;
 
 use super::failures::Failures;
 use super::{Auth, AuthHook};
-use crate::http::credentials::{CredentialRules, CredentialSource, TENANT_HEADER};
+use crate::error::ConfigError;
+use crate::http::credentials::{
+    CredentialRules, Source, SourceSet, DEFAULT_MAX_CREDENTIAL_LEN, MAX_SOURCES, TENANT_HEADER,
+};
 use crate::http::external::ExternalAuthenticator;
 use crate::http::rejection::{JsonRejections, RenderRejection, Renderer};
 use crate::http::throttle::ClientIp;
@@ -28,7 +31,16 @@ pub struct AuthLayer {
 #[derive(Clone)]
 pub(super) struct AuthConfig {
     pub(super) keyring: Keyring,
+    /// The sources of kinds without their own ([`AuthLayer::credentials`]).
+    default_sources: Vec<Source>,
+    /// `Some`: only these kinds, each from its sources ([`AuthLayer::accept`]).
+    kind_sources: Option<Vec<(String, Vec<Source>)>>,
+    max_len: usize,
+    /// Built from the three fields above by [`AuthConfig::plan`].
     pub(super) rules: CredentialRules,
+    pub(super) default_set: SourceSet,
+    pub(super) kind_sets: Option<Vec<(String, SourceSet)>>,
+    pub(super) external_set: SourceSet,
     pub(super) tenant_header: HeaderName,
     pub(super) anonymous: bool,
     pub(super) external: Option<Arc<dyn ExternalAuthenticator>>,
@@ -47,6 +59,36 @@ pub(super) struct AuthConfig {
     pub(super) failure_budget: Option<Quota>,
     /// Shared by clones of the layer, whatever the budget.
     pub(super) failures: Arc<Failures>,
+}
+
+impl AuthConfig {
+    /// Rebuilds the credential rules from the sources of the layer, its
+    /// kinds and its external authenticator. At most [`MAX_SOURCES`]
+    /// distinct sources: more are never read.
+    fn plan(&mut self) {
+        let mut rules = CredentialRules::new(&[], self.max_len);
+        match &self.kind_sources {
+            None => {
+                self.default_set = rules.set_of(&self.default_sources);
+                self.kind_sets = None;
+            }
+            Some(kinds) => {
+                self.default_set = SourceSet::default();
+                self.kind_sets = Some(
+                    kinds
+                        .iter()
+                        .map(|(prefix, sources)| (prefix.clone(), rules.set_of(sources)))
+                        .collect(),
+                );
+            }
+        }
+        self.external_set = if self.external.is_some() {
+            rules.set_of(&[Source::bearer()])
+        } else {
+            SourceSet::default()
+        };
+        self.rules = rules;
+    }
 }
 
 impl AuthLayer {
@@ -89,7 +131,13 @@ impl AuthLayer {
                 failure_budget: Some(Self::DEFAULT_FAILURE_BUDGET),
                 failures: Arc::new(Failures::new(keyring.clock())),
                 keyring,
+                default_sources: vec![Source::api_key(), Source::bearer()],
+                kind_sources: None,
+                max_len: DEFAULT_MAX_CREDENTIAL_LEN,
                 rules: CredentialRules::default(),
+                default_set: SourceSet::ALL,
+                kind_sets: None,
+                external_set: SourceSet::default(),
                 tenant_header: HeaderName::from_static(TENANT_HEADER),
                 anonymous: false,
                 external: None,
@@ -105,17 +153,65 @@ impl AuthLayer {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Which headers may carry credentials ([`CredentialSource::Both`] by
-    /// default).
-    pub fn credentials(mut self, source: CredentialSource) -> Self {
-        self.config().rules.source = source;
+    /// The sources of credentials, for every kind not given its own with
+    /// [`accept`](Self::accept): `X-Api-Key` and `Authorization: Bearer`
+    /// by default. A request presenting different credentials in two
+    /// sources is refused (400 `invalid_request`).
+    ///
+    /// ```
+    /// use keyward::http::{AuthLayer, Source};
+    /// # fn layer(keyring: keyward::Keyring) -> AuthLayer {
+    /// // Only `X-Api-Key`; `Authorization` is still checked, never read.
+    /// AuthLayer::new(keyring).credentials([Source::api_key()])
+    /// # }
+    /// ```
+    pub fn credentials(mut self, sources: impl IntoIterator<Item = Source>) -> Self {
+        let config = self.config();
+        config.default_sources = sources.into_iter().take(MAX_SOURCES).collect();
+        config.plan();
         self
     }
 
-    /// The API key header (`X-Api-Key` by default).
-    pub fn api_key_header(mut self, name: HeaderName) -> Self {
-        self.config().rules.api_key_header = name;
-        self
+    /// Accepts tokens of kind `prefix` from `sources` only. The first call
+    /// restricts the layer to the kinds named this way: a token of another
+    /// kind of the keyring, or of an accepted kind in another source, is
+    /// refused with 401 `invalid_token` before any store lookup and before
+    /// the rate limit (it spends no quota). Bearer values without a
+    /// keyward prefix still go to the [`external`](Self::external)
+    /// authenticator, if any.
+    ///
+    /// ```
+    /// use keyward::http::{AuthLayer, Source};
+    /// # fn layers(keyring: keyward::Keyring) -> Result<(AuthLayer, AuthLayer), keyward::ConfigError> {
+    /// // One keyring, two products: `pk` keys in X-Api-Key on one router,
+    /// // `pl` tokens as Bearer on the other.
+    /// let players = AuthLayer::new(keyring.clone()).accept("pk", [Source::api_key()])?;
+    /// let games = AuthLayer::new(keyring).accept("pl", [Source::bearer()])?;
+    /// # Ok((players, games)) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnknownKind`] when the keyring has no kind `prefix`,
+    /// [`ConfigError::NoSources`] when `sources` is empty.
+    pub fn accept(
+        mut self,
+        prefix: &str,
+        sources: impl IntoIterator<Item = Source>,
+    ) -> Result<Self, ConfigError> {
+        let config = self.config();
+        if config.keyring.kind(prefix).is_none() {
+            return Err(ConfigError::UnknownKind(prefix.to_owned()));
+        }
+        let sources: Vec<Source> = sources.into_iter().take(MAX_SOURCES).collect();
+        if sources.is_empty() {
+            return Err(ConfigError::NoSources);
+        }
+        let kinds = config.kind_sources.get_or_insert_with(Vec::new);
+        kinds.retain(|(p, _)| p != prefix);
+        kinds.push((prefix.to_owned(), sources));
+        config.plan();
+        Ok(self)
     }
 
     /// The header that selects the tenant (`X-Property-Id` by default).
@@ -127,7 +223,9 @@ impl AuthLayer {
     /// The longest credential accepted, in bytes (4096 by default). Longer
     /// values are refused with 400 `invalid_request` before any parsing.
     pub fn max_credential_len(mut self, max: usize) -> Self {
-        self.config().rules.max_len = max;
+        let config = self.config();
+        config.max_len = max;
+        config.plan();
         self
     }
 
@@ -139,8 +237,11 @@ impl AuthLayer {
     }
 
     /// Sends bearer values that are not keyward tokens to `authenticator`.
+    /// Bearer values are read for it whatever the sources of the kinds.
     pub fn external(mut self, authenticator: impl ExternalAuthenticator) -> Self {
-        self.config().external = Some(Arc::new(authenticator));
+        let config = self.config();
+        config.external = Some(Arc::new(authenticator));
+        config.plan();
         self
     }
 

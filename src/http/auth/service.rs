@@ -10,9 +10,9 @@ use tower::Service;
 
 use super::failures::counts_as_failure;
 use super::layer::AuthConfig;
-use crate::http::credentials::{self, Credential};
+use crate::http::credentials::{self, Credential, SourceSet};
 use crate::http::future::{Admitted, ResponseFuture, State};
-use crate::http::principal::{Identity, Principal};
+use crate::http::principal::{Anonymous, Identity, Principal};
 use crate::http::rejection::{render_limited, Rejection, Renderer};
 use crate::http::throttle::ClientNet;
 use crate::key::TenantId;
@@ -78,12 +78,21 @@ where
         });
         let rejection = match presented {
             Err(rejection) => rejection,
-            Ok(None) if !config.anonymous => Rejection::MissingCredentials,
+            Ok(None) if !config.anonymous => Rejection::MissingCredentials {
+                accepted: config.rules.accepted.to_string().into(),
+            },
             Ok(presented) => {
                 // The clone may not be ready: keep the ready service for this
                 // request.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
+                if presented.is_none() {
+                    // Let through anonymously: a scope check behind says 401,
+                    // not "misconfigured".
+                    parts.extensions.insert(Anonymous {
+                        accepted: config.rules.accepted.clone(),
+                    });
+                }
                 let req = Request::from_parts(parts, body);
                 let state = match presented {
                     None => State::Future {
@@ -244,9 +253,13 @@ impl AuthConfig {
         credential: &Credential,
         tenant: Option<TenantId>,
     ) -> Result<Principal, Rejection> {
+        self.check_kind(credential)?;
         let value = credential.value();
         match &self.external {
-            Some(external) if credential.bearer && !self.is_keyward_token(value) => {
+            Some(external)
+                if credential.from.intersects(self.external_set)
+                    && !self.is_keyward_token(value) =>
+            {
                 let principal = external
                     .authenticate(value)
                     .await
@@ -273,6 +286,33 @@ impl AuthConfig {
                 }
                 Ok(Principal::key(key))
             }
+        }
+    }
+
+    /// Refuses a token of a kind of the keyring that this layer does not
+    /// accept, or accepts from other sources: offline, before any lookup or
+    /// quota. Values of no kind pass on (to the external authenticator, or
+    /// to verification, which refuses them offline).
+    fn check_kind(&self, credential: &Credential) -> Result<(), Rejection> {
+        let value = credential.value();
+        // The body has no `_`: the prefix is what precedes the last one.
+        let Some((prefix, _)) = value.rsplit_once('_') else {
+            return Ok(());
+        };
+        if self.keyring.kind(prefix).is_none() {
+            return Ok(());
+        }
+        let allowed = match &self.kind_sets {
+            None => self.default_set,
+            Some(kinds) => kinds
+                .iter()
+                .find(|(p, _)| p == prefix)
+                .map_or(SourceSet::default(), |(_, set)| *set),
+        };
+        if credential.from.intersects(allowed) {
+            Ok(())
+        } else {
+            Err(Rejection::InvalidToken)
         }
     }
 

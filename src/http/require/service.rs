@@ -7,7 +7,7 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::future::{Kind, ResponseFuture};
-use crate::http::principal::{Principal, WouldDeny};
+use crate::http::principal::{Anonymous, Principal, WouldDeny};
 use crate::http::rejection::{Rejection, Renderer};
 use crate::scope::{Decision, Requirement, Scope};
 
@@ -31,7 +31,7 @@ impl<S> RequireScopes<S> {
         let principal = req
             .extensions()
             .get::<Principal>()
-            .ok_or(Rejection::MissingCredentials)?;
+            .ok_or_else(|| Anonymous::rejection(req.extensions(), "RequireScopes"))?;
         match principal.check(&self.requirement) {
             Decision::Allowed
             | Decision::NotEnforced {
