@@ -247,6 +247,9 @@ fn canonical_name(name: &HeaderName) -> String {
 
 /// The default name of the API key header.
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// The usual name of the header that lists the "soon" scopes a caller lacks
+/// ([`AuthLayer::soon_scopes_header`](crate::http::AuthLayer::soon_scopes_header)).
+pub const SOON_SCOPES_HEADER: &str = "x-soon-scopes-missing";
 /// The default name of the tenant header.
 pub const TENANT_HEADER: &str = "x-property-id";
 /// The default longest credential accepted, in bytes.

@@ -7,10 +7,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use crate::http::principal::WouldDeny;
 use crate::http::rejection::rate_limit_headers;
 use crate::ratelimit::RateDecision;
 
@@ -44,11 +46,14 @@ pin_project! {
         Checking {
             check: CheckFuture<ReqBody>,
             inner: Option<S>,
+            soon_header: Option<HeaderName>,
         },
         Future {
             #[pin]
             future: S::Future,
             decision: Option<RateDecision>,
+            // Where to list the "soon" scopes the caller lacks, if anywhere.
+            soon_header: Option<HeaderName>,
         },
         Rejected {
             response: Option<S::Response>,
@@ -76,13 +81,18 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Checking { check, inner } => {
+                StateProj::Checking {
+                    check,
+                    inner,
+                    soon_header,
+                } => {
                     let next = match ready!(check.as_mut().poll(cx)) {
                         Ok((req, decision)) => {
                             let mut inner = inner.take().expect("polled after completion");
                             State::Future {
                                 future: inner.call(req),
                                 decision,
+                                soon_header: soon_header.take(),
                             }
                         }
                         Err(response) => State::Rejected {
@@ -91,10 +101,17 @@ where
                     };
                     this.state.set(next);
                 }
-                StateProj::Future { future, decision } => {
+                StateProj::Future {
+                    future,
+                    decision,
+                    soon_header,
+                } => {
                     let mut response = ready!(future.poll(cx))?;
                     if let Some(decision) = decision {
                         rate_limit_headers(response.headers_mut(), decision);
+                    }
+                    if let Some(name) = soon_header.take() {
+                        soon_scopes_header(&mut response, name);
                     }
                     return Poll::Ready(Ok(response));
                 }
@@ -104,6 +121,24 @@ where
                 }
             }
         }
+    }
+}
+
+/// Lists the "soon" scopes the caller lacks (the response's [`WouldDeny`],
+/// put there by the scope layers) in header `name`, space separated.
+fn soon_scopes_header<B>(response: &mut Response<B>, name: HeaderName) {
+    let Some(would_deny) = response.extensions().get::<WouldDeny>() else {
+        return;
+    };
+    let list = would_deny
+        .missing()
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Scope names are `[a-z0-9_:*-]`: always a valid value.
+    if let Ok(value) = HeaderValue::from_str(&list) {
+        response.headers_mut().insert(name, value);
     }
 }
 

@@ -157,7 +157,8 @@ pub mod throttle;
 
 pub use auth::{Auth, AuthHook, AuthLayer};
 pub use credentials::{
-    CredentialSource, Presented, Source, API_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, TENANT_HEADER,
+    CredentialSource, Presented, Source, API_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN,
+    SOON_SCOPES_HEADER, TENANT_HEADER,
 };
 pub use external::{ExternalAuthError, ExternalAuthenticator, ExternalPrincipal};
 pub use principal::{Identity, Principal, WouldDeny};

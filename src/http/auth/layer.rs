@@ -59,6 +59,8 @@ pub(super) struct AuthConfig {
     pub(super) failure_budget: Option<Quota>,
     /// Shared by clones of the layer, whatever the budget.
     pub(super) failures: Arc<Failures>,
+    /// [`AuthLayer::soon_scopes_header`].
+    pub(super) soon_header: Option<HeaderName>,
 }
 
 impl AuthConfig {
@@ -145,6 +147,7 @@ impl AuthLayer {
                 renderer: Renderer::default(),
                 custom_renderer: false,
                 verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
+                soon_header: None,
             }),
         }
     }
@@ -212,6 +215,31 @@ impl AuthLayer {
         kinds.push((prefix.to_owned(), sources));
         config.plan();
         Ok(self)
+    }
+
+    /// Lists, on each response, the "soon" scopes the caller lacks: the
+    /// requirements that let the request through only because a scope is
+    /// not enforced yet, so integrators see what will break before it is.
+    /// Off by default; [`SOON_SCOPES_HEADER`](crate::http::SOON_SCOPES_HEADER)
+    /// (`X-Soon-Scopes-Missing`) is the usual name. The value is the scope
+    /// names, space separated (`games:read exports:read`); the header is
+    /// absent when nothing is missing.
+    ///
+    /// The list comes from the [`WouldDeny`](crate::http::WouldDeny) the scope
+    /// layers put into the *response* extensions (also there for your own
+    /// router-wide middleware, header or not); a handler's own response
+    /// extensions are kept.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use keyward::http::{AuthLayer, SOON_SCOPES_HEADER};
+    /// # fn layer(keyring: keyward::Keyring) -> AuthLayer {
+    /// AuthLayer::new(keyring).soon_scopes_header(HeaderName::from_static(SOON_SCOPES_HEADER))
+    /// # }
+    /// ```
+    pub fn soon_scopes_header(mut self, name: HeaderName) -> Self {
+        self.config().soon_header = Some(name);
+        self
     }
 
     /// The header that selects the tenant (`X-Property-Id` by default).

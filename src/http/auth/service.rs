@@ -98,6 +98,7 @@ where
                     None => State::Future {
                         future: inner.call(req),
                         decision: None,
+                        soon_header: config.soon_header.clone(),
                     },
                     Some((credential, tenant, client)) => State::Checking {
                         check: Box::pin(authenticate(
@@ -108,6 +109,7 @@ where
                             req,
                         )),
                         inner: Some(inner),
+                        soon_header: config.soon_header.clone(),
                     },
                 };
                 return ResponseFuture::new(state);

@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
+
+use crate::http::principal::WouldDeny;
 use pin_project_lite::pin_project;
 
 pin_project! {
@@ -22,6 +24,9 @@ pin_project! {
         Future {
             #[pin]
             future: F,
+            // What this requirement (and those before it) would deny, for
+            // the response's extensions.
+            would_deny: Option<WouldDeny>,
         },
         Rejected {
             response: Option<Response<B>>,
@@ -43,7 +48,19 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Future { future } => future.poll(cx),
+            KindProj::Future { future, would_deny } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
+                if let Some(would_deny) = would_deny.take() {
+                    let extensions = response.extensions_mut();
+                    match extensions.get_mut::<WouldDeny>() {
+                        Some(existing) => existing.add(would_deny.missing()),
+                        None => {
+                            extensions.insert(would_deny);
+                        }
+                    }
+                }
+                Poll::Ready(Ok(response))
+            }
             KindProj::Rejected { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }

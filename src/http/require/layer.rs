@@ -10,14 +10,19 @@ use crate::scope::Requirement;
 
 /// Applies [`RequireScopes`] to a service.
 ///
-/// * No [`Principal`](crate::http::Principal) in the request (no [`AuthLayer`](crate::http::AuthLayer) in front, or an
-///   anonymous request) → 401 `missing_credentials`.
+/// * No [`Principal`](crate::http::Principal) in the request: 401
+///   `missing_credentials` behind an [`AuthLayer`] that let an anonymous
+///   request through; 500 `auth_misconfigured` when no `AuthLayer` ran
+///   before this layer (an error naming the fix is logged).
 /// * An enforced requirement the principal does not meet → 403
 ///   `insufficient_scope`, with the requirement in the challenge's `scope`.
 /// * A requirement that names a "soon" scope and would fail once enforced →
-///   passes; a [`WouldDeny`](crate::http::WouldDeny) goes into the request extensions and an event
-///   is logged at target `keyward::audit` (principal id, tenant, required and
-///   missing scopes; never a token).
+///   passes; a [`WouldDeny`](crate::http::WouldDeny) goes into the request
+///   extensions (for the handler) and the response extensions (for
+///   router-wide middleware, and for
+///   [`AuthLayer::soon_scopes_header`](crate::http::AuthLayer::soon_scopes_header)),
+///   and an event is logged at target `keyward::audit` (principal id,
+///   tenant, required and missing scopes; never a token).
 ///
 /// [`AuthLayer`]: crate::http::AuthLayer
 #[derive(Debug, Clone)]

@@ -26,8 +26,9 @@ impl<S> RequireScopes<S> {
 
     inner_service_accessors!();
 
-    /// Whether the request may pass; records a "soon" scope's would-deny.
-    fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
+    /// Whether the request may pass; records a "soon" scope's would-deny
+    /// (then `Ok(true)`).
+    fn check<B>(&self, req: &mut Request<B>) -> Result<bool, Rejection> {
         let principal = req
             .extensions()
             .get::<Principal>()
@@ -36,7 +37,7 @@ impl<S> RequireScopes<S> {
             Decision::Allowed
             | Decision::NotEnforced {
                 would_deny: false, ..
-            } => Ok(()),
+            } => Ok(false),
             Decision::NotEnforced { missing, .. } => {
                 audit_would_deny(principal, &self.requirement, &missing);
                 let extensions = req.extensions_mut();
@@ -48,7 +49,7 @@ impl<S> RequireScopes<S> {
                         extensions.insert(would_deny);
                     }
                 }
-                Ok(())
+                Ok(true)
             }
             Decision::Denied { .. } => Err(Rejection::InsufficientScope {
                 scope: self.requirement.to_string(),
@@ -88,11 +89,16 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let kind = match self.check(&mut req) {
-            Ok(()) => {
+            Ok(would_deny) => {
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
+                // Only on the rare path: a "soon" scope let it through.
+                let would_deny = would_deny
+                    .then(|| req.extensions().get::<WouldDeny>().cloned())
+                    .flatten();
                 Kind::Future {
                     future: inner.call(req),
+                    would_deny,
                 }
             }
             Err(rejection) => Kind::Rejected {

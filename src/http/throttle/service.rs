@@ -70,11 +70,13 @@ where
             return ResponseFuture::new(State::Future {
                 future: inner.call(req),
                 decision: None,
+                soon_header: None,
             });
         }
         ResponseFuture::new(State::Checking {
             check: Box::pin(check(self.config.clone(), checks, req)),
             inner: Some(inner),
+            soon_header: None,
         })
     }
 }
