@@ -4,8 +4,6 @@ use std::fmt;
 #[cfg(any(test, feature = "test-util"))]
 use std::sync::{Arc, Mutex};
 
-#[cfg(any(test, feature = "test-util"))]
-use time::Duration;
 use time::OffsetDateTime;
 
 /// A source of the current UTC instant: [`SystemClock`] by default; tests
@@ -49,7 +47,7 @@ impl Clock for SystemClock {
 /// use keyward::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
-/// clock.advance(time::Duration::seconds(5));
+/// clock.advance(std::time::Duration::from_secs(5));
 /// assert_eq!(clock.now().unix_timestamp(), 5);
 /// ```
 #[cfg(any(test, feature = "test-util"))]
@@ -65,9 +63,16 @@ impl ManualClock {
         ManualClock(Arc::new(Mutex::new(start)))
     }
 
-    /// Moves the clock forward (or back, with a negative duration).
-    pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    /// Moves the clock forward (saturating at the end of time).
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now = now.saturating_add(span(by));
+    }
+
+    /// Moves the clock back (a host whose clock lags, a clock step).
+    pub fn rewind(&self, by: std::time::Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now = now.saturating_sub(span(by));
     }
 
     /// Sets the clock.

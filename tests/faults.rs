@@ -211,7 +211,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
 
     // A failing write does not fail the request, and keeps the batch.
     store.set_fault_on(Op::Touch, Fault::Fail);
-    clock.advance(time::Duration::seconds(60));
+    clock.advance(std::time::Duration::from_secs(60));
     let (res, called) = send(layer(), api_key(&token)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(called);
@@ -221,7 +221,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
     // (the verification did not finish) and puts the batch back. Only the
     // one request per interval that carries the write is affected.
     store.set_fault_on(Op::Touch, Fault::Hang);
-    clock.advance(time::Duration::seconds(60));
+    clock.advance(std::time::Duration::from_secs(60));
     let (res, called) = send(layer(), api_key(&token)).await;
     assert_unavailable(&res, called);
     assert_eq!(keyring.pending_last_used(), 1);
@@ -234,7 +234,7 @@ async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
 
     // Once the store answers, the next due request writes the batch.
     store.set_fault_on(Op::Touch, Fault::None);
-    clock.advance(time::Duration::seconds(60));
+    clock.advance(std::time::Duration::from_secs(60));
     let (res, _) = send(layer(), api_key(&token)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(keyring.pending_last_used(), 0);

@@ -197,8 +197,8 @@ async fn a_burst_of_concurrent_forgeries_buys_a_proportional_lockout() {
     store.set_fault(Fault::None);
 
     // A budget's full refill later, the client is still paying for its burst.
-    clock.advance(time::Duration::seconds(
-        interval * i64::from(budget.count()),
+    clock.advance(std::time::Duration::from_secs(
+        (interval * i64::from(budget.count())).unsigned_abs(),
     ));
     let (status, code) = one(&layer, "203.0.113.9", &tokens[BURST]).await;
     assert_eq!(
@@ -206,7 +206,9 @@ async fn a_burst_of_concurrent_forgeries_buys_a_proportional_lockout() {
         (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
     );
     // Once the burst is paid for (one interval per failure), it may fail again.
-    clock.advance(time::Duration::seconds(interval * BURST as i64));
+    clock.advance(std::time::Duration::from_secs(
+        (interval * BURST as i64).unsigned_abs(),
+    ));
     let (status, _) = one(&layer, "203.0.113.9", &tokens[BURST + 1]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(store.calls(Op::FindByHash), BURST + 1);

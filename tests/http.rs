@@ -18,7 +18,6 @@ use keyward::http::{
 use keyward::testing::{Fault, FaultyStore, Op};
 use keyward::{Expiry, Keyring, MemoryStore, NewKey, TenantId, TokenKind};
 use serde_json::{json, Value};
-use time::Duration;
 use tower::{ServiceBuilder, ServiceExt};
 
 const MISSING: Option<&str> = Some(r#"Bearer realm="api""#);
@@ -224,7 +223,7 @@ async fn expired_and_revoked_tokens_are_401() {
         .await
         .unwrap();
     keyring.revoke(revoked.info.id()).await.unwrap();
-    clock.advance(Duration::days(31));
+    clock.advance(std::time::Duration::from_secs(2678400));
     let layer = AuthLayer::new(keyring);
 
     let res = send(layer.clone(), None, bearer(&expiring)).await;

@@ -18,7 +18,6 @@ use keyward::http::{
 use keyward::ratelimit::{LimitError, MemoryRateLimiter, Quota, RateLimiter};
 use keyward::{Keyring, ManualClock, NewKey, RateDecision, RateLimit, StoreError, TenantId};
 use serde_json::Value;
-use time::Duration;
 use tower::{ServiceBuilder, ServiceExt};
 
 async fn ok(req: Request<String>) -> Result<Response<String>, Infallible> {
@@ -116,10 +115,10 @@ async fn a_key_of_5_a_minute_gets_5_then_429_with_exact_headers() {
     assert_limited(&res, 12, POLICY_5, r#""default";r=0;t=60"#);
 
     // Denials use no quota; 11.5 s later the wait is 0.5 s, rounded up to 1.
-    clock.advance(Duration::milliseconds(11_500));
+    clock.advance(std::time::Duration::from_millis(11500));
     let res = send(&layer, with_key(&token)).await;
     assert_limited(&res, 1, POLICY_5, r#""default";r=0;t=49"#);
-    clock.advance(Duration::milliseconds(500));
+    clock.advance(std::time::Duration::from_millis(500));
     let res = send(&layer, with_key(&token)).await;
     assert_allowed(&res, POLICY_5, r#""default";r=0;t=60"#);
     assert_limited(
@@ -130,7 +129,7 @@ async fn a_key_of_5_a_minute_gets_5_then_429_with_exact_headers() {
     );
 
     // After a long pause the key earns back a full burst, and no more.
-    clock.advance(Duration::minutes(10));
+    clock.advance(std::time::Duration::from_secs(600));
     assert_admits(&layer, &token, 5).await;
 }
 
@@ -148,7 +147,7 @@ async fn the_default_layer_enforces_the_default_limit_on_the_keyrings_clock() {
     let res = send(&layer, with_key(&token)).await;
     assert_limited(&res, 1, r#""default";q=100;w=60"#, r#""default";r=0;t=60"#);
     // The layer's limiter reads the keyring's clock: 600 ms later, one more.
-    clock.advance(Duration::milliseconds(600));
+    clock.advance(std::time::Duration::from_millis(600));
     assert_admits(&layer, &token, 1).await;
 }
 
@@ -380,7 +379,7 @@ async fn throttle_per_ip() {
         throttled(&layer, "203.0.113.8", &[]).await.status(),
         StatusCode::OK
     );
-    clock.advance(Duration::seconds(20));
+    clock.advance(std::time::Duration::from_secs(20));
     assert_eq!(
         throttled(&layer, "203.0.113.7", &[]).await.status(),
         StatusCode::OK

@@ -49,7 +49,7 @@ async fn key_with_a_batch_out(
     let issued = keyring.issue(NewKey::new("pk", "p", name)).await.unwrap();
     let token = issued.token.expose_secret().to_owned();
     keyring.verify(&token).await.unwrap();
-    clock.advance(Duration::seconds(60));
+    clock.advance(std::time::Duration::from_secs(60));
     keyring.verify(&token).await.unwrap();
     (issued.info.id().clone(), token)
 }
@@ -70,7 +70,7 @@ async fn the_write_is_handed_off_and_lands_when_run() {
     assert_eq!(spawned.lock().unwrap().len(), 1);
     assert_eq!(last_used(&keyring, &id).await, None);
     // Only one write is out at a time.
-    clock.advance(Duration::seconds(60));
+    clock.advance(std::time::Duration::from_secs(60));
     keyring.verify(&token).await.unwrap();
     assert_eq!(spawned.lock().unwrap().len(), 1);
 

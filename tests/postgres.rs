@@ -149,7 +149,7 @@ async fn a_flush_of_n_touched_keys_is_one_update_statement() {
         tokens.push(issued.token);
     }
     // Uses wait in memory for the interval (60 s); the flush writes them all.
-    clock.advance(Duration::seconds(1));
+    clock.advance(std::time::Duration::from_secs(1));
     for token in &tokens {
         keyring.verify(token.expose_secret()).await.unwrap();
     }
@@ -261,10 +261,10 @@ async fn without_notifications_the_ttl_bounds_the_lag() {
     b.verify(token).await.unwrap();
     a.revoke(issued.info.id()).await.unwrap();
     // No listener: B's cache still holds the key, for at most the TTL.
-    clock.advance(Duration::seconds(29));
+    clock.advance(std::time::Duration::from_secs(29));
     b.verify(token).await.unwrap();
-    clock.advance(Duration::seconds(1));
-    b_clock.advance(Duration::seconds(1));
+    clock.advance(std::time::Duration::from_secs(1));
+    b_clock.advance(std::time::Duration::from_secs(1));
     assert!(matches!(b.verify(token).await, Err(VerifyError::Revoked)));
 }
 

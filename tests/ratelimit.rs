@@ -49,14 +49,14 @@ async fn refills_one_request_per_interval_and_a_full_burst_after_idle() {
     for _ in 0..100 {
         let _ = limiter.check("k", quota).await.unwrap();
     }
-    clock.advance(time::Duration::milliseconds(599));
+    clock.advance(std::time::Duration::from_millis(599));
     let early = limiter.check("k", quota).await.unwrap();
     assert_eq!(early.retry_after, Some(Duration::from_millis(1)));
-    clock.advance(time::Duration::milliseconds(1));
+    clock.advance(std::time::Duration::from_millis(1));
     assert!(limiter.check("k", quota).await.unwrap().allowed);
     assert!(!limiter.check("k", quota).await.unwrap().allowed);
     // Half a window later: half a burst.
-    clock.advance(time::Duration::seconds(30));
+    clock.advance(std::time::Duration::from_secs(30));
     let mut admitted = 0;
     // Bounded: a limiter that admits everything fails here, not hangs.
     while admitted <= 100 && limiter.check("k", quota).await.unwrap().allowed {
@@ -64,7 +64,7 @@ async fn refills_one_request_per_interval_and_a_full_burst_after_idle() {
     }
     assert_eq!(admitted, 50);
     // A full window later: a full burst, never more.
-    clock.advance(time::Duration::hours(1));
+    clock.advance(std::time::Duration::from_secs(3600));
     let mut admitted = 0;
     // Bounded: a limiter that admits everything fails here, not hangs.
     while admitted <= 100 && limiter.check("k", quota).await.unwrap().allowed {
@@ -141,7 +141,7 @@ proptest! {
                     model.insert(key, tat);
                     prop_assert_eq!(got, want);
                 }
-                Op::Advance(ms) => clock.advance(time::Duration::milliseconds(i64::from(ms))),
+                Op::Advance(ms) => clock.advance(std::time::Duration::from_millis(u64::from(ms))),
                 Op::Sweep => {
                     limiter.sweep();
                 }

@@ -482,9 +482,9 @@ mod tests {
             assert!(!limiter.check_sync(key, quota).unwrap().allowed);
         }
         assert_eq!(limiter.len(), 3);
-        clock.advance(time::Duration::milliseconds(999));
+        clock.advance(std::time::Duration::from_millis(999));
         assert_eq!(limiter.sweep(), 0);
-        clock.advance(time::Duration::milliseconds(1));
+        clock.advance(std::time::Duration::from_millis(1));
         assert_eq!(limiter.sweep(), 3);
         assert!(limiter.is_empty());
         assert_eq!(limiter.check_sync("a", quota).unwrap().remaining, 1);
@@ -501,7 +501,7 @@ mod tests {
             }
         }
         assert_eq!(limiter.len(), 32);
-        clock.advance(time::Duration::seconds(1));
+        clock.advance(std::time::Duration::from_secs(1));
         let _ = limiter.check_sync("new", quota).unwrap();
         // Nothing idle: 32 / 16 = 2 keys go, those used least (k0, k1).
         assert_eq!(limiter.len(), 31);
@@ -531,12 +531,12 @@ mod tests {
         for i in 0..20_000 {
             let _ = limiter.check_sync(&format!("ip:{i}"), quota).unwrap();
             if i % 100 == 0 {
-                clock.advance(time::Duration::milliseconds(10));
+                clock.advance(std::time::Duration::from_millis(10));
             }
         }
         assert!(limiter.len() <= 1_000);
         let bounded = limiter.memory_estimate();
-        clock.advance(time::Duration::seconds(1));
+        clock.advance(std::time::Duration::from_secs(1));
         limiter.sweep();
         assert!(limiter.is_empty());
         assert!(limiter.memory_estimate() < bounded);

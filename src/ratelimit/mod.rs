@@ -29,7 +29,7 @@
 //! assert_eq!(denied.policy_value(), r#""default";q=100;w=60"#);
 //! assert_eq!(denied.value(), r#""default";r=0;t=60"#);
 //!
-//! clock.advance(time::Duration::milliseconds(600));
+//! clock.advance(std::time::Duration::from_millis(600));
 //! assert!(limiter.check("key:key_123", quota).await?.allowed);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();

@@ -506,7 +506,7 @@ mod tests {
             assert_eq!(store.find_by_hash(&r.hash).await.unwrap().unwrap().id, r.id);
         }
         assert_eq!(inner.calls(Op::FindByHash), 1);
-        clock.advance(Duration::seconds(30));
+        clock.advance(std::time::Duration::from_secs(30));
         store.find_by_hash(&r.hash).await.unwrap().unwrap();
         assert_eq!(inner.calls(Op::FindByHash), 2);
     }
@@ -518,7 +518,7 @@ mod tests {
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
         assert_eq!(inner.calls(Op::FindByHash), 1);
-        clock.advance(Duration::seconds(5));
+        clock.advance(std::time::Duration::from_secs(5));
         assert!(store.find_by_hash(&r.hash).await.unwrap().is_none());
         assert_eq!(inner.calls(Op::FindByHash), 2);
         store.insert(r.clone()).await.unwrap();
@@ -854,7 +854,7 @@ mod tests {
         r.hash = hashes[0];
         store.insert(r).await.unwrap();
         assert_eq!(store.cache.lock().negatives, 1);
-        clock.advance(Duration::seconds(5));
+        clock.advance(std::time::Duration::from_secs(5));
         store.find_by_hash(&hashes[1]).await.unwrap();
         assert_eq!(store.cache.lock().negatives, 1, "expired, then re-read");
         let before = inner.calls(Op::FindByHash);

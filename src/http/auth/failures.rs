@@ -150,9 +150,9 @@ mod tests {
         // A failure over budget (concurrent requests) is charged too: one
         // more interval to wait.
         failures.record(ada, budget);
-        clock.advance(time::Duration::seconds(30));
+        clock.advance(std::time::Duration::from_secs(30));
         assert!(failures.over_budget(ada, budget).is_some());
-        clock.advance(time::Duration::seconds(30));
+        clock.advance(std::time::Duration::from_secs(30));
         assert_eq!(failures.over_budget(ada, budget), None);
         assert_eq!(failures.over_budget(client("203.0.113.8"), budget), None);
     }
