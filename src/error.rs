@@ -83,6 +83,12 @@ pub enum ConfigError {
     /// A token key is too short, or its rotation is misconfigured.
     #[error("invalid token key: {0}")]
     InvalidTokenKey(&'static str),
+    /// [`KeyringBuilder::last_used_timer`](crate::KeyringBuilder::last_used_timer)
+    /// was given without
+    /// [`spawn_last_used_writes`](crate::KeyringBuilder::spawn_last_used_writes):
+    /// the timer runs as a task the host spawns.
+    #[error("last_used_timer needs spawn_last_used_writes: the timer runs as a spawned task")]
+    LastUsedTimerWithoutSpawner,
 }
 
 /// Why a scope string or a catalog declaration is invalid.
