@@ -89,6 +89,12 @@ pub enum ConfigError {
     /// A layer accepts a kind from no credential source.
     #[error("a kind must be accepted from at least one credential source")]
     NoSources,
+    /// [`KeyringBuilder::last_used_timer`](crate::KeyringBuilder::last_used_timer)
+    /// was given without
+    /// [`spawn_last_used_writes`](crate::KeyringBuilder::spawn_last_used_writes):
+    /// the timer runs as a task the host spawns.
+    #[error("last_used_timer needs spawn_last_used_writes: the timer runs as a spawned task")]
+    LastUsedTimerWithoutSpawner,
 }
 
 /// Why a scope string or a catalog declaration is invalid.

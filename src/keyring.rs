@@ -27,7 +27,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use crate::hash::TokenHasher;
 use crate::key::{
     displayable, valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId,
 };
-use crate::last_used::{Batch, LastUsedTracker};
+use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::{KeyStore, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
@@ -185,6 +185,7 @@ pub struct KeyringBuilder<S = NoStore> {
     clock: Arc<dyn Clock>,
     last_used_interval: Duration,
     spawner: Option<Spawner>,
+    timer: Option<Sleeper>,
 }
 
 /// The store of a [`KeyringBuilder`] before one is given.
@@ -198,6 +199,8 @@ impl<S> fmt::Debug for KeyringBuilder<S> {
             .field("kinds", &self.kinds)
             .field("hasher", &self.hasher)
             .field("last_used_interval", &self.last_used_interval)
+            .field("spawns_last_used_writes", &self.spawner.is_some())
+            .field("last_used_timer", &self.timer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +220,7 @@ impl<S> KeyringBuilder<S> {
             clock: self.clock,
             last_used_interval: self.last_used_interval,
             spawner: self.spawner,
+            timer: self.timer,
         }
     }
 
@@ -239,6 +243,12 @@ impl<S> KeyringBuilder<S> {
     }
 
     /// At most one last-used write per key per this interval; 60 s by default.
+    ///
+    /// This process sees a use at once ([`Keyring::get`] and
+    /// [`Keyring::list`] fold in uses not yet written); other processes
+    /// reading the store see it once it is written: within one interval with
+    /// a [`last_used_timer`](Self::last_used_timer), otherwise at the next
+    /// use that finds a batch due or at [`Keyring::flush_last_used`].
     pub fn last_used_interval(mut self, interval: Duration) -> Self {
         self.last_used_interval = interval;
         self
@@ -251,6 +261,11 @@ impl<S> KeyringBuilder<S> {
     /// that fails, or a future dropped before it ran, puts its batch back for
     /// the next interval.
     ///
+    /// Without a [`last_used_timer`](Self::last_used_timer) a batch is only
+    /// taken when a later use finds it due, so a key used once and then left
+    /// quiet reaches the store at the next flush; add the timer so it is
+    /// written within the interval.
+    ///
     /// ```
     /// # use keyward::{KeyKind, Keyring, MemoryStore, ScopeCatalog};
     /// let keyring = Keyring::builder()
@@ -259,6 +274,7 @@ impl<S> KeyringBuilder<S> {
     ///     .spawn_last_used_writes(|write| {
     ///         tokio::spawn(write);
     ///     })
+    ///     .last_used_timer(tokio::time::sleep)
     ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -269,6 +285,62 @@ impl<S> KeyringBuilder<S> {
         self.spawner = Some(Arc::new(spawn));
         self
     }
+
+    /// Writes last uses on a timer, so a quiet key's last use reaches the
+    /// store within one [interval](Self::last_used_interval) of its use even
+    /// when no further request comes. Needs
+    /// [`spawn_last_used_writes`](Self::spawn_last_used_writes): the keyring
+    /// has no runtime of its own, so `sleep` is the host's timer (with tokio:
+    /// `tokio::time::sleep`): `sleep(span)` returns a future that completes
+    /// once `span` has passed.
+    ///
+    /// How it runs: the first use after a quiet spell hands one timer task
+    /// to the spawner (never one per request). The task sleeps until the
+    /// batch is due (one interval after the previous batch, or at once if
+    /// that was longer ago), writes every pending use, and sleeps one
+    /// interval again while uses keep coming; a wake-up that finds nothing
+    /// pending ends it. It writes one batch at a time, waiting for each
+    /// before sleeping. Requests then never take a batch themselves: they
+    /// only note the use. The task holds the keyring weakly: once the
+    /// keyring is dropped it ends at its next wake-up without writing (call
+    /// [`Keyring::flush_last_used`] at shutdown). A failed write, or a task
+    /// dropped mid-write, puts its batch back; a task dropped before it ends
+    /// (its runtime shut down) lets the next use arm a new one.
+    ///
+    /// Without a spawner, [`build`](KeyringBuilder::build) fails with
+    /// [`ConfigError::LastUsedTimerWithoutSpawner`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .last_used_interval(Duration::from_secs(60))
+    ///     .spawn_last_used_writes(|write| {
+    ///         tokio::spawn(write);
+    ///     })
+    ///     .last_used_timer(tokio::time::sleep)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "tenant_1", "Backend")).await?;
+    /// keyring.verify(issued.token.expose_secret()).await?;
+    /// // Seen at once in this process; written within 60 s for the others.
+    /// assert!(keyring.get(issued.info.id()).await?.last_used_at().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn last_used_timer<F>(
+        mut self,
+        sleep: impl Fn(Duration) -> F + Send + Sync + 'static,
+    ) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.timer = Some(Arc::new(move |span| Box::pin(sleep(span))));
+        self
+    }
 }
 
 impl KeyringBuilder<Arc<dyn KeyStore>> {
@@ -277,13 +349,20 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
     /// # Errors
     ///
     /// [`ConfigError::NoTokenKind`] without a kind,
-    /// [`ConfigError::DuplicatePrefix`] when two kinds share a prefix.
+    /// [`ConfigError::DuplicatePrefix`] when two kinds share a prefix,
+    /// [`ConfigError::LastUsedTimerWithoutSpawner`] for a
+    /// [`last_used_timer`](KeyringBuilder::last_used_timer) without
+    /// [`spawn_last_used_writes`](KeyringBuilder::spawn_last_used_writes).
     pub fn build(self) -> Result<Keyring, ConfigError> {
         let store = self.store;
         if self.kinds.is_empty() {
             return Err(ConfigError::NoTokenKind);
         }
         let format = TokenFormat::try_new(self.kinds.iter().map(|k| k.token.clone()))?;
+        if self.timer.is_some() && self.spawner.is_none() {
+            return Err(ConfigError::LastUsedTimerWithoutSpawner);
+        }
+        let timed = self.timer.is_some();
         Ok(Keyring {
             inner: Arc::new(Inner {
                 store,
@@ -291,8 +370,9 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
                 kinds: self.kinds.into_iter().map(Arc::new).collect(),
                 hasher: self.hasher,
                 clock: self.clock,
-                last_used: Arc::new(LastUsedTracker::new(span(self.last_used_interval))),
+                last_used: Arc::new(LastUsedTracker::new(self.last_used_interval, timed)),
                 spawner: self.spawner,
+                timer: self.timer,
             }),
         })
     }
@@ -335,11 +415,15 @@ struct Inner {
     clock: Arc<dyn Clock>,
     last_used: Arc<LastUsedTracker>,
     spawner: Option<Spawner>,
+    timer: Option<Sleeper>,
 }
 
 /// Runs a background last-used write (see
 /// [`KeyringBuilder::spawn_last_used_writes`]).
 type Spawner = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
+
+/// The host's timer (see [`KeyringBuilder::last_used_timer`]).
+type Sleeper = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -449,6 +533,7 @@ impl Keyring {
             hasher: TokenHasher::sha256(),
             clock: Arc::new(SystemClock),
             spawner: None,
+            timer: None,
             last_used_interval: Duration::from_secs(60),
         }
     }
@@ -575,14 +660,27 @@ impl Keyring {
             .find(|k| &k.token == parsed.kind())
             .cloned()
             .ok_or(VerifyError::Unknown)?;
-        if let Some(batch) = self.inner.last_used.record(&record.id, now) {
+        match self.inner.last_used.record(&record.id, now) {
+            Recorded::Noted => {}
             // The write's outcome never changes this request's answer.
-            match &self.inner.spawner {
+            Recorded::Write(batch) => match &self.inner.spawner {
                 Some(spawn) => spawn(Box::pin(write_batch(Arc::clone(&self.inner.store), batch))),
                 None => write_batch(Arc::clone(&self.inner.store), batch).await,
-            }
+            },
+            Recorded::Arm(wait, task) => self.arm_last_used_timer(wait, task),
         }
         Ok(VerifiedKey { record, kind })
+    }
+
+    /// Hands the last-used timer task to the spawner (at most one is alive;
+    /// see [`KeyringBuilder::last_used_timer`]).
+    #[cold]
+    fn arm_last_used_timer(&self, wait: Duration, task: TimerTask) {
+        // A timed tracker is only built with both.
+        if let (Some(spawn), Some(sleep)) = (&self.inner.spawner, &self.inner.timer) {
+            let timer = last_used_timer(Arc::downgrade(&self.inner), Arc::clone(sleep), wait, task);
+            spawn(Box::pin(timer));
+        }
     }
 
     /// Writes every pending last-used instant now (call at shutdown). Returns
@@ -597,13 +695,16 @@ impl Keyring {
         Ok(n)
     }
 
-    /// Last uses recorded but not yet written.
+    /// Last uses recorded but not yet taken for writing (a batch being
+    /// written is not counted).
     #[must_use]
     pub fn pending_last_used(&self) -> usize {
         self.inner.last_used.pending()
     }
 
-    /// A key by id.
+    /// A key by id. Its last use is fresh in this process: uses recorded
+    /// here but not yet written (pending, or in a write under way) are
+    /// folded in.
     pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
         let record = self
             .inner
@@ -614,16 +715,18 @@ impl Keyring {
         Ok(self.fresh(&record))
     }
 
-    /// A tenant's keys, oldest first: no hash, no token.
+    /// A tenant's keys, oldest first: no hash, no token. Last uses are fresh
+    /// in this process, as in [`get`](Self::get).
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, ManageError> {
         let records = self.inner.store.list(tenant).await?;
         Ok(records.iter().map(|r| self.fresh(r)).collect())
     }
 
-    /// The view of a stored record with any use not yet written.
+    /// The view of a stored record with any use not yet written (pending or
+    /// in flight).
     fn fresh(&self, record: &Arc<KeyRecord>) -> KeyInfo {
         let info = record.info();
-        match self.inner.last_used.pending_use(&record.id) {
+        match self.inner.last_used.unwritten_use(&record.id) {
             Some(at) => info.used_at(at),
             None => info,
         }
@@ -703,6 +806,33 @@ struct Draft {
     rate_limit: RateLimit,
     metadata: std::collections::BTreeMap<String, String>,
     rotated_from: Option<KeyId>,
+}
+
+/// The last-used timer task: sleeps on the host's timer, then writes what is
+/// pending, one batch at a time, until a wake-up finds nothing (or the
+/// keyring gone). Holds the keyring weakly, and nothing of it while asleep.
+async fn last_used_timer(
+    keyring: Weak<Inner>,
+    sleep: Sleeper,
+    mut wait: Duration,
+    mut task: TimerTask,
+) {
+    loop {
+        sleep(wait).await;
+        let Some(inner) = keyring.upgrade() else {
+            return;
+        };
+        let Some(batch) = task.tick(inner.clock.now()) else {
+            return;
+        };
+        let store = Arc::clone(&inner.store);
+        drop(inner);
+        write_batch(store, batch).await;
+        let Some(period) = task.period() else {
+            return;
+        };
+        wait = period;
+    }
 }
 
 /// Writes a last-used batch; on failure the dropped batch goes back to the

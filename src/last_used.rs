@@ -1,30 +1,52 @@
 //! Coalesced last-used tracking: uses are kept in memory and written in one
 //! batch per interval, so a busy key costs one store write per interval, not
 //! one per request.
+//!
+//! Two ways a batch gets written:
+//! - **on the request path** (no timer): the `record` that finds a batch due
+//!   takes it, and the keyring writes it inline or hands it to the spawner;
+//! - **by a timer** (`KeyringBuilder::last_used_timer`): the first use after
+//!   a quiet spell arms one timer task, which writes a batch each interval
+//!   while uses keep coming and ends when a wake-up finds nothing pending.
+//!   Requests then never take a batch: they only note the use.
+//!
+//! A use stays visible to [`LastUsedTracker::unwritten_use`] from `record`
+//! until its write is confirmed: first in `pending`, then in `in_flight`.
 
 // Seeded foldhash: only verified key ids are recorded, and this runs on every
 // verification.
 use hashbrown::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::clock::span;
 use crate::key::KeyId;
 
 /// Pending uses and the flush schedule.
 #[derive(Debug)]
 pub(crate) struct LastUsedTracker {
     interval: Duration,
+    /// The same interval, for the timer's sleeps.
+    period: std::time::Duration,
+    /// Batches are written by a timer task, never taken by `record`.
+    timed: bool,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     pending: HashMap<KeyId, OffsetDateTime>,
+    /// Uses taken for writing and not yet confirmed written (the latest per
+    /// key over every batch out); `get`/`list` still see them. An entry goes
+    /// when a batch carrying that very instant is written or put back.
+    in_flight: HashMap<KeyId, OffsetDateTime>,
     /// When the next batch is due; `None` while nothing is pending.
     due: Option<OffsetDateTime>,
     /// A batch is being written: nobody else starts one.
     flushing: bool,
+    /// A timer task is alive: nobody arms another.
+    timer: bool,
 }
 
 impl State {
@@ -33,6 +55,14 @@ impl State {
             .entry(id)
             .and_modify(|t| *t = (*t).max(at))
             .or_insert(at);
+    }
+
+    /// A batch carrying `(id, at)` is done (written or put back).
+    fn landed(&mut self, id: &KeyId, at: OffsetDateTime) {
+        // A later instant belongs to another batch still out.
+        if self.in_flight.get(id) == Some(&at) {
+            self.in_flight.remove(id);
+        }
     }
 }
 
@@ -54,7 +84,11 @@ impl Batch {
 
     pub(crate) fn written(mut self) {
         self.done = true;
-        self.tracker.lock().flushing = false;
+        let mut state = self.tracker.lock();
+        state.flushing = false;
+        for (id, at) in &self.uses {
+            state.landed(id, *at);
+        }
     }
 }
 
@@ -66,15 +100,73 @@ impl Drop for Batch {
         let mut state = self.tracker.lock();
         state.flushing = false;
         for (id, at) in self.uses.drain(..) {
+            state.landed(&id, at);
             state.merge(id, at);
         }
     }
 }
 
+/// What a recorded use asks of the keyring.
+#[derive(Debug)]
+#[must_use]
+pub(crate) enum Recorded {
+    /// Nothing: the use waits for its batch.
+    Noted,
+    /// Write this batch (it was due).
+    Write(Batch),
+    /// Spawn the timer task (see [`TimerTask`]): its first batch is due
+    /// after this span.
+    Arm(std::time::Duration, TimerTask),
+}
+
+/// The timer task's hold on the "armed" flag. Dropping it while the task is
+/// still armed (the host dropped the future, or its runtime shut down)
+/// disarms, so the next use arms a new timer.
+#[derive(Debug)]
+pub(crate) struct TimerTask {
+    tracker: Weak<LastUsedTracker>,
+    armed: bool,
+}
+
+impl TimerTask {
+    /// The timer woke: the batch to write now, or `None` (nothing pending,
+    /// or the keyring is gone), and the task ends, disarmed.
+    pub(crate) fn tick(&mut self, now: OffsetDateTime) -> Option<Batch> {
+        let tracker = self.tracker.upgrade()?;
+        let mut state = tracker.lock();
+        if state.pending.is_empty() {
+            state.timer = false;
+            self.armed = false;
+            return None;
+        }
+        Some(tracker.take(&mut state, now))
+    }
+
+    /// How long the task sleeps between batches.
+    pub(crate) fn period(&self) -> Option<std::time::Duration> {
+        self.tracker.upgrade().map(|t| t.period)
+    }
+}
+
+impl Drop for TimerTask {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(tracker) = self.tracker.upgrade() {
+            tracker.lock().timer = false;
+        }
+    }
+}
+
 impl LastUsedTracker {
-    pub(crate) fn new(interval: Duration) -> Self {
+    /// A tracker writing at most once per `interval`; `timed`: by a timer
+    /// task rather than on the request path.
+    pub(crate) fn new(interval: std::time::Duration, timed: bool) -> Self {
         LastUsedTracker {
-            interval,
+            interval: span(interval),
+            period: interval,
+            timed,
             state: Mutex::default(),
         }
     }
@@ -84,8 +176,9 @@ impl LastUsedTracker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a use; returns a batch when one is due and nobody is writing.
-    pub(crate) fn record(self: &Arc<Self>, id: &KeyId, now: OffsetDateTime) -> Option<Batch> {
+    /// Notes a use; returns a batch when one is due and nobody is writing,
+    /// or (timed) a timer to arm when none is.
+    pub(crate) fn record(self: &Arc<Self>, id: &KeyId, now: OffsetDateTime) -> Recorded {
         let mut state = self.lock();
         match state.pending.get_mut(id) {
             Some(at) => *at = (*at).max(now),
@@ -97,7 +190,24 @@ impl LastUsedTracker {
         let due = *state
             .due
             .get_or_insert_with(|| now.saturating_add(self.interval));
-        (now >= due && !state.flushing).then(|| self.take(&mut state, now))
+        if self.timed {
+            if state.timer {
+                return Recorded::Noted;
+            }
+            state.timer = true;
+            // Negative (the last batch was more than an interval ago): now.
+            let wait = std::time::Duration::try_from(due - now).unwrap_or_default();
+            let task = TimerTask {
+                tracker: Arc::downgrade(self),
+                armed: true,
+            };
+            return Recorded::Arm(wait, task);
+        }
+        if now >= due && !state.flushing {
+            Recorded::Write(self.take(&mut state, now))
+        } else {
+            Recorded::Noted
+        }
     }
 
     /// Takes every pending use now (shutdown, or an explicit flush), even
@@ -113,16 +223,27 @@ impl LastUsedTracker {
         state.flushing = true;
         // The next batch is due one interval after this one, whatever comes.
         state.due = Some(now.saturating_add(self.interval));
+        let uses: Vec<_> = state.pending.drain().collect();
+        // Ids are `Arc<str>`: the copies are counts, not strings.
+        for (id, at) in &uses {
+            let latest = state.in_flight.entry(id.clone()).or_insert(*at);
+            *latest = (*latest).max(*at);
+        }
         Batch {
             tracker: Arc::clone(self),
-            uses: state.pending.drain().collect(),
+            uses,
             done: false,
         }
     }
 
-    /// The latest use of `id` waiting to be written, if any.
-    pub(crate) fn pending_use(&self, id: &KeyId) -> Option<OffsetDateTime> {
-        self.lock().pending.get(id).copied()
+    /// The latest use of `id` not yet confirmed written (pending, or in a
+    /// batch being written), if any.
+    pub(crate) fn unwritten_use(&self, id: &KeyId) -> Option<OffsetDateTime> {
+        let state = self.lock();
+        match (state.pending.get(id), state.in_flight.get(id)) {
+            (Some(a), Some(b)) => Some(*a.max(b)),
+            (a, b) => a.or(b).copied(),
+        }
     }
 
     /// Uses waiting to be written.
@@ -139,29 +260,117 @@ mod tests {
         OffsetDateTime::UNIX_EPOCH + Duration::seconds(s)
     }
 
+    fn tracker(timed: bool) -> Arc<LastUsedTracker> {
+        Arc::new(LastUsedTracker::new(
+            std::time::Duration::from_secs(60),
+            timed,
+        ))
+    }
+
+    fn due(recorded: Recorded) -> Option<Batch> {
+        match recorded {
+            Recorded::Write(batch) => Some(batch),
+            Recorded::Noted => None,
+            Recorded::Arm(..) => panic!("an untimed tracker arms no timer"),
+        }
+    }
+
     #[test]
     fn one_batch_per_interval() {
-        let tracker = Arc::new(LastUsedTracker::new(Duration::seconds(60)));
+        let tracker = tracker(false);
         let id = KeyId::generate();
-        assert!(tracker.record(&id, t(0)).is_none());
-        assert!(tracker.record(&id, t(59)).is_none());
-        let batch = tracker.record(&id, t(60)).expect("due");
+        assert!(due(tracker.record(&id, t(0))).is_none());
+        assert!(due(tracker.record(&id, t(59))).is_none());
+        let batch = due(tracker.record(&id, t(60))).expect("due");
         assert_eq!(batch.uses(), &[(id.clone(), t(60))]);
         // While a batch is out nobody takes another.
-        assert!(tracker.record(&id, t(200)).is_none());
+        assert!(due(tracker.record(&id, t(200))).is_none());
         batch.written();
         assert_eq!(tracker.pending(), 1);
     }
 
     #[test]
     fn a_failed_batch_is_put_back() {
-        let tracker = Arc::new(LastUsedTracker::new(Duration::seconds(60)));
+        let tracker = tracker(false);
         let id = KeyId::generate();
-        tracker.record(&id, t(0));
+        assert!(due(tracker.record(&id, t(0))).is_none());
         let batch = tracker.take_all(t(1)).unwrap();
         drop(batch);
         assert_eq!(tracker.pending(), 1);
         let batch = tracker.take_all(t(2)).unwrap();
         assert_eq!(batch.uses()[0].1, t(0));
+    }
+
+    #[test]
+    fn a_use_is_visible_until_its_write_is_confirmed() {
+        let tracker = tracker(false);
+        let id = KeyId::generate();
+        assert_eq!(tracker.unwritten_use(&id), None);
+        assert!(due(tracker.record(&id, t(0))).is_none());
+        assert_eq!(tracker.unwritten_use(&id), Some(t(0)), "pending");
+        let first = tracker.take_all(t(1)).unwrap();
+        assert_eq!(tracker.pending(), 0);
+        assert_eq!(tracker.unwritten_use(&id), Some(t(0)), "in flight");
+        // A later use, and a second batch out with it.
+        assert!(due(tracker.record(&id, t(5))).is_none());
+        assert_eq!(tracker.unwritten_use(&id), Some(t(5)));
+        let second = tracker.take_all(t(6)).unwrap();
+        assert_eq!(tracker.unwritten_use(&id), Some(t(5)));
+        // The older batch landing does not hide the newer one still out.
+        first.written();
+        assert_eq!(tracker.unwritten_use(&id), Some(t(5)));
+        second.written();
+        assert_eq!(
+            tracker.unwritten_use(&id),
+            None,
+            "written: the store has it"
+        );
+    }
+
+    #[test]
+    fn a_batch_put_back_stays_visible() {
+        let tracker = tracker(false);
+        let id = KeyId::generate();
+        assert!(due(tracker.record(&id, t(0))).is_none());
+        drop(tracker.take_all(t(1)).unwrap());
+        assert_eq!(tracker.unwritten_use(&id), Some(t(0)));
+        tracker.take_all(t(2)).unwrap().written();
+        assert_eq!(tracker.unwritten_use(&id), None);
+    }
+
+    #[test]
+    fn a_timed_tracker_arms_once_and_never_takes_on_record() {
+        let tracker = tracker(true);
+        let (a, b) = (KeyId::generate(), KeyId::generate());
+        let Recorded::Arm(wait, mut task) = tracker.record(&a, t(0)) else {
+            panic!("the first use arms the timer");
+        };
+        assert_eq!(wait, std::time::Duration::from_secs(60));
+        // Later uses, even past the due instant, only note.
+        assert!(matches!(tracker.record(&b, t(30)), Recorded::Noted));
+        assert!(matches!(tracker.record(&a, t(90)), Recorded::Noted));
+        let batch = task.tick(t(90)).expect("pending uses");
+        assert_eq!(batch.uses().len(), 2);
+        batch.written();
+        // Nothing pending at the next wake-up: the task ends, disarmed.
+        assert!(task.tick(t(150)).is_none());
+        drop(task);
+        // A use after a quiet spell longer than the interval is due at once.
+        let Recorded::Arm(wait, _task) = tracker.record(&a, t(400)) else {
+            panic!("re-armed");
+        };
+        assert_eq!(wait, std::time::Duration::ZERO);
+    }
+
+    #[test]
+    fn a_dropped_timer_disarms() {
+        let tracker = tracker(true);
+        let id = KeyId::generate();
+        let Recorded::Arm(_, task) = tracker.record(&id, t(0)) else {
+            panic!("armed");
+        };
+        assert!(matches!(tracker.record(&id, t(1)), Recorded::Noted));
+        drop(task);
+        assert!(matches!(tracker.record(&id, t(2)), Recorded::Arm(..)));
     }
 }
