@@ -152,6 +152,11 @@ impl Pepper {
 
     /// A pepper with this version (1 or more) and key (16 bytes or more). The
     /// key bytes are zeroed once the HMAC state is prepared.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPepper`] for version 0 (plain SHA-256's) or a key
+    /// shorter than [`Pepper::MIN_LEN`](Self::MIN_LEN) bytes.
     pub fn new(version: u16, key: Vec<u8>) -> Result<Self, ConfigError> {
         let key = zeroize::Zeroizing::new(key);
         if version == 0 {
@@ -256,6 +261,10 @@ impl TokenHasher {
 
     /// Also accept hashes made with `previous` (pepper rotation). Refused when
     /// both schemes share a version.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPepper`] when both schemes share a version.
     pub fn with_previous(mut self, previous: HashScheme) -> Result<Self, ConfigError> {
         if previous.version() == self.current.version() {
             return Err(ConfigError::InvalidPepper(

@@ -70,6 +70,11 @@ pub struct KeyKind {
 
 impl KeyKind {
     /// A kind with this prefix and catalog; no default scopes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPrefix`] when `prefix` is not 1–16 of
+    /// `[a-z0-9_]`, starting with a letter and not ending with `_`.
     pub fn new(prefix: &str, catalog: ScopeCatalog) -> Result<Self, ConfigError> {
         Ok(KeyKind {
             token: TokenKind::new(prefix)?,
@@ -568,6 +573,12 @@ impl Keyring {
 
     /// Issues a key. The token in the result exists nowhere else: only its
     /// hash is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`IssueError`]: an unknown kind, scopes the kind's catalog does not
+    /// declare, an invalid name, tenant or metadata label, an expiry in the
+    /// past, or a store failure (nothing is issued then).
     pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, IssueError> {
         let kind = self
             .kind(&new.kind)
@@ -631,6 +642,13 @@ impl Keyring {
     /// coalesced last-used write.
     ///
     /// Fails closed: a store error is [`VerifyError::Store`], never a pass.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Malformed`] (offline: shape, prefix, checksum, tag),
+    /// [`Unknown`](VerifyError::Unknown), [`Expired`](VerifyError::Expired),
+    /// [`Revoked`](VerifyError::Revoked), or [`Store`](VerifyError::Store)
+    /// when the store fails (never a pass).
     pub async fn verify(&self, token: &str) -> Result<VerifiedKey, VerifyError> {
         let parsed = self.inner.format.parse(token)?;
         // Through the trait object itself: method lookup on the `Arc` would
@@ -685,6 +703,11 @@ impl Keyring {
 
     /// Writes every pending last-used instant now (call at shutdown). Returns
     /// how many keys were written; on error the batch stays pending.
+    ///
+    /// # Errors
+    ///
+    /// The store's error when the write fails; the uses are kept for the next
+    /// flush.
     pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
         let Some(batch) = self.inner.last_used.take_all(self.now()) else {
             return Ok(0);
@@ -705,6 +728,11 @@ impl Keyring {
     /// A key by id. Its last use is fresh in this process: uses recorded
     /// here but not yet written (pending, or in a write under way) are
     /// folded in.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`] for an unknown id, [`ManageError::Store`]
+    /// when the store fails.
     pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
         let record = self
             .inner
@@ -717,6 +745,10 @@ impl Keyring {
 
     /// A tenant's keys, oldest first: no hash, no token. Last uses are fresh
     /// in this process, as in [`get`](Self::get).
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Store`] when the store fails.
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, ManageError> {
         let records = self.inner.store.list(tenant).await?;
         Ok(records.iter().map(|r| self.fresh(r)).collect())
@@ -738,6 +770,11 @@ impl Keyring {
     /// keyring that reads the store, whatever its clock says; one reading
     /// through a [`CachedStore`](crate::store::CachedStore) once its cache
     /// drops the key (at once in this process, on notification elsewhere).
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`] for an unknown id, [`ManageError::Store`]
+    /// when the store fails.
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
         let record = self
             .inner
@@ -760,6 +797,13 @@ impl Keyring {
     /// revocation fails, the error is returned and the successor, whose
     /// token is then lost, stays listed with `rotated_from` set; revoke it
     /// or rotate again.
+    ///
+    /// # Errors
+    ///
+    /// [`IssueError::NotFound`] for an unknown id, [`IssueError::Inactive`]
+    /// for a revoked or expired key, [`IssueError::UnknownKind`] when the
+    /// keyring no longer has the key's kind, [`IssueError::Store`] when the
+    /// store fails.
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
         let old = self
             .inner

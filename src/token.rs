@@ -117,6 +117,11 @@ impl TokenKey {
     /// which should be random (32 bytes from a CSPRNG); only the length can
     /// be checked, so pass decoded bytes, not a passphrase. The material is
     /// zeroed once the tag key is derived from it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] for key material shorter than
+    /// [`TokenKey::MIN_LEN`](Self::MIN_LEN) bytes.
     pub fn new(version: u16, key: Vec<u8>) -> Result<Self, ConfigError> {
         let key = Zeroizing::new(key);
         if key.len() < Self::MIN_LEN {
@@ -224,6 +229,11 @@ impl std::hash::Hash for TokenKind {
 impl TokenKind {
     /// A kind with this prefix: 1–16 of `[a-z0-9_]`, starting with a letter,
     /// not ending with `_`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPrefix`] when `prefix` is not 1–16 of
+    /// `[a-z0-9_]`, starting with a letter and not ending with `_`.
     pub fn new(prefix: &str) -> Result<Self, ConfigError> {
         let bytes = prefix.as_bytes();
         let valid = !bytes.is_empty()
@@ -274,6 +284,11 @@ impl TokenKind {
     /// the new key with [`key`](Self::key) and the old one here until its
     /// tokens are gone). Refused without a current key, or when both share a
     /// version.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] without a current key, or when both
+    /// keys share a version.
     pub fn previous_key(mut self, previous: TokenKey) -> Result<Self, ConfigError> {
         let Some(keys) = self.keys.take() else {
             return Err(ConfigError::InvalidTokenKey(
@@ -298,6 +313,11 @@ impl TokenKind {
     /// them); rotate the old keys and turn it off. Turning it on is refused
     /// without a key (an unkeyed kind accepts only untagged tokens anyway);
     /// turning it off then changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidTokenKey`] when turned on for a kind without a
+    /// key.
     pub fn accept_untagged(mut self, accept: bool) -> Result<Self, ConfigError> {
         let Some(keys) = self.keys.take() else {
             if !accept {
@@ -443,6 +463,10 @@ impl TokenFormat {
     }
 
     /// A format accepting these kinds, refusing a prefix given twice.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::DuplicatePrefix`] when two kinds share a prefix.
     pub fn try_new(kinds: impl IntoIterator<Item = TokenKind>) -> Result<Self, ConfigError> {
         let mut unique: Vec<TokenKind> = Vec::new();
         for kind in kinds {
@@ -489,6 +513,10 @@ impl TokenFormat {
     /// [`BadLength`](TokenError::BadLength),
     /// [`BadChecksum`](TokenError::BadChecksum),
     /// [`BadTag`](TokenError::BadTag).
+    ///
+    /// # Errors
+    ///
+    /// The first [`TokenError`] in the order above.
     pub fn parse<'a>(&self, input: &'a str) -> Result<ParsedToken<'a, '_>, TokenError> {
         let bytes = input.as_bytes();
         if bytes.is_empty() {

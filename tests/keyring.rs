@@ -176,9 +176,7 @@ async fn expiry_presets_end_access() {
             .issue(NewKey::new("pl", "org", "n").expires(preset))
             .await
             .unwrap();
-        clock.advance(std::time::Duration::from_secs(
-            days * 86_400 - 1,
-        ));
+        clock.advance(std::time::Duration::from_secs(days * 86_400 - 1));
         assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
         clock.advance(std::time::Duration::from_secs(1));
         assert!(matches!(

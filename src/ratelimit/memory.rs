@@ -101,6 +101,10 @@ impl MemoryRateLimiter {
     }
 
     /// [`RateLimiter::check`] without the future: it never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::InvalidKey`] for an empty key or one over 256 bytes.
     pub fn check_sync(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
         valid_key(key)?;
         Ok(self.table.step(key, |k| Box::from(k), quota, self.now()))

@@ -60,6 +60,10 @@ impl PgRateLimiter {
     /// Creates the store's schema (see [`PgStore::migrate`]) and the
     /// limiter's table, [`PG_RATE_LIMITS_SCHEMA`], idempotently and safely
     /// when several instances do it at once.
+    ///
+    /// # Errors
+    ///
+    /// The database's error when the table cannot be created.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.store.migrate().await?;
         self.store
@@ -77,6 +81,10 @@ impl PgRateLimiter {
     }
 
     /// Deletes the rows of keys back to a full burst; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The database's error when the delete fails.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         const SWEEP: &str = "DELETE FROM keyward_rate_limits \
              WHERE tat_ns <= (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint";

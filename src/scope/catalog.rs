@@ -115,6 +115,11 @@ impl ScopeCatalogBuilder {
     }
 
     /// Validates every declaration.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError`] for a malformed or duplicate scope, or an implication
+    /// naming an undeclared scope.
     pub fn build(self) -> Result<ScopeCatalog, ScopeError> {
         let mut entries = Vec::with_capacity(self.scopes.len());
         for (name, description, status) in self.scopes {
@@ -225,6 +230,11 @@ impl ScopeCatalog {
     /// let c = c.with_status("games:read", ScopeStatus::Enforced).unwrap();
     /// assert_eq!(c.status(&"games:read".parse().unwrap()), ScopeStatus::Enforced);
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError::Unknown`] when the catalog does not declare `scope`
+    /// ([`ScopeError::Invalid`] when it is malformed).
     pub fn with_status(mut self, scope: &str, status: ScopeStatus) -> Result<Self, ScopeError> {
         let scope = Scope::parse(scope)?;
         let i = *self
@@ -253,6 +263,11 @@ impl ScopeCatalog {
     /// assert!(matches!(c.grant(["admin"]), Err(ScopeError::Unknown(_))));
     /// assert!(matches!(c.grant(["*"]), Err(ScopeError::Unknown(_))));
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError::Invalid`] for a malformed scope, [`ScopeError::Unknown`]
+    /// for one the catalog does not declare (or a wildcard it does not allow).
     pub fn grant<I, S>(&self, scopes: I) -> Result<ScopeSet, ScopeError>
     where
         I: IntoIterator<Item = S>,

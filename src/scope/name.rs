@@ -33,6 +33,11 @@ pub struct Scope(Arc<str>);
 
 impl Scope {
     /// Parses and validates a scope.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError::Invalid`] when `input` is not `name`, `resource:action`
+    /// or a wildcard in `[a-z0-9_-]`.
     pub fn parse(input: &str) -> Result<Self, ScopeError> {
         let invalid = || ScopeError::Invalid(truncate_for_error(input));
         if input == "*" {
@@ -144,6 +149,10 @@ pub struct ScopeSet(Arc<[Scope]>);
 impl ScopeSet {
     /// Parses scopes without checking them against a catalog (see
     /// [`ScopeCatalog::grant`](super::ScopeCatalog::grant) for that).
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError::Invalid`] for a malformed scope.
     pub fn parse<I, S>(scopes: I) -> Result<Self, ScopeError>
     where
         I: IntoIterator<Item = S>,

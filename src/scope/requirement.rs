@@ -70,6 +70,11 @@ pub enum Requirement {
 
 impl Requirement {
     /// Every one of these scopes is needed.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError`] when a scope is malformed or a wildcard, or the list is
+    /// empty.
     pub fn all<I, S>(scopes: I) -> Result<Self, ScopeError>
     where
         I: IntoIterator<Item = S>,
@@ -79,6 +84,11 @@ impl Requirement {
     }
 
     /// Any one of these scopes is enough.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError`] when a scope is malformed or a wildcard, or the list is
+    /// empty.
     pub fn any<I, S>(scopes: I) -> Result<Self, ScopeError>
     where
         I: IntoIterator<Item = S>,

@@ -40,6 +40,11 @@ impl RequireScopesLayer {
     }
 
     /// Requires every one of these scopes.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError`] when a scope is malformed or a wildcard, or the list is
+    /// empty.
     pub fn all<I, S>(scopes: I) -> Result<Self, ScopeError>
     where
         I: IntoIterator<Item = S>,
@@ -49,6 +54,11 @@ impl RequireScopesLayer {
     }
 
     /// Requires any one of these scopes.
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError`] when a scope is malformed or a wildcard, or the list is
+    /// empty.
     pub fn any<I, S>(scopes: I) -> Result<Self, ScopeError>
     where
         I: IntoIterator<Item = S>,

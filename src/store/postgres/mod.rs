@@ -326,6 +326,12 @@ impl PgStore {
 
     /// Creates or upgrades the schema (and the configured schema namespace),
     /// idempotently and safely when several processes do it at once.
+    ///
+    /// # Errors
+    ///
+    /// The database's error when a statement fails (the schema is left as it
+    /// was: each upgrade runs in a transaction), or a schema newer than this
+    /// version knows.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_err)?;
