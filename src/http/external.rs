@@ -1,35 +1,7 @@
 //! Plugging in another authenticator (the host's JWT check, a session
 //! lookup, …) for bearer values that are not keyward tokens.
 //!
-//! A bearer value that does not start with `<prefix>_` of a configured token
-//! kind goes to the [`ExternalAuthenticator`] given to
-//! [`AuthLayer::external`](crate::http::AuthLayer::external). A value sent
-//! only in the `X-Api-Key` header always goes to the keyring; one sent in
-//! both headers (they must then be equal) counts as a bearer value.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use keyward::http::{ExternalAuthError, ExternalAuthenticator, ExternalPrincipal};
-//! use keyward::{ScopeCatalog, ScopeStatus, TenantId};
-//!
-//! struct Sessions {
-//!     catalog: Arc<ScopeCatalog>,
-//! }
-//!
-//! #[keyward::async_trait]
-//! impl ExternalAuthenticator for Sessions {
-//!     async fn authenticate(&self, bearer: &str) -> Result<ExternalPrincipal, ExternalAuthError> {
-//!         if bearer != "session-of-alice" {
-//!             return Err(ExternalAuthError::Invalid);
-//!         }
-//!         let tenants = ["prop_1", "prop_2"].into_iter().filter_map(TenantId::parse);
-//!         let scopes = self.catalog.grant(["read"]).map_err(ExternalAuthError::unavailable)?;
-//!         Ok(ExternalPrincipal::new("user:alice", tenants, scopes, self.catalog.clone()))
-//!     }
-//! }
-//! # let _ = Sessions { catalog: Arc::new(ScopeCatalog::builder()
-//! #     .scope("read", "", ScopeStatus::Enforced).build().unwrap()) };
-//! ```
+//! See [`ExternalAuthenticator`](crate::http::ExternalAuthenticator).
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,7 +9,38 @@ use std::sync::Arc;
 use crate::key::TenantId;
 use crate::scope::{ScopeCatalog, ScopeSet};
 
-/// Authenticates bearer values that are not keyward tokens.
+/// Authenticates bearer values that are not keyward tokens: the host's JWT
+/// check, a session lookup, …
+///
+/// A bearer value that does not start with `<prefix>_` of a configured token
+/// kind goes to the [`ExternalAuthenticator`] given to
+/// [`AuthLayer::external`](crate::http::AuthLayer::external). A value sent
+/// only in the `X-Api-Key` header always goes to the keyring; one sent in
+/// both headers (they must then be equal) counts as a bearer value.
+///
+/// ```
+/// use std::sync::Arc;
+/// use keyward::http::{ExternalAuthError, ExternalAuthenticator, ExternalPrincipal};
+/// use keyward::{ScopeCatalog, ScopeStatus, TenantId};
+///
+/// struct Sessions {
+///     catalog: Arc<ScopeCatalog>,
+/// }
+///
+/// #[keyward::async_trait]
+/// impl ExternalAuthenticator for Sessions {
+///     async fn authenticate(&self, bearer: &str) -> Result<ExternalPrincipal, ExternalAuthError> {
+///         if bearer != "session-of-alice" {
+///             return Err(ExternalAuthError::Invalid);
+///         }
+///         let tenants = ["prop_1", "prop_2"].into_iter().filter_map(TenantId::parse);
+///         let scopes = self.catalog.grant(["read"]).map_err(ExternalAuthError::unavailable)?;
+///         Ok(ExternalPrincipal::new("user:alice", tenants, scopes, self.catalog.clone()))
+///     }
+/// }
+/// # let _ = Sessions { catalog: Arc::new(ScopeCatalog::builder()
+/// #     .scope("read", "", ScopeStatus::Enforced).build().unwrap()) };
+/// ```
 ///
 /// Errors never grant access: [`ExternalAuthError::Invalid`] is a 401
 /// `invalid_token`, [`ExternalAuthError::Expired`] a 401 `token_expired`,
@@ -45,6 +48,13 @@ use crate::scope::{ScopeCatalog, ScopeSet};
 /// authenticator that panics does not let the request through either: the
 /// panic unwinds out of the service's future, and the server drops the
 /// connection (hyper and axum do) without calling the inner service.
+///
+/// Object safe (the layer holds it as `Arc<dyn ExternalAuthenticator>`):
+/// implement it with `#[keyward::async_trait]` (re-exported, no dependency
+/// to add), as above. The method reads
+/// `async fn authenticate(&self, bearer: &str) -> Result<ExternalPrincipal,
+/// ExternalAuthError>`; the signature rendered below is the macro's
+/// expansion of it.
 #[async_trait::async_trait]
 pub trait ExternalAuthenticator: Send + Sync + 'static {
     /// The principal this bearer value stands for.

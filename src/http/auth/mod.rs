@@ -22,6 +22,12 @@ pub use service::Auth;
 ///
 /// Hooks run in the order they were added; the first rejection wins.
 ///
+/// Object safe: implement it with `#[keyward::async_trait]` (re-exported,
+/// no dependency to add). The method reads `async fn
+/// after_authentication(&self, principal: &Principal, request: &mut Parts)
+/// -> Result<(), Rejection>`; the signature rendered below is the macro's
+/// expansion of it.
+///
 /// ```
 /// use http::request::Parts;
 /// use keyward::http::{AuthHook, Principal, Rejection};
