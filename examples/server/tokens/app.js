@@ -145,7 +145,7 @@
     let cursor = null;
     for (let page = 0; page < 20; page++) {
       const query = '?limit=100' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
-      const data = await api('GET', '/' + query);
+      const data = await api('GET', query);
       keys.push(...data.keys);
       cursor = data.next_cursor;
       if (!cursor) break;
@@ -201,7 +201,7 @@
       (box) => box.value,
     );
     try {
-      const created = await api('POST', '/', {
+      const created = await api('POST', '', {
         name,
         scopes,
         expires_in: $('create-expiry').value,
