@@ -75,8 +75,10 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    if [[ -n $CD_PID ]] && kill -0 "$CD_PID" 2>/dev/null; then
-        kill -TERM "$CD_PID" 2>/dev/null
+    if [[ -n $CD_PID ]]; then
+        # chromedriver leads its own process group (setsid): the group holds
+        # the browsers it started, which outlive it otherwise.
+        kill -TERM -- "-$CD_PID" 2>/dev/null
         wait "$CD_PID" 2>/dev/null
     fi
     [[ -n $CD_LOG ]] && rm -f "$CD_LOG"
@@ -302,7 +304,10 @@ start_chromedriver() {
         if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             continue
         fi
-        "$driver" --port="$p" >"$CD_LOG" 2>&1 &
+        # In its own session and process group, so the browsers it starts
+        # can be stopped with it (see cleanup). Not a group leader here, so
+        # setsid execs chromedriver in place: $! is chromedriver.
+        setsid "$driver" --port="$p" >"$CD_LOG" 2>&1 &
         CD_PID=$!
         for ((i = 0; i < 100; i++)); do
             if ! kill -0 "$CD_PID" 2>/dev/null; then
@@ -316,7 +321,7 @@ start_chromedriver() {
             sleep 0.1
         done
         # Exited (port taken in a race) or never listened: try the next port.
-        kill -TERM "$CD_PID" 2>/dev/null
+        kill -TERM -- "-$CD_PID" 2>/dev/null
         wait "$CD_PID" 2>/dev/null
         CD_PID=""
     done

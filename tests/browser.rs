@@ -116,6 +116,22 @@ async fn browser() -> Option<Client> {
     Some(client)
 }
 
+/// Runs `test` with a browser session (or skips, see [`browser`]) and
+/// closes the session whatever the outcome, so a failing test leaves no
+/// browser behind; then fails as the test did.
+async fn with_browser<F, Fut>(test: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(b) = browser().await else { return };
+    let outcome = tokio::spawn(test(b.clone())).await;
+    let _ = b.close().await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
 /// Polls `probe` until it yields a value; fails the test after [`DEADLINE`].
 async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
@@ -204,7 +220,10 @@ async fn key_id(keyring: &Keyring, name: &str) -> keyward::KeyInfo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_made_on_the_page_works_shows_its_last_use_and_dies_when_revoked_there() {
-    let Some(b) = browser().await else { return };
+    with_browser(made_used_revoked).await;
+}
+
+async fn made_used_revoked(b: Client) {
     let server = start().await;
     login(&b, &server, "ada@example.com").await;
 
@@ -335,13 +354,14 @@ async fn a_token_made_on_the_page_works_shows_its_last_use_and_dies_when_revoked
     let (status, body) = server.get_with_bearer("/api/games", &secret).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "token_revoked");
-
-    b.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_name_with_markup_renders_as_text() {
-    let Some(b) = browser().await else { return };
+    with_browser(markup_in_a_name).await;
+}
+
+async fn markup_in_a_name(b: Client) {
     let server = start().await;
     login(&b, &server, "mallory@example.com").await;
 
@@ -364,6 +384,4 @@ async fn a_token_name_with_markup_renders_as_text() {
     assert!(b.get_alert_text().await.is_err(), "an alert opened");
     let status = element(&b, "#status").await.text().await.unwrap();
     assert!(status.contains(name), "status: {status:?}");
-
-    b.close().await.unwrap();
 }
