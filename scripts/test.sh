@@ -14,6 +14,10 @@
 #   * creates database `keyward_test`, runs `cargo test --all-features --workspace "$@"`,
 #     then stops the server and deletes the temp dir (trap on EXIT/INT/TERM).
 #     The script exits with the test command's exit status.
+#   * for the browser test (tests/browser.rs): finds Chromium and chromedriver, and
+#     when either is absent installs Debian's `chromium` and `chromium-driver` with
+#     apt-get (non-interactively; through sudo when not root); starts chromedriver
+#     on 127.0.0.1 on a free port (9515 upward) and stops it at exit.
 #
 # Environment variables exported to the tests (only when PostgreSQL is started):
 #   DATABASE_URL          postgres://postgres@127.0.0.1:$PORT/keyward_test
@@ -29,6 +33,8 @@
 #   KEYWARD_TEST_PG_CTL   absolute path of the matching pg_ctl binary
 #   KEYWARD_TEST_PG_PORT  the TCP port
 #   PATH                  is prefixed with the PostgreSQL bin dir (psql, pg_ctl, ...)
+#   KEYWARD_WEBDRIVER     http://127.0.0.1:$PORT, the chromedriver started here (kept
+#                         as given when already set: then nothing is installed or started)
 #
 # Environment variables read:
 #   KEYWARD_SKIP_PG=1     don't start PostgreSQL; DATABASE_URL is unset so DB tests
@@ -37,6 +43,9 @@
 #                         instead of cargo test, e.g. to debug this script:
 #                         KEYWARD_TEST_CMD='psql "$DATABASE_URL" -c "select 1"' scripts/test.sh
 #   KEYWARD_PG_BINDIR     use this PostgreSQL bin dir instead of searching.
+#   KEYWARD_SKIP_BROWSER=1  don't install Chromium or start chromedriver; the browser
+#                         test skips itself loudly. Ignored (with a warning) when CI=true,
+#                         where a missing browser or driver fails the run.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,6 +59,8 @@ shq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 PG_TMP=""
 PG_BIN=""
 PG_STARTED=0
+CD_PID=""
+CD_LOG=""
 
 as_pg() {
     # Run a command as the PostgreSQL OS user (from a dir that user can read).
@@ -64,6 +75,13 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
+    if [[ -n $CD_PID ]]; then
+        # chromedriver leads its own process group (setsid): the group holds
+        # the browsers it started, which outlive it otherwise.
+        kill -TERM -- "-$CD_PID" 2>/dev/null
+        wait "$CD_PID" 2>/dev/null
+    fi
+    [[ -n $CD_LOG ]] && rm -f "$CD_LOG"
     if [[ -n $PG_TMP && -d $PG_TMP ]]; then
         if [[ $PG_STARTED -eq 1 && -f $PG_TMP/data/postmaster.pid ]]; then
             as_pg "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m immediate -w -t 30 stop >/dev/null 2>&1
@@ -236,6 +254,96 @@ if [[ $skip_pg -eq 1 ]]; then
         KEYWARD_TEST_PG_CTL KEYWARD_TEST_PG_PORT
 else
     start_pg
+fi
+
+# ---- Chromium + chromedriver for tests/browser.rs ----
+
+# Outside CI a browser that cannot be had is a warning (the test skips loudly);
+# under CI=true it is an error.
+browser_unavailable() {
+    if [[ ${CI:-} == true ]]; then
+        die "$* (CI=true: the browser test must run)"
+    fi
+    log "WARNING: $*; the browser test will be SKIPPED"
+}
+
+find_chromium() { command -v chromium || command -v chromium-browser || command -v google-chrome || true; }
+
+install_chromium() {
+    command -v apt-get >/dev/null || { browser_unavailable "Chromium/chromedriver not found and apt-get is unavailable"; return 1; }
+    local sudo=()
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null || { browser_unavailable "Chromium/chromedriver not found, not root and no sudo (apt-get install chromium chromium-driver)"; return 1; }
+        sudo=(sudo -n)
+    fi
+    log "Chromium or chromedriver not found; installing chromium and chromium-driver with apt-get"
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update \
+        || ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+            --no-install-recommends chromium chromium-driver; then
+        browser_unavailable "apt-get could not install chromium and chromium-driver"
+        return 1
+    fi
+}
+
+start_chromedriver() {
+    if [[ -z $(find_chromium) ]] || ! command -v chromedriver >/dev/null; then
+        install_chromium || return 0
+    fi
+    local chrome driver
+    chrome=$(find_chromium)
+    driver=$(command -v chromedriver || true)
+    if [[ -z $chrome || -z $driver ]]; then
+        browser_unavailable "chromium or chromedriver still missing after the install"
+        return 0
+    fi
+    log "using $("$driver" --version 2>/dev/null | head -n1) with $chrome"
+
+    CD_LOG=$(mktemp /tmp/keyward-chromedriver.XXXXXXXX)
+    local p i
+    for ((p = 9515; p < 9615; p++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            continue
+        fi
+        # In its own session and process group, so the browsers it starts
+        # can be stopped with it (see cleanup). Not a group leader here, so
+        # setsid execs chromedriver in place: $! is chromedriver.
+        setsid "$driver" --port="$p" >"$CD_LOG" 2>&1 &
+        CD_PID=$!
+        for ((i = 0; i < 100; i++)); do
+            if ! kill -0 "$CD_PID" 2>/dev/null; then
+                break
+            fi
+            if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+                export KEYWARD_WEBDRIVER="http://127.0.0.1:$p"
+                log "chromedriver ready: KEYWARD_WEBDRIVER=$KEYWARD_WEBDRIVER"
+                return 0
+            fi
+            sleep 0.1
+        done
+        # Exited (port taken in a race) or never listened: try the next port.
+        kill -TERM -- "-$CD_PID" 2>/dev/null
+        wait "$CD_PID" 2>/dev/null
+        CD_PID=""
+    done
+    cat "$CD_LOG" >&2
+    browser_unavailable "chromedriver did not start on any port in 9515..9614"
+}
+
+skip_browser=0
+if [[ ${KEYWARD_SKIP_BROWSER:-} == 1 ]]; then
+    if [[ ${CI:-} == true ]]; then
+        log "warning: KEYWARD_SKIP_BROWSER=1 is ignored when CI=true"
+    else
+        skip_browser=1
+    fi
+fi
+
+if [[ -n ${KEYWARD_WEBDRIVER:-} ]]; then
+    log "using the WebDriver at KEYWARD_WEBDRIVER=$KEYWARD_WEBDRIVER"
+elif [[ $skip_browser -eq 1 ]]; then
+    log "KEYWARD_SKIP_BROWSER=1: not starting chromedriver; the browser test will be skipped"
+else
+    start_chromedriver
 fi
 
 if [[ -d $HOME/.cargo/bin && ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then

@@ -10,6 +10,11 @@
 //!
 //! Bodies over [`MAX_BODY`] bytes are 413 `body_too_large`.
 //!
+//! The tokens page (`GET /tokens`, [`page`]) logs in with the demo login,
+//! whose answer carries a dashboard session ([`sessions`]), and manages the
+//! `org_demo` tenant's `pl_` tokens through `/api/tokens` ([`tokens_api`]),
+//! where the session is accepted as `Authorization: Bearer`.
+//!
 //! Rate limits: every key's own limit (100 a minute by default; the demo key
 //! "limited" has 3) through the `AuthLayer`'s default limiter, the
 //! `AuthLayer`'s failed-authentication throttle (20 failures per client, then
@@ -24,7 +29,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -41,6 +46,15 @@ use keyward::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+#[path = "page.rs"]
+pub(crate) mod page;
+#[path = "sessions.rs"]
+pub(crate) mod sessions;
+#[path = "tokens_api.rs"]
+pub(crate) mod tokens_api;
+
+use sessions::Sessions;
 
 /// PlayerOS: `read` and `write` (enforced, `write` implies `read`) and
 /// `keys:manage` for the key management endpoints.
@@ -218,12 +232,39 @@ pub(crate) fn login_throttle() -> ThrottleLayer {
         )
 }
 
+/// The router's state: the keyring, and the dashboard sessions of the
+/// demo login.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    keyring: Keyring,
+    sessions: Sessions,
+}
+
+impl FromRef<AppState> for Keyring {
+    fn from_ref(state: &AppState) -> Keyring {
+        state.keyring.clone()
+    }
+}
+
+impl FromRef<AppState> for Sessions {
+    fn from_ref(state: &AppState) -> Sessions {
+        state.sessions.clone()
+    }
+}
+
 /// The API: every route behind [`AuthLayer`] (which enforces each key's
-/// rate limit), each with its requirement; and the throttled demo login.
-/// The management handlers get the keyring as router state (no per-request
+/// rate limit), each with its requirement; the throttled demo login; the
+/// token management API for dashboard sessions; and the tokens page.
+/// The handlers get the keyring as router state (no per-request
 /// `Extension` layer).
 pub(crate) fn router(keyring: Keyring) -> Router {
     let manage = || scopes(&["keys:manage"]);
+    let sessions = Sessions::new(sessions::SESSION_TTL);
+    // Dashboard sessions arrive as `Authorization: Bearer`; the routes
+    // require `tokens:manage`, which only sessions hold.
+    let tokens_auth = AuthLayer::new(keyring.clone())
+        .external(sessions.clone())
+        .peer_ip(peer_ip);
     Router::new()
         .route(
             "/api/players",
@@ -251,16 +292,30 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         )
         // Failed authentications are throttled per client address.
         .layer(AuthLayer::new(keyring.clone()).peer_ip(peer_ip))
-        // Added after the AuthLayer: the login needs no key.
+        // Added after that AuthLayer, each with its own authentication (or
+        // none: the login needs no key, the page no credential).
+        .nest("/api/tokens", tokens_api::router().layer(tokens_auth))
         .route("/api/login", post(login).layer(login_throttle()))
+        .merge(page::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(keyring)
+        .with_state(AppState { keyring, sessions })
 }
 
-/// A demo login: no password check, it only shows the throttle.
-async fn login(headers: HeaderMap) -> Response {
+/// A demo login: no password check, it only shows the throttle. Answers a
+/// dashboard session for `org_demo` (the only copy, so `no-store`).
+async fn login(State(sessions): State<Sessions>, headers: HeaderMap) -> Response {
     match headers.get("x-account").and_then(|v| v.to_str().ok()) {
-        Some(account) => Json(json!({ "account": account, "logged_in": true })).into_response(),
+        Some(account) => {
+            let session = sessions.start(account);
+            let body = json!({
+                "account": account,
+                "logged_in": true,
+                "session": session,
+                "tenant": sessions::DASHBOARD_TENANT,
+            });
+            let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
+            (no_store, Json(body)).into_response()
+        }
         None => error(
             StatusCode::BAD_REQUEST,
             "invalid_body",

@@ -21,6 +21,10 @@
 //! 1000 requests and 5 minutes per connection, at most 1024 connections at
 //! once and 64 per client address, and 16 KiB bodies (see `serve.rs`).
 //!
+//! The tokens page, <http://127.0.0.1:3000/tokens>, manages `org_demo`'s
+//! `pl_` tokens after a demo login with any account name (`app::page`,
+//! `/api/tokens`).
+//!
 //! `--unauthenticated-load-test-baseline` serves only `GET /api/players`,
 //! without authentication: the baseline of `scripts/load.sh`. The server
 //! refuses that flag on any address but a loopback one.
