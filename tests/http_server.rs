@@ -165,8 +165,20 @@ async fn player_os_keys_read_and_write_players() {
 
     let body = s.get("/api/players", &[key(backend)]).await;
     assert_eq!(body.assert_status(200)["property_id"], "property_demo");
-    let players = s.get("/api/players", &[bearer(dashboard)]).await;
+    let players = s.get("/api/players", &[key(dashboard)]).await;
     players.assert_status(200);
+    // PlayerOS keys come in X-Api-Key only: as Bearer they are not read
+    // there, and a PlayableLabs token is not a PlayerOS key.
+    s.get("/api/players", &[bearer(dashboard)])
+        .await
+        .assert_rejected(401, "missing_credentials", MISSING);
+    let pl = s.key("ci uploader");
+    s.get("/api/players", &[key(pl)])
+        .await
+        .assert_rejected(401, "invalid_token", INVALID_TOKEN);
+    s.get("/api/games", &[bearer(dashboard)])
+        .await
+        .assert_rejected(401, "invalid_token", INVALID_TOKEN);
     let created = s.post("/api/players", &[key(backend)], json!({})).await;
     created.assert_status(201);
 
@@ -180,14 +192,11 @@ async fn player_os_keys_read_and_write_players() {
     s.get("/api/players", &[])
         .await
         .assert_rejected(401, "missing_credentials", MISSING);
-    // A PlayableLabs token holds no PlayerOS scope.
-    s.get("/api/players", &[bearer(s.key("ci uploader"))])
+    // A PlayableLabs token is not a PlayerOS key: refused before any
+    // lookup (it was a 403 "requires read" before kinds per layer).
+    s.get("/api/players", &[key(s.key("ci uploader"))])
         .await
-        .assert_rejected(
-            403,
-            "insufficient_scope",
-            Some(r#"Bearer realm="api", error="insufficient_scope", scope="read""#),
-        );
+        .assert_rejected(401, "invalid_token", INVALID_TOKEN);
 }
 
 #[tokio::test]
@@ -212,7 +221,7 @@ async fn keys_are_created_listed_and_revoked() {
     assert_eq!(created["display_prefix"], &token[..8]);
     let id = created["id"].as_str().unwrap().to_owned();
 
-    s.get("/api/players", &[bearer(&token)])
+    s.get("/api/players", &[key(&token)])
         .await
         .assert_status(200);
 
@@ -286,9 +295,11 @@ async fn keys_are_created_listed_and_revoked() {
     s.post(revoke, manager, json!({ "id": id }))
         .await
         .assert_status(200);
-    s.get("/api/players", &[bearer(&token)])
-        .await
-        .assert_rejected(401, "token_revoked", INVALID_TOKEN);
+    s.get("/api/players", &[key(&token)]).await.assert_rejected(
+        401,
+        "token_revoked",
+        INVALID_TOKEN,
+    );
 
     let foreign = s
         .keyring
@@ -356,9 +367,11 @@ async fn bad_input_over_the_wire() {
     let s = start().await;
     let token = s.key("players backend");
     let other = s.key("players dashboard");
+    // `/api/scopes` reads both headers (pk keys in X-Api-Key, pl tokens as
+    // Bearer); `/api/players` only X-Api-Key.
     let players = |headers: Vec<(&'static str, HeaderValue)>| {
         let s = &s;
-        async move { s.get("/api/players", &headers).await }
+        async move { s.get("/api/scopes", &headers).await }
     };
 
     let invalid_request = [
@@ -390,8 +403,9 @@ async fn bad_input_over_the_wire() {
 
     // Accepted: lower-case scheme, the same token twice, and trailing
     // whitespace, which the HTTP/1 server strips from every header value.
+    let pl = s.key("ci uploader");
     let accepted = [
-        vec![raw("authorization", format!("bearer {token}").as_bytes())],
+        vec![raw("authorization", format!("bearer {pl}").as_bytes())],
         vec![key(token), bearer(token)],
         vec![raw("x-api-key", format!("{token}  ").as_bytes())],
     ];

@@ -32,12 +32,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, Path, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
+use axum::http::HeaderName;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use keyward::http::{
-    AuthLayer, Principal, Rejection, RequireScopesLayer, ThrottleLayer, WouldDeny,
+    AuthLayer, Principal, Rejection, RequireScopesLayer, Source, ThrottleLayer, WouldDeny,
+    SOON_SCOPES_HEADER,
 };
 use keyward::ratelimit::Quota;
 use keyward::{
@@ -111,6 +113,9 @@ pub(crate) fn keyring_on(store: impl keyward::KeyStore) -> Keyring {
         .spawn_last_used_writes(|write| {
             tokio::spawn(write);
         })
+        // A quiet key's last use is written within the interval, not at its
+        // next use.
+        .last_used_timer(tokio::time::sleep)
         .build()
         .expect("a valid keyring")
 }
@@ -260,12 +265,16 @@ impl FromRef<AppState> for Sessions {
 pub(crate) fn router(keyring: Keyring) -> Router {
     let manage = || scopes(&["keys:manage"]);
     let sessions = Sessions::new(sessions::SESSION_TTL);
-    // Dashboard sessions arrive as `Authorization: Bearer`; the routes
-    // require `tokens:manage`, which only sessions hold.
-    let tokens_auth = AuthLayer::new(keyring.clone())
-        .external(sessions.clone())
-        .peer_ip(peer_ip);
-    Router::new()
+    // One base layer: the product layers derived from it share its failure
+    // throttle (per client address) and its rate limiter.
+    let base = AuthLayer::new(keyring.clone())
+        .peer_ip(peer_ip)
+        .soon_scopes_header(HeaderName::from_static(SOON_SCOPES_HEADER));
+    let accept = |layer: AuthLayer, kind: &str, source: Source| {
+        layer.accept(kind, [source]).expect("a kind of the keyring")
+    };
+    // PlayerOS: `pk_` keys in X-Api-Key only.
+    let player_os = Router::new()
         .route(
             "/api/players",
             get(list_players.layer(scopes(&["read"])))
@@ -280,7 +289,9 @@ pub(crate) fn router(keyring: Keyring) -> Router {
             post(revoke_api_key.layer(manage())),
         )
         .route("/api/keys", get(list_keys.layer(manage())))
-        .route("/api/scopes", get(scope_grid))
+        .layer(accept(base.clone(), "pk", Source::api_key()));
+    // PlayableLabs: `pl_` tokens as Bearer only.
+    let playable_labs = Router::new()
         .route("/api/games", get(list_games.layer(scopes(&["games:read"]))))
         .route(
             "/api/games/{id}/versions",
@@ -290,11 +301,26 @@ pub(crate) fn router(keyring: Keyring) -> Router {
             "/api/assets",
             post(upload_asset.layer(scopes(&["assets:write"]))),
         )
-        // Failed authentications are throttled per client address.
-        .layer(AuthLayer::new(keyring.clone()).peer_ip(peer_ip))
-        // Added after that AuthLayer, each with its own authentication (or
-        // none: the login needs no key, the page no credential).
+        .layer(accept(base.clone(), "pl", Source::bearer()));
+    // The permission grid of the caller's product: either kind, each from
+    // its own header.
+    let grid = Router::new()
+        .route("/api/scopes", get(scope_grid))
+        .layer(accept(
+            accept(base.clone(), "pk", Source::api_key()),
+            "pl",
+            Source::bearer(),
+        ));
+    // Dashboard sessions arrive as `Authorization: Bearer`; the routes
+    // require `tokens:manage`, which only sessions hold. No key of either
+    // kind is accepted there (401 before any lookup or quota).
+    let tokens_auth = base.accept_no_kinds().external(sessions.clone());
+    Router::new()
+        .merge(player_os)
+        .merge(playable_labs)
+        .merge(grid)
         .nest("/api/tokens", tokens_api::router().layer(tokens_auth))
+        // No authentication: the login needs no key, the page no credential.
         .route("/api/login", post(login).layer(login_throttle()))
         .merge(page::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -242,6 +242,25 @@ impl AuthLayer {
         self
     }
 
+    /// Accepts no token of the keyring's kinds: for routes only the
+    /// [`external`](Self::external) authenticator's principals may use (a
+    /// dashboard's sessions or JWTs). A keyward token is 401
+    /// `invalid_token`, before any lookup and before the rate limit. A later
+    /// [`accept`](Self::accept) adds its kind.
+    ///
+    /// ```
+    /// use keyward::http::AuthLayer;
+    /// # fn layer(keyring: keyward::Keyring, sessions: impl keyward::http::ExternalAuthenticator) -> AuthLayer {
+    /// AuthLayer::new(keyring).accept_no_kinds().external(sessions)
+    /// # }
+    /// ```
+    pub fn accept_no_kinds(mut self) -> Self {
+        let config = self.config();
+        config.kind_sources = Some(Vec::new());
+        config.plan();
+        self
+    }
+
     /// The header that selects the tenant (`X-Property-Id` by default).
     pub fn tenant_header(mut self, name: HeaderName) -> Self {
         self.config().tenant_header = name;
