@@ -180,7 +180,9 @@ async fn the_management_routes_need_a_live_session() {
             None,
         )
         .await;
-    key.assert_error(403, "insufficient_scope");
+    // No product token is accepted there: refused before any lookup or
+    // quota (`AuthLayer::accept_no_kinds`).
+    key.assert_error(401, "invalid_token");
     // And a session is no product token.
     let bearer = format!("Bearer {}", server.session);
     let games = server
