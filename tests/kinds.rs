@@ -416,3 +416,28 @@ async fn a_scope_check_without_authentication_is_500_and_logged() {
     assert_eq!(body["error"], "missing_credentials");
     assert_eq!(body["message"], "credentials are required: send X-Api-Key");
 }
+
+/// A layer that accepts no kind and has no external authenticator reads
+/// nothing: every request is 401, and the message says why.
+#[tokio::test]
+async fn a_layer_accepting_nothing_refuses_everything() {
+    let fx = fixture().await;
+    let layer = AuthLayer::new(fx.keyring.clone()).accept_no_kinds();
+    for headers in [
+        vec![("x-api-key", fx.pk.as_str())],
+        vec![("authorization", "Bearer session.alice")],
+        vec![],
+    ] {
+        let (status, body) = send(&layer, &headers).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (
+                401,
+                Some("credentials are required: send credentials of a kind this layer accepts (it accepts none)")
+            )
+        );
+    }
+    // With `accept` after it, that kind comes back.
+    let layer = layer.accept("pk", [Source::api_key()]).unwrap();
+    assert_eq!(send(&layer, &[("x-api-key", &fx.pk)]).await.0, 200);
+}

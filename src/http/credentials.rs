@@ -318,7 +318,7 @@ impl CredentialRules {
             sources: Vec::new(),
             reads_authorization: false,
             max_len,
-            accepted: Arc::from(""),
+            accepted: Arc::from("credentials of a kind this layer accepts (it accepts none)"),
         };
         for source in sources {
             rules.add(source);
