@@ -54,6 +54,7 @@ pub mod http;
 mod key;
 mod keyring;
 mod last_used;
+mod page;
 pub mod ratelimit;
 mod scope;
 pub mod store;
@@ -71,12 +72,14 @@ pub use error::{
 };
 pub use hash::{HashScheme, Pepper, TokenHash, TokenHasher, TOKEN_HASH_LEN};
 pub use key::{
-    Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, RateLimit, TenantId,
+    Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, ParseStateFilterError,
+    RateLimit, StateFilter, TenantId,
 };
 pub use keyring::{
     IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, VerifiedKey, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
+pub use page::{KeyPage, ListQuery, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
 pub use scope::{
     Decision, Requirement, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeEntry, ScopeSet,
