@@ -83,6 +83,9 @@ pub enum ConfigError {
     /// A token key is too short, or its rotation is misconfigured.
     #[error("invalid token key: {0}")]
     InvalidTokenKey(&'static str),
+    /// A prefix names no kind the keyring is configured with.
+    #[error("no token kind with prefix {0:?} is configured")]
+    UnknownKind(String),
 }
 
 /// Why a scope string or a catalog declaration is invalid.

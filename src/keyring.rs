@@ -664,7 +664,7 @@ impl Keyring {
     }
 
     /// The stored record, within `tenant` when given.
-    async fn record(
+    pub(crate) async fn record(
         &self,
         tenant: Option<&TenantId>,
         id: &KeyId,
@@ -758,7 +758,7 @@ impl Keyring {
     }
 
     /// The view of a stored record with any use not yet written.
-    fn fresh(&self, record: &Arc<KeyRecord>) -> KeyInfo {
+    pub(crate) fn fresh(&self, record: &Arc<KeyRecord>) -> KeyInfo {
         let info = record.info();
         match self.inner.last_used.pending_use(&record.id) {
             Some(at) => info.used_at(at),

@@ -12,7 +12,8 @@
 //!   any [`KeyStore`], with coalesced last-used writes.
 //! * Tower middleware in `keyward::http` (feature `http`, default): an
 //!   authentication layer, per-route scope requirements and RFC 6750
-//!   rejections; with feature `axum`, extractors for the principal.
+//!   rejections; with feature `axum`, extractors for the principal and a
+//!   key-management router (`keyward::manage`).
 //! * Stores: [`MemoryStore`], a read-through [`store::CachedStore`] for any
 //!   store, and PostgreSQL (`store::postgres`, feature `postgres`).
 //!
@@ -53,6 +54,9 @@ mod hash;
 pub mod http;
 mod key;
 mod keyring;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod manage;
 mod last_used;
 mod page;
 pub mod ratelimit;

@@ -145,6 +145,7 @@ mod macros;
 
 pub mod auth;
 mod credentials;
+pub(crate) mod errors;
 mod external;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

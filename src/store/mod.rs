@@ -176,7 +176,7 @@ impl PageRequest {
     /// kind, state and position (the limit aside).
     #[must_use]
     pub fn matches(&self, record: &KeyRecord) -> bool {
-        (self.kinds.is_empty() || self.kinds.iter().any(|k| *k == record.kind))
+        (self.kinds.is_empty() || self.kinds.contains(&record.kind))
             && self.state.matches(record.state(self.now))
             && self.after.as_ref().is_none_or(|(at, id)| {
                 (record.created_at, record.id.as_str()) < (*at, id.as_str())

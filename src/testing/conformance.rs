@@ -377,7 +377,7 @@ async fn list_page_filters_by_kind_and_state<S: KeyStore + ?Sized>(store: &S) {
     );
     assert_eq!(
         page(store, &theirs, &PageRequest::new(now, 100)).await,
-        [other_tenant.id.clone()],
+        std::slice::from_ref(&other_tenant.id),
         "KeyStore contract: list_page must isolate tenants"
     );
     assert!(
