@@ -39,8 +39,8 @@ use crate::hash::TokenHasher;
 use crate::key::{
     displayable, valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId,
 };
-use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::last_used::{Batch, LastUsedTracker};
+use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::{KeyStore, PageRequest, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};

@@ -54,10 +54,10 @@ mod hash;
 pub mod http;
 mod key;
 mod keyring;
+mod last_used;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod manage;
-mod last_used;
 mod page;
 pub mod ratelimit;
 mod scope;

@@ -148,8 +148,8 @@ pub(crate) fn decode_cursor(
     }
     let nanos: i128 = nanos.parse().map_err(|_| ManageError::InvalidCursor)?;
     let id = KeyId::parse(id).ok_or(ManageError::InvalidCursor)?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map_err(|_| ManageError::InvalidCursor)?;
+    let at =
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| ManageError::InvalidCursor)?;
     // Not a secret comparison (the check value is computable by anyone), so
     // no constant-time equality is needed.
     if tag != check(tenant, nanos, &id) {

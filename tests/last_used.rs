@@ -56,7 +56,9 @@ async fn key_with_a_batch_out(
 
 /// The last use as written to the store.
 async fn last_used(_keyring: &Keyring, id: &KeyId) -> Option<time::OffsetDateTime> {
-    let store = STORE.with(|s| s.borrow().clone()).expect("a keyring was built");
+    let store = STORE
+        .with(|s| s.borrow().clone())
+        .expect("a keyring was built");
     store.get(id).await.unwrap().unwrap().last_used_at
 }
 

@@ -106,9 +106,9 @@ impl ManageError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            ManageError::InvalidCursor | ManageError::InvalidLimit | ManageError::UnknownKind(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ManageError::InvalidCursor
+            | ManageError::InvalidLimit
+            | ManageError::UnknownKind(_) => StatusCode::BAD_REQUEST,
             ManageError::NotFound => StatusCode::NOT_FOUND,
             ManageError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

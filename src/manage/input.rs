@@ -177,6 +177,11 @@ async fn read(mut body: Body, limit: usize) -> Result<Vec<u8>, Failure> {
 /// JSON into `T`: unknown fields, duplicate fields, wrong types and
 /// trailing data refused. The message names the problem, not the input.
 fn strict_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+    // An object, never an array (serde would read a struct from one).
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(Failure::body("the body must be a JSON object"));
+    }
     serde_json::from_slice(bytes).map_err(|err| {
         let what = match err.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -250,7 +255,9 @@ pub(crate) fn list_params(query: Option<&str>) -> Result<ListParams, Failure> {
             }
             "limit" => {
                 let limit = Some(value.as_str())
-                    .filter(|v| !v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit()))
+                    .filter(|v| {
+                        !v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit())
+                    })
                     .and_then(|v| v.parse::<usize>().ok())
                     .filter(|n| (1..=crate::page::MAX_PAGE_LIMIT).contains(n))
                     .ok_or_else(|| Failure::body("limit must be 1-100"))?;
@@ -285,7 +292,10 @@ mod tests {
         assert_eq!(p.state, StateFilter::Active);
         assert_eq!(p.limit, Some(20));
         assert_eq!(p.cursor.as_deref(), Some("1.key_a.0f"));
-        assert_eq!(list_params(Some("kind=%70l")).unwrap().kind.as_deref(), Some("pl"));
+        assert_eq!(
+            list_params(Some("kind=%70l")).unwrap().kind.as_deref(),
+            Some("pl")
+        );
         assert!(list_params(None).unwrap().kind.is_none());
         for bad in [
             "kind=pl&kind=pk",

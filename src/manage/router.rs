@@ -409,10 +409,7 @@ impl Manager {
         if let Some(cursor) = &params.cursor {
             query = query.cursor(cursor);
         }
-        let page = self
-            .keyring
-            .list_page(principal.tenant(), &query)
-            .await?;
+        let page = self.keyring.list_page(principal.tenant(), &query).await?;
         Ok(json(
             StatusCode::OK,
             &Page {
@@ -425,8 +422,7 @@ impl Manager {
     async fn create(&self, principal: &Principal, req: Request) -> Result<Response, Failure> {
         self.manageable(principal)?;
         let (parts, body) = req.into_parts();
-        let body: CreateBody =
-            input::json_body(&parts.headers, body, self.body_limit).await?;
+        let body: CreateBody = input::json_body(&parts.headers, body, self.body_limit).await?;
         let kind = self.kind(body.kind.as_deref())?;
         Result::<(), Failure>::from(self.policy.may_manage(principal, kind))?;
         let scopes = match &body.scopes {
@@ -440,15 +436,20 @@ impl Manager {
         let expiry = self.expiry(&body)?;
         let rate_limit = match body.rate_limit {
             None => RateLimit::default(),
-            Some(n) if n <= self.max_rate_limit => RateLimit::per_minute(n)
-                .ok_or_else(|| Failure::Body(self.rate_limit_message()))?,
+            Some(n) if n <= self.max_rate_limit => {
+                RateLimit::per_minute(n).ok_or_else(|| Failure::Body(self.rate_limit_message()))?
+            }
             Some(_) => return Err(Failure::Body(self.rate_limit_message())),
         };
         let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-        let mut new = NewKey::new(kind.token_kind().prefix(), principal.tenant().as_str(), &body.name)
-            .scopes(scope_names)
-            .expires(expiry)
-            .rate_limit(rate_limit);
+        let mut new = NewKey::new(
+            kind.token_kind().prefix(),
+            principal.tenant().as_str(),
+            &body.name,
+        )
+        .scopes(scope_names)
+        .expires(expiry)
+        .rate_limit(rate_limit);
         for (k, v) in body.metadata.iter().flatten() {
             new = new.metadata(k, v);
         }
@@ -472,9 +473,7 @@ impl Manager {
     /// `expires_in` or `expires_at` (not both); none: never.
     fn expiry(&self, body: &CreateBody) -> Result<Expiry, Failure> {
         match (&body.expires_in, body.expires_at) {
-            (Some(_), Some(_)) => Err(Failure::body(
-                "give expires_in or expires_at, not both",
-            )),
+            (Some(_), Some(_)) => Err(Failure::body("give expires_in or expires_at, not both")),
             (Some(preset), None) => preset
                 .parse()
                 .map_err(|_| Failure::body("expires_in must be one of 30d, 90d, 1y, never")),
@@ -539,7 +538,9 @@ impl Manager {
             input::optional_json_body(&parts.headers, body, self.body_limit).await?;
         let grace = Duration::from_secs(body.grace_seconds.unwrap_or(0));
         if grace > MAX_GRACE {
-            return Err(Failure::body("grace_seconds must be at most 2592000 (30 days)"));
+            return Err(Failure::body(
+                "grace_seconds must be at most 2592000 (30 days)",
+            ));
         }
         let (record, kind) = self.key(principal, id).await?;
         // The successor's token carries the old key's scopes.

@@ -178,9 +178,10 @@ impl PageRequest {
     pub fn matches(&self, record: &KeyRecord) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&record.kind))
             && self.state.matches(record.state(self.now))
-            && self.after.as_ref().is_none_or(|(at, id)| {
-                (record.created_at, record.id.as_str()) < (*at, id.as_str())
-            })
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|(at, id)| (record.created_at, record.id.as_str()) < (*at, id.as_str()))
     }
 
     /// Sorts records newest first, by `(created_at, id)` descending.

@@ -363,9 +363,18 @@ async fn list_page_filters_by_kind_and_state<S: KeyStore + ?Sized>(store: &S) {
         Some(&other_kind.id),
         "KeyStore contract: list_page without kinds lists every kind"
     );
-    assert_eq!(all.len(), 8, "KeyStore contract: list_page lists only the tenant's keys");
     assert_eq!(
-        page(store, &mine, &PageRequest::new(now, 100).kinds(["pl", "pk"])).await,
+        all.len(),
+        8,
+        "KeyStore contract: list_page lists only the tenant's keys"
+    );
+    assert_eq!(
+        page(
+            store,
+            &mine,
+            &PageRequest::new(now, 100).kinds(["pl", "pk"])
+        )
+        .await,
         all,
         "KeyStore contract: list_page with several kinds lists any of them"
     );
@@ -397,8 +406,8 @@ async fn list_page_walks_newest_first_by_position<S: KeyStore + ?Sized>(store: &
         .iter()
         .map(|prefix| {
             let mut r = record(&tenant, 50);
-            r.id = KeyId::parse(&format!("{prefix}{}", &KeyId::generate().as_str()[4..]))
-                .expect("id");
+            r.id =
+                KeyId::parse(&format!("{prefix}{}", &KeyId::generate().as_str()[4..])).expect("id");
             r
         })
         .collect();
