@@ -442,6 +442,10 @@ async fn list_page_walks_newest_first_by_position<S: KeyStore + ?Sized>(store: &
                 "KeyStore contract: list_page returns at most limit records"
             );
             let Some(last) = page.last() else { break };
+            assert!(
+                walked.len() <= model.len(),
+                "KeyStore contract: list_page must page strictly after the position (it repeats records)"
+            );
             request = request.clone().after(last.created_at, last.id.clone());
             walked.extend(page.iter().map(|r| r.id.clone()));
             if walked.len() == limit {
