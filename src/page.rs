@@ -36,6 +36,7 @@ const MAX_CURSOR_LEN: usize = 128;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub struct ListQuery {
     pub(crate) kinds: Vec<String>,
     pub(crate) state: StateFilter,

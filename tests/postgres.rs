@@ -748,7 +748,9 @@ async fn upgrading_from_version_2_adds_the_paging_index() {
 
     // The plan: the new index, walked backwards, no Sort node.
     client
-        .batch_execute(&format!("SET search_path TO {schema}; SET enable_seqscan = off"))
+        .batch_execute(&format!(
+            "SET search_path TO {schema}; SET enable_seqscan = off"
+        ))
         .await
         .unwrap();
     let plan: Vec<String> = client

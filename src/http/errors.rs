@@ -53,8 +53,8 @@ impl IssueError {
         }
     }
 
-    /// The stable code of the body's `error` field (see the table in
-    /// [`manage`](crate::manage)).
+    /// The stable code of the body's `error` field (the table is in the
+    /// docs of `keyward::manage`, feature `axum`).
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     #[must_use]
     pub fn code(&self) -> &'static str {

@@ -17,7 +17,7 @@
 //! The keyring's own errors, [`IssueError`](crate::IssueError) and
 //! [`ManageError`](crate::ManageError), render in the same shape (their
 //! `status`, `code` and `to_response`); their codes are listed with the
-//! [management router](crate::manage) (feature `axum`).
+//! management router (`keyward::manage`, feature `axum`).
 //!
 //! The body is `{"error": "<code>", "message": "<for people>"}` with
 //! `Content-Type: application/json` and `Cache-Control: no-store`; a 429 adds

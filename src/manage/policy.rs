@@ -137,6 +137,7 @@ pub trait ManagePolicy: Send + Sync + 'static {
 /// ```
 #[derive(Clone)]
 #[must_use]
+#[non_exhaustive]
 pub struct ScopePolicy {
     manage: Scope,
     grant_manage: bool,

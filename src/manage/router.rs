@@ -43,6 +43,7 @@ pub const DEFAULT_MAX_RATE_LIMIT: u32 = 100_000;
 /// Builds the key-management router: see the [module docs](super).
 #[derive(Clone)]
 #[must_use]
+#[non_exhaustive]
 pub struct ManageRouter {
     keyring: Keyring,
     /// Managed kinds' prefixes, the default first; empty: every kind.
@@ -263,12 +264,11 @@ impl From<ManageError> for Failure {
     }
 }
 
-impl From<Verdict> for Result<(), Failure> {
-    fn from(verdict: Verdict) -> Self {
-        match verdict {
-            Verdict::Allow => Ok(()),
-            Verdict::Deny { scopes } => Err(Failure::Denied(scopes)),
-        }
+/// A policy's refusal as a failure.
+fn allowed(verdict: Verdict) -> Result<(), Failure> {
+    match verdict {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny { scopes } => Err(Failure::Denied(scopes)),
     }
 }
 
@@ -397,7 +397,7 @@ impl Manager {
             Some(name) => {
                 let kind = self.kind(Some(name))?;
                 let verdict = self.policy.may_manage(principal, kind);
-                Result::<(), Failure>::from(verdict)?;
+                allowed(verdict)?;
                 query = query.kind(name);
             }
             None => {
@@ -424,7 +424,7 @@ impl Manager {
         let (parts, body) = req.into_parts();
         let body: CreateBody = input::json_body(&parts.headers, body, self.body_limit).await?;
         let kind = self.kind(body.kind.as_deref())?;
-        Result::<(), Failure>::from(self.policy.may_manage(principal, kind))?;
+        allowed(self.policy.may_manage(principal, kind))?;
         let scopes = match &body.scopes {
             Some(scopes) => kind
                 .catalog()
@@ -432,7 +432,7 @@ impl Manager {
                 .map_err(|e| Failure::Issue(IssueError::Scope(e)))?,
             None => kind.default_scope_set().clone(),
         };
-        Result::<(), Failure>::from(self.policy.may_grant(principal, kind, &scopes))?;
+        allowed(self.policy.may_grant(principal, kind, &scopes))?;
         let expiry = self.expiry(&body)?;
         let rate_limit = match body.rate_limit {
             None => RateLimit::default(),
@@ -544,7 +544,7 @@ impl Manager {
         }
         let (record, kind) = self.key(principal, id).await?;
         // The successor's token carries the old key's scopes.
-        Result::<(), Failure>::from(self.policy.may_grant(principal, kind, &record.scopes))?;
+        allowed(self.policy.may_grant(principal, kind, &record.scopes))?;
         let issued = self
             .keyring
             .rotate_record(&record, grace, Some(principal.id()))
@@ -562,7 +562,7 @@ impl Manager {
         self.manageable(principal)?;
         let params = input::grid_params(req.uri().query())?;
         let kind = self.kind(params.kind.as_deref())?;
-        Result::<(), Failure>::from(self.policy.may_manage(principal, kind))?;
+        allowed(self.policy.may_manage(principal, kind))?;
         Ok(json(
             StatusCode::OK,
             &Grid {
