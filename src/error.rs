@@ -271,13 +271,31 @@ impl From<TokenError> for VerifyError {
 }
 
 /// Why a management operation ([`Keyring::get`](crate::Keyring::get),
-/// [`list`](crate::Keyring::list), [`revoke`](crate::Keyring::revoke)) failed.
+/// [`list`](crate::Keyring::list), [`list_page`](crate::Keyring::list_page),
+/// [`revoke`](crate::Keyring::revoke) and their tenant-scoped forms) failed.
+///
+/// ```
+/// use keyward::ManageError;
+///
+/// assert_eq!(ManageError::NotFound.to_string(), "no such key");
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManageError {
-    /// No key with this id exists.
+    /// No key with this id exists (in this tenant, for the tenant-scoped
+    /// calls: another tenant's key is not found either).
     #[error("no such key")]
     NotFound,
+    /// A page cursor that is malformed, was altered, or was issued for
+    /// another tenant.
+    #[error("invalid page cursor")]
+    InvalidCursor,
+    /// A page size outside 1 to [`MAX_PAGE_LIMIT`](crate::MAX_PAGE_LIMIT).
+    #[error("the page size must be 1-100")]
+    InvalidLimit,
+    /// A kind filter names no configured token kind.
+    #[error("no token kind with prefix {0:?} is configured")]
+    UnknownKind(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

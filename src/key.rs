@@ -290,6 +290,75 @@ pub enum KeyState {
     Revoked,
 }
 
+/// Which keys a paged list returns, by their [`KeyState`] at the list's
+/// instant. Parses from `all`, `active`, `revoked`, `expired`.
+///
+/// ```
+/// use keyward::{KeyState, StateFilter};
+///
+/// let filter: StateFilter = "active".parse().unwrap();
+/// assert!(filter.matches(KeyState::Active));
+/// assert!(!filter.matches(KeyState::Revoked));
+/// assert!(StateFilter::All.matches(KeyState::Expired));
+/// assert!("gone".parse::<StateFilter>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum StateFilter {
+    /// Every key, whatever its state.
+    #[default]
+    All,
+    /// Keys usable at the list's instant.
+    Active,
+    /// Revoked keys (a scheduled revocation counts once its instant passed).
+    Revoked,
+    /// Expired keys that are not revoked.
+    Expired,
+}
+
+impl StateFilter {
+    /// Whether a key in `state` passes the filter.
+    #[must_use]
+    pub fn matches(self, state: KeyState) -> bool {
+        match self {
+            StateFilter::All => true,
+            StateFilter::Active => state == KeyState::Active,
+            StateFilter::Revoked => state == KeyState::Revoked,
+            StateFilter::Expired => state == KeyState::Expired,
+        }
+    }
+
+    /// The filter as its query-string name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::All => "all",
+            StateFilter::Active => "active",
+            StateFilter::Revoked => "revoked",
+            StateFilter::Expired => "expired",
+        }
+    }
+}
+
+/// The text is not one of `all`, `active`, `revoked`, `expired`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state must be one of all, active, revoked, expired")]
+#[non_exhaustive]
+pub struct ParseStateFilterError;
+
+impl FromStr for StateFilter {
+    type Err = ParseStateFilterError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(StateFilter::All),
+            "active" => Ok(StateFilter::Active),
+            "revoked" => Ok(StateFilter::Revoked),
+            "expired" => Ok(StateFilter::Expired),
+            _ => Err(ParseStateFilterError),
+        }
+    }
+}
+
 /// A key as stored. Holds the hash, never the token; `Debug` hides the hash.
 ///
 /// Host stores read and write every field; [`KeyInfo`] is the view without

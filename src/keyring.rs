@@ -40,8 +40,9 @@ use crate::key::{
     displayable, valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId,
 };
 use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
+use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
-use crate::store::{KeyStore, Revocation};
+use crate::store::{KeyStore, PageRequest, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
 
 /// Most metadata labels a key may carry.
@@ -167,6 +168,13 @@ impl KeyKind {
     #[must_use]
     pub fn catalog(&self) -> &ScopeCatalog {
         &self.catalog
+    }
+
+    /// The scopes a key of this kind gets when the issuer names none (set
+    /// with [`default_scopes`](Self::default_scopes)).
+    #[must_use]
+    pub fn default_scope_set(&self) -> &ScopeSet {
+        &self.default_scopes
     }
 }
 
@@ -580,6 +588,15 @@ impl Keyring {
     /// declare, an invalid name, tenant or metadata label, an expiry in the
     /// past, or a store failure (nothing is issued then).
     pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, IssueError> {
+        self.issue_as(new, None).await
+    }
+
+    /// [`issue`](Self::issue), naming who asked in the audit event.
+    pub(crate) async fn issue_as(
+        &self,
+        new: NewKey,
+        actor: Option<&str>,
+    ) -> Result<IssuedKey, IssueError> {
         let kind = self
             .kind(&new.kind)
             .ok_or_else(|| IssueError::UnknownKind(new.kind.clone()))?;
@@ -607,11 +624,16 @@ impl Keyring {
             metadata: new.metadata,
             rotated_from: None,
         };
-        self.insert(kind, draft).await
+        self.insert(kind, draft, actor).await
     }
 
     /// Generates the token, stores the record, and returns both.
-    async fn insert(&self, kind: &KeyKind, draft: Draft) -> Result<IssuedKey, IssueError> {
+    async fn insert(
+        &self,
+        kind: &KeyKind,
+        draft: Draft,
+        actor: Option<&str>,
+    ) -> Result<IssuedKey, IssueError> {
         let token = kind.token.generate();
         let record = KeyRecord {
             id: KeyId::generate(),
@@ -633,7 +655,7 @@ impl Keyring {
         let record = Arc::new(record);
         let info = record.info();
         self.inner.store.insert(KeyRecord::clone(&record)).await?;
-        tracing::info!(target: "keyward::audit", key_id = %info.id(), tenant = %info.tenant(), kind = %info.kind(), "key issued");
+        tracing::info!(target: "keyward::audit", key_id = %info.id(), tenant = %info.tenant(), kind = %info.kind(), actor, "key issued");
         Ok(IssuedKey { token, info })
     }
 
@@ -734,13 +756,48 @@ impl Keyring {
     /// [`ManageError::NotFound`] for an unknown id, [`ManageError::Store`]
     /// when the store fails.
     pub async fn get(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
-        let record = self
-            .inner
-            .store
-            .get(id)
-            .await?
-            .ok_or(ManageError::NotFound)?;
-        Ok(self.fresh(&record))
+        Ok(self.fresh(&self.record(None, id).await?))
+    }
+
+    /// A key by id, within a tenant: another tenant's key is
+    /// [`ManageError::NotFound`], exactly like an unknown id.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{KeyKind, Keyring, ManageError, MemoryStore, NewKey, ScopeCatalog, TenantId};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "org_1", "CI")).await?;
+    /// let (mine, theirs) = (TenantId::parse("org_1").unwrap(), TenantId::parse("org_2").unwrap());
+    /// assert!(keyring.get_in(&mine, issued.info.id()).await.is_ok());
+    /// assert!(matches!(keyring.get_in(&theirs, issued.info.id()).await, Err(ManageError::NotFound)));
+    /// assert!(matches!(keyring.revoke_in(&theirs, issued.info.id()).await, Err(ManageError::NotFound)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`] for an unknown id or another tenant's,
+    /// [`ManageError::Store`] when the store fails.
+    pub async fn get_in(&self, tenant: &TenantId, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        Ok(self.fresh(&self.record(Some(tenant), id).await?))
+    }
+
+    /// The stored record, within `tenant` when given.
+    pub(crate) async fn record(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &KeyId,
+    ) -> Result<Arc<KeyRecord>, ManageError> {
+        let record = self.inner.store.get(id).await?;
+        // A store must answer by exact id; check rather than trust.
+        record
+            .filter(|r| r.id == *id && tenant.is_none_or(|t| r.tenant == *t))
+            .ok_or(ManageError::NotFound)
     }
 
     /// A tenant's keys, oldest first: no hash, no token. Last uses are fresh
@@ -754,9 +811,80 @@ impl Keyring {
         Ok(records.iter().map(|r| self.fresh(r)).collect())
     }
 
+    /// One page of a tenant's keys, newest first (by creation, then id),
+    /// filtered by kind and state ([`ListQuery`]); the page's
+    /// [`next_cursor`](KeyPage::next_cursor) asks for the next one. Paging
+    /// is by position, so keys issued meanwhile never make a key appear
+    /// twice or be skipped. The store pages ([`KeyStore::list_page`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{KeyKind, Keyring, ListQuery, MemoryStore, NewKey, ScopeCatalog, TenantId};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// for name in ["a", "b", "c"] {
+    ///     keyring.issue(NewKey::new("pk", "org_1", name)).await?;
+    /// }
+    /// let tenant = TenantId::parse("org_1").unwrap();
+    /// let first = keyring.list_page(&tenant, &ListQuery::new().limit(2)).await?;
+    /// assert_eq!(first.keys().len(), 2);
+    /// let cursor = first.next_cursor().expect("one more");
+    /// let rest = keyring.list_page(&tenant, &ListQuery::new().limit(2).cursor(cursor)).await?;
+    /// assert_eq!(rest.keys().len(), 1);
+    /// assert!(rest.next_cursor().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::InvalidLimit`] for a limit outside 1 to
+    /// [`MAX_PAGE_LIMIT`](crate::MAX_PAGE_LIMIT),
+    /// [`ManageError::UnknownKind`] for a kind not configured,
+    /// [`ManageError::InvalidCursor`] for a cursor that is malformed,
+    /// altered or another tenant's, [`ManageError::Store`] when the store
+    /// fails.
+    pub async fn list_page(
+        &self,
+        tenant: &TenantId,
+        query: &ListQuery,
+    ) -> Result<KeyPage, ManageError> {
+        if !(1..=MAX_PAGE_LIMIT).contains(&query.limit) {
+            return Err(ManageError::InvalidLimit);
+        }
+        if let Some(unknown) = query.kinds.iter().find(|k| self.kind(k).is_none()) {
+            return Err(ManageError::UnknownKind(unknown.clone()));
+        }
+        let mut request = PageRequest::new(self.now(), query.limit + 1)
+            .kinds(query.kinds.iter().cloned())
+            .state(query.state);
+        if let Some(cursor) = &query.cursor {
+            request.after = Some(decode_cursor(tenant, cursor)?);
+        }
+        let mut records = self.inner.store.list_page(tenant, &request).await?;
+        // A store must page the tenant it was asked for; check rather than
+        // trust (a record of another tenant never leaves this function).
+        records.retain(|r| r.tenant == *tenant && request.matches(r));
+        let next_cursor = if records.len() > query.limit {
+            records.truncate(query.limit);
+            records
+                .last()
+                .map(|r| encode_cursor(tenant, r.created_at, &r.id))
+        } else {
+            None
+        };
+        Ok(KeyPage::new(
+            records.iter().map(|r| self.fresh(r)).collect(),
+            next_cursor,
+        ))
+    }
+
     /// The view of a stored record with any use not yet written (pending or
     /// in flight).
-    fn fresh(&self, record: &Arc<KeyRecord>) -> KeyInfo {
+    pub(crate) fn fresh(&self, record: &Arc<KeyRecord>) -> KeyInfo {
         let info = record.info();
         match self.inner.last_used.unwritten_use(&record.id) {
             Some(at) => info.used_at(at),
@@ -776,14 +904,40 @@ impl Keyring {
     /// [`ManageError::NotFound`] for an unknown id, [`ManageError::Store`]
     /// when the store fails.
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        self.revoke_as(None, id, None).await
+    }
+
+    /// [`revoke`](Self::revoke) within a tenant: another tenant's key is
+    /// [`ManageError::NotFound`], exactly like an unknown id, and stays as
+    /// it was.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`] for an unknown id or another tenant's,
+    /// [`ManageError::Store`] when the store fails.
+    pub async fn revoke_in(&self, tenant: &TenantId, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        self.revoke_as(Some(tenant), id, None).await
+    }
+
+    /// Revokes within `tenant` when given, naming `actor` in the audit event.
+    pub(crate) async fn revoke_as(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &KeyId,
+        actor: Option<&str>,
+    ) -> Result<KeyInfo, ManageError> {
+        if tenant.is_some() {
+            // The owner never changes, so checking it first is enough.
+            self.record(tenant, id).await?;
+        }
         let record = self
             .inner
             .store
             .revoke(id, Revocation::Now)
             .await?
             .ok_or(ManageError::NotFound)?;
-        tracing::info!(target: "keyward::audit", key_id = %record.id, tenant = %record.tenant, "key revoked");
-        Ok(record.info())
+        tracing::info!(target: "keyward::audit", key_id = %record.id, tenant = %record.tenant, actor, "key revoked");
+        Ok(self.fresh(&record))
     }
 
     /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
@@ -805,12 +959,48 @@ impl Keyring {
     /// keyring no longer has the key's kind, [`IssueError::Store`] when the
     /// store fails.
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
-        let old = self
-            .inner
-            .store
-            .get(id)
-            .await?
-            .ok_or(IssueError::NotFound)?;
+        self.rotate_as(None, id, grace, None).await
+    }
+
+    /// [`rotate`](Self::rotate) within a tenant: another tenant's key is
+    /// [`IssueError::NotFound`], exactly like an unknown id, and stays as it
+    /// was.
+    ///
+    /// # Errors
+    ///
+    /// As [`rotate`](Self::rotate); another tenant's key is
+    /// [`IssueError::NotFound`].
+    pub async fn rotate_in(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        grace: Duration,
+    ) -> Result<IssuedKey, IssueError> {
+        self.rotate_as(Some(tenant), id, grace, None).await
+    }
+
+    /// Rotates within `tenant` when given, naming `actor` in the audit event.
+    pub(crate) async fn rotate_as(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &KeyId,
+        grace: Duration,
+        actor: Option<&str>,
+    ) -> Result<IssuedKey, IssueError> {
+        let old = self.record(tenant, id).await.map_err(|e| match e {
+            ManageError::Store(e) => IssueError::Store(e),
+            _ => IssueError::NotFound,
+        })?;
+        self.rotate_record(&old, grace, actor).await
+    }
+
+    /// Rotates a record already read (and checked by the caller).
+    pub(crate) async fn rotate_record(
+        &self,
+        old: &KeyRecord,
+        grace: Duration,
+        actor: Option<&str>,
+    ) -> Result<IssuedKey, IssueError> {
         let now = self.now();
         if old.state(now) != KeyState::Active {
             return Err(IssueError::Inactive);
@@ -828,13 +1018,14 @@ impl Keyring {
             metadata: old.metadata.clone(),
             rotated_from: Some(old.id.clone()),
         };
-        let issued = self.insert(kind, draft).await?;
+        let issued = self.insert(kind, draft, actor).await?;
         let when = if grace.is_zero() {
             Revocation::Now
         } else {
             Revocation::At(now.saturating_add(span(grace)))
         };
         self.inner.store.revoke(&old.id, when).await?;
+        tracing::info!(target: "keyward::audit", key_id = %old.id, successor = %issued.info.id(), tenant = %old.tenant, grace_seconds = grace.as_secs(), actor, "key rotated");
         Ok(issued)
     }
 }

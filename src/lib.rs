@@ -12,7 +12,8 @@
 //!   any [`KeyStore`], with coalesced last-used writes.
 //! * Tower middleware in `keyward::http` (feature `http`, default): an
 //!   authentication layer, per-route scope requirements and RFC 6750
-//!   rejections; with feature `axum`, extractors for the principal.
+//!   rejections; with feature `axum`, extractors for the principal and a
+//!   key-management router (`keyward::manage`).
 //! * Stores: [`MemoryStore`], a read-through [`store::CachedStore`] for any
 //!   store, and PostgreSQL (`store::postgres`, feature `postgres`).
 //!
@@ -54,6 +55,10 @@ pub mod http;
 mod key;
 mod keyring;
 mod last_used;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod manage;
+mod page;
 pub mod ratelimit;
 mod scope;
 pub mod store;
@@ -71,12 +76,14 @@ pub use error::{
 };
 pub use hash::{HashScheme, Pepper, TokenHash, TokenHasher, TOKEN_HASH_LEN};
 pub use key::{
-    Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, RateLimit, TenantId,
+    Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, ParseStateFilterError,
+    RateLimit, StateFilter, TenantId,
 };
 pub use keyring::{
     IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, VerifiedKey, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
+pub use page::{KeyPage, ListQuery, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
 pub use scope::{
     Decision, Requirement, Scope, ScopeCatalog, ScopeCatalogBuilder, ScopeEntry, ScopeSet,

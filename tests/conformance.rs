@@ -28,3 +28,48 @@ async fn a_shared_store_conforms_twice() {
     conformance::run(&store).await;
     conformance::run(&store).await;
 }
+
+/// A host store written before `list_page` existed: the provided
+/// implementation (over `list`) conforms.
+#[tokio::test]
+async fn a_store_without_its_own_list_page_conforms() {
+    use std::sync::Arc;
+
+    use keyward::store::Revocation;
+    use keyward::{KeyId, KeyRecord, KeyStore, StoreError, TenantId, TokenHash};
+    use time::OffsetDateTime;
+
+    #[derive(Default)]
+    struct Legacy(MemoryStore);
+
+    #[keyward::async_trait]
+    impl KeyStore for Legacy {
+        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+            self.0.insert(record).await
+        }
+        async fn find_by_hash(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.find_by_hash(hash).await
+        }
+        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            self.0.list(tenant).await
+        }
+        async fn revoke(
+            &self,
+            id: &KeyId,
+            when: Revocation,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.revoke(id, when).await
+        }
+        async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+            self.0.touch(uses).await
+        }
+    }
+
+    conformance::run(&Legacy::default()).await;
+}

@@ -12,7 +12,7 @@
 //!
 //! The tokens page (`GET /tokens`, [`page`]) logs in with the demo login,
 //! whose answer carries a dashboard session ([`sessions`]), and manages the
-//! `org_demo` tenant's `pl_` tokens through `/api/tokens` ([`tokens_api`]),
+//! `org_demo` tenant's `pl_` tokens through `/api/tokens` (`keyward::manage`),
 //! where the session is accepted as `Authorization: Bearer`.
 //!
 //! Rate limits: every key's own limit (100 a minute by default; the demo key
@@ -41,6 +41,7 @@ use keyward::http::{
     AuthLayer, Principal, Rejection, RequireScopesLayer, Source, ThrottleLayer, WouldDeny,
     SOON_SCOPES_HEADER,
 };
+use keyward::manage::{ManageRouter, ScopePolicy};
 use keyward::ratelimit::Quota;
 use keyward::{
     Expiry, IssueError, KeyId, KeyInfo, KeyKind, Keyring, ManageError, MemoryStore, NewKey,
@@ -53,8 +54,6 @@ use serde_json::{json, Value};
 pub(crate) mod page;
 #[path = "sessions.rs"]
 pub(crate) mod sessions;
-#[path = "tokens_api.rs"]
-pub(crate) mod tokens_api;
 
 use sessions::Sessions;
 
@@ -319,12 +318,25 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         .merge(player_os)
         .merge(playable_labs)
         .merge(grid)
-        .nest("/api/tokens", tokens_api::router().layer(tokens_auth))
+        .nest("/api/tokens", tokens_router(&keyring).layer(tokens_auth))
         // No authentication: the login needs no key, the page no credential.
         .route("/api/login", post(login).layer(login_throttle()))
         .merge(page::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(AppState { keyring, sessions })
+}
+
+/// `/api/tokens`: the library's key management for `pl_` tokens, managed
+/// by dashboard sessions (external principals holding `tokens:manage`).
+fn tokens_router(keyring: &Keyring) -> Router<AppState> {
+    let policy = ScopePolicy::new(sessions::MANAGE_TOKENS)
+        .expect("a valid scope")
+        .accept_external(true);
+    ManageRouter::new(keyring.clone())
+        .kind("pl")
+        .expect("a kind of the keyring")
+        .policy(policy)
+        .into_router()
 }
 
 /// A demo login: no password check, it only shows the throttle. Answers a

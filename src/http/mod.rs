@@ -145,12 +145,13 @@ mod macros;
 
 pub mod auth;
 mod credentials;
+pub(crate) mod errors;
 mod external;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod future;
-mod principal;
+pub(crate) mod principal;
 pub mod rejection;
 pub mod require;
 pub mod throttle;

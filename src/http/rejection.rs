@@ -15,6 +15,11 @@
 //! | 500 | `auth_misconfigured` | — |
 //! | 503 | `auth_unavailable` | — |
 //!
+//! The keyring's own errors, [`IssueError`](crate::IssueError) and
+//! [`ManageError`](crate::ManageError), render in the same shape (their
+//! `status`, `code` and `to_response`); their codes are listed with the
+//! management router (`keyward::manage`, feature `axum`).
+//!
 //! The body is `{"error": "<code>", "message": "<for people>"}` with
 //! `Content-Type: application/json` and `Cache-Control: no-store`; a 429 adds
 //! `"retry_after": <seconds>`, the same whole seconds (rounded up) as its
@@ -296,11 +301,8 @@ impl Rejection {
     /// body, and for a 429 `Retry-After` and the RateLimit headers. Map the body with `response.map(Into::into)` for any body type
     /// that converts from `String`.
     pub fn to_response(&self, realm: &str) -> Response<String> {
-        let mut response = Response::new(self.json_body());
-        *response.status_mut() = self.status();
+        let mut response = json_error(self.status(), self.json_body());
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.www_authenticate(realm) {
             // Safe by construction: `quoted_string_safe` keeps visible ASCII only.
             if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -312,6 +314,18 @@ impl Rejection {
         }
         response
     }
+}
+
+/// The response every refusal of the crate shares (a [`Rejection`], and
+/// the keyring's errors in the management router): `status`, the JSON
+/// `body`, `Content-Type: application/json`, `Cache-Control: no-store`.
+pub(crate) fn json_error(status: StatusCode, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Sets the `RateLimit-Policy` and `RateLimit` headers of `decision`, and

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{KeyStore, Revocation};
+use super::{KeyStore, PageRequest, Revocation};
 use crate::clock::{span, Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
@@ -425,6 +425,14 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.inner.list(tenant).await
+    }
+
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.list_page(tenant, page).await
     }
 
     async fn revoke(

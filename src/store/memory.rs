@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{KeyStore, Revocation};
+use super::{KeyStore, PageRequest, Revocation};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
@@ -149,6 +149,29 @@ impl KeyStore for MemoryStore {
         // Oldest first even when inserted out of order; ties keep insertion
         // order (the sort is stable).
         records.sort_by_key(|r| r.created_at);
+        Ok(records)
+    }
+
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        // Filters before cloning: only the page's records leave the lock.
+        let maps = self.read();
+        let mut records: Vec<_> = maps
+            .by_tenant
+            .get(tenant)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| maps.hash_of.get(id).and_then(|h| maps.by_hash.get(h)))
+            .filter(|r| page.matches(r))
+            .cloned()
+            .collect();
+        drop(maps);
+        PageRequest::sort(&mut records);
+        records.truncate(page.limit);
         Ok(records)
     }
 

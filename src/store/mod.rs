@@ -33,6 +33,13 @@
 //!   treat it as [`Revocation::Now`].
 //! * `touch` sets `last_used_at` to the later of the stored value and the
 //!   given instant for each id, ignoring unknown ids, in one batch.
+//! * `list_page` returns at most [`PageRequest::limit`] of the tenant's
+//!   records that pass [`PageRequest::matches`] (kind, state at
+//!   [`PageRequest::now`], strictly after [`PageRequest::after`]), newest
+//!   first: by `created_at` descending, then by id descending, comparing ids
+//!   byte by byte (in SQL: `COLLATE "C"`). The provided implementation does
+//!   this over `list`; a store that can page natively (a keyset query on an
+//!   index of `(tenant, created_at, id)`) should override it.
 //! * Labels (names, tenant ids, metadata) arrive already checked by
 //!   [`Keyring::issue`](crate::Keyring::issue); a store need not check them
 //!   again, and rows it is given by other means are not checked.
@@ -64,7 +71,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::hash::TokenHash;
-use crate::key::{KeyId, KeyRecord, TenantId};
+use crate::key::{KeyId, KeyRecord, StateFilter, TenantId};
 
 /// When a revocation takes effect: what [`KeyStore::revoke`] is asked to do.
 ///
@@ -88,6 +95,103 @@ pub enum Revocation {
     At(OffsetDateTime),
 }
 
+/// One page of a tenant's keys, as [`KeyStore::list_page`] is asked for it:
+/// which kinds and states, from which position, how many. Made by the
+/// keyring; a store reads it.
+///
+/// The order is newest first, by `(created_at, id)` descending (ids
+/// compared byte by byte). [`after`](Self::after) is the position of the
+/// last record of the previous page: the page holds only records strictly
+/// after it in that order, so records inserted since the first page (newer,
+/// or older than the position by a clock skew) never appear twice and
+/// never push a record off its page.
+///
+/// ```
+/// use keyward::store::PageRequest;
+/// use keyward::{KeyId, StateFilter};
+/// use time::OffsetDateTime;
+///
+/// let now = OffsetDateTime::UNIX_EPOCH;
+/// let request = PageRequest::new(now, 50)
+///     .kinds(["pl"])
+///     .state(StateFilter::Active)
+///     .after(now, KeyId::parse("key_x").unwrap());
+/// assert_eq!(request.limit, 50);
+/// assert_eq!(request.kinds, ["pl"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PageRequest {
+    /// Only keys of these kinds (prefixes); every kind when empty.
+    pub kinds: Vec<String>,
+    /// Only keys in this state at [`now`](Self::now).
+    pub state: StateFilter,
+    /// The instant the state filter is judged at (the keyring's clock).
+    pub now: OffsetDateTime,
+    /// Only records after this `(created_at, id)` position, newest first.
+    pub after: Option<(OffsetDateTime, KeyId)>,
+    /// At most this many records.
+    pub limit: usize,
+}
+
+impl PageRequest {
+    /// The first page of every kind and state, of at most `limit` records.
+    #[must_use]
+    pub fn new(now: OffsetDateTime, limit: usize) -> Self {
+        PageRequest {
+            kinds: Vec::new(),
+            state: StateFilter::All,
+            now,
+            after: None,
+            limit,
+        }
+    }
+
+    /// Only keys of these kinds.
+    #[must_use]
+    pub fn kinds<I, S>(mut self, kinds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.kinds = kinds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only keys in this state.
+    #[must_use]
+    pub fn state(mut self, state: StateFilter) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Only records after this position (the last of the previous page).
+    #[must_use]
+    pub fn after(mut self, created_at: OffsetDateTime, id: KeyId) -> Self {
+        self.after = Some((created_at, id));
+        self
+    }
+
+    /// Whether a record of the requested tenant belongs on the page by
+    /// kind, state and position (the limit aside).
+    #[must_use]
+    pub fn matches(&self, record: &KeyRecord) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&record.kind))
+            && self.state.matches(record.state(self.now))
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|(at, id)| (record.created_at, record.id.as_str()) < (*at, id.as_str()))
+    }
+
+    /// Sorts records newest first, by `(created_at, id)` descending.
+    pub fn sort(records: &mut [Arc<KeyRecord>]) {
+        records.sort_unstable_by(|a, b| {
+            (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str()))
+        });
+    }
+}
+
 /// Where key records live. See the [module docs](self) for the contract.
 ///
 /// The methods read, as written in an implementation:
@@ -99,6 +203,8 @@ pub enum Revocation {
 /// async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
 /// async fn revoke(&self, id: &KeyId, when: Revocation) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 /// async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError>;
+/// // Provided (over `list`); override to page natively:
+/// async fn list_page(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
 /// ```
 ///
 /// A store that counts lookups around another one, with nothing but this
@@ -170,6 +276,21 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Records last uses in one batch: `last_used_at` becomes the later of its
     /// value and the given instant. Unknown ids are ignored.
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError>;
+
+    /// One page of a tenant's records, newest first (see [`PageRequest`]).
+    /// Provided over [`list`](Self::list), which reads every record of the
+    /// tenant; stores that can should page natively.
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let mut records = self.list(tenant).await?;
+        records.retain(|r| page.matches(r));
+        PageRequest::sort(&mut records);
+        records.truncate(page.limit);
+        Ok(records)
+    }
 }
 
 #[async_trait]
@@ -195,5 +316,12 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
     }
     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
         (**self).touch(uses).await
+    }
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).list_page(tenant, page).await
     }
 }

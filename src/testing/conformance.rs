@@ -23,9 +23,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::StoreError;
 use crate::hash::{TokenHash, TokenHasher};
-use crate::key::{KeyId, KeyRecord, KeyState, RateLimit, TenantId};
+use crate::key::{KeyId, KeyRecord, KeyState, RateLimit, StateFilter, TenantId};
 use crate::scope::ScopeSet;
-use crate::store::{KeyStore, Revocation};
+use crate::store::{KeyStore, PageRequest, Revocation};
 use crate::token::TokenKind;
 
 /// Checks `store` against every clause of the [`KeyStore`] contract; panics
@@ -36,6 +36,8 @@ pub async fn run<S: KeyStore + ?Sized>(store: &S) {
     find_by_hash_is_exact(store).await;
     get_by_id(store).await;
     list_oldest_first_per_tenant(store).await;
+    list_page_filters_by_kind_and_state(store).await;
+    list_page_walks_newest_first_by_position(store).await;
     revoke_earliest_wins(store).await;
     revoke_now_is_in_effect_whatever_the_clock(store).await;
     revoke_now_ends_a_schedule_and_stays(store).await;
@@ -269,6 +271,196 @@ async fn list_oldest_first_per_tenant<S: KeyStore + ?Sized>(store: &S) {
         ok(store.list(&fresh_tenant()).await, "list").is_empty(),
         "KeyStore contract: list of an unknown tenant must be empty"
     );
+}
+
+async fn page<S: KeyStore + ?Sized>(
+    store: &S,
+    tenant: &TenantId,
+    request: &PageRequest,
+) -> Vec<KeyId> {
+    ok(store.list_page(tenant, request).await, "list_page")
+        .iter()
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+async fn list_page_filters_by_kind_and_state<S: KeyStore + ?Sized>(store: &S) {
+    let (mine, theirs) = (fresh_tenant(), fresh_tenant());
+    let now = t(1_000);
+    let active = record(&mine, 1);
+    let mut grace = record(&mine, 2); // revocation scheduled ahead of now
+    grace.revoked_at = Some(t(2_000));
+    grace.revocation_scheduled = true;
+    let mut revoked = record(&mine, 3); // immediate, stamped by a clock ahead
+    revoked.revoked_at = Some(t(5_000));
+    let mut grace_over = record(&mine, 4); // scheduled, instant passed
+    grace_over.revoked_at = Some(t(500));
+    grace_over.revocation_scheduled = true;
+    let mut expired = record(&mine, 5);
+    expired.expires_at = Some(now);
+    let mut revoked_and_expired = record(&mine, 6);
+    revoked_and_expired.expires_at = Some(t(100));
+    revoked_and_expired.revoked_at = Some(t(200));
+    let mut not_yet_expired = record(&mine, 7);
+    not_yet_expired.expires_at = Some(t(1_001));
+    let mut other_kind = record(&mine, 8);
+    other_kind.kind = "pl".into();
+    let other_tenant = record(&theirs, 9);
+    for r in [
+        &active,
+        &grace,
+        &revoked,
+        &grace_over,
+        &expired,
+        &revoked_and_expired,
+        &not_yet_expired,
+        &other_kind,
+        &other_tenant,
+    ] {
+        insert(store, r).await;
+    }
+    let pk = PageRequest::new(now, 100).kinds(["pk"]);
+    for (state, want, what) in [
+        (
+            StateFilter::All,
+            vec![
+                &not_yet_expired,
+                &revoked_and_expired,
+                &expired,
+                &grace_over,
+                &revoked,
+                &grace,
+                &active,
+            ],
+            "every key of the kind, newest first",
+        ),
+        (
+            StateFilter::Active,
+            vec![&not_yet_expired, &grace, &active],
+            "active: not revoked (a schedule ahead of now is not yet) and not expired",
+        ),
+        (
+            StateFilter::Revoked,
+            vec![&revoked_and_expired, &grace_over, &revoked],
+            "revoked: immediate ones whatever their instant, scheduled ones once passed; revocation wins over expiry",
+        ),
+        (
+            StateFilter::Expired,
+            vec![&expired],
+            "expired: past (or at) expiry and not revoked",
+        ),
+    ] {
+        let want: Vec<KeyId> = want.into_iter().map(|r| r.id.clone()).collect();
+        assert_eq!(
+            page(store, &mine, &pk.clone().state(state)).await,
+            want,
+            "KeyStore contract: list_page {what}"
+        );
+    }
+    let all = page(store, &mine, &PageRequest::new(now, 100)).await;
+    assert_eq!(
+        all.first(),
+        Some(&other_kind.id),
+        "KeyStore contract: list_page without kinds lists every kind"
+    );
+    assert_eq!(
+        all.len(),
+        8,
+        "KeyStore contract: list_page lists only the tenant's keys"
+    );
+    assert_eq!(
+        page(
+            store,
+            &mine,
+            &PageRequest::new(now, 100).kinds(["pl", "pk"])
+        )
+        .await,
+        all,
+        "KeyStore contract: list_page with several kinds lists any of them"
+    );
+    assert!(
+        page(store, &mine, &PageRequest::new(now, 100).kinds(["nope"]))
+            .await
+            .is_empty(),
+        "KeyStore contract: list_page of a kind without keys is empty"
+    );
+    assert_eq!(
+        page(store, &theirs, &PageRequest::new(now, 100)).await,
+        std::slice::from_ref(&other_tenant.id),
+        "KeyStore contract: list_page must isolate tenants"
+    );
+    assert!(
+        page(store, &fresh_tenant(), &PageRequest::new(now, 100))
+            .await
+            .is_empty(),
+        "KeyStore contract: list_page of an unknown tenant must be empty"
+    );
+}
+
+async fn list_page_walks_newest_first_by_position<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    // Four keys share an instant: ids break the tie, byte by byte (upper
+    // case sorts before lower case, `_` between them, whatever a database's
+    // collation says).
+    let mut records: Vec<KeyRecord> = ["key_Zq", "key_aa", "key_a_", "key_B1"]
+        .iter()
+        .map(|prefix| {
+            let mut r = record(&tenant, 50);
+            r.id =
+                KeyId::parse(&format!("{prefix}{}", &KeyId::generate().as_str()[4..])).expect("id");
+            r
+        })
+        .collect();
+    records.extend((0..5).map(|i| record(&tenant, 10 + i)));
+    records.push(record(&tenant, 90));
+    for r in &records {
+        insert(store, r).await;
+    }
+    // The model: (created_at, id) descending.
+    let mut model: Vec<(OffsetDateTime, KeyId)> = records
+        .iter()
+        .map(|r| (r.created_at, r.id.clone()))
+        .collect();
+    let ordered = |model: &mut Vec<(OffsetDateTime, KeyId)>| -> Vec<KeyId> {
+        model.sort_by(|a, b| (b.0, b.1.as_str()).cmp(&(a.0, a.1.as_str())));
+        model.iter().map(|(_, id)| id.clone()).collect()
+    };
+    let now = t(100);
+    assert_eq!(
+        page(store, &tenant, &PageRequest::new(now, 100)).await,
+        ordered(&mut model),
+        "KeyStore contract: list_page orders newest first by (created_at, id), ids byte by byte"
+    );
+    for limit in [1, 2, 3, 10] {
+        let want = ordered(&mut model);
+        let mut walked = Vec::new();
+        let mut request = PageRequest::new(now, limit);
+        loop {
+            let page = ok(store.list_page(&tenant, &request).await, "list_page");
+            assert!(
+                page.len() <= limit,
+                "KeyStore contract: list_page returns at most limit records"
+            );
+            let Some(last) = page.last() else { break };
+            assert!(
+                walked.len() <= model.len(),
+                "KeyStore contract: list_page must page strictly after the position (it repeats records)"
+            );
+            request = request.clone().after(last.created_at, last.id.clone());
+            walked.extend(page.iter().map(|r| r.id.clone()));
+            if walked.len() == limit {
+                // Issued while paging: newer than every page, so it shows
+                // up on none of the later ones.
+                let meanwhile = record(&tenant, 95);
+                insert(store, &meanwhile).await;
+                model.push((meanwhile.created_at, meanwhile.id));
+            }
+        }
+        assert_eq!(
+            walked, want,
+            "KeyStore contract: list_page pages strictly after the position, each record once (limit {limit})"
+        );
+    }
 }
 
 async fn revoke_earliest_wins<S: KeyStore + ?Sized>(store: &S) {

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
-use crate::store::{KeyStore, MemoryStore, Revocation};
+use crate::store::{KeyStore, MemoryStore, PageRequest, Revocation};
 
 /// What a [`FaultyStore`] does when an operation is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,16 +46,19 @@ pub enum Op {
     Revoke,
     /// [`KeyStore::touch`].
     Touch,
+    /// [`KeyStore::list_page`].
+    ListPage,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [
+    const ALL: [Op; 7] = [
         Op::Insert,
         Op::FindByHash,
         Op::Get,
         Op::List,
         Op::Revoke,
         Op::Touch,
+        Op::ListPage,
     ];
 
     fn index(self) -> usize {
@@ -355,5 +358,13 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
             .touched_ids
             .fetch_add(uses.len(), Ordering::SeqCst);
         self.inner.touch(uses).await
+    }
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::ListPage).await?;
+        self.inner.list_page(tenant, page).await
     }
 }

@@ -25,6 +25,13 @@
 //! version 1 keeps revocations still ahead of the database's clock scheduled
 //! (rotation grace periods in progress) and makes past ones immediate.
 //!
+//! # Paged lists
+//!
+//! [`KeyStore::list_page`] is one keyset query on the index of version 3,
+//! `(tenant, created_at, id COLLATE "C")`: a page costs its own rows, not the
+//! tenant's. The state filter is judged at the keyring's instant
+//! ([`PageRequest::now`]), as [`KeyRecord::state`] judges it.
+//!
 //! # Timeouts and errors
 //!
 //! Every call is bounded by [`PgStoreBuilder::timeout`] (5 s by default):
@@ -86,23 +93,28 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
 pub(crate) use self::param::Hidden;
-use super::{CacheInvalidator, KeyStore, Revocation};
+use super::{CacheInvalidator, KeyStore, PageRequest, Revocation};
 use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
-use crate::key::{KeyId, KeyRecord, RateLimit, TenantId};
+use crate::key::{KeyId, KeyRecord, RateLimit, StateFilter, TenantId};
 use crate::scope::ScopeSet;
 
 /// The whole schema, version [`SCHEMA_VERSION`]: every migration in order,
 /// each idempotent. [`PgStore::migrate`] applies the ones a database lacks.
-pub const SCHEMA: &str = concat!(include_str!("schema.sql"), include_str!("schema_v2.sql"));
+pub const SCHEMA: &str = concat!(
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql")
+);
 
 /// The schema version this crate expects.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migrations in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("schema_v2.sql")),
+    (3, include_str!("schema_v3.sql")),
 ];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
@@ -665,6 +677,64 @@ impl KeyStore for PgStore {
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         const SQL: &str = select!("WHERE tenant = $1 ORDER BY created_at, seq");
         self.query_records(SQL, &[&tenant.as_str()]).await
+    }
+
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        // $3: 0 all, 1 active, 2 revoked, 3 expired, judged at $4 as
+        // `KeyRecord::state` judges them (revocation wins over expiry).
+        macro_rules! page {
+            ($position:literal) => {
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM keyward_keys WHERE tenant = $1 ",
+                    "AND (cardinality($2::text[]) = 0 OR kind = ANY($2::text[])) ",
+                    "AND CASE $3::int ",
+                    "WHEN 0 THEN true ",
+                    "WHEN 1 THEN NOT (revoked_at IS NOT NULL AND ",
+                    "(NOT revocation_scheduled OR revoked_at <= $4)) ",
+                    "AND NOT (expires_at IS NOT NULL AND expires_at <= $4) ",
+                    "WHEN 2 THEN revoked_at IS NOT NULL AND ",
+                    "(NOT revocation_scheduled OR revoked_at <= $4) ",
+                    "ELSE NOT (revoked_at IS NOT NULL AND ",
+                    "(NOT revocation_scheduled OR revoked_at <= $4)) ",
+                    "AND expires_at IS NOT NULL AND expires_at <= $4 END ",
+                    $position,
+                    "ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $5"
+                )
+            };
+        }
+        const FIRST: &str = page!("");
+        const AFTER: &str = page!(
+            "AND (created_at, id COLLATE \"C\") < ($6::timestamptz, $7::text COLLATE \"C\") "
+        );
+        let kinds: Vec<&str> = page.kinds.iter().map(String::as_str).collect();
+        let state: i32 = match page.state {
+            StateFilter::All => 0,
+            StateFilter::Active => 1,
+            StateFilter::Revoked => 2,
+            StateFilter::Expired => 3,
+        };
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let tenant = tenant.as_str();
+        match &page.after {
+            None => {
+                self.query_records(FIRST, &[&tenant, &kinds, &state, &page.now, &limit])
+                    .await
+            }
+            Some((at, id)) => {
+                let id = id.as_str();
+                self.query_records(
+                    AFTER,
+                    &[&tenant, &kinds, &state, &page.now, &limit, at, &id],
+                )
+                .await
+            }
+        }
     }
 
     async fn revoke(
