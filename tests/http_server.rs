@@ -362,6 +362,65 @@ async fn playable_labs_tokens_meet_soon_and_enforced_scopes() {
     );
 }
 
+/// `/api/keys` is the library's management router for `pk_` keys: paged,
+/// and a manager key can neither mint another manager nor a key wider than
+/// itself.
+#[tokio::test]
+async fn the_key_management_router_pages_and_refuses_escalation() {
+    let s = start().await;
+    let manager = &[key(s.key("key manager"))];
+    let page = s.get("/api/keys?limit=2", manager).await;
+    let page = page.assert_status(200).clone();
+    assert_eq!(page["keys"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest = s
+        .get(&format!("/api/keys?limit=100&cursor={cursor}"), manager)
+        .await;
+    let rest = rest.assert_status(200).clone();
+    assert!(rest["next_cursor"].is_null());
+    assert!(!rest["keys"].as_array().unwrap().is_empty());
+
+    for scopes in [
+        json!(["keys:manage"]),
+        json!(["read", "write", "keys:manage"]),
+    ] {
+        s.post(
+            "/api/keys",
+            manager,
+            json!({ "name": "x", "scopes": scopes }),
+        )
+        .await
+        .assert_rejected(
+            403,
+            "insufficient_scope",
+            Some(r#"Bearer realm="api", error="insufficient_scope", scope="keys:manage""#),
+        );
+    }
+    // A read-only key is no manager at all.
+    s.get("/api/keys", &[key(s.key("players dashboard"))])
+        .await
+        .assert_rejected(
+            403,
+            "insufficient_scope",
+            Some(r#"Bearer realm="api", error="insufficient_scope", scope="keys:manage""#),
+        );
+    let created = s
+        .post(
+            "/api/keys",
+            manager,
+            json!({ "name": "partner", "scopes": ["read"] }),
+        )
+        .await;
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let token = created.assert_status(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.get("/api/players", &[key(&token)])
+        .await
+        .assert_status(200);
+}
+
 #[tokio::test]
 async fn bad_input_over_the_wire() {
     let s = start().await;

@@ -136,7 +136,9 @@ pub(crate) struct DemoKey {
 pub(crate) const LIMITED_PER_MINUTE: u32 = 3;
 
 /// Issues the demo keys: PlayerOS keys for `property_demo` (read/write,
-/// read-only, key manager, and "limited", read-only at 3 requests a minute),
+/// read-only, key manager (read, write and `keys:manage`: it may mint keys
+/// up to read/write through `/api/keys`), and "limited", read-only at 3
+/// requests a minute),
 /// PlayableLabs tokens for `org_demo`, and an unlimited read-only `loadtest`
 /// key for `property_loadtest`.
 pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueError> {
@@ -161,7 +163,7 @@ pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueEr
             "pk",
             "property_demo",
             "key manager",
-            &["keys:manage"],
+            &["read", "write", "keys:manage"],
             default,
         ),
         ("pk", "property_demo", "limited", &["read"], limited),
@@ -287,7 +289,9 @@ pub(crate) fn router(keyring: Keyring) -> Router {
             "/api/functions/revoke-api-key",
             post(revoke_api_key.layer(manage())),
         )
-        .route("/api/keys", get(list_keys.layer(manage())))
+        // The library's key management for `pk_` keys: list, create, show,
+        // revoke, rotate and the grid, for keys holding `keys:manage`.
+        .nest("/api/keys", keys_router(&keyring))
         .layer(accept(base.clone(), "pk", Source::api_key()));
     // PlayableLabs: `pl_` tokens as Bearer only.
     let playable_labs = Router::new()
@@ -324,6 +328,18 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         .merge(page::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(AppState { keyring, sessions })
+}
+
+/// `/api/keys`: the library's key management for `pk_` keys, managed by
+/// keys holding `keys:manage` (never minting one wider than themselves, nor
+/// another manager).
+fn keys_router(keyring: &Keyring) -> Router<AppState> {
+    let policy = ScopePolicy::new("keys:manage").expect("a valid scope");
+    ManageRouter::new(keyring.clone())
+        .kind("pk")
+        .expect("a kind of the keyring")
+        .policy(policy)
+        .into_router()
 }
 
 /// `/api/tokens`: the library's key management for `pl_` tokens, managed
@@ -515,34 +531,9 @@ async fn revoke_api_key(
         return not_found();
     };
     // Another tenant's key is as good as absent: no oracle for ids.
-    match keyring.get(&id).await {
-        Ok(info) if info.tenant() == principal.tenant() => {}
-        Ok(_) | Err(ManageError::NotFound) => return not_found(),
-        Err(_) => return store_error(),
-    }
-    match keyring.revoke(&id).await {
+    match keyring.revoke_in(principal.tenant(), &id).await {
         Ok(info) => Json(key_view(&info, &["id", "revoked_at"])).into_response(),
         Err(ManageError::NotFound) => not_found(),
-        Err(_) => store_error(),
-    }
-}
-
-async fn list_keys(principal: Principal, State(keyring): State<Keyring>) -> Response {
-    const FIELDS: &[&str] = &[
-        "id",
-        "name",
-        "created_at",
-        "last_used_at",
-        "scopes",
-        "display_prefix",
-        "expires_at",
-        "revoked_at",
-    ];
-    match keyring.list(principal.tenant()).await {
-        Ok(keys) => {
-            let keys: Vec<Value> = keys.iter().map(|k| key_view(k, FIELDS)).collect();
-            Json(json!({ "keys": keys })).into_response()
-        }
         Err(_) => store_error(),
     }
 }
