@@ -238,3 +238,21 @@ async fn the_soon_header_is_absent_when_nothing_is_missing() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers().get(SOON_SCOPES_HEADER), None);
 }
+
+/// `revoke` answers the key as `get` would: with its last use folded in,
+/// not the store's older one (the management APIs show this answer).
+#[tokio::test]
+async fn revoke_answers_the_fresh_last_use() {
+    let (keyring, _) = common::keyring();
+    let issued = keyring
+        .issue(NewKey::new("pk", "prop_1", "k"))
+        .await
+        .unwrap();
+    keyring.verify(issued.token.expose_secret()).await.unwrap();
+    let id = issued.info.id();
+    let fresh = keyring.get(id).await.unwrap().last_used_at();
+    assert_eq!(fresh, Some(common::start()), "pending, not written yet");
+    let revoked = keyring.revoke(id).await.unwrap();
+    assert!(revoked.revoked_at().is_some());
+    assert_eq!(revoked.last_used_at(), fresh);
+}
