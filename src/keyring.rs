@@ -893,7 +893,8 @@ impl Keyring {
     }
 
     /// Revokes a key now ([`Revocation::Now`]: on the store's clock, not this
-    /// keyring's). Idempotent: revoking again keeps the first instant. Once
+    /// keyring's); the answer's last use is fresh, as in [`get`](Self::get).
+    /// Idempotent: revoking again keeps the first instant. Once
     /// this returns, [`verify`](Self::verify) refuses the key in every
     /// keyring that reads the store, whatever its clock says; one reading
     /// through a [`CachedStore`](crate::store::CachedStore) once its cache

@@ -149,6 +149,28 @@ async fn the_login_answers_a_session_of_64_hex_digits_not_stored_by_caches() {
     assert_ne!(again.assert_ok(200)["session"], server.session.as_str());
 }
 
+/// The demo login keeps the account name in the session table (up to
+/// 10 000 sessions): a name of hundreds of kilobytes per login would let a
+/// few clients fill the server's memory. Names are 1 to 200 bytes, as the
+/// page's field allows.
+#[tokio::test]
+async fn the_login_refuses_an_account_name_too_long_to_keep() {
+    let server = start().await;
+    for account in ["a".repeat(64 * 1024), "a".repeat(201), "   ".to_owned()] {
+        let reply = server
+            .raw(Method::POST, "/api/login", &[("x-account", &account)], None)
+            .await;
+        assert_eq!(reply.status, 400, "{} bytes", account.len());
+        assert_eq!(reply.body["error"], "invalid_body");
+        assert!(reply.body.get("session").is_none());
+    }
+    let longest = "a".repeat(200);
+    let reply = server
+        .raw(Method::POST, "/api/login", &[("x-account", &longest)], None)
+        .await;
+    assert_eq!(reply.assert_ok(200)["account"], longest.as_str());
+}
+
 #[tokio::test]
 async fn the_management_routes_need_a_live_session() {
     let server = start().await;

@@ -355,10 +355,20 @@ fn tokens_router(keyring: &Keyring) -> Router<AppState> {
         .into_router()
 }
 
+/// The longest account name the demo login keeps, in bytes (the page's
+/// field allows as many characters).
+pub(crate) const MAX_ACCOUNT_LEN: usize = 200;
+
 /// A demo login: no password check, it only shows the throttle. Answers a
-/// dashboard session for `org_demo` (the only copy, so `no-store`).
+/// dashboard session for `org_demo` (the only copy, so `no-store`). The
+/// account name is 1 to [`MAX_ACCOUNT_LEN`] bytes, not only spaces: the
+/// session table keeps it, so its size is bounded.
 async fn login(State(sessions): State<Sessions>, headers: HeaderMap) -> Response {
-    match headers.get("x-account").and_then(|v| v.to_str().ok()) {
+    let account = headers
+        .get("x-account")
+        .and_then(|v| v.to_str().ok())
+        .filter(|a| a.len() <= MAX_ACCOUNT_LEN && !a.trim().is_empty());
+    match account {
         Some(account) => {
             let session = sessions.start(account);
             let body = json!({
@@ -373,7 +383,7 @@ async fn login(State(sessions): State<Sessions>, headers: HeaderMap) -> Response
         None => error(
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            "name the account in the X-Account header",
+            "name the account (1 to 200 bytes) in the X-Account header",
         ),
     }
 }

@@ -295,8 +295,10 @@ pub(crate) const MAX_SOURCES: usize = 64;
 pub(crate) struct CredentialRules {
     /// Distinct sources, read in this order.
     sources: Vec<Source>,
-    /// Whether any source reads `Authorization` (else it is only checked).
-    reads_authorization: bool,
+    /// Whether a source reads `Authorization: Bearer` (else `Authorization`
+    /// is checked for a malformed Bearer credential, whatever other source
+    /// reads it).
+    reads_bearer: bool,
     pub(crate) max_len: usize,
     /// "X-Api-Key or Authorization: Bearer", for the 401.
     pub(crate) accepted: Arc<str>,
@@ -316,7 +318,7 @@ impl CredentialRules {
     pub(crate) fn new(sources: &[Source], max_len: usize) -> Self {
         let mut rules = CredentialRules {
             sources: Vec::new(),
-            reads_authorization: false,
+            reads_bearer: false,
             max_len,
             accepted: Arc::from("credentials of a kind this layer accepts (it accepts none)"),
         };
@@ -326,23 +328,28 @@ impl CredentialRules {
         rules
     }
 
-    /// Adds `source` unless the rules read it already; its index.
-    pub(crate) fn add(&mut self, source: &Source) -> usize {
+    /// Adds `source` unless the rules read it already; its index. `None`
+    /// when the rules read [`MAX_SOURCES`] already: the source is never
+    /// read (its bit would not fit in a [`SourceSet`]).
+    pub(crate) fn add(&mut self, source: &Source) -> Option<usize> {
         if let Some(i) = self.sources.iter().position(|s| s.same_as(source)) {
-            return i;
+            return Some(i);
+        }
+        if self.sources.len() >= MAX_SOURCES {
+            return None;
         }
         self.sources.push(source.clone());
-        self.reads_authorization |= source.inner.header() == AUTHORIZATION;
+        self.reads_bearer |= source.bearer;
         let names: Vec<&str> = self.sources.iter().map(Source::describe).collect();
         self.accepted = Arc::from(names.join(" or "));
-        self.sources.len() - 1
+        Some(self.sources.len() - 1)
     }
 
-    /// The set of `sources` (each added if missing).
+    /// The set of `sources` (each added if missing and if it fits).
     pub(crate) fn set_of(&mut self, sources: &[Source]) -> SourceSet {
-        sources
-            .iter()
-            .fold(SourceSet::default(), |set, s| set.with(self.add(s)))
+        sources.iter().fold(SourceSet::default(), |set, s| {
+            self.add(s).map_or(set, |i| set.with(i))
+        })
     }
 
     /// The credential of a request: `Ok(None)` when it presents none of ours.
@@ -374,9 +381,10 @@ impl CredentialRules {
                 }
             }
         }
-        if !self.reads_authorization {
-            // Not ours to read, but never ambiguous: a malformed Bearer
-            // is refused here too. One lookup when there is none.
+        if !self.reads_bearer {
+            // Not ours to read as Bearer (maybe a custom source's scheme),
+            // but never ambiguous: a malformed Bearer is refused here too.
+            // One lookup when there is none.
             for value in headers.get_all(AUTHORIZATION) {
                 foreign_authorization(value)?;
             }

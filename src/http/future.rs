@@ -125,20 +125,30 @@ where
 }
 
 /// Lists the "soon" scopes the caller lacks (the response's [`WouldDeny`],
-/// put there by the scope layers) in header `name`, space separated.
+/// put there by the scope layers) in header `name`, space separated. The
+/// header is the layer's: absent when nothing is missing, whatever the
+/// handler set.
 fn soon_scopes_header<B>(response: &mut Response<B>, name: HeaderName) {
-    let Some(would_deny) = response.extensions().get::<WouldDeny>() else {
-        return;
-    };
-    let list = would_deny
-        .missing()
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let list = response
+        .extensions()
+        .get::<WouldDeny>()
+        .map(|would_deny| {
+            would_deny
+                .missing()
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     // Scope names are `[a-z0-9_:*-]`: always a valid value.
-    if let Ok(value) = HeaderValue::from_str(&list) {
-        response.headers_mut().insert(name, value);
+    match HeaderValue::from_str(&list) {
+        Ok(value) if !list.is_empty() => {
+            response.headers_mut().insert(name, value);
+        }
+        _ => {
+            response.headers_mut().remove(name);
+        }
     }
 }
 

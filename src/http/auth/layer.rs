@@ -181,7 +181,9 @@ impl AuthLayer {
     /// refused with 401 `invalid_token` before any store lookup and before
     /// the rate limit (it spends no quota). Bearer values without a
     /// keyward prefix still go to the [`external`](Self::external)
-    /// authenticator, if any.
+    /// authenticator, if any. A layer reads at most 64 distinct sources
+    /// over all its kinds (the external authenticator's Bearer included):
+    /// sources past them are never read.
     ///
     /// ```
     /// use keyward::http::{AuthLayer, Source};
@@ -223,7 +225,7 @@ impl AuthLayer {
     /// Off by default; [`SOON_SCOPES_HEADER`](crate::http::SOON_SCOPES_HEADER)
     /// (`X-Soon-Scopes-Missing`) is the usual name. The value is the scope
     /// names, space separated (`games:read exports:read`); the header is
-    /// absent when nothing is missing.
+    /// absent when nothing is missing (one the handler set is removed).
     ///
     /// The list comes from the [`WouldDeny`](crate::http::WouldDeny) the scope
     /// layers put into the *response* extensions (also there for your own

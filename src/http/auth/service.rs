@@ -66,6 +66,12 @@ where
             // reach behind this one.
             parts.extensions.remove::<Renderer>();
         }
+        if !parts.extensions.is_empty() {
+            // This layer decides who the caller is: an outer layer's
+            // principal must not pass a request this one lets through
+            // anonymously (a kind or source it does not accept).
+            parts.extensions.remove::<Principal>();
+        }
         // Header checks are synchronous: refuse bad input before any lookup,
         // and an over-budget client before its credential costs anything.
         let presented = config.rules.extract(&parts.headers).and_then(|credential| {
