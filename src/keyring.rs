@@ -1063,12 +1063,38 @@ async fn last_used_timer(
         };
         let store = Arc::clone(&inner.store);
         drop(inner);
-        write_batch(store, batch).await;
         let Some(period) = task.period() else {
             return;
         };
+        // A write that outlasts four periods is given up (its batch goes
+        // back): a store whose write hangs must not stop every later one.
+        let limit = period.saturating_mul(4);
+        let write = write_batch(store, batch);
+        if !finishes_within(write, sleep(limit)).await {
+            tracing::warn!(target: "keyward::last_used", ?limit, "last-used write given up; retrying next interval");
+        }
         wait = period;
     }
+}
+
+/// Runs `work` until it ends (`true`) or `deadline` does first (`false`,
+/// and `work` is dropped).
+async fn finishes_within(
+    work: impl std::future::Future<Output = ()>,
+    deadline: impl std::future::Future<Output = ()>,
+) -> bool {
+    let mut work = std::pin::pin!(work);
+    let mut deadline = std::pin::pin!(deadline);
+    std::future::poll_fn(|cx| {
+        if work.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(true);
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(false);
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Writes a last-used batch; on failure the dropped batch goes back to the

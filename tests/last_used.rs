@@ -154,6 +154,8 @@ mod timed {
         inner: MemoryStore,
         delay: StdDuration,
         fail: AtomicBool,
+        /// The next write never returns.
+        hang_once: AtomicBool,
         writing: AtomicUsize,
         most_at_once: AtomicUsize,
         writes: AtomicUsize,
@@ -184,6 +186,9 @@ mod timed {
             self.inner.revoke(id, when).await
         }
         async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+            if self.hang_once.swap(false, Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             let now = self.writing.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_at_once.fetch_max(now, Ordering::SeqCst);
             sleep(self.delay).await;
@@ -284,6 +289,33 @@ mod timed {
         assert_eq!(s.store.writes.load(Ordering::SeqCst), 1);
         assert_eq!(used(&s.keyring, &id).await, Some(at(0)), "written");
         assert_eq!(used(&s.dashboard, &id).await, Some(at(0)));
+    }
+
+    /// A write that hangs is given up after four intervals (its batch goes
+    /// back) and the next one lands: one hung store call does not stop
+    /// last-used writes for good.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_write_is_given_up_and_the_next_one_lands() {
+        let s = setup(StdDuration::ZERO);
+        s.store.hang_once.store(true, Ordering::SeqCst);
+        let issued = s.keyring.issue(NewKey::new("pk", "p", "n")).await.unwrap();
+        s.keyring
+            .verify(issued.token.expose_secret())
+            .await
+            .unwrap();
+        sleep(INTERVAL + StdDuration::from_secs(1)).await;
+        assert_eq!(s.keyring.pending_last_used(), 0, "taken, hanging");
+        assert_eq!(listed(&s.dashboard).await, None);
+        // Not yet given up three intervals on.
+        sleep(INTERVAL * 3).await;
+        assert_eq!(s.keyring.pending_last_used(), 0);
+        // Four intervals on, the hung write is dropped and its batch is back;
+        // the interval after that, it is written.
+        sleep(INTERVAL).await;
+        assert_eq!(s.keyring.pending_last_used(), 1, "given back");
+        sleep(INTERVAL).await;
+        assert_eq!(s.store.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(listed(&s.dashboard).await, Some(at(0)));
     }
 
     #[tokio::test(start_paused = true)]
