@@ -815,7 +815,8 @@ impl Keyring {
     /// filtered by kind and state ([`ListQuery`]); the page's
     /// [`next_cursor`](KeyPage::next_cursor) asks for the next one. Paging
     /// is by position, so keys issued meanwhile never make a key appear
-    /// twice or be skipped. The store pages ([`KeyStore::list_page`]).
+    /// twice or be skipped. The store pages ([`KeyStore::list_page`]). Last
+    /// uses are fresh in this process, as in [`get`](Self::get).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -113,7 +113,8 @@ impl KeyPage {
     }
 
     /// The cursor of the next page ([`ListQuery::cursor`]), `None` on the
-    /// last page. Opaque: valid for this tenant only.
+    /// last page. Opaque, valid for this tenant only, and URL-safe
+    /// (`[A-Za-z0-9._-]`): it goes into a query string as it is.
     #[must_use]
     pub fn next_cursor(&self) -> Option<&str> {
         self.next_cursor.as_deref()

@@ -60,10 +60,18 @@
 //! | `POST /{id}/rotate` | `{"grace_seconds"?}` (default 0, at most 30 days), or no body | 201 `{"key": KeyView, "token": "…"}` |
 //! | `GET /grid` | query `kind` | 200 `{"kind", "default_scopes", "scopes": [{"name", "description", "status", "resource", "action"}…]}` |
 //!
-//! A KeyView is the [`KeyInfo`](crate::KeyInfo) JSON (id, tenant, kind,
-//! name, display prefix, scopes, RFC 3339 instants, rate limit, metadata,
-//! `rotated_from`) and `"state"`: never a hash, and the token only in the
-//! answer of the call that made it. Every response carries
+//! A KeyView is the [`KeyInfo`](crate::KeyInfo) JSON and `"state"`: never a
+//! hash, and the token only in the answer of the call that made it.
+//!
+//! ```json
+//! {"id": "key_6uYkq0Qm2d7c9xJ1aT4bVw", "tenant": "org_1", "kind": "pl",
+//!  "name": "CI uploader", "display_prefix": "pl_8fK2x", "scopes": ["versions:write"],
+//!  "created_at": "2026-11-26T12:00:00Z", "expires_at": "2027-02-24T12:00:00Z",
+//!  "last_used_at": null, "revoked_at": null, "rate_limit": {"per_minute": 100},
+//!  "metadata": {}, "rotated_from": null, "state": "active"}
+//! ```
+//!
+//! `last_used_at` is fresh in this process (uses not yet written count). Every response carries
 //! `Cache-Control: no-store`. `kind` defaults to the router's default kind
 //! and `scopes` to the kind's default scopes; `expires_in` and `expires_at`
 //! exclude each other, and without either the key never expires. A

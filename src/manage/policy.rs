@@ -92,11 +92,12 @@ impl Verdict {
 ///     }
 /// }
 ///
-/// let router = keyward::manage::ManageRouter::new(
-/// #   keyward::Keyring::builder().store(keyward::MemoryStore::new())
-/// #       .kind(KeyKind::new("pl", keyward::ScopeCatalog::builder().build().unwrap()).unwrap())
-/// #       .build().unwrap()
-/// ).policy(Dashboard);
+/// let keyring = keyward::Keyring::builder()
+///     .store(keyward::MemoryStore::new())
+///     .kind(KeyKind::new("pl", keyward::ScopeCatalog::builder().build().unwrap()).unwrap())
+///     .build()
+///     .unwrap();
+/// let router = keyward::manage::ManageRouter::new(keyring).policy(Dashboard);
 /// # let _ = router;
 /// ```
 pub trait ManagePolicy: Send + Sync + 'static {
@@ -156,7 +157,10 @@ impl fmt::Debug for ScopePolicy {
 
 impl ScopePolicy {
     /// Managing takes `manage_scope` (e.g. `keys:manage`); no external
-    /// principals; new keys never hold it.
+    /// principals; new keys never hold it. A key principal must hold it in
+    /// its kind's catalog (so that catalog declares it); an external one
+    /// ([`accept_external`](Self::accept_external)) in its own catalog, so
+    /// the managed kind's catalog need not declare it.
     ///
     /// # Errors
     ///

@@ -650,8 +650,10 @@ async fn rotate(
     finish(result, &renderer)
 }
 
+/// An unknown path under the mount point: answered without authentication
+/// (nothing is read), with a message that names no key.
 async fn not_found() -> Response {
-    Failure::NotFound.render(&Renderer::default())
+    respond(StatusCode::NOT_FOUND, "not_found", "no such route").map(Body::from)
 }
 
 async fn method_not_allowed() -> Response {
