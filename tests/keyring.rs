@@ -436,6 +436,52 @@ async fn store_errors_fail_closed() {
         keyring.verify("pk_short").await.unwrap_err(),
         VerifyError::Malformed(_)
     ));
+    // Management within a tenant: a store failure is the store's, never
+    // "not found" (which a caller would take for an answer).
+    let id = keyward::KeyId::generate();
+    let t = tenant("p");
+    assert!(matches!(
+        keyring.get_in(&t, &id).await.unwrap_err(),
+        ManageError::Store(_)
+    ));
+    assert!(matches!(
+        keyring.revoke_in(&t, &id).await.unwrap_err(),
+        ManageError::Store(_)
+    ));
+    assert!(matches!(
+        keyring
+            .rotate_in(&t, &id, std::time::Duration::ZERO)
+            .await
+            .unwrap_err(),
+        IssueError::Store(_)
+    ));
+}
+
+/// Tenant-scoped operations: another tenant's key is not found, exactly
+/// like an unknown id, and stays as it was.
+#[tokio::test]
+async fn another_tenants_key_is_not_found_within_a_tenant() {
+    let (keyring, _) = keyring();
+    let issued = keyring.issue(NewKey::new("pk", "p1", "n")).await.unwrap();
+    let id = issued.info.id();
+    let other = tenant("p2");
+    assert!(matches!(
+        keyring.get_in(&other, id).await,
+        Err(ManageError::NotFound)
+    ));
+    assert!(matches!(
+        keyring.revoke_in(&other, id).await,
+        Err(ManageError::NotFound)
+    ));
+    assert!(matches!(
+        keyring
+            .rotate_in(&other, id, std::time::Duration::ZERO)
+            .await,
+        Err(IssueError::NotFound)
+    ));
+    let own = keyring.get_in(&tenant("p1"), id).await.unwrap();
+    assert!(own.revoked_at().is_none(), "left as it was");
+    assert!(keyring.verify(issued.token.expose_secret()).await.is_ok());
 }
 
 #[tokio::test]
