@@ -67,7 +67,7 @@ FILES=(
     "src/scope/catalog.rs|--lib --test properties"
     "src/scope/requirement.rs|--lib --test properties"
     "src/scope/grid.rs|--lib --test properties"
-    "src/http/credentials.rs|--lib --test http --test credentials --test auth_failures"
+    "src/http/credentials.rs|--lib --test http --test credentials --test auth_failures --test kinds --test layer_edges"
     "src/http/rejection.rs|--lib --test http --test http_limits --test forged_tokens"
     "src/ratelimit/gcra.rs|--lib --test ratelimit --test forged_tokens"
 )

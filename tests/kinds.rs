@@ -441,3 +441,67 @@ async fn a_layer_accepting_nothing_refuses_everything() {
     let layer = layer.accept("pk", [Source::api_key()]).unwrap();
     assert_eq!(send(&layer, &[("x-api-key", &fx.pk)]).await.0, 200);
 }
+
+/// `Authorization: Token <token>`: another scheme on the Bearer header.
+#[derive(Debug)]
+struct TokenScheme;
+
+impl CredentialSource for TokenScheme {
+    fn header(&self) -> &HeaderName {
+        &http::header::AUTHORIZATION
+    }
+    fn describe(&self) -> &str {
+        "Authorization: Token"
+    }
+    fn read(&self, value: &HeaderValue) -> Result<Option<Presented>, Rejection> {
+        match value.to_str().ok().and_then(|v| v.strip_prefix("Token ")) {
+            Some(_) => Presented::new(value, "Token ".len()).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A source named twice, for one kind or for several, is read once; a
+/// custom source on `Authorization` is not the Bearer source.
+#[tokio::test]
+async fn sources_are_read_once_and_told_apart() {
+    let fx = fixture().await;
+    let missing = |layer: AuthLayer| async move {
+        let (status, body) = send(&layer, &[]).await;
+        assert_eq!(status, 401);
+        body["message"].as_str().unwrap().to_owned()
+    };
+    let shared = AuthLayer::new(fx.keyring.clone())
+        .accept("pk", [Source::api_key(), Source::api_key()])
+        .unwrap()
+        .accept("pl", [Source::api_key()])
+        .unwrap();
+    assert_eq!(
+        missing(shared.clone()).await,
+        "credentials are required: send X-Api-Key"
+    );
+    // Named twice in one list, still accepted from it.
+    assert_eq!(send(&shared, &[("x-api-key", &fx.pk)]).await.0, 200);
+    assert_eq!(send(&shared, &[("x-api-key", &fx.pl)]).await.0, 200);
+
+    let two_schemes = AuthLayer::new(fx.keyring.clone())
+        .accept("pk", [Source::custom(TokenScheme)])
+        .unwrap()
+        .accept("pl", [Source::bearer()])
+        .unwrap();
+    assert_eq!(
+        missing(two_schemes.clone()).await,
+        "credentials are required: send Authorization: Token or Authorization: Bearer"
+    );
+    let token = format!("Token {}", fx.pk);
+    assert_eq!(
+        send(&two_schemes, &[("authorization", &token)]).await.0,
+        200
+    );
+    // A pk key as Bearer: read by the Bearer source, not accepted from it.
+    let (status, body) = send(&two_schemes, &[("authorization", &bearer(&fx.pk))]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+}

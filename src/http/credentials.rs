@@ -259,11 +259,9 @@ pub const DEFAULT_MAX_CREDENTIAL_LEN: usize = 4096;
 /// the layer's [`CredentialRules`]).
 pub(crate) struct Credential {
     presented: Presented,
-    /// The sources that carried it.
-    pub(crate) from: SourceSet,
-    /// Whether it came in `Authorization: Bearer` (only those may go to an
+    /// The sources that carried it (only a Bearer source's may go to an
     /// external authenticator).
-    pub(crate) bearer: bool,
+    pub(crate) from: SourceSet,
 }
 
 impl Credential {
@@ -367,12 +365,10 @@ impl CredentialRules {
                     found = Some(Credential {
                         presented,
                         from: SourceSet::default().with(i),
-                        bearer: source.bearer,
                     });
                 }
                 Some(first) if first.value() == presented.value() => {
                     first.from = first.from.with(i);
-                    first.bearer |= source.bearer;
                 }
                 Some(_) => {
                     return Err(Rejection::InvalidRequest(
@@ -533,6 +529,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_presented_token_is_redacted_in_debug() {
+        let value = HeaderValue::from_static("pk_secret");
+        let presented = Presented::new(&value, 0).unwrap();
+        assert_eq!(format!("{presented:?}"), "Presented(<redacted>)");
+        assert_eq!(presented.value(), "pk_secret");
+    }
+
+    #[test]
     fn b64token_grammar() {
         assert!(token("pk_abc").is_ok());
         assert!(token("eyJ.a-b_c~d+e/f==").is_ok());
@@ -649,7 +653,7 @@ mod tests {
         ));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic\tdXNlcjpw"));
         let credential = rules.extract(&headers).unwrap().unwrap();
-        assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
+        assert_eq!(credential.value(), "pk_a");
     }
 
     /// With the API key header as the only source, `Authorization` is not
@@ -669,7 +673,7 @@ mod tests {
         for value in ["Bearer pk_b", "Basic\tdXNlcjpw", "Bearer-1\tx"] {
             headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
             let credential = rules.extract(&headers).unwrap().unwrap();
-            assert_eq!((credential.value(), credential.bearer), ("pk_a", false));
+            assert_eq!(credential.value(), "pk_a");
         }
         let mut bytes = HeaderMap::new();
         bytes.insert(
