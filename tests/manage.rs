@@ -1132,14 +1132,25 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn create_revoke_and_rotate_are_audited_with_the_actor_and_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // A global subscriber, not a scoped one: with tests running on other
+    // threads, a scoped one can miss an event whose callsite another thread
+    // registered first (tracing caches each callsite's interest). Lines are
+    // told apart by this test's key ids.
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let captured = CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            captured
+        })
+        .clone();
 
     let f = fixture().await;
     let admin_id = f.keyring.verify(&f.admin).await.unwrap().id().clone();
