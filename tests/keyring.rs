@@ -673,3 +673,89 @@ async fn a_verified_key_carries_what_was_issued_and_prints_no_secret() {
         assert!(!text.contains(token) && !text.contains(&token[3..33]));
     }
 }
+
+/// A store that answers a tenant's list with another tenant's keys too (a
+/// bug a host store could have): the keyring's pages never show them.
+#[derive(Debug)]
+struct LeakyList {
+    inner: MemoryStore,
+    other: TenantId,
+}
+
+#[keyward::async_trait]
+impl keyward::KeyStore for LeakyList {
+    async fn insert(&self, record: keyward::KeyRecord) -> Result<(), keyward::StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn find_by_hash(
+        &self,
+        hash: &keyward::TokenHash,
+    ) -> Result<Option<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.find_by_hash(hash).await
+    }
+    async fn get(
+        &self,
+        id: &KeyId,
+    ) -> Result<Option<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        let mut all = self.inner.list(tenant).await?;
+        all.extend(self.inner.list(&self.other).await?);
+        Ok(all)
+    }
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        when: keyward::store::Revocation,
+    ) -> Result<Option<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.revoke(id, when).await
+    }
+    async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), keyward::StoreError> {
+        self.inner.touch(uses).await
+    }
+}
+
+#[tokio::test]
+async fn a_page_never_shows_another_tenants_key_whatever_the_store_returns() {
+    let (keyring, _) = keyring_on(LeakyList {
+        inner: MemoryStore::new(),
+        other: tenant("p2"),
+    });
+    for (t, name) in [("p1", "mine"), ("p2", "theirs"), ("p1", "mine too")] {
+        keyring.issue(NewKey::new("pk", t, name)).await.unwrap();
+    }
+    let page = keyring
+        .list_page(&tenant("p1"), &keyward::ListQuery::new())
+        .await
+        .unwrap();
+    let names: Vec<&str> = page.keys().iter().map(|k| k.name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"theirs"));
+}
+
+/// A page that holds exactly the last keys has no next page.
+#[tokio::test]
+async fn a_full_last_page_has_no_cursor() {
+    let (keyring, _) = keyring();
+    for name in ["a", "b"] {
+        keyring.issue(NewKey::new("pk", "p", name)).await.unwrap();
+    }
+    let page = |limit| {
+        let keyring = keyring.clone();
+        async move {
+            keyring
+                .list_page(&tenant("p"), &keyward::ListQuery::new().limit(limit))
+                .await
+                .unwrap()
+        }
+    };
+    let exact = page(2).await;
+    assert_eq!(exact.keys().len(), 2);
+    assert!(exact.next_cursor().is_none());
+    let short = page(1).await;
+    assert!(short.next_cursor().is_some());
+}
