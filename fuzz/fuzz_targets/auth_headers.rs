@@ -95,7 +95,7 @@ fn fixture() -> &'static Fixture<State> {
                     let issued = keyring.issue(new).await.unwrap();
                     Key {
                         token: issued.token.expose_secret().to_owned(),
-                        id: issued.info.id.as_str().to_owned(),
+                        id: issued.info.id().as_str().to_owned(),
                         tenant,
                     }
                 }
@@ -108,7 +108,7 @@ fn fixture() -> &'static Fixture<State> {
                 .issue(NewKey::new("pk", "property_1", "revoked").scopes(["read"]))
                 .await
                 .unwrap();
-            keyring.revoke(&revoked.info.id).await.unwrap();
+            let _ = keyring.revoke(revoked.info.id()).await.unwrap();
             let unknown = issue(&elsewhere, "property_1").await.token;
             State {
                 layer: AuthLayer::new(keyring).failure_budget(BUDGET),
@@ -403,7 +403,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     fx.clock
-        .advance(time::Duration::milliseconds(i64::from(advance)));
+        .advance(std::time::Duration::from_millis(u64::from(advance)));
     let now = fx.clock.now();
     let client = network(peer);
     let (expected, spends) = fx.expect(&headers, client, now);
