@@ -83,6 +83,9 @@ pub enum ConfigError {
     /// A token key is too short, or its rotation is misconfigured.
     #[error("invalid token key: {0}")]
     InvalidTokenKey(&'static str),
+    /// An expiry policy's default is one it does not allow.
+    #[error("invalid expiry policy: {0}")]
+    InvalidExpiryPolicy(&'static str),
     /// A layer names a token kind the keyring does not have.
     #[error("the keyring has no token kind {0:?}")]
     UnknownKind(String),
@@ -221,6 +224,10 @@ pub enum IssueError {
     /// The expiry lies in the past.
     #[error("the expiry lies in the past")]
     ExpiryInPast,
+    /// The expiry asked for (or the one a rotation keeps) is outside the
+    /// kind's [`ExpiryPolicy`](crate::ExpiryPolicy); the text says why.
+    #[error("expiry not allowed: {0}")]
+    ExpiryNotAllowed(&'static str),
     /// The key to rotate does not exist.
     #[error("no such key")]
     NotFound,

@@ -214,6 +214,164 @@ impl Expiry {
     }
 }
 
+/// What expiries a kind allows ([`KeyKind::expiry_policy`](crate::KeyKind::expiry_policy)):
+/// a maximum lifetime, whether "never" is allowed, which presets, whether
+/// explicit instants are, and the default for a key issued without one.
+/// Issuing or rotating outside it is [`IssueError::ExpiryNotAllowed`](crate::IssueError::ExpiryNotAllowed):
+/// a key is never silently given another expiry than asked for.
+///
+/// The default policy allows everything and defaults to
+/// [`Expiry::Never`] (keyward 0.1's behaviour).
+///
+/// ```
+/// use std::time::Duration;
+/// use keyward::{Expiry, ExpiryPolicy};
+///
+/// // At most a year; 30 or 90 days, or an instant; 90 days unless asked.
+/// let policy = ExpiryPolicy::new()
+///     .max_lifetime(Duration::from_secs(366 * 86_400))
+///     .allow_never(false)
+///     .presets([Expiry::Days30, Expiry::Days90])
+///     .default_expiry(Expiry::Days90);
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct ExpiryPolicy {
+    max_lifetime: Option<std::time::Duration>,
+    allow_never: bool,
+    /// `None`: every preset.
+    presets: Option<Vec<Expiry>>,
+    allow_instants: bool,
+    default: Expiry,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        ExpiryPolicy {
+            max_lifetime: None,
+            allow_never: true,
+            presets: None,
+            allow_instants: true,
+            default: Expiry::Never,
+        }
+    }
+}
+
+impl ExpiryPolicy {
+    /// Everything allowed, default never (see [`Default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The longest a key may live, from its issue (or rotation) on.
+    pub fn max_lifetime(mut self, max: std::time::Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
+    }
+
+    /// Whether a key may never expire (allowed by default).
+    pub fn allow_never(mut self, allow: bool) -> Self {
+        self.allow_never = allow;
+        self
+    }
+
+    /// The presets allowed (every one by default). [`Expiry::Never`] and
+    /// [`Expiry::At`] listed here are ignored: see
+    /// [`allow_never`](Self::allow_never) and
+    /// [`allow_instants`](Self::allow_instants).
+    pub fn presets(mut self, presets: impl IntoIterator<Item = Expiry>) -> Self {
+        self.presets = Some(
+            presets
+                .into_iter()
+                .filter(|e| !matches!(e, Expiry::Never | Expiry::At(_)))
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether an explicit instant ([`Expiry::At`]) may be asked for
+    /// (allowed by default).
+    pub fn allow_instants(mut self, allow: bool) -> Self {
+        self.allow_instants = allow;
+        self
+    }
+
+    /// The expiry of a key issued without one ([`Expiry::Never`] by
+    /// default). It must itself be allowed:
+    /// [`KeyKind::expiry_policy`](crate::KeyKind::expiry_policy) checks.
+    pub fn default_expiry(mut self, expiry: Expiry) -> Self {
+        self.default = expiry;
+        self
+    }
+
+    /// The default expiry.
+    #[must_use]
+    pub fn default_value(&self) -> Expiry {
+        self.default
+    }
+
+    /// The expiry instant of a key asked with `expiry` at `now`, if the
+    /// policy allows it.
+    ///
+    /// # Errors
+    ///
+    /// Why the policy refuses it: a preset not allowed, "never" or an
+    /// instant not allowed, a lifetime over the maximum, or an instant not
+    /// after `now`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keyward::{Expiry, ExpiryPolicy};
+    /// use time::OffsetDateTime;
+    ///
+    /// let now = OffsetDateTime::UNIX_EPOCH;
+    /// let policy = ExpiryPolicy::new().max_lifetime(Duration::from_secs(100 * 86_400));
+    /// assert!(policy.check(Expiry::Days90, now).is_ok());
+    /// assert!(policy.check(Expiry::Year1, now).is_err());
+    /// assert!(policy.check(Expiry::Never, now).is_err());
+    /// ```
+    pub fn check(
+        &self,
+        expiry: Expiry,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, &'static str> {
+        match expiry {
+            Expiry::Never if !self.allow_never => return Err("this kind of key must expire"),
+            Expiry::At(_) if !self.allow_instants => {
+                return Err("this kind of key takes one of its preset expiries, not an instant")
+            }
+            Expiry::Days30 | Expiry::Days90 | Expiry::Year1
+                if self.presets.as_ref().is_some_and(|p| !p.contains(&expiry)) =>
+            {
+                return Err("this expiry preset is not allowed for this kind of key")
+            }
+            _ => {}
+        }
+        let at = expiry.resolve(now);
+        self.check_instant(at, now)?;
+        Ok(at)
+    }
+
+    /// Whether a key expiring at `at` (`None`: never) may be made at
+    /// `now`: what a rotation, which keeps the expiry, must meet.
+    pub(crate) fn check_instant(
+        &self,
+        at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<(), &'static str> {
+        match (at, self.max_lifetime) {
+            (None, Some(_)) => Err("this kind of key must expire within its maximum lifetime"),
+            (None, None) if !self.allow_never => Err("this kind of key must expire"),
+            (Some(at), _) if at <= now => Err("the expiry lies in the past"),
+            (Some(at), Some(max)) if at > now.saturating_add(crate::clock::span(max)) => {
+                Err("the expiry lies beyond this kind's maximum lifetime")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The text is not one of `30d`, `90d`, `1y`, `never`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expiry must be one of 30d, 90d, 1y, never")]
@@ -723,7 +881,8 @@ pub struct NewKey {
     pub(crate) tenant: String,
     pub(crate) name: String,
     pub(crate) scopes: Option<Vec<String>>,
-    pub(crate) expiry: Expiry,
+    /// `None`: the kind's [`ExpiryPolicy`] default.
+    pub(crate) expiry: Option<Expiry>,
     pub(crate) rate_limit: RateLimit,
     pub(crate) metadata: BTreeMap<String, String>,
 }
@@ -737,7 +896,7 @@ impl NewKey {
             tenant: tenant.to_owned(),
             name: name.to_owned(),
             scopes: None,
-            expiry: Expiry::Never,
+            expiry: None,
             rate_limit: RateLimit::default(),
             metadata: BTreeMap::new(),
         }
@@ -755,7 +914,7 @@ impl NewKey {
 
     /// When the key expires.
     pub fn expires(mut self, expiry: Expiry) -> Self {
-        self.expiry = expiry;
+        self.expiry = Some(expiry);
         self
     }
 

@@ -37,7 +37,8 @@ use crate::clock::{span, Clock, SystemClock};
 use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
 use crate::hash::TokenHasher;
 use crate::key::{
-    displayable, valid_label, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit, TenantId,
+    displayable, valid_label, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit,
+    TenantId,
 };
 use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
 use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
@@ -67,6 +68,7 @@ pub struct KeyKind {
     token: TokenKind,
     catalog: Arc<ScopeCatalog>,
     default_scopes: ScopeSet,
+    expiry: ExpiryPolicy,
 }
 
 impl KeyKind {
@@ -81,6 +83,7 @@ impl KeyKind {
             token: TokenKind::new(prefix)?,
             catalog: Arc::new(catalog),
             default_scopes: ScopeSet::default(),
+            expiry: ExpiryPolicy::default(),
         })
     }
 
@@ -98,6 +101,45 @@ impl KeyKind {
     {
         self.default_scopes = self.catalog.grant(scopes)?;
         Ok(self)
+    }
+
+    /// The expiries keys of this kind may have ([`ExpiryPolicy`]; by
+    /// default any, and never unless asked). Issuing or rotating outside
+    /// it is [`IssueError::ExpiryNotAllowed`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keyward::{Expiry, ExpiryPolicy, KeyKind, ScopeCatalog};
+    ///
+    /// let kind = KeyKind::new("pl", ScopeCatalog::builder().build().unwrap())
+    ///     .unwrap()
+    ///     .expiry_policy(
+    ///         ExpiryPolicy::new()
+    ///             .max_lifetime(Duration::from_secs(366 * 86_400))
+    ///             .allow_never(false)
+    ///             .default_expiry(Expiry::Days90),
+    ///     )
+    ///     .unwrap();
+    /// # let _ = kind;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidExpiryPolicy`] when the policy's default
+    /// expiry is one it does not allow.
+    pub fn expiry_policy(mut self, policy: ExpiryPolicy) -> Result<Self, ConfigError> {
+        // Checked at an instant far from the ends of time.
+        let probe = OffsetDateTime::UNIX_EPOCH;
+        policy
+            .check(policy.default_value(), probe)
+            .map_err(|_| ConfigError::InvalidExpiryPolicy("the default expiry is not allowed"))?;
+        self.expiry = policy;
+        Ok(self)
+    }
+
+    /// The kind's expiry policy.
+    pub fn expiry(&self) -> &ExpiryPolicy {
+        &self.expiry
     }
 
     /// Tags this kind's tokens with a server-held [`TokenKey`], so forged
@@ -610,10 +652,14 @@ impl Keyring {
         };
         check_metadata(&new.metadata)?;
         let now = self.now();
-        let expires_at = new.expiry.resolve(now);
-        if expires_at.is_some_and(|at| at <= now) {
+        let expiry = new.expiry.unwrap_or(kind.expiry.default_value());
+        if expiry.resolve(now).is_some_and(|at| at <= now) {
             return Err(IssueError::ExpiryInPast);
         }
+        let expires_at = kind
+            .expiry
+            .check(expiry, now)
+            .map_err(IssueError::ExpiryNotAllowed)?;
         let draft = Draft {
             tenant,
             name: new.name,
@@ -1010,6 +1056,12 @@ impl Keyring {
         let kind = self
             .kind(&old.kind)
             .ok_or_else(|| IssueError::UnknownKind(old.kind.clone()))?;
+        // The successor keeps the old expiry, which must meet the kind's
+        // policy as it is now (a key made before a stricter policy is not
+        // renewed past it: rotation is refused, never silently clamped).
+        kind.expiry
+            .check_instant(old.expires_at, now)
+            .map_err(IssueError::ExpiryNotAllowed)?;
         let draft = Draft {
             tenant: old.tenant.clone(),
             name: old.name.clone(),

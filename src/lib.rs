@@ -76,8 +76,8 @@ pub use error::{
 };
 pub use hash::{HashScheme, Pepper, TokenHash, TokenHasher, TOKEN_HASH_LEN};
 pub use key::{
-    Expiry, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError, ParseStateFilterError,
-    RateLimit, StateFilter, TenantId,
+    Expiry, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError,
+    ParseStateFilterError, RateLimit, StateFilter, TenantId,
 };
 pub use keyring::{
     IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, VerifiedKey, MAX_METADATA_ENTRIES,

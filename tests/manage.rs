@@ -1222,3 +1222,43 @@ mod postgres {
         pages_walk_newest_first(&f).await;
     }
 }
+
+/// The kind's expiry policy: its default for a key created without one, and
+/// 400 `expiry_not_allowed` for an expiry outside it (never clamped).
+#[tokio::test]
+async fn the_kind_expiry_policy_is_applied_and_refusals_are_400() {
+    let clock = ManualClock::new(start());
+    let policy = keyward::ExpiryPolicy::new()
+        .max_lifetime(std::time::Duration::from_secs(100 * 86_400))
+        .allow_never(false)
+        .default_expiry(keyward::Expiry::Days30);
+    let keyring = Keyring::builder()
+        .store(MemoryStore::with_clock(clock.clone()))
+        .kind(
+            KeyKind::new("pk", pk_catalog())
+                .unwrap()
+                .default_scopes(["read"])
+                .unwrap()
+                .expiry_policy(policy)
+                .unwrap(),
+        )
+        .kind(KeyKind::new("pl", pl_catalog()).unwrap())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let admin = issue(&keyring, "pk", "org_1", &["read", "keys:manage"]).await;
+    let app = app(&keyring);
+    let reply = post(&app, "/keys", &admin, r#"{"name": "d"}"#).await;
+    let expected = (start() + std::time::Duration::from_secs(30 * 86_400))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(reply.ok(StatusCode::CREATED)["key"]["expires_at"], expected);
+    for body in [
+        r#"{"name": "x", "expires_in": "never"}"#,
+        r#"{"name": "x", "expires_in": "1y"}"#,
+    ] {
+        post(&app, "/keys", &admin, body)
+            .await
+            .error(StatusCode::BAD_REQUEST, "expiry_not_allowed");
+    }
+}

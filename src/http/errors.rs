@@ -8,6 +8,7 @@
 //! | `IssueError::Scope` | 400 | `invalid_scope` |
 //! | `IssueError::InvalidName`, `InvalidTenant`, `InvalidMetadata` | 400 | `invalid_label` |
 //! | `IssueError::ExpiryInPast`, `ManageError::InvalidCursor`, `InvalidLimit` | 400 | `invalid_body` |
+//! | `IssueError::ExpiryNotAllowed` | 400 | `expiry_not_allowed` |
 //! | `IssueError::NotFound`, `ManageError::NotFound` | 404 | `not_found` |
 //! | `IssueError::Inactive` | 409 | `key_inactive` |
 //! | `IssueError::Store`, `ManageError::Store` | 503 | `store_unavailable` |
@@ -46,7 +47,8 @@ impl IssueError {
             | IssueError::InvalidName
             | IssueError::InvalidTenant
             | IssueError::InvalidMetadata
-            | IssueError::ExpiryInPast => StatusCode::BAD_REQUEST,
+            | IssueError::ExpiryInPast
+            | IssueError::ExpiryNotAllowed(_) => StatusCode::BAD_REQUEST,
             IssueError::NotFound => StatusCode::NOT_FOUND,
             IssueError::Inactive => StatusCode::CONFLICT,
             IssueError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,6 +67,7 @@ impl IssueError {
                 "invalid_label"
             }
             IssueError::ExpiryInPast => "invalid_body",
+            IssueError::ExpiryNotAllowed(_) => "expiry_not_allowed",
             IssueError::NotFound => "not_found",
             IssueError::Inactive => "key_inactive",
             IssueError::Store(_) => "store_unavailable",

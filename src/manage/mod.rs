@@ -74,7 +74,7 @@
 //! `last_used_at` is fresh in this process (uses not yet written count). Every response carries
 //! `Cache-Control: no-store`. `kind` defaults to the router's default kind
 //! and `scopes` to the kind's default scopes; `expires_in` and `expires_at`
-//! exclude each other, and without either the key never expires. A
+//! exclude each other; without either the key gets its kind's default expiry ([`ExpiryPolicy`](crate::ExpiryPolicy): never, unless set), and an expiry the policy refuses is 400 `expiry_not_allowed`. A
 //! rotation's successor keeps the old key's name, scopes, limits, metadata
 //! and expiry.
 //!

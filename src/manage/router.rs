@@ -443,8 +443,10 @@ impl Manager {
             &body.name,
         )
         .scopes(scope_names)
-        .expires(expiry)
         .rate_limit(rate_limit);
+        if let Some(expiry) = expiry {
+            new = new.expires(expiry);
+        }
         for (k, v) in body.metadata.iter().flatten() {
             new = new.metadata(k, v);
         }
@@ -465,12 +467,14 @@ impl Manager {
         )
     }
 
-    /// `expires_in` or `expires_at` (not both); none: never.
-    fn expiry(&self, body: &CreateBody) -> Result<Expiry, Failure> {
+    /// `expires_in` or `expires_at` (not both); none: the kind's default
+    /// ([`ExpiryPolicy`](crate::ExpiryPolicy), which also judges the others).
+    fn expiry(&self, body: &CreateBody) -> Result<Option<Expiry>, Failure> {
         match (&body.expires_in, body.expires_at) {
             (Some(_), Some(_)) => Err(Failure::body("give expires_in or expires_at, not both")),
             (Some(preset), None) => preset
                 .parse()
+                .map(Some)
                 .map_err(|_| Failure::body("expires_in must be one of 30d, 90d, 1y, never")),
             (None, Some(at)) => {
                 let now = self.keyring.now();
@@ -483,9 +487,9 @@ impl Manager {
                         self.max_expiry.as_secs() / 86_400
                     )));
                 }
-                Ok(Expiry::At(at))
+                Ok(Some(Expiry::At(at)))
             }
-            (None, None) => Ok(Expiry::Never),
+            (None, None) => Ok(None),
         }
     }
 
