@@ -61,7 +61,7 @@ MUTANTS_VERSION=27.1.0
 FILES=(
     "src/token.rs|--lib --test properties --test keyring --test forged_tokens"
     "src/hash.rs|--lib --test keyring"
-    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels --test manage --test conformance"
+    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels --test manage --test conformance --test expiry_policy"
     "src/store/cache.rs|--lib --test keyring --test verify --test floods"
     "src/scope/name.rs|--lib --test properties"
     "src/scope/catalog.rs|--lib --test properties"

@@ -184,9 +184,11 @@ fn a_policy_whose_default_it_refuses_is_a_configuration_error() {
             "{policy:?}"
         );
     }
-    assert!(kind()
+    let kind = kind()
         .expiry_policy(ExpiryPolicy::new().allow_instants(false))
-        .is_ok());
+        .unwrap();
+    assert_eq!(kind.expiry(), &ExpiryPolicy::new().allow_instants(false));
+    assert_eq!(kind.expiry().default_value(), Expiry::Never);
 }
 
 #[test]
