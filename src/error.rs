@@ -98,6 +98,10 @@ pub enum ConfigError {
     /// the timer runs as a task the host spawns.
     #[error("last_used_timer needs spawn_last_used_writes: the timer runs as a spawned task")]
     LastUsedTimerWithoutSpawner,
+    /// A [`Sweeper`](crate::Sweeper) setting is out of range; the text says
+    /// which.
+    #[error("invalid sweeper configuration: {0}")]
+    InvalidSweeper(&'static str),
 }
 
 /// Why a scope string or a catalog declaration is invalid.
@@ -151,6 +155,10 @@ pub enum StoreError {
     Conflict,
     /// Any other failure of the back end.
     Other(Arc<dyn std::error::Error + Send + Sync>),
+    /// The store does not implement this operation of the contract (a
+    /// provided [`KeyStore`](crate::KeyStore) method it did not override);
+    /// names the method.
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -177,6 +185,7 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(_) => "key store unavailable",
             StoreError::Conflict => "key store conflict: a key with this id or hash exists",
             StoreError::Other(_) => "key store error",
+            StoreError::Unsupported(_) => "key store does not support this operation",
         })
     }
 }
@@ -187,7 +196,7 @@ impl std::error::Error for StoreError {
             // The cause itself, not the `Arc` (whose `Error` impl would hide
             // the cause's type from a downcast).
             StoreError::Unavailable(cause) | StoreError::Other(cause) => Some(&**cause),
-            StoreError::Conflict => None,
+            StoreError::Conflict | StoreError::Unsupported(_) => None,
         }
     }
 }
@@ -221,6 +230,10 @@ pub enum IssueError {
     /// line-separator characters (in its key or its value).
     #[error("metadata: at most 32 labels, keys 1-64 bytes, values up to 1024 bytes, without control, format (bidi, zero-width) or line-separator characters")]
     InvalidMetadata,
+    /// The owner id is empty, too long, or has control, format or
+    /// line-separator characters.
+    #[error("an owner id must be 1-200 characters, not all spaces, without control, format (bidi, zero-width) or line-separator characters")]
+    InvalidOwner,
     /// The expiry lies in the past.
     #[error("the expiry lies in the past")]
     ExpiryInPast,

@@ -95,31 +95,54 @@ impl fmt::Display for KeyId {
 #[serde(transparent)]
 pub struct TenantId(Arc<str>);
 
-impl TenantId {
-    /// Validates a tenant id.
-    #[must_use]
-    pub fn parse(input: &str) -> Option<Self> {
-        valid_label(input).then(|| TenantId(Arc::from(input)))
-    }
+/// The user a key belongs to inside its tenant: a personal token, as opposed
+/// to one of the whole tenant (which has no owner). The same rules as a
+/// [`TenantId`]: 1–200 characters, none of them control or format
+/// characters.
+///
+/// ```
+/// use keyward::OwnerId;
+///
+/// assert_eq!(OwnerId::parse("user_42").unwrap().as_str(), "user_42");
+/// assert!(OwnerId::parse("").is_none());
+/// assert!(OwnerId::parse("user\u{202E}24").is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct OwnerId(Arc<str>);
 
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+macro_rules! label_id {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            #[doc = concat!("Validates ", $what, ".")]
+            #[must_use]
+            pub fn parse(input: &str) -> Option<Self> {
+                valid_label(input).then(|| $name(Arc::from(input)))
+            }
+
+            /// The id as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+label_id!(TenantId, "a tenant id");
+label_id!(OwnerId, "an owner id");
 
 /// A name or tenant id: 1–200 characters of [`displayable`] text, at least
 /// one of them visible.
@@ -583,6 +606,9 @@ pub struct KeyRecord {
     pub metadata: BTreeMap<String, String>,
     /// The key this one succeeded in a rotation.
     pub rotated_from: Option<KeyId>,
+    /// The user inside the tenant the key belongs to (a personal token), or
+    /// `None` for a key of the whole tenant.
+    pub owner: Option<OwnerId>,
 }
 
 impl KeyRecord {
@@ -614,6 +640,7 @@ impl KeyRecord {
             rate_limit: RateLimit::default(),
             metadata: BTreeMap::new(),
             rotated_from: None,
+            owner: None,
         }
     }
 
@@ -766,6 +793,13 @@ impl KeyInfo {
     pub fn rotated_from(&self) -> Option<&KeyId> {
         self.record.rotated_from.as_ref()
     }
+
+    /// The user inside the tenant the key belongs to, if it is personal.
+    #[must_use]
+    pub fn owner(&self) -> Option<&OwnerId> {
+        self.record.owner.as_ref()
+    }
+
     /// Whether the key works at `now` (see [`KeyRecord::state`]).
     #[must_use]
     pub fn state(&self, now: OffsetDateTime) -> KeyState {
@@ -798,6 +832,7 @@ impl PartialEq for KeyInfo {
                     && a.rate_limit == b.rate_limit
                     && a.metadata == b.metadata
                     && a.rotated_from == b.rotated_from
+                    && a.owner == b.owner
             })
     }
 }
@@ -819,6 +854,7 @@ impl fmt::Debug for KeyInfo {
             .field("rate_limit", &r.rate_limit)
             .field("metadata", &r.metadata)
             .field("rotated_from", &r.rotated_from)
+            .field("owner", &r.owner)
             .finish()
     }
 }
@@ -833,7 +869,7 @@ impl Serialize for KeyInfo {
             }
         }
         let r = &*self.record;
-        let mut s = serializer.serialize_struct("KeyInfo", 13)?;
+        let mut s = serializer.serialize_struct("KeyInfo", 14)?;
         s.serialize_field("id", &r.id)?;
         s.serialize_field("tenant", &r.tenant)?;
         s.serialize_field("kind", &r.kind)?;
@@ -847,6 +883,7 @@ impl Serialize for KeyInfo {
         s.serialize_field("rate_limit", &r.rate_limit)?;
         s.serialize_field("metadata", &r.metadata)?;
         s.serialize_field("rotated_from", &r.rotated_from)?;
+        s.serialize_field("owner", &r.owner)?;
         s.end()
     }
 }
@@ -885,6 +922,7 @@ pub struct NewKey {
     pub(crate) expiry: Option<Expiry>,
     pub(crate) rate_limit: RateLimit,
     pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) owner: Option<String>,
 }
 
 impl NewKey {
@@ -899,7 +937,16 @@ impl NewKey {
             expiry: None,
             rate_limit: RateLimit::default(),
             metadata: BTreeMap::new(),
+            owner: None,
         }
+    }
+
+    /// The user inside the tenant the key belongs to (a personal token);
+    /// checked by `issue` as an [`OwnerId`]. A key without one belongs to the
+    /// whole tenant.
+    pub fn owner(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.to_owned());
+        self
     }
 
     /// The scopes to grant, instead of the kind's defaults.

@@ -37,9 +37,10 @@ use crate::clock::{span, Clock, SystemClock};
 use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
 use crate::hash::TokenHasher;
 use crate::key::{
-    displayable, valid_label, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, RateLimit,
-    TenantId,
+    displayable, valid_label, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, OwnerId,
+    RateLimit, TenantId,
 };
+use crate::lifecycle::{announce, Actor, EventKind, LifecycleEvent, LifecycleSink, TracingSink};
 use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
 use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
@@ -52,6 +53,41 @@ pub const MAX_METADATA_ENTRIES: usize = 32;
 pub const MAX_METADATA_KEY_LEN: usize = 64;
 /// Longest metadata value, in bytes.
 pub const MAX_METADATA_VALUE_LEN: usize = 1024;
+
+/// At most this many keys are revoked for one reuse of a rotated token (a
+/// family longer than this is reported as not wholly revoked).
+const MAX_FAMILY: usize = 64;
+
+/// What [`Keyring::verify`] does when a rotated key's token is presented
+/// after its rotation's grace ended (the token is refused as revoked in
+/// every case, and a [`EventKind::ReuseDetected`] event names the keys
+/// that replaced it).
+///
+/// A token used after it was replaced is either a client that missed the
+/// rotation or a copy in someone else's hands. [`Report`](Self::Report)
+/// leaves the successor working (no outage for a slow client; an attacker
+/// who also holds the successor keeps it). [`RevokeFamily`](Self::RevokeFamily)
+/// revokes every key that descends from it by rotation, as GitLab does: a
+/// leaked chain dies at once, at the price of an outage for the legitimate
+/// holder, who must be issued a new key. Anyone holding the old token can
+/// trigger it, so pick it for kinds whose holders can take that.
+///
+/// ```
+/// use keyward::{KeyKind, ReusePolicy, ScopeCatalog};
+///
+/// let kind = KeyKind::new("pl", ScopeCatalog::builder().build()?)?.on_reuse(ReusePolicy::RevokeFamily);
+/// assert_eq!(kind.reuse_policy(), ReusePolicy::RevokeFamily);
+/// # Ok::<(), keyward::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReusePolicy {
+    /// Refuse the old token and report it; the successors keep working.
+    #[default]
+    Report,
+    /// Also revoke, at once, every key that descends from it by rotation.
+    RevokeFamily,
+}
 
 /// A token kind with the scopes its keys may hold: the prefix, its scope
 /// catalog, and the scopes a key gets when the issuer names none.
@@ -69,6 +105,7 @@ pub struct KeyKind {
     catalog: Arc<ScopeCatalog>,
     default_scopes: ScopeSet,
     expiry: ExpiryPolicy,
+    reuse: ReusePolicy,
 }
 
 impl KeyKind {
@@ -84,6 +121,7 @@ impl KeyKind {
             catalog: Arc::new(catalog),
             default_scopes: ScopeSet::default(),
             expiry: ExpiryPolicy::default(),
+            reuse: ReusePolicy::default(),
         })
     }
 
@@ -140,6 +178,20 @@ impl KeyKind {
     /// The kind's expiry policy.
     pub fn expiry(&self) -> &ExpiryPolicy {
         &self.expiry
+    }
+
+    /// What happens when a rotated key's token is presented after its
+    /// grace ended; [`ReusePolicy::Report`] by default.
+    #[must_use]
+    pub fn on_reuse(mut self, policy: ReusePolicy) -> Self {
+        self.reuse = policy;
+        self
+    }
+
+    /// The kind's [`ReusePolicy`].
+    #[must_use]
+    pub fn reuse_policy(&self) -> ReusePolicy {
+        self.reuse
     }
 
     /// Tags this kind's tokens with a server-held [`TokenKey`], so forged
@@ -241,6 +293,7 @@ pub struct KeyringBuilder<S = NoStore> {
     last_used_interval: Duration,
     spawner: Option<Spawner>,
     timer: Option<Sleeper>,
+    sink: Arc<dyn LifecycleSink>,
 }
 
 /// The store of a [`KeyringBuilder`] before one is given.
@@ -276,7 +329,15 @@ impl<S> KeyringBuilder<S> {
             last_used_interval: self.last_used_interval,
             spawner: self.spawner,
             timer: self.timer,
+            sink: self.sink,
         }
+    }
+
+    /// Where lifecycle events go (issued, revoked, rotated, reuse detected,
+    /// and the [`Sweeper`](crate::Sweeper)'s); [`TracingSink`] by default.
+    pub fn events(mut self, sink: impl LifecycleSink) -> Self {
+        self.sink = Arc::new(sink);
+        self
     }
 
     /// Accepts and issues keys of this kind (at least one).
@@ -428,6 +489,7 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
                 last_used: Arc::new(LastUsedTracker::new(self.last_used_interval, timed)),
                 spawner: self.spawner,
                 timer: self.timer,
+                sink: self.sink,
             }),
         })
     }
@@ -471,6 +533,7 @@ struct Inner {
     last_used: Arc<LastUsedTracker>,
     spawner: Option<Spawner>,
     timer: Option<Sleeper>,
+    sink: Arc<dyn LifecycleSink>,
 }
 
 /// Runs a background last-used write (see
@@ -590,6 +653,7 @@ impl Keyring {
             spawner: None,
             timer: None,
             last_used_interval: Duration::from_secs(60),
+            sink: Arc::new(TracingSink),
         }
     }
 
@@ -633,11 +697,11 @@ impl Keyring {
         self.issue_as(new, None).await
     }
 
-    /// [`issue`](Self::issue), naming who asked in the audit event.
+    /// [`issue`](Self::issue), naming who asked in the event.
     pub(crate) async fn issue_as(
         &self,
         new: NewKey,
-        actor: Option<&str>,
+        actor: Option<&Actor>,
     ) -> Result<IssuedKey, IssueError> {
         let kind = self
             .kind(&new.kind)
@@ -646,6 +710,10 @@ impl Keyring {
             return Err(IssueError::InvalidName);
         }
         let tenant = TenantId::parse(&new.tenant).ok_or(IssueError::InvalidTenant)?;
+        let owner = match &new.owner {
+            Some(owner) => Some(OwnerId::parse(owner).ok_or(IssueError::InvalidOwner)?),
+            None => None,
+        };
         let scopes = match &new.scopes {
             Some(scopes) => kind.catalog.grant(scopes)?,
             None => kind.default_scopes.clone(),
@@ -669,6 +737,7 @@ impl Keyring {
             rate_limit: new.rate_limit,
             metadata: new.metadata,
             rotated_from: None,
+            owner,
         };
         self.insert(kind, draft, actor).await
     }
@@ -678,7 +747,7 @@ impl Keyring {
         &self,
         kind: &KeyKind,
         draft: Draft,
-        actor: Option<&str>,
+        actor: Option<&Actor>,
     ) -> Result<IssuedKey, IssueError> {
         let token = kind.token.generate();
         let record = KeyRecord {
@@ -697,11 +766,13 @@ impl Keyring {
             rate_limit: draft.rate_limit,
             metadata: draft.metadata,
             rotated_from: draft.rotated_from,
+            owner: draft.owner,
         };
         let record = Arc::new(record);
         let info = record.info();
         self.inner.store.insert(KeyRecord::clone(&record)).await?;
-        tracing::info!(target: "keyward::audit", key_id = %info.id(), tenant = %info.tenant(), kind = %info.kind(), actor, "key issued");
+        let event = LifecycleEvent::about(&record, EventKind::Issued, actor, draft.created_at);
+        announce(&*self.inner.sink, &event).await;
         Ok(IssuedKey { token, info })
     }
 
@@ -736,7 +807,10 @@ impl Keyring {
         let now = self.now();
         match record.state(now) {
             KeyState::Active => {}
-            KeyState::Revoked => return Err(VerifyError::Revoked),
+            KeyState::Revoked => {
+                self.check_reuse(&record, now).await;
+                return Err(VerifyError::Revoked);
+            }
             KeyState::Expired => return Err(VerifyError::Expired),
         }
         let kind = self
@@ -756,6 +830,74 @@ impl Keyring {
             Recorded::Arm(wait, task) => self.arm_last_used_timer(wait, task),
         }
         Ok(VerifiedKey { record, kind })
+    }
+
+    /// A revoked key's token was presented: if rotation replaced the key,
+    /// reports the reuse (and revokes the family when the kind says so).
+    /// Its failures are logged; the token is refused whatever happens here.
+    #[cold]
+    async fn check_reuse(&self, record: &KeyRecord, now: OffsetDateTime) {
+        let store = &self.inner.store;
+        let successors = match store.successors(&record.id).await {
+            Ok(successors) => successors,
+            Err(StoreError::Unsupported(_)) => return,
+            Err(err) => {
+                tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, key_id = %record.id, "could not check a revoked key for rotation reuse");
+                return;
+            }
+        };
+        // A store must answer by exact id; check rather than trust.
+        let successors: Vec<_> = successors
+            .into_iter()
+            .filter(|s| s.rotated_from.as_ref() == Some(&record.id) && s.tenant == record.tenant)
+            .collect();
+        if successors.is_empty() {
+            return;
+        }
+        let revoke = self
+            .kind(&record.kind)
+            .is_some_and(|k| k.reuse == ReusePolicy::RevokeFamily);
+        let mut family_revoked = false;
+        if revoke {
+            family_revoked = self.revoke_family(&successors).await;
+        }
+        let kind = EventKind::ReuseDetected {
+            successors: successors.iter().map(|s| s.id.clone()).collect(),
+            family_revoked,
+        };
+        let event = LifecycleEvent::about(record, kind, Some(&Actor::System("verify")), now);
+        announce(&*self.inner.sink, &event).await;
+    }
+
+    /// Revokes these keys and every key descending from them by rotation
+    /// (at most [`MAX_FAMILY`] keys); whether all of them were revoked.
+    async fn revoke_family(&self, roots: &[Arc<KeyRecord>]) -> bool {
+        let store = &self.inner.store;
+        let mut queue: Vec<Arc<KeyRecord>> = roots.to_vec();
+        let mut seen = std::collections::HashSet::new();
+        let mut complete = true;
+        while let Some(key) = queue.pop() {
+            if !seen.insert(key.id.clone()) {
+                continue;
+            }
+            if seen.len() > MAX_FAMILY {
+                complete = false;
+                break;
+            }
+            if let Err(err) = store.revoke(&key.id, Revocation::Now).await {
+                tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, key_id = %key.id, "could not revoke a reused key's successor");
+                complete = false;
+                continue;
+            }
+            match store.successors(&key.id).await {
+                Ok(next) => queue.extend(
+                    next.into_iter()
+                        .filter(|s| s.rotated_from.as_ref() == Some(&key.id) && s.tenant == key.tenant),
+                ),
+                Err(_) => complete = false,
+            }
+        }
+        complete
     }
 
     /// Hands the last-used timer task to the spawner (at most one is alive;
@@ -908,6 +1050,7 @@ impl Keyring {
         let mut request = PageRequest::new(self.now(), query.limit + 1)
             .kinds(query.kinds.iter().cloned())
             .state(query.state);
+        request.owner.clone_from(&query.owner);
         if let Some(cursor) = &query.cursor {
             request.after = Some(decode_cursor(tenant, cursor)?);
         }
@@ -952,7 +1095,7 @@ impl Keyring {
     /// [`ManageError::NotFound`] for an unknown id, [`ManageError::Store`]
     /// when the store fails.
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
-        self.revoke_as(None, id, None).await
+        self.revoke_as(None, id, None, None).await
     }
 
     /// [`revoke`](Self::revoke) within a tenant: another tenant's key is
@@ -964,15 +1107,17 @@ impl Keyring {
     /// [`ManageError::NotFound`] for an unknown id or another tenant's,
     /// [`ManageError::Store`] when the store fails.
     pub async fn revoke_in(&self, tenant: &TenantId, id: &KeyId) -> Result<KeyInfo, ManageError> {
-        self.revoke_as(Some(tenant), id, None).await
+        self.revoke_as(Some(tenant), id, None, None).await
     }
 
-    /// Revokes within `tenant` when given, naming `actor` in the audit event.
+    /// Revokes within `tenant` when given, naming `actor` and `reason` in
+    /// the event.
     pub(crate) async fn revoke_as(
         &self,
         tenant: Option<&TenantId>,
         id: &KeyId,
-        actor: Option<&str>,
+        actor: Option<&Actor>,
+        reason: Option<&'static str>,
     ) -> Result<KeyInfo, ManageError> {
         if tenant.is_some() {
             // The owner never changes, so checking it first is enough.
@@ -984,7 +1129,8 @@ impl Keyring {
             .revoke(id, Revocation::Now)
             .await?
             .ok_or(ManageError::NotFound)?;
-        tracing::info!(target: "keyward::audit", key_id = %record.id, tenant = %record.tenant, actor, "key revoked");
+        let event = LifecycleEvent::about(&record, EventKind::Revoked { reason }, actor, self.now());
+        announce(&*self.inner.sink, &event).await;
         Ok(self.fresh(&record))
     }
 
@@ -1033,7 +1179,7 @@ impl Keyring {
         tenant: Option<&TenantId>,
         id: &KeyId,
         grace: Duration,
-        actor: Option<&str>,
+        actor: Option<&Actor>,
     ) -> Result<IssuedKey, IssueError> {
         let old = self.record(tenant, id).await.map_err(|e| match e {
             ManageError::Store(e) => IssueError::Store(e),
@@ -1047,7 +1193,7 @@ impl Keyring {
         &self,
         old: &KeyRecord,
         grace: Duration,
-        actor: Option<&str>,
+        actor: Option<&Actor>,
     ) -> Result<IssuedKey, IssueError> {
         let now = self.now();
         if old.state(now) != KeyState::Active {
@@ -1071,6 +1217,7 @@ impl Keyring {
             rate_limit: old.rate_limit,
             metadata: old.metadata.clone(),
             rotated_from: Some(old.id.clone()),
+            owner: old.owner.clone(),
         };
         let issued = self.insert(kind, draft, actor).await?;
         let when = if grace.is_zero() {
@@ -1079,8 +1226,200 @@ impl Keyring {
             Revocation::At(now.saturating_add(span(grace)))
         };
         self.inner.store.revoke(&old.id, when).await?;
-        tracing::info!(target: "keyward::audit", key_id = %old.id, successor = %issued.info.id(), tenant = %old.tenant, grace_seconds = grace.as_secs(), actor, "key rotated");
+        let kind = EventKind::Rotated {
+            successor: issued.info.id().clone(),
+            grace,
+        };
+        announce(&*self.inner.sink, &LifecycleEvent::about(old, kind, actor, now)).await;
         Ok(issued)
+    }
+}
+
+impl Keyring {
+    /// The management calls on behalf of `actor`, who is named in their
+    /// [lifecycle events](crate::LifecycleEvent) (the plain methods name
+    /// nobody).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{Actor, KeyKind, Keyring, MemoryStore, NewKey, OwnerId, ScopeCatalog, TenantId};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pl", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let admin = Actor::Subject("admin_1".into());
+    /// let acting = keyring.acting(&admin);
+    /// acting.issue(NewKey::new("pl", "org_1", "laptop").owner("user_7")).await?;
+    /// acting.issue(NewKey::new("pl", "org_1", "CI").owner("user_7")).await?;
+    /// acting.issue(NewKey::new("pl", "org_1", "shared")).await?;
+    ///
+    /// // Offboarding user_7: every key of theirs in org_1, in one call.
+    /// let (org, user) = (TenantId::parse("org_1").unwrap(), OwnerId::parse("user_7").unwrap());
+    /// let revoked = acting.reason("offboarding").revoke_owner(&org, &user).await?;
+    /// assert_eq!(revoked.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn acting<'a>(&'a self, actor: &'a Actor) -> Acting<'a> {
+        Acting {
+            keyring: self,
+            actor,
+            reason: None,
+        }
+    }
+
+    /// Revokes every key of `owner` inside `tenant` that is not yet revoked
+    /// (offboarding in one call), page by page; returns the keys it
+    /// revoked. A key issued to the owner while this runs may survive it:
+    /// stop issuing to the owner first.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::Store`] when the store fails (keys revoked before the
+    /// failure stay revoked; calling again finishes the job).
+    pub async fn revoke_owner(
+        &self,
+        tenant: &TenantId,
+        owner: &OwnerId,
+    ) -> Result<Vec<KeyInfo>, ManageError> {
+        self.revoke_owner_as(tenant, owner, None, None).await
+    }
+
+    async fn revoke_owner_as(
+        &self,
+        tenant: &TenantId,
+        owner: &OwnerId,
+        actor: Option<&Actor>,
+        reason: Option<&'static str>,
+    ) -> Result<Vec<KeyInfo>, ManageError> {
+        let mut revoked = Vec::new();
+        let mut after = None;
+        loop {
+            let mut request = PageRequest::new(self.now(), MAX_PAGE_LIMIT).owner(owner.clone());
+            request.after.clone_from(&after);
+            let mut page = self.inner.store.list_page(tenant, &request).await?;
+            // A store must page the tenant and owner it was asked for.
+            page.retain(|r| r.tenant == *tenant && request.matches(r));
+            PageRequest::sort(&mut page);
+            let Some(last) = page.last() else {
+                return Ok(revoked);
+            };
+            let next = (last.created_at, last.id.clone());
+            if after.as_ref().is_some_and(|a| *a <= next) {
+                // Not strictly after the previous page: a broken store.
+                return Ok(revoked);
+            }
+            after = Some(next);
+            for record in page {
+                if record.state(self.now()) == KeyState::Revoked {
+                    continue;
+                }
+                revoked.push(self.revoke_as(Some(tenant), &record.id, actor, reason).await?);
+            }
+        }
+    }
+
+    /// The store, for the sweeper.
+    pub(crate) fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.store
+    }
+
+    /// The event sink, for the sweeper.
+    pub(crate) fn sink(&self) -> &dyn LifecycleSink {
+        &*self.inner.sink
+    }
+}
+
+/// The management calls of a [`Keyring`] on behalf of an [`Actor`] (see
+/// [`Keyring::acting`]): the same calls, errors and checks, with the actor
+/// (and a revocation's reason) in each event.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Acting<'a> {
+    keyring: &'a Keyring,
+    actor: &'a Actor,
+    reason: Option<&'static str>,
+}
+
+impl Acting<'_> {
+    /// The reason revocations give in their events (`"offboarding"`,
+    /// `"leaked"`); none by default.
+    pub fn reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// [`Keyring::issue`], by this actor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::issue`].
+    pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, IssueError> {
+        self.keyring.issue_as(new, Some(self.actor)).await
+    }
+
+    /// [`Keyring::revoke`], by this actor, for the reason given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::revoke`].
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        self.keyring
+            .revoke_as(None, id, Some(self.actor), self.reason)
+            .await
+    }
+
+    /// [`Keyring::revoke_in`], by this actor, for the reason given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::revoke_in`].
+    pub async fn revoke_in(&self, tenant: &TenantId, id: &KeyId) -> Result<KeyInfo, ManageError> {
+        self.keyring
+            .revoke_as(Some(tenant), id, Some(self.actor), self.reason)
+            .await
+    }
+
+    /// [`Keyring::revoke_owner`], by this actor, for the reason given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::revoke_owner`].
+    pub async fn revoke_owner(
+        &self,
+        tenant: &TenantId,
+        owner: &OwnerId,
+    ) -> Result<Vec<KeyInfo>, ManageError> {
+        self.keyring
+            .revoke_owner_as(tenant, owner, Some(self.actor), self.reason)
+            .await
+    }
+
+    /// [`Keyring::rotate`], by this actor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::rotate`].
+    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
+        self.keyring.rotate_as(None, id, grace, Some(self.actor)).await
+    }
+
+    /// [`Keyring::rotate_in`], by this actor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::rotate_in`].
+    pub async fn rotate_in(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        grace: Duration,
+    ) -> Result<IssuedKey, IssueError> {
+        self.keyring
+            .rotate_as(Some(tenant), id, grace, Some(self.actor))
+            .await
     }
 }
 
@@ -1095,6 +1434,7 @@ struct Draft {
     rate_limit: RateLimit,
     metadata: std::collections::BTreeMap<String, String>,
     rotated_from: Option<KeyId>,
+    owner: Option<OwnerId>,
 }
 
 /// The last-used timer task: sleeps on the host's timer, then writes what is

@@ -55,6 +55,7 @@ pub mod http;
 mod key;
 mod keyring;
 mod last_used;
+mod lifecycle;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod manage;
@@ -62,6 +63,7 @@ mod page;
 pub mod ratelimit;
 mod scope;
 pub mod store;
+mod sweeper;
 // Also in unit tests, which use its helpers but can not enable features.
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -77,10 +79,13 @@ pub use error::{
 pub use hash::{HashScheme, Pepper, TokenHash, TokenHasher, TOKEN_HASH_LEN};
 pub use key::{
     Expiry, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError,
-    ParseStateFilterError, RateLimit, StateFilter, TenantId,
+    OwnerId, ParseStateFilterError, RateLimit, StateFilter, TenantId,
 };
+pub use lifecycle::{Actor, EventKind, LifecycleEvent, LifecycleSink, SinkError, TracingSink};
+pub use sweeper::{SweepReport, Sweeper, SweeperBuilder};
 pub use keyring::{
-    IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, VerifiedKey, MAX_METADATA_ENTRIES,
+    Acting, IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, ReusePolicy, VerifiedKey,
+    MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
 pub use page::{KeyPage, ListQuery, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};

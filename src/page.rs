@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::ManageError;
-use crate::key::{KeyId, KeyInfo, StateFilter, TenantId};
+use crate::key::{KeyId, KeyInfo, OwnerId, StateFilter, TenantId};
 
 /// Largest page [`Keyring::list_page`](crate::Keyring::list_page) returns.
 pub const MAX_PAGE_LIMIT: usize = 100;
@@ -42,6 +42,7 @@ pub struct ListQuery {
     pub(crate) state: StateFilter,
     pub(crate) limit: usize,
     pub(crate) cursor: Option<String>,
+    pub(crate) owner: Option<OwnerId>,
 }
 
 impl Default for ListQuery {
@@ -59,12 +60,19 @@ impl ListQuery {
             state: StateFilter::All,
             limit: DEFAULT_PAGE_LIMIT,
             cursor: None,
+            owner: None,
         }
     }
 
     /// Only keys of this kind (prefix); called again, of any of the kinds.
     pub fn kind(mut self, prefix: &str) -> Self {
         self.kinds.push(prefix.to_owned());
+        self
+    }
+
+    /// Only the keys of this owner inside the tenant (personal tokens).
+    pub fn owner(mut self, owner: OwnerId) -> Self {
+        self.owner = Some(owner);
         self
     }
 

@@ -35,7 +35,7 @@ async fn a_shared_store_conforms_twice() {
 async fn a_store_without_its_own_list_page_conforms() {
     use std::sync::Arc;
 
-    use keyward::store::Revocation;
+    use keyward::store::{LifecycleQuery, NoticeClaim, NoticeOutcome, Revocation};
     use keyward::{KeyId, KeyRecord, KeyStore, StoreError, TenantId, TokenHash};
     use time::OffsetDateTime;
 
@@ -69,7 +69,92 @@ async fn a_store_without_its_own_list_page_conforms() {
         async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
             self.0.touch(uses).await
         }
+        async fn find_keys(
+            &self,
+            query: &LifecycleQuery,
+        ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            self.0.find_keys(query).await
+        }
+        async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            self.0.successors(id).await
+        }
+        async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+            self.0.claim_notice(claim).await
+        }
+        async fn settle_notice(
+            &self,
+            key: &KeyId,
+            notice: &str,
+            outcome: NoticeOutcome,
+        ) -> Result<(), StoreError> {
+            self.0.settle_notice(key, notice, outcome).await
+        }
     }
 
     conformance::run(&Legacy::default()).await;
+}
+
+/// A host store written before the lifecycle methods existed still
+/// verifies, refuses revoked keys with 401-class errors (never a store
+/// error) and manages keys; the sweeper says what is missing.
+#[tokio::test]
+async fn a_store_without_lifecycle_methods_still_verifies() {
+    use std::sync::Arc;
+
+    use keyward::store::Revocation;
+    use keyward::{
+        KeyId, KeyKind, KeyRecord, KeyStore, Keyring, NewKey, ScopeCatalog, StoreError, TenantId,
+        TokenHash, VerifyError,
+    };
+    use time::OffsetDateTime;
+
+    #[derive(Default)]
+    struct Old(MemoryStore);
+
+    #[keyward::async_trait]
+    impl KeyStore for Old {
+        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+            self.0.insert(record).await
+        }
+        async fn find_by_hash(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.find_by_hash(hash).await
+        }
+        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.get(id).await
+        }
+        async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            self.0.list(tenant).await
+        }
+        async fn revoke(
+            &self,
+            id: &KeyId,
+            when: Revocation,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.revoke(id, when).await
+        }
+        async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+            self.0.touch(uses).await
+        }
+    }
+
+    let keyring = Keyring::builder()
+        .store(Old::default())
+        .kind(KeyKind::new("pk", ScopeCatalog::builder().build().unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let old = keyring.issue(NewKey::new("pk", "t", "old")).await.unwrap();
+    keyring
+        .rotate(old.info.id(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let refused = keyring.verify(old.token.expose_secret()).await.unwrap_err();
+    assert!(matches!(refused, VerifyError::Revoked), "{refused:?}");
+    let err = keyring.sweeper().build().unwrap().tick().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unsupported("find_keys")),
+        "{err:?}"
+    );
 }

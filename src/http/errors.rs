@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `IssueError::UnknownKind`, `ManageError::UnknownKind` | 400 | `unknown_kind` |
 //! | `IssueError::Scope` | 400 | `invalid_scope` |
-//! | `IssueError::InvalidName`, `InvalidTenant`, `InvalidMetadata` | 400 | `invalid_label` |
+//! | `IssueError::InvalidName`, `InvalidTenant`, `InvalidOwner`, `InvalidMetadata` | 400 | `invalid_label` |
 //! | `IssueError::ExpiryInPast`, `ManageError::InvalidCursor`, `InvalidLimit` | 400 | `invalid_body` |
 //! | `IssueError::ExpiryNotAllowed` | 400 | `expiry_not_allowed` |
 //! | `IssueError::NotFound`, `ManageError::NotFound` | 404 | `not_found` |
@@ -46,6 +46,7 @@ impl IssueError {
             | IssueError::Scope(_)
             | IssueError::InvalidName
             | IssueError::InvalidTenant
+            | IssueError::InvalidOwner
             | IssueError::InvalidMetadata
             | IssueError::ExpiryInPast
             | IssueError::ExpiryNotAllowed(_) => StatusCode::BAD_REQUEST,
@@ -63,9 +64,10 @@ impl IssueError {
         match self {
             IssueError::UnknownKind(_) => "unknown_kind",
             IssueError::Scope(_) => "invalid_scope",
-            IssueError::InvalidName | IssueError::InvalidTenant | IssueError::InvalidMetadata => {
-                "invalid_label"
-            }
+            IssueError::InvalidName
+            | IssueError::InvalidTenant
+            | IssueError::InvalidOwner
+            | IssueError::InvalidMetadata => "invalid_label",
             IssueError::ExpiryInPast => "invalid_body",
             IssueError::ExpiryNotAllowed(_) => "expiry_not_allowed",
             IssueError::NotFound => "not_found",

@@ -82,6 +82,16 @@ impl Principal {
         }
     }
 
+    /// Who acts, for [lifecycle events](crate::LifecycleEvent): the key, or
+    /// the external subject.
+    #[must_use]
+    pub fn actor(&self) -> crate::Actor {
+        match &self.identity {
+            Identity::Key(key) => crate::Actor::Key(key.id().clone()),
+            Identity::External(p) => crate::Actor::Subject(p.subject().to_owned()),
+        }
+    }
+
     /// The granted scopes.
     #[must_use]
     pub fn scopes(&self) -> &ScopeSet {

@@ -450,7 +450,7 @@ impl Manager {
         for (k, v) in body.metadata.iter().flatten() {
             new = new.metadata(k, v);
         }
-        let issued = self.keyring.issue_as(new, Some(principal.id())).await?;
+        let issued = self.keyring.issue_as(new, Some(&principal.actor())).await?;
         Ok(json(
             StatusCode::CREATED,
             &Issued {
@@ -516,7 +516,7 @@ impl Manager {
         let (record, _) = self.key(principal, id).await?;
         let info = self
             .keyring
-            .revoke_as(None, &record.id, Some(principal.id()))
+            .revoke_as(None, &record.id, Some(&principal.actor()), None)
             .await
             .map_err(|e| match e {
                 ManageError::NotFound => Failure::NotFound,
@@ -546,7 +546,7 @@ impl Manager {
         allowed(self.policy.may_grant(principal, kind, &record.scopes))?;
         let issued = self
             .keyring
-            .rotate_record(&record, grace, Some(principal.id()))
+            .rotate_record(&record, grace, Some(&principal.actor()))
             .await?;
         Ok(json(
             StatusCode::CREATED,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{KeyStore, PageRequest, Revocation};
+use super::{KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome, PageRequest, Revocation};
 use crate::clock::{span, Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
@@ -451,6 +451,27 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         // does not read it, and `get`/`list` bypass the cache.
         self.inner.touch(uses).await
     }
+
+    async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.find_keys(query).await
+    }
+
+    async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.successors(id).await
+    }
+
+    async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+        self.inner.claim_notice(claim).await
+    }
+
+    async fn settle_notice(
+        &self,
+        key: &KeyId,
+        notice: &str,
+        outcome: NoticeOutcome,
+    ) -> Result<(), StoreError> {
+        self.inner.settle_notice(key, notice, outcome).await
+    }
 }
 
 /// Runs its closure when dropped: on completion and on cancellation alike.
@@ -490,6 +511,7 @@ mod tests {
             rate_limit: RateLimit::default(),
             metadata: Default::default(),
             rotated_from: None,
+            owner: None,
         }
     }
 

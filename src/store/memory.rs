@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{KeyStore, PageRequest, Revocation};
+use super::{
+    KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome, NoticeState, PageRequest, Revocation,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
@@ -49,6 +51,8 @@ struct Maps {
     by_hash: HashMap<TokenHash, Arc<KeyRecord>>,
     hash_of: HashMap<KeyId, TokenHash>,
     by_tenant: HashMap<TenantId, Vec<KeyId>>,
+    /// Lifecycle notices by key id, then name.
+    notices: HashMap<KeyId, HashMap<String, NoticeState>>,
 }
 
 impl Maps {
@@ -198,6 +202,78 @@ impl KeyStore for MemoryStore {
             maps.replace(id, |r| {
                 r.last_used_at = Some(r.last_used_at.map_or(*at, |old| old.max(*at)));
             });
+        }
+        Ok(())
+    }
+
+    async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let maps = self.read();
+        let mut records: Vec<_> = maps
+            .by_hash
+            .values()
+            .filter(|r| query.matches(r))
+            .filter(|r| {
+                query.unnoticed.as_ref().is_none_or(|name| {
+                    !maps
+                        .notices
+                        .get(&r.id)
+                        .and_then(|n| n.get(name))
+                        .is_some_and(|n| n.blocks(query.now, query.renew_after(r)))
+                })
+            })
+            .cloned()
+            .collect();
+        drop(maps);
+        query.sort(&mut records);
+        records.truncate(query.limit);
+        Ok(records)
+    }
+
+    async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let maps = self.read();
+        let mut records: Vec<_> = maps
+            .by_hash
+            .values()
+            .filter(|r| r.rotated_from.as_ref() == Some(id))
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| (a.created_at, a.id.as_str()).cmp(&(b.created_at, b.id.as_str())));
+        Ok(records)
+    }
+
+    async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+        let mut maps = self.write();
+        if !maps.hash_of.contains_key(&claim.key) {
+            return Ok(false);
+        }
+        let notices = maps.notices.entry(claim.key.clone()).or_default();
+        if !claim.granted_over(notices.get(&claim.notice)) {
+            return Ok(false);
+        }
+        notices.insert(claim.notice.clone(), NoticeState::claimed(claim.lease_until));
+        Ok(true)
+    }
+
+    async fn settle_notice(
+        &self,
+        key: &KeyId,
+        notice: &str,
+        outcome: NoticeOutcome,
+    ) -> Result<(), StoreError> {
+        let mut maps = self.write();
+        if !maps.hash_of.contains_key(key) {
+            return Ok(());
+        }
+        let notices = maps.notices.entry(key.clone()).or_default();
+        match outcome {
+            NoticeOutcome::Delivered(at) => {
+                notices.insert(notice.to_owned(), NoticeState::delivered(at));
+            }
+            NoticeOutcome::Released => {
+                if notices.get(notice).is_some_and(|n| n.delivered_at.is_none()) {
+                    notices.remove(notice);
+                }
+            }
         }
         Ok(())
     }

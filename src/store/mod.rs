@@ -40,6 +40,30 @@
 //!   byte by byte (in SQL: `COLLATE "C"`). The provided implementation does
 //!   this over `list`; a store that can page natively (a keyset query on an
 //!   index of `(tenant, created_at, id)`) should override it.
+//!   [`PageRequest::owner`] narrows the page to one owner's keys (index
+//!   `(tenant, owner)`).
+//! * `find_keys` returns at most [`LifecycleQuery::limit`] records that
+//!   pass [`LifecycleQuery::matches`] and whose notice named
+//!   [`LifecycleQuery::unnoticed`] (when set) does not
+//!   [block](NoticeState::blocks) at the query's `now` with
+//!   [`LifecycleQuery::renew_after`], ordered by
+//!   [`LifecycleQuery::position`] then id, byte by byte. Across tenants:
+//!   index `expires_at` and `coalesce(last_used_at, created_at)`.
+//! * `successors` returns every record whose `rotated_from` is the id
+//!   (index it: a revoked key's presentation asks).
+//! * `claim_notice` grants a [`NoticeClaim`] when
+//!   [`NoticeClaim::granted_over`] the notice's current state, recording
+//!   [`NoticeState::claimed`], **atomically**: of several sweepers claiming
+//!   one notice at once (processes sharing the store), exactly one is
+//!   granted. `settle_notice` records [`NoticeOutcome::Delivered`] (over
+//!   any state) or drops a claim not yet delivered
+//!   ([`NoticeOutcome::Released`]). Notices of a deleted key may go with it.
+//! * The four methods above are provided, failing with
+//!   [`StoreError::Unsupported`], so a store written for an earlier
+//!   version still compiles; the keyring then still verifies, lists and
+//!   revokes, but the sweeper's ticks fail, owners' keys cannot be listed
+//!   and reuse of a rotated token is not reported. The conformance suite
+//!   requires them.
 //! * Labels (names, tenant ids, metadata) arrive already checked by
 //!   [`Keyring::issue`](crate::Keyring::issue); a store need not check them
 //!   again, and rows it is given by other means are not checked.
@@ -57,11 +81,13 @@
 //!   shipped in the crate and a revocation listener for the cache.
 
 mod cache;
+mod lifecycle;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
 pub use cache::{CacheInvalidator, CachedStore, CachedStoreBuilder};
+pub use lifecycle::{Condition, LifecycleQuery, NoticeClaim, NoticeOutcome, NoticeState};
 pub use memory::MemoryStore;
 
 use std::sync::Arc;
@@ -71,7 +97,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::hash::TokenHash;
-use crate::key::{KeyId, KeyRecord, StateFilter, TenantId};
+use crate::key::{KeyId, KeyRecord, OwnerId, StateFilter, TenantId};
 
 /// When a revocation takes effect: what [`KeyStore::revoke`] is asked to do.
 ///
@@ -132,6 +158,9 @@ pub struct PageRequest {
     pub after: Option<(OffsetDateTime, KeyId)>,
     /// At most this many records.
     pub limit: usize,
+    /// Only keys of this owner inside the tenant; any owner (and none)
+    /// when `None`.
+    pub owner: Option<OwnerId>,
 }
 
 impl PageRequest {
@@ -144,7 +173,15 @@ impl PageRequest {
             now,
             after: None,
             limit,
+            owner: None,
         }
+    }
+
+    /// Only keys of this owner.
+    #[must_use]
+    pub fn owner(mut self, owner: OwnerId) -> Self {
+        self.owner = Some(owner);
+        self
     }
 
     /// Only keys of these kinds.
@@ -177,6 +214,7 @@ impl PageRequest {
     #[must_use]
     pub fn matches(&self, record: &KeyRecord) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&record.kind))
+            && self.owner.as_ref().is_none_or(|o| record.owner.as_ref() == Some(o))
             && self.state.matches(record.state(self.now))
             && self
                 .after
@@ -205,6 +243,11 @@ impl PageRequest {
 /// async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError>;
 /// // Provided (over `list`); override to page natively:
 /// async fn list_page(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+/// // Provided, failing with `StoreError::Unsupported`; override all four:
+/// async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+/// async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+/// async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError>;
+/// async fn settle_notice(&self, key: &KeyId, notice: &str, outcome: NoticeOutcome) -> Result<(), StoreError>;
 /// ```
 ///
 /// A store that counts lookups around another one, with nothing but this
@@ -291,6 +334,38 @@ pub trait KeyStore: Send + Sync + 'static {
         records.truncate(page.limit);
         Ok(records)
     }
+
+    /// Keys that meet a lifecycle condition, across tenants, leaving out
+    /// those already announced (see [`LifecycleQuery`]).
+    async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let _ = query;
+        Err(StoreError::Unsupported("find_keys"))
+    }
+
+    /// Every record whose `rotated_from` is `id`: the keys that succeeded
+    /// it in a rotation.
+    async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("successors"))
+    }
+
+    /// Atomically grants a notice claim unless the notice's state blocks it
+    /// (see [`NoticeClaim`]); `true` when granted.
+    async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+        let _ = claim;
+        Err(StoreError::Unsupported("claim_notice"))
+    }
+
+    /// Records how a claimed notice ended (see [`NoticeOutcome`]).
+    async fn settle_notice(
+        &self,
+        key: &KeyId,
+        notice: &str,
+        outcome: NoticeOutcome,
+    ) -> Result<(), StoreError> {
+        let _ = (key, notice, outcome);
+        Err(StoreError::Unsupported("settle_notice"))
+    }
 }
 
 #[async_trait]
@@ -323,5 +398,22 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
         page: &PageRequest,
     ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         (**self).list_page(tenant, page).await
+    }
+    async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).find_keys(query).await
+    }
+    async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        (**self).successors(id).await
+    }
+    async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+        (**self).claim_notice(claim).await
+    }
+    async fn settle_notice(
+        &self,
+        key: &KeyId,
+        notice: &str,
+        outcome: NoticeOutcome,
+    ) -> Result<(), StoreError> {
+        (**self).settle_notice(key, notice, outcome).await
     }
 }

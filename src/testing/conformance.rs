@@ -23,9 +23,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::StoreError;
 use crate::hash::{TokenHash, TokenHasher};
-use crate::key::{KeyId, KeyRecord, KeyState, RateLimit, StateFilter, TenantId};
+use crate::key::{KeyId, KeyRecord, KeyState, OwnerId, RateLimit, StateFilter, TenantId};
 use crate::scope::ScopeSet;
-use crate::store::{KeyStore, PageRequest, Revocation};
+use crate::store::{
+    Condition, KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome, PageRequest, Revocation,
+};
 use crate::token::TokenKind;
 
 /// Checks `store` against every clause of the [`KeyStore`] contract; panics
@@ -42,6 +44,14 @@ pub async fn run<S: KeyStore + ?Sized>(store: &S) {
     revoke_now_is_in_effect_whatever_the_clock(store).await;
     revoke_now_ends_a_schedule_and_stays(store).await;
     touch_later_wins(store).await;
+    list_page_filters_by_owner(store).await;
+    find_keys_expiring_in_a_window(store).await;
+    find_keys_unused_since(store).await;
+    find_keys_across_tenants(store).await;
+    successors_by_rotated_from(store).await;
+    notices_claim_once_and_settle(store).await;
+    notices_keep_announced_keys_out(store).await;
+    concurrent_claims_grant_one(store).await;
 }
 
 /// A base instant with a sub-second part in whole microseconds.
@@ -77,6 +87,7 @@ fn record(tenant: &TenantId, created: i64) -> KeyRecord {
         rate_limit: RateLimit::default(),
         metadata: BTreeMap::new(),
         rotated_from: None,
+        owner: None,
     }
 }
 
@@ -112,6 +123,7 @@ async fn round_trip<S: KeyStore + ?Sized>(store: &S) {
         ("note".to_owned(), String::new()),
     ]);
     full.rotated_from = Some(KeyId::generate());
+    full.owner = Some(OwnerId::parse("user_7 ✓").expect("owner"));
     let mut minimal = record(&tenant, 1);
     minimal.hash = TokenHash::new(3, *fresh_hash().digest());
     minimal.rate_limit = RateLimit::per_minute(1).expect("non-zero");
@@ -707,4 +719,372 @@ async fn touch_later_wins<S: KeyStore + ?Sized>(store: &S) {
         unchanged, b,
         "KeyStore contract: touch must change only last_used_at"
     );
+}
+
+async fn list_page_filters_by_owner<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let (alice, bob) = (
+        OwnerId::parse("alice").expect("owner"),
+        OwnerId::parse("bob").expect("owner"),
+    );
+    let mut a1 = record(&tenant, 1);
+    a1.owner = Some(alice.clone());
+    let mut a2 = record(&tenant, 2);
+    a2.owner = Some(alice.clone());
+    let mut b = record(&tenant, 3);
+    b.owner = Some(bob.clone());
+    let shared = record(&tenant, 4);
+    let mut elsewhere = record(&fresh_tenant(), 5);
+    elsewhere.owner = Some(alice.clone());
+    for r in [&a1, &a2, &b, &shared, &elsewhere] {
+        insert(store, r).await;
+    }
+    let request = PageRequest::new(t(10), 10).owner(alice.clone());
+    assert_eq!(
+        page(store, &tenant, &request).await,
+        [a2.id.clone(), a1.id.clone()],
+        "KeyStore contract: list_page with an owner returns that owner's keys of the tenant, newest first"
+    );
+    let request = PageRequest::new(t(10), 1).owner(alice).after(a2.created_at, a2.id.clone());
+    assert_eq!(
+        page(store, &tenant, &request).await,
+        [a1.id.clone()],
+        "KeyStore contract: list_page pages an owner's keys by position"
+    );
+    let all = page(store, &tenant, &PageRequest::new(t(10), 10)).await;
+    assert_eq!(
+        all.len(),
+        4,
+        "KeyStore contract: list_page without an owner returns keys of every owner and none"
+    );
+}
+
+async fn find<S: KeyStore + ?Sized>(store: &S, query: &LifecycleQuery) -> Vec<KeyId> {
+    ok(store.find_keys(query).await, "find_keys")
+        .iter()
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// Records sorted by id byte by byte (a tie's order).
+fn by_id(mut records: Vec<KeyRecord>) -> Vec<KeyId> {
+    records.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    records.into_iter().map(|r| r.id).collect()
+}
+
+async fn find_keys_expiring_in_a_window<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let expiring = |created: i64, at: i64| {
+        let mut r = record(&tenant, created);
+        r.expires_at = Some(t(at));
+        r
+    };
+    let at_from = expiring(0, 100); // on the exclusive lower bound
+    let first = expiring(1, 150);
+    let (tie_a, tie_b) = (expiring(2, 200), expiring(3, 200));
+    let at_until = expiring(4, 300); // on the inclusive upper bound
+    let beyond = expiring(5, 301);
+    let mut revoked = expiring(6, 160);
+    revoked.revoked_at = Some(t(50_000)); // immediate: revoked at any instant
+    let mut grace = expiring(7, 170); // revocation scheduled at t(120)
+    grace.revoked_at = Some(t(120));
+    grace.revocation_scheduled = true;
+    let never = record(&tenant, 8);
+    for r in [
+        &at_from, &first, &tie_a, &tie_b, &at_until, &beyond, &revoked, &grace, &never,
+    ] {
+        insert(store, r).await;
+    }
+    let window = Condition::Expiring {
+        from: Some(t(100)),
+        until: t(300),
+    };
+    let query = LifecycleQuery::new(window, t(10), 10).tenant(tenant.clone());
+    let mut expected = vec![first.id.clone(), grace.id.clone()];
+    expected.extend(by_id(vec![tie_a.clone(), tie_b.clone()]));
+    expected.push(at_until.id.clone());
+    assert_eq!(
+        find(store, &query).await,
+        expected,
+        "KeyStore contract: find_keys(Expiring) returns keys not revoked at `now` whose expiry is in (from, until], by expiry then id"
+    );
+    let mut later = query.clone();
+    later.now = t(130);
+    assert!(
+        !find(store, &later).await.contains(&grace.id),
+        "KeyStore contract: find_keys(Expiring) leaves out a key whose scheduled revocation passed at `now`"
+    );
+    // Paging by position, ties by id.
+    let mut paged = LifecycleQuery::new(window, t(10), 2).tenant(tenant.clone());
+    let first_page = find(store, &paged).await;
+    assert_eq!(first_page, expected[..2], "KeyStore contract: find_keys honours the limit");
+    paged.after = Some((t(200), expected[2].clone()));
+    assert_eq!(
+        find(store, &paged).await,
+        expected[3..],
+        "KeyStore contract: find_keys returns only records strictly after `after` (by expiry, then id byte by byte)"
+    );
+    // No lower bound, and an upper bound in the past: expired keys.
+    let expired = Condition::Expiring {
+        from: None,
+        until: t(150),
+    };
+    let query = LifecycleQuery::new(expired, t(1_000), 10).tenant(tenant);
+    assert_eq!(
+        find(store, &query).await,
+        [at_from.id.clone(), first.id.clone()],
+        "KeyStore contract: find_keys(Expiring) without `from` has no lower bound, and finds expired keys"
+    );
+}
+
+async fn find_keys_unused_since<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let never_used = record(&tenant, 0);
+    let mut used_early = record(&tenant, -50);
+    used_early.last_used_at = Some(t(500));
+    let mut used_late = record(&tenant, 1);
+    used_late.last_used_at = Some(t(600)); // on the exclusive bound
+    let young = record(&tenant, 700);
+    let mut revoked = record(&tenant, 2);
+    revoked.revoked_at = Some(t(3));
+    let mut expired = record(&tenant, 3);
+    expired.expires_at = Some(t(650));
+    let mut grace = record(&tenant, 4); // scheduled ahead of now: active
+    grace.revoked_at = Some(t(5_000));
+    grace.revocation_scheduled = true;
+    for r in [
+        &never_used, &used_early, &used_late, &young, &revoked, &expired, &grace,
+    ] {
+        insert(store, r).await;
+    }
+    let query = LifecycleQuery::new(Condition::UnusedSince(t(600)), t(700), 10).tenant(tenant);
+    assert_eq!(
+        find(store, &query).await,
+        [never_used.id.clone(), grace.id.clone(), used_early.id.clone()],
+        "KeyStore contract: find_keys(UnusedSince) returns active keys whose last use, or creation, lies before the instant, by that instant then id"
+    );
+}
+
+async fn find_keys_across_tenants<S: KeyStore + ?Sized>(store: &S) {
+    // Far from the other clauses' instants; the store may hold other data.
+    let (one, two) = (fresh_tenant(), fresh_tenant());
+    let mut a = record(&one, 0);
+    a.expires_at = Some(t(9_000_001));
+    let mut b = record(&two, 0);
+    b.expires_at = Some(t(9_000_002));
+    insert(store, &a).await;
+    insert(store, &b).await;
+    let window = Condition::Expiring {
+        from: Some(t(9_000_000)),
+        until: t(9_000_003),
+    };
+    let query = LifecycleQuery::new(window, t(0), 10_000);
+    let found = ok(store.find_keys(&query).await, "find_keys");
+    assert!(
+        found.iter().all(|r| query.matches(r)),
+        "KeyStore contract: find_keys returns only records that match the query"
+    );
+    let ours: Vec<_> = found
+        .iter()
+        .filter(|r| r.id == a.id || r.id == b.id)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(
+        ours,
+        [a.id.clone(), b.id.clone()],
+        "KeyStore contract: find_keys without a tenant searches every tenant"
+    );
+}
+
+async fn successors_by_rotated_from<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let old = record(&tenant, 0);
+    let mut next = record(&tenant, 1);
+    next.rotated_from = Some(old.id.clone());
+    let mut again = record(&tenant, 2);
+    again.rotated_from = Some(old.id.clone());
+    let mut grandchild = record(&tenant, 3);
+    grandchild.rotated_from = Some(next.id.clone());
+    for r in [&old, &next, &again, &grandchild] {
+        insert(store, r).await;
+    }
+    let mut found = ok(store.successors(&old.id).await, "successors")
+        .iter()
+        .map(|r| r.id.clone())
+        .collect::<Vec<_>>();
+    found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(
+        found,
+        by_id(vec![next.clone(), again.clone()]),
+        "KeyStore contract: successors returns exactly the records rotated from the id"
+    );
+    assert!(
+        ok(store.successors(&grandchild.id).await, "successors").is_empty(),
+        "KeyStore contract: successors of a key nobody replaced is empty"
+    );
+}
+
+async fn claim<S: KeyStore + ?Sized>(store: &S, claim: &NoticeClaim) -> bool {
+    ok(store.claim_notice(claim).await, "claim_notice")
+}
+
+async fn settle<S: KeyStore + ?Sized>(store: &S, key: &KeyId, notice: &str, outcome: NoticeOutcome) {
+    ok(store.settle_notice(key, notice, outcome).await, "settle_notice");
+}
+
+async fn notices_claim_once_and_settle<S: KeyStore + ?Sized>(store: &S) {
+    let key = record(&fresh_tenant(), 0);
+    insert(store, &key).await;
+    let at = |now: i64| NoticeClaim::new(key.id.clone(), "expiring:86400", t(now), t(now + 60));
+    assert!(claim(store, &at(0)).await, "KeyStore contract: claim_notice grants a new notice");
+    assert!(
+        !claim(store, &at(59)).await,
+        "KeyStore contract: claim_notice refuses a notice whose lease runs past `now`"
+    );
+    assert!(
+        claim(store, &NoticeClaim::new(key.id.clone(), "expired", t(59), t(119))).await,
+        "KeyStore contract: notices of one key are separate by name"
+    );
+    assert!(
+        claim(store, &at(60)).await,
+        "KeyStore contract: claim_notice grants a notice whose lease ran out"
+    );
+    settle(store, &key.id, "expiring:86400", NoticeOutcome::Released).await;
+    assert!(
+        claim(store, &at(61)).await,
+        "KeyStore contract: a released notice can be claimed again at once"
+    );
+    settle(store, &key.id, "expiring:86400", NoticeOutcome::Delivered(t(62))).await;
+    assert!(
+        !claim(store, &at(1_000_000)).await,
+        "KeyStore contract: a delivered notice is never claimed again"
+    );
+    settle(store, &key.id, "expiring:86400", NoticeOutcome::Released).await;
+    assert!(
+        !claim(store, &at(1_000_001)).await,
+        "KeyStore contract: Released leaves a delivered notice delivered"
+    );
+    // A renewable notice: a delivery before `renew_after` no longer blocks.
+    let stale = |now: i64, renew: i64| {
+        NoticeClaim::new(key.id.clone(), "stale", t(now), t(now + 60)).renew_after(Some(t(renew)))
+    };
+    assert!(claim(store, &stale(0, 0)).await, "KeyStore contract: claim_notice grants a new notice");
+    settle(store, &key.id, "stale", NoticeOutcome::Delivered(t(10))).await;
+    assert!(
+        !claim(store, &stale(100, 10)).await,
+        "KeyStore contract: a delivery at or after renew_after blocks"
+    );
+    assert!(
+        claim(store, &stale(100, 11)).await,
+        "KeyStore contract: a delivery before renew_after no longer blocks"
+    );
+    assert!(
+        !claim(store, &stale(101, 11)).await,
+        "KeyStore contract: a renewed claim is leased like a new one"
+    );
+    let unknown = NoticeClaim::new(KeyId::generate(), "expired", t(0), t(60));
+    assert!(
+        !claim(store, &unknown).await,
+        "KeyStore contract: claim_notice about an unknown key is not granted"
+    );
+}
+
+async fn notices_keep_announced_keys_out<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        let mut r = record(&tenant, i);
+        r.expires_at = Some(t(100 + i));
+        insert(store, &r).await;
+        keys.push(r);
+    }
+    let window = Condition::Expiring {
+        from: Some(t(0)),
+        until: t(200),
+    };
+    let query = LifecycleQuery::new(window, t(10), 10)
+        .tenant(tenant.clone())
+        .unnoticed("expiring:604800");
+    // keys[0] claimed (live lease), keys[1] delivered, keys[2] another
+    // notice, keys[3] untouched.
+    assert!(claim(store, &NoticeClaim::new(keys[0].id.clone(), "expiring:604800", t(10), t(70))).await);
+    assert!(claim(store, &NoticeClaim::new(keys[1].id.clone(), "expiring:604800", t(10), t(70))).await);
+    settle(store, &keys[1].id, "expiring:604800", NoticeOutcome::Delivered(t(11))).await;
+    assert!(claim(store, &NoticeClaim::new(keys[2].id.clone(), "expiring:86400", t(10), t(70))).await);
+    assert_eq!(
+        find(store, &query).await,
+        [keys[2].id.clone(), keys[3].id.clone()],
+        "KeyStore contract: find_keys with `unnoticed` leaves out keys whose notice of that name is delivered or leased"
+    );
+    let mut lapsed = query.clone();
+    lapsed.now = t(70);
+    assert_eq!(
+        find(store, &lapsed).await,
+        [keys[0].id.clone(), keys[2].id.clone(), keys[3].id.clone()],
+        "KeyStore contract: find_keys with `unnoticed` includes keys whose claim lapsed"
+    );
+    // A stale notice delivered before the key's last use no longer blocks.
+    let mut used = record(&tenant, 0);
+    used.last_used_at = Some(t(50));
+    insert(store, &used).await;
+    assert!(claim(store, &NoticeClaim::new(used.id.clone(), "stale", t(0), t(60))).await);
+    settle(store, &used.id, "stale", NoticeOutcome::Delivered(t(40))).await;
+    let stale = LifecycleQuery::new(Condition::UnusedSince(t(500)), t(600), 10)
+        .tenant(tenant)
+        .unnoticed("stale");
+    assert!(
+        find(store, &stale).await.contains(&used.id),
+        "KeyStore contract: find_keys(UnusedSince) includes a key whose notice was delivered before its last use"
+    );
+    settle(store, &used.id, "stale", NoticeOutcome::Delivered(t(50))).await;
+    assert!(
+        !find(store, &stale).await.contains(&used.id),
+        "KeyStore contract: find_keys(UnusedSince) leaves out a key whose notice was delivered at or after its last use"
+    );
+}
+
+async fn concurrent_claims_grant_one<S: KeyStore + ?Sized>(store: &S) {
+    let key = record(&fresh_tenant(), 0);
+    insert(store, &key).await;
+    let claim = NoticeClaim::new(key.id.clone(), "expired", t(0), t(60));
+    for round in 0..3 {
+        let name = format!("expired:{round}");
+        let mut claim = claim.clone();
+        claim.notice = name;
+        let claims: Vec<_> = (0..8).map(|_| store.claim_notice(&claim)).collect();
+        let granted = join_all(claims)
+            .await
+            .into_iter()
+            .map(|r| ok(r, "claim_notice"))
+            .filter(|g| *g)
+            .count();
+        assert_eq!(
+            granted, 1,
+            "KeyStore contract: of concurrent claims of one notice, exactly one is granted"
+        );
+    }
+}
+
+/// Polls every future until all are done (no runtime needed).
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

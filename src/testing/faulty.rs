@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
-use crate::store::{KeyStore, MemoryStore, PageRequest, Revocation};
+use crate::store::{
+    KeyStore, LifecycleQuery, MemoryStore, NoticeClaim, NoticeOutcome, PageRequest, Revocation,
+};
 
 /// What a [`FaultyStore`] does when an operation is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,10 +50,18 @@ pub enum Op {
     Touch,
     /// [`KeyStore::list_page`].
     ListPage,
+    /// [`KeyStore::find_keys`].
+    FindKeys,
+    /// [`KeyStore::successors`].
+    Successors,
+    /// [`KeyStore::claim_notice`].
+    ClaimNotice,
+    /// [`KeyStore::settle_notice`].
+    SettleNotice,
 }
 
 impl Op {
-    const ALL: [Op; 7] = [
+    const ALL: [Op; 11] = [
         Op::Insert,
         Op::FindByHash,
         Op::Get,
@@ -59,6 +69,10 @@ impl Op {
         Op::Revoke,
         Op::Touch,
         Op::ListPage,
+        Op::FindKeys,
+        Op::Successors,
+        Op::ClaimNotice,
+        Op::SettleNotice,
     ];
 
     fn index(self) -> usize {
@@ -366,5 +380,26 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
     ) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.enter(Op::ListPage).await?;
         self.inner.list_page(tenant, page).await
+    }
+    async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::FindKeys).await?;
+        self.inner.find_keys(query).await
+    }
+    async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::Successors).await?;
+        self.inner.successors(id).await
+    }
+    async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+        self.enter(Op::ClaimNotice).await?;
+        self.inner.claim_notice(claim).await
+    }
+    async fn settle_notice(
+        &self,
+        key: &KeyId,
+        notice: &str,
+        outcome: NoticeOutcome,
+    ) -> Result<(), StoreError> {
+        self.enter(Op::SettleNotice).await?;
+        self.inner.settle_notice(key, notice, outcome).await
     }
 }

@@ -93,10 +93,13 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
 pub(crate) use self::param::Hidden;
-use super::{CacheInvalidator, KeyStore, PageRequest, Revocation};
+use super::{
+    CacheInvalidator, Condition, KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome,
+    PageRequest, Revocation,
+};
 use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
-use crate::key::{KeyId, KeyRecord, RateLimit, StateFilter, TenantId};
+use crate::key::{KeyId, KeyRecord, OwnerId, RateLimit, StateFilter, TenantId};
 use crate::scope::ScopeSet;
 
 /// The whole schema, version [`SCHEMA_VERSION`]: every migration in order,
@@ -104,17 +107,19 @@ use crate::scope::ScopeSet;
 pub const SCHEMA: &str = concat!(
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
-    include_str!("schema_v3.sql")
+    include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql")
 );
 
 /// The schema version this crate expects.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Migrations in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("schema.sql")),
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
+    (4, include_str!("schema_v4.sql")),
 ];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
@@ -124,7 +129,7 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in AS
 macro_rules! columns {
     () => {
         "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
-         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled"
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner"
     };
 }
 
@@ -469,6 +474,7 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
     let rate_limit: Option<i32> = row.try_get(11).map_err(map_err)?;
     let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(12).map_err(map_err)?;
     let rotated_from: Option<String> = row.try_get(13).map_err(map_err)?;
+    let owner: Option<String> = row.try_get(15).map_err(map_err)?;
     Ok(KeyRecord {
         id: KeyId::parse(&id).ok_or_else(|| corrupt("key id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
@@ -492,6 +498,9 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
         metadata,
         rotated_from: rotated_from
             .map(|id| KeyId::parse(&id).ok_or_else(|| corrupt("rotated_from id")))
+            .transpose()?,
+        owner: owner
+            .map(|o| OwnerId::parse(&o).ok_or_else(|| corrupt("owner")))
             .transpose()?,
     })
 }
@@ -623,13 +632,14 @@ impl KeyStore for PgStore {
         let hash = record.hash.to_bytes();
         let metadata = Json(&record.metadata);
         let rotated_from = record.rotated_from.as_ref().map(KeyId::as_str);
+        let owner = record.owner.as_ref().map(OwnerId::as_str);
         self.run(|client| async move {
             let statement = client
                 .prepare_cached(concat!(
                     "INSERT INTO keyward_keys (",
                     columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                         $14, $15)"
+                         $14, $15, $16)"
                 ))
                 .await
                 .map_err(map_err)?;
@@ -652,6 +662,7 @@ impl KeyStore for PgStore {
                         &metadata,
                         &rotated_from,
                         &record.revocation_scheduled,
+                        &owner,
                     ],
                 )
                 .await
@@ -693,6 +704,7 @@ impl KeyStore for PgStore {
                     columns!(),
                     " FROM keyward_keys WHERE tenant = $1 ",
                     "AND (cardinality($2::text[]) = 0 OR kind = ANY($2::text[])) ",
+                    "AND ($6::text IS NULL OR owner = $6::text) ",
                     "AND CASE $3::int ",
                     "WHEN 0 THEN true ",
                     "WHEN 1 THEN NOT (revoked_at IS NOT NULL AND ",
@@ -710,7 +722,7 @@ impl KeyStore for PgStore {
         }
         const FIRST: &str = page!("");
         const AFTER: &str = page!(
-            "AND (created_at, id COLLATE \"C\") < ($6::timestamptz, $7::text COLLATE \"C\") "
+            "AND (created_at, id COLLATE \"C\") < ($7::timestamptz, $8::text COLLATE \"C\") "
         );
         let kinds: Vec<&str> = page.kinds.iter().map(String::as_str).collect();
         let state: i32 = match page.state {
@@ -721,16 +733,20 @@ impl KeyStore for PgStore {
         };
         let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
         let tenant = tenant.as_str();
+        let owner = page.owner.as_ref().map(OwnerId::as_str);
         match &page.after {
             None => {
-                self.query_records(FIRST, &[&tenant, &kinds, &state, &page.now, &limit])
-                    .await
+                self.query_records(
+                    FIRST,
+                    &[&tenant, &kinds, &state, &page.now, &limit, &owner],
+                )
+                .await
             }
             Some((at, id)) => {
                 let id = id.as_str();
                 self.query_records(
                     AFTER,
-                    &[&tenant, &kinds, &state, &page.now, &limit, at, &id],
+                    &[&tenant, &kinds, &state, &page.now, &limit, &owner, at, &id],
                 )
                 .await
             }
@@ -795,6 +811,155 @@ impl KeyStore for PgStore {
         })
         .await
     }
+
+    async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        // Not revoked at $3, as `KeyRecord::state` judges it.
+        macro_rules! not_revoked {
+            () => {
+                "NOT (revoked_at IS NOT NULL AND (NOT revocation_scheduled OR revoked_at <= $3)) "
+            };
+        }
+        // $4 tenant or NULL, $5/$6 the position after which, $7 the notice
+        // name or NULL, $8 the limit. A notice blocks as `NoticeState::blocks`
+        // says, with `renew_after` = $renew (SQL) or none.
+        macro_rules! tail {
+            ($position:literal, $renew:literal) => {
+                concat!(
+                    "AND ($4::text IS NULL OR tenant = $4::text) ",
+                    "AND ($5::timestamptz IS NULL OR (",
+                    $position,
+                    ", id COLLATE \"C\") > ($5::timestamptz, $6::text COLLATE \"C\")) ",
+                    "AND ($7::text IS NULL OR NOT EXISTS (SELECT 1 FROM keyward_notices n ",
+                    "WHERE n.key_id = keyward_keys.id AND n.notice = $7::text AND (",
+                    "(n.delivered_at IS NOT NULL AND ",
+                    $renew,
+                    ") OR n.lease_until > $3))) ",
+                    "ORDER BY ",
+                    $position,
+                    ", id COLLATE \"C\" LIMIT $8"
+                )
+            };
+        }
+        // $1 the exclusive lower bound ('-infinity' for none), $2 the upper.
+        const EXPIRING: &str = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM keyward_keys WHERE expires_at > COALESCE($1::timestamptz, '-infinity') ",
+            "AND expires_at <= $2::timestamptz AND ",
+            not_revoked!(),
+            tail!("expires_at", "true")
+        );
+        // $1 the instant before which the last use (or creation) lies; $2
+        // unused.
+        const UNUSED: &str = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM keyward_keys WHERE COALESCE(last_used_at, created_at) < $1::timestamptz ",
+            "AND $2::timestamptz IS NULL AND ",
+            not_revoked!(),
+            "AND NOT (expires_at IS NOT NULL AND expires_at <= $3) ",
+            tail!(
+                "COALESCE(last_used_at, created_at)",
+                "n.delivered_at >= COALESCE(keyward_keys.last_used_at, keyward_keys.created_at)"
+            )
+        );
+        let (sql, first, second): (&'static str, Option<OffsetDateTime>, Option<OffsetDateTime>) =
+            match query.condition {
+                Condition::Expiring { from, until } => (EXPIRING, from, Some(until)),
+                Condition::UnusedSince(since) => (UNUSED, Some(since), None),
+            };
+        let tenant = query.tenant.as_ref().map(TenantId::as_str);
+        let (after_at, after_id) = match &query.after {
+            Some((at, id)) => (Some(*at), Some(id.as_str())),
+            None => (None, None),
+        };
+        let notice = query.unnoticed.as_deref();
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        self.query_records(
+            sql,
+            &[
+                &first,
+                &second,
+                &query.now,
+                &tenant,
+                &after_at,
+                &after_id,
+                &notice,
+                &limit,
+            ],
+        )
+        .await
+    }
+
+    async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        const SQL: &str = select!("WHERE rotated_from = $1 ORDER BY created_at, id COLLATE \"C\"");
+        self.query_records(SQL, &[&id.as_str()]).await
+    }
+
+    async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+        // Granted when no row exists, or its state does not block (see
+        // `NoticeState::blocks`): a lapsed lease, or a delivery before
+        // $5. Atomic: a concurrent claim waits for this row's lock, then
+        // finds the lease live and updates nothing.
+        const SQL: &str = "INSERT INTO keyward_notices AS n (key_id, notice, lease_until) \
+             SELECT $1::text, $2::text, $3::timestamptz \
+             WHERE EXISTS (SELECT 1 FROM keyward_keys WHERE id = $1::text) \
+             ON CONFLICT (key_id, notice) DO UPDATE \
+             SET lease_until = EXCLUDED.lease_until, delivered_at = NULL \
+             WHERE (n.delivered_at IS NULL AND n.lease_until <= $4::timestamptz) \
+             OR (n.delivered_at IS NOT NULL AND n.delivered_at < $5::timestamptz) \
+             RETURNING 1";
+        let id = claim.key.as_str();
+        let notice = claim.notice.as_str();
+        self.run(|client| async move {
+            let statement = client.prepare_cached(SQL).await.map_err(map_err)?;
+            let rows = client
+                .query(
+                    &statement,
+                    &[&id, &notice, &claim.lease_until, &claim.now, &claim.renew_after],
+                )
+                .await
+                .map_err(map_err)?;
+            Ok(!rows.is_empty())
+        })
+        .await
+    }
+
+    async fn settle_notice(
+        &self,
+        key: &KeyId,
+        notice: &str,
+        outcome: NoticeOutcome,
+    ) -> Result<(), StoreError> {
+        const DELIVERED: &str = "INSERT INTO keyward_notices (key_id, notice, delivered_at) \
+             SELECT $1::text, $2::text, $3::timestamptz \
+             WHERE EXISTS (SELECT 1 FROM keyward_keys WHERE id = $1::text) \
+             ON CONFLICT (key_id, notice) DO UPDATE \
+             SET delivered_at = EXCLUDED.delivered_at, lease_until = NULL";
+        const RELEASED: &str = "DELETE FROM keyward_notices \
+             WHERE key_id = $1::text AND notice = $2::text AND delivered_at IS NULL";
+        let id = key.as_str();
+        self.run(|client| async move {
+            match outcome {
+                NoticeOutcome::Delivered(at) => {
+                    let statement = client.prepare_cached(DELIVERED).await.map_err(map_err)?;
+                    client
+                        .execute(&statement, &[&id, &notice, &at])
+                        .await
+                        .map_err(map_err)?;
+                }
+                NoticeOutcome::Released => {
+                    let statement = client.prepare_cached(RELEASED).await.map_err(map_err)?;
+                    client
+                        .execute(&statement, &[&id, &notice])
+                        .await
+                        .map_err(map_err)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -840,7 +1005,7 @@ mod tests {
     #[test]
     fn the_sql_reads_the_columns_record_from_row_expects() {
         assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
-        assert_eq!(columns!().split(',').count(), 15);
-        assert!(columns!().ends_with("rotated_from, revocation_scheduled"));
+        assert_eq!(columns!().split(',').count(), 16);
+        assert!(columns!().ends_with("rotated_from, revocation_scheduled, owner"));
     }
 }
