@@ -40,8 +40,8 @@ use crate::key::{
     displayable, valid_label, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, OwnerId,
     RateLimit, TenantId,
 };
-use crate::lifecycle::{announce, Actor, EventKind, LifecycleEvent, LifecycleSink, TracingSink};
 use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
+use crate::lifecycle::{announce, Actor, EventKind, LifecycleEvent, LifecycleSink, TracingSink};
 use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::{KeyStore, PageRequest, Revocation};
@@ -890,10 +890,9 @@ impl Keyring {
                 continue;
             }
             match store.successors(&key.id).await {
-                Ok(next) => queue.extend(
-                    next.into_iter()
-                        .filter(|s| s.rotated_from.as_ref() == Some(&key.id) && s.tenant == key.tenant),
-                ),
+                Ok(next) => queue.extend(next.into_iter().filter(|s| {
+                    s.rotated_from.as_ref() == Some(&key.id) && s.tenant == key.tenant
+                })),
                 Err(_) => complete = false,
             }
         }
@@ -1129,7 +1128,8 @@ impl Keyring {
             .revoke(id, Revocation::Now)
             .await?
             .ok_or(ManageError::NotFound)?;
-        let event = LifecycleEvent::about(&record, EventKind::Revoked { reason }, actor, self.now());
+        let event =
+            LifecycleEvent::about(&record, EventKind::Revoked { reason }, actor, self.now());
         announce(&*self.inner.sink, &event).await;
         Ok(self.fresh(&record))
     }
@@ -1230,7 +1230,11 @@ impl Keyring {
             successor: issued.info.id().clone(),
             grace,
         };
-        announce(&*self.inner.sink, &LifecycleEvent::about(old, kind, actor, now)).await;
+        announce(
+            &*self.inner.sink,
+            &LifecycleEvent::about(old, kind, actor, now),
+        )
+        .await;
         Ok(issued)
     }
 }
@@ -1316,7 +1320,10 @@ impl Keyring {
                 if record.state(self.now()) == KeyState::Revoked {
                     continue;
                 }
-                revoked.push(self.revoke_as(Some(tenant), &record.id, actor, reason).await?);
+                revoked.push(
+                    self.revoke_as(Some(tenant), &record.id, actor, reason)
+                        .await?,
+                );
             }
         }
     }
@@ -1403,7 +1410,9 @@ impl Acting<'_> {
     ///
     /// As [`Keyring::rotate`].
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
-        self.keyring.rotate_as(None, id, grace, Some(self.actor)).await
+        self.keyring
+            .rotate_as(None, id, grace, Some(self.actor))
+            .await
     }
 
     /// [`Keyring::rotate_in`], by this actor.

@@ -78,16 +78,14 @@ pub use error::{
 };
 pub use hash::{HashScheme, Pepper, TokenHash, TokenHasher, TOKEN_HASH_LEN};
 pub use key::{
-    Expiry, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, ParseExpiryError,
-    OwnerId, ParseStateFilterError, RateLimit, StateFilter, TenantId,
+    Expiry, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, OwnerId, ParseExpiryError,
+    ParseStateFilterError, RateLimit, StateFilter, TenantId,
 };
-pub use lifecycle::{Actor, EventKind, LifecycleEvent, LifecycleSink, SinkError, TracingSink};
-pub use sweeper::{SweepReport, Sweeper, SweeperBuilder};
 pub use keyring::{
     Acting, IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, ReusePolicy, VerifiedKey,
-    MAX_METADATA_ENTRIES,
-    MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
+    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
+pub use lifecycle::{Actor, EventKind, LifecycleEvent, LifecycleSink, SinkError, TracingSink};
 pub use page::{KeyPage, ListQuery, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use ratelimit::{LimitError, MemoryRateLimiter, Quota, RateDecision, RateLimiter};
 pub use scope::{
@@ -95,6 +93,7 @@ pub use scope::{
     ScopeStatus,
 };
 pub use store::{KeyStore, MemoryStore, Revocation};
+pub use sweeper::{SweepReport, Sweeper, SweeperBuilder};
 pub use token::{
     ParsedToken, Secret, TokenFormat, TokenKey, TokenKind, BODY_LEN, DISPLAY_PREFIX_LEN,
     TAGGED_BODY_LEN,

@@ -184,7 +184,9 @@ impl SweeperBuilder {
         if sweeper.thresholds.first().is_some_and(Duration::is_zero)
             || sweeper.thresholds.windows(2).any(|w| w[0] == w[1])
         {
-            return Err(invalid("expiring thresholds must be distinct and above zero"));
+            return Err(invalid(
+                "expiring thresholds must be distinct and above zero",
+            ));
         }
         if sweeper.stale_after.is_some_and(|d| d.is_zero()) {
             return Err(invalid("stale_after must be above zero"));
@@ -205,7 +207,6 @@ impl SweeperBuilder {
 /// What one [`Sweeper::tick`] sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-#[must_use]
 pub struct SweepReport {
     /// Expiring-soon events.
     pub expiring: usize,

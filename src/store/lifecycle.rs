@@ -264,12 +264,7 @@ impl NoticeClaim {
     /// A claim of notice `notice` about key `key` at `now`, leased until
     /// `lease_until`, that a delivery blocks for good.
     #[must_use]
-    pub fn new(
-        key: KeyId,
-        notice: &str,
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-    ) -> Self {
+    pub fn new(key: KeyId, notice: &str, now: OffsetDateTime, lease_until: OffsetDateTime) -> Self {
         NoticeClaim {
             key,
             notice: notice.to_owned(),

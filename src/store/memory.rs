@@ -250,7 +250,10 @@ impl KeyStore for MemoryStore {
         if !claim.granted_over(notices.get(&claim.notice)) {
             return Ok(false);
         }
-        notices.insert(claim.notice.clone(), NoticeState::claimed(claim.lease_until));
+        notices.insert(
+            claim.notice.clone(),
+            NoticeState::claimed(claim.lease_until),
+        );
         Ok(true)
     }
 
@@ -270,7 +273,10 @@ impl KeyStore for MemoryStore {
                 notices.insert(notice.to_owned(), NoticeState::delivered(at));
             }
             NoticeOutcome::Released => {
-                if notices.get(notice).is_some_and(|n| n.delivered_at.is_none()) {
+                if notices
+                    .get(notice)
+                    .is_some_and(|n| n.delivered_at.is_none())
+                {
                     notices.remove(notice);
                 }
             }

@@ -214,7 +214,10 @@ impl PageRequest {
     #[must_use]
     pub fn matches(&self, record: &KeyRecord) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&record.kind))
-            && self.owner.as_ref().is_none_or(|o| record.owner.as_ref() == Some(o))
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|o| record.owner.as_ref() == Some(o))
             && self.state.matches(record.state(self.now))
             && self
                 .after

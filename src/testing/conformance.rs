@@ -745,7 +745,9 @@ async fn list_page_filters_by_owner<S: KeyStore + ?Sized>(store: &S) {
         [a2.id.clone(), a1.id.clone()],
         "KeyStore contract: list_page with an owner returns that owner's keys of the tenant, newest first"
     );
-    let request = PageRequest::new(t(10), 1).owner(alice).after(a2.created_at, a2.id.clone());
+    let request = PageRequest::new(t(10), 1)
+        .owner(alice)
+        .after(a2.created_at, a2.id.clone());
     assert_eq!(
         page(store, &tenant, &request).await,
         [a1.id.clone()],
@@ -817,7 +819,11 @@ async fn find_keys_expiring_in_a_window<S: KeyStore + ?Sized>(store: &S) {
     // Paging by position, ties by id.
     let mut paged = LifecycleQuery::new(window, t(10), 2).tenant(tenant.clone());
     let first_page = find(store, &paged).await;
-    assert_eq!(first_page, expected[..2], "KeyStore contract: find_keys honours the limit");
+    assert_eq!(
+        first_page,
+        expected[..2],
+        "KeyStore contract: find_keys honours the limit"
+    );
     paged.after = Some((t(200), expected[2].clone()));
     assert_eq!(
         find(store, &paged).await,
@@ -853,7 +859,13 @@ async fn find_keys_unused_since<S: KeyStore + ?Sized>(store: &S) {
     grace.revoked_at = Some(t(5_000));
     grace.revocation_scheduled = true;
     for r in [
-        &never_used, &used_early, &used_late, &young, &revoked, &expired, &grace,
+        &never_used,
+        &used_early,
+        &used_late,
+        &young,
+        &revoked,
+        &expired,
+        &grace,
     ] {
         insert(store, r).await;
     }
@@ -928,21 +940,36 @@ async fn claim<S: KeyStore + ?Sized>(store: &S, claim: &NoticeClaim) -> bool {
     ok(store.claim_notice(claim).await, "claim_notice")
 }
 
-async fn settle<S: KeyStore + ?Sized>(store: &S, key: &KeyId, notice: &str, outcome: NoticeOutcome) {
-    ok(store.settle_notice(key, notice, outcome).await, "settle_notice");
+async fn settle<S: KeyStore + ?Sized>(
+    store: &S,
+    key: &KeyId,
+    notice: &str,
+    outcome: NoticeOutcome,
+) {
+    ok(
+        store.settle_notice(key, notice, outcome).await,
+        "settle_notice",
+    );
 }
 
 async fn notices_claim_once_and_settle<S: KeyStore + ?Sized>(store: &S) {
     let key = record(&fresh_tenant(), 0);
     insert(store, &key).await;
     let at = |now: i64| NoticeClaim::new(key.id.clone(), "expiring:86400", t(now), t(now + 60));
-    assert!(claim(store, &at(0)).await, "KeyStore contract: claim_notice grants a new notice");
+    assert!(
+        claim(store, &at(0)).await,
+        "KeyStore contract: claim_notice grants a new notice"
+    );
     assert!(
         !claim(store, &at(59)).await,
         "KeyStore contract: claim_notice refuses a notice whose lease runs past `now`"
     );
     assert!(
-        claim(store, &NoticeClaim::new(key.id.clone(), "expired", t(59), t(119))).await,
+        claim(
+            store,
+            &NoticeClaim::new(key.id.clone(), "expired", t(59), t(119))
+        )
+        .await,
         "KeyStore contract: notices of one key are separate by name"
     );
     assert!(
@@ -954,7 +981,13 @@ async fn notices_claim_once_and_settle<S: KeyStore + ?Sized>(store: &S) {
         claim(store, &at(61)).await,
         "KeyStore contract: a released notice can be claimed again at once"
     );
-    settle(store, &key.id, "expiring:86400", NoticeOutcome::Delivered(t(62))).await;
+    settle(
+        store,
+        &key.id,
+        "expiring:86400",
+        NoticeOutcome::Delivered(t(62)),
+    )
+    .await;
     assert!(
         !claim(store, &at(1_000_000)).await,
         "KeyStore contract: a delivered notice is never claimed again"
@@ -968,7 +1001,10 @@ async fn notices_claim_once_and_settle<S: KeyStore + ?Sized>(store: &S) {
     let stale = |now: i64, renew: i64| {
         NoticeClaim::new(key.id.clone(), "stale", t(now), t(now + 60)).renew_after(Some(t(renew)))
     };
-    assert!(claim(store, &stale(0, 0)).await, "KeyStore contract: claim_notice grants a new notice");
+    assert!(
+        claim(store, &stale(0, 0)).await,
+        "KeyStore contract: claim_notice grants a new notice"
+    );
     settle(store, &key.id, "stale", NoticeOutcome::Delivered(t(10))).await;
     assert!(
         !claim(store, &stale(100, 10)).await,
@@ -1007,10 +1043,34 @@ async fn notices_keep_announced_keys_out<S: KeyStore + ?Sized>(store: &S) {
         .unnoticed("expiring:604800");
     // keys[0] claimed (live lease), keys[1] delivered, keys[2] another
     // notice, keys[3] untouched.
-    assert!(claim(store, &NoticeClaim::new(keys[0].id.clone(), "expiring:604800", t(10), t(70))).await);
-    assert!(claim(store, &NoticeClaim::new(keys[1].id.clone(), "expiring:604800", t(10), t(70))).await);
-    settle(store, &keys[1].id, "expiring:604800", NoticeOutcome::Delivered(t(11))).await;
-    assert!(claim(store, &NoticeClaim::new(keys[2].id.clone(), "expiring:86400", t(10), t(70))).await);
+    assert!(
+        claim(
+            store,
+            &NoticeClaim::new(keys[0].id.clone(), "expiring:604800", t(10), t(70))
+        )
+        .await
+    );
+    assert!(
+        claim(
+            store,
+            &NoticeClaim::new(keys[1].id.clone(), "expiring:604800", t(10), t(70))
+        )
+        .await
+    );
+    settle(
+        store,
+        &keys[1].id,
+        "expiring:604800",
+        NoticeOutcome::Delivered(t(11)),
+    )
+    .await;
+    assert!(
+        claim(
+            store,
+            &NoticeClaim::new(keys[2].id.clone(), "expiring:86400", t(10), t(70))
+        )
+        .await
+    );
     assert_eq!(
         find(store, &query).await,
         [keys[2].id.clone(), keys[3].id.clone()],
@@ -1027,7 +1087,13 @@ async fn notices_keep_announced_keys_out<S: KeyStore + ?Sized>(store: &S) {
     let mut used = record(&tenant, 0);
     used.last_used_at = Some(t(50));
     insert(store, &used).await;
-    assert!(claim(store, &NoticeClaim::new(used.id.clone(), "stale", t(0), t(60))).await);
+    assert!(
+        claim(
+            store,
+            &NoticeClaim::new(used.id.clone(), "stale", t(0), t(60))
+        )
+        .await
+    );
     settle(store, &used.id, "stale", NoticeOutcome::Delivered(t(40))).await;
     let stale = LifecycleQuery::new(Condition::UnusedSince(t(500)), t(600), 10)
         .tenant(tenant)

@@ -70,6 +70,7 @@ pub fn keyring() -> (Keyring, ManualClock) {
     (keyring_with_clock(store, clock.clone()), clock)
 }
 
+pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod race;

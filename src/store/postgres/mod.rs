@@ -94,8 +94,8 @@ use tokio_postgres::{NoTls, Row};
 
 pub(crate) use self::param::Hidden;
 use super::{
-    CacheInvalidator, Condition, KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome,
-    PageRequest, Revocation,
+    CacheInvalidator, Condition, KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome, PageRequest,
+    Revocation,
 };
 use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
@@ -736,11 +736,8 @@ impl KeyStore for PgStore {
         let owner = page.owner.as_ref().map(OwnerId::as_str);
         match &page.after {
             None => {
-                self.query_records(
-                    FIRST,
-                    &[&tenant, &kinds, &state, &page.now, &limit, &owner],
-                )
-                .await
+                self.query_records(FIRST, &[&tenant, &kinds, &state, &page.now, &limit, &owner])
+                    .await
             }
             Some((at, id)) => {
                 let id = id.as_str();
@@ -878,14 +875,7 @@ impl KeyStore for PgStore {
         self.query_records(
             sql,
             &[
-                &first,
-                &second,
-                &query.now,
-                &tenant,
-                &after_at,
-                &after_id,
-                &notice,
-                &limit,
+                &first, &second, &query.now, &tenant, &after_at, &after_id, &notice, &limit,
             ],
         )
         .await
@@ -916,7 +906,13 @@ impl KeyStore for PgStore {
             let rows = client
                 .query(
                     &statement,
-                    &[&id, &notice, &claim.lease_until, &claim.now, &claim.renew_after],
+                    &[
+                        &id,
+                        &notice,
+                        &claim.lease_until,
+                        &claim.now,
+                        &claim.renew_after,
+                    ],
                 )
                 .await
                 .map_err(map_err)?;
