@@ -1265,7 +1265,6 @@ impl Keyring {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    #[must_use]
     pub fn acting<'a>(&'a self, actor: &'a Actor) -> Acting<'a> {
         Acting {
             keyring: self,

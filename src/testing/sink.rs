@@ -53,8 +53,14 @@ impl RecordingSink {
     }
 
     /// Empties the record; returns what it held.
+    #[must_use]
     pub fn take(&self) -> Vec<LifecycleEvent> {
         std::mem::take(&mut *self.lock())
+    }
+
+    /// Empties the record.
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     /// Refuses the next `n` events (they are not recorded).

@@ -91,7 +91,7 @@ pub async fn expiring_soon_once_per_threshold(store: Arc<dyn KeyStore>) {
     let half_day = issue("12h", at(now + span(12 * HOUR))).await;
     let ten_days = issue("10d", at(now + span(10 * DAY))).await;
     let _never = issue("never", Expiry::Never).await;
-    sink.take();
+    sink.clear();
     let sweeper = || {
         keyring
             .sweeper()
@@ -154,7 +154,7 @@ pub async fn two_instances_send_each_event_once(a: Arc<dyn KeyStore>, b: Arc<dyn
             .unwrap();
         ids.push(issued.info.id().clone());
     }
-    sink.take();
+    sink.clear();
     let sweeper = |k: &Keyring| {
         k.sweeper()
             .expiring_within([7 * DAY, DAY])
@@ -207,7 +207,7 @@ pub async fn stale_keys_are_announced_and_revoked(store: Arc<dyn KeyStore>) {
         .issue(NewKey::new("pk", "p1", "idle"))
         .await
         .unwrap();
-    sink.take();
+    sink.clear();
     let stale = || keyring.sweeper().stale_after(90 * DAY).build().unwrap();
     clock.advance(89 * DAY);
     keyring.verify(used.token.expose_secret()).await.unwrap();
@@ -260,7 +260,7 @@ pub async fn stale_keys_are_announced_and_revoked(store: Arc<dyn KeyStore>) {
         .await
         .unwrap();
     clock.advance(DAY);
-    sink.take();
+    sink.clear();
     // Already announced as stale: `auto_revoked` is a notice of its own.
     let report = revoking.tick().await.unwrap();
     assert_eq!(report.auto_revoked, 0, "stale notices already delivered");
@@ -290,7 +290,7 @@ pub async fn failures_delay_events_never_lose_them<S: KeyStore>(store: S) {
         .issue(NewKey::new("pl", "org_1", "k").expires(at(start() + span(HOUR))))
         .await
         .unwrap();
-    sink.take();
+    sink.clear();
     let sweeper = keyring
         .sweeper()
         .expiring_within([DAY])
@@ -347,7 +347,7 @@ pub async fn ticks_are_bounded(store: Arc<dyn KeyStore>) {
             .await
             .unwrap();
     }
-    sink.take();
+    sink.clear();
     let sweeper = keyring
         .sweeper()
         .expiring_within([DAY])
@@ -438,7 +438,7 @@ pub async fn reuse_after_grace_is_detected(store: Arc<dyn KeyStore>) {
         .verify(old.token.expose_secret())
         .await
         .expect("within the grace");
-    sink.take();
+    sink.clear();
     assert!(
         sink.events().is_empty(),
         "no reuse within the grace, and verify sends nothing"
@@ -471,7 +471,7 @@ pub async fn reuse_after_grace_is_detected(store: Arc<dyn KeyStore>) {
     let b = keyring.rotate(a.info.id(), Duration::ZERO).await.unwrap();
     let c = keyring.rotate(b.info.id(), Duration::ZERO).await.unwrap();
     keyring.verify(c.token.expose_secret()).await.unwrap();
-    sink.take();
+    sink.clear();
     assert!(matches!(
         keyring.verify(a.token.expose_secret()).await,
         Err(VerifyError::Revoked)
@@ -497,7 +497,7 @@ pub async fn reuse_after_grace_is_detected(store: Arc<dyn KeyStore>) {
         .await
         .unwrap();
     keyring.revoke(plain.info.id()).await.unwrap();
-    sink.take();
+    sink.clear();
     assert!(keyring.verify(plain.token.expose_secret()).await.is_err());
     assert!(sink.events().is_empty());
 }
@@ -539,7 +539,7 @@ pub async fn owners_are_offboarded_in_one_call(store: Arc<dyn KeyStore>) {
         .unwrap();
     assert_eq!(page.keys().len(), 100);
     assert!(page.keys().iter().all(|k| k.owner() == Some(&user)));
-    sink.take();
+    sink.clear();
     let admin = Actor::Subject("hr".into());
     let revoked = keyring
         .acting(&admin)
