@@ -283,7 +283,7 @@ pub trait LifecycleSink: Send + Sync + 'static {
 /// let keyring = keyward::Keyring::builder()
 ///     .store(keyward::MemoryStore::new())
 ///     .kind(keyward::KeyKind::new("pk", keyward::ScopeCatalog::builder().build()?)?)
-///     .events(keyward::TracingSink)
+///     .events(keyward::TracingSink::new())
 ///     .build()?;
 /// # let _ = keyring;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -291,6 +291,14 @@ pub trait LifecycleSink: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct TracingSink;
+
+impl TracingSink {
+    /// The sink.
+    #[must_use]
+    pub const fn new() -> Self {
+        TracingSink
+    }
+}
 
 #[async_trait]
 impl LifecycleSink for TracingSink {

@@ -404,3 +404,40 @@ impl Sweeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_counts_every_event_it_sent() {
+        let report = SweepReport {
+            expiring: 1,
+            expired: 20,
+            stale: 300,
+            auto_revoked: 4_000,
+            sink_failures: 50_000,
+            budget_spent: false,
+        };
+        assert_eq!(report.sent(), 4_321, "sink failures are not sent");
+    }
+
+    #[test]
+    fn debug_shows_the_settings() {
+        let keyring = Keyring::builder()
+            .store(crate::MemoryStore::new())
+            .kind(
+                crate::KeyKind::new("pk", crate::ScopeCatalog::builder().build().unwrap()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let sweeper = keyring
+            .sweeper()
+            .expiring_within([Duration::from_secs(86_400)])
+            .build()
+            .unwrap();
+        let shown = format!("{sweeper:?}");
+        assert!(shown.starts_with("Sweeper {"), "{shown}");
+        assert!(shown.contains("thresholds: [86400s]"), "{shown}");
+    }
+}

@@ -65,6 +65,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string(&key)?);
     }
 
+    // Key lifecycle: announce keys expiring within 7 days and 1 day, and
+    // expired ones, once each (also with several instances on one
+    // database), as `keyward::audit` events.
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+    let sweeper = keyring.sweeper().expiring_within([7 * DAY, DAY]).build()?;
+    tokio::spawn(sweeper.run(std::time::Duration::from_secs(60), tokio::time::sleep));
+
     let sensitive = [AUTHORIZATION, HeaderName::from_static("x-api-key")];
     let router = match options.mode {
         Mode::Api => app::router(keyring.clone()),

@@ -108,9 +108,11 @@
 //!
 //! # Audit
 //!
-//! Create, revoke and rotate log an event at target `keyward::audit` with
-//! the key id, the tenant and the actor (the caller's key id or external
-//! subject); never a token or a hash.
+//! Create, revoke and rotate send a [lifecycle event](crate::LifecycleEvent)
+//! through the keyring's sink (by default a `tracing` event at target
+//! `keyward::audit`) with the key id, the tenant, the kind, the owner and
+//! the actor ([`Principal::actor`](crate::http::Principal::actor): the
+//! caller's key or external subject); never a token or a hash.
 
 mod input;
 mod policy;

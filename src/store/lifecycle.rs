@@ -45,8 +45,8 @@ pub enum Condition {
 /// one, as [`KeyStore::find_keys`](super::KeyStore::find_keys) is asked for
 /// it. Made by the keyring's sweeper or by a host; a store reads it.
 ///
-/// The order is ascending by the condition's instant ([`position`]
-/// (Self::position)), then by id byte by byte (in SQL: `COLLATE "C"`);
+/// The order is ascending by the condition's instant
+/// ([`position`](Self::position)), then by id byte by byte (in SQL: `COLLATE "C"`);
 /// [`after`](Self::after) is the position of the last record of the
 /// previous page.
 ///
