@@ -287,7 +287,6 @@ impl Sweeper {
         let mut budget = self.max_events;
         for pass in self.passes(now) {
             if budget == 0 {
-                report.budget_spent = true;
                 break;
             }
             let query = LifecycleQuery::new(pass.condition, now, budget).unnoticed(&pass.notice);
@@ -341,6 +340,7 @@ impl Sweeper {
                 }
             }
         }
+        report.budget_spent = budget == 0;
         Ok(report)
     }
 
