@@ -24,6 +24,7 @@
 //! # }).unwrap();
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,7 +45,7 @@ use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
 use crate::lifecycle::{announce, Actor, EventKind, LifecycleEvent, LifecycleSink, TracingSink};
 use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
-use crate::store::{KeyStore, PageRequest, Revocation};
+use crate::store::{KeyStore, NoticeClaim, PageRequest, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
 
 /// Most metadata labels a key may carry.
@@ -57,6 +58,10 @@ pub const MAX_METADATA_VALUE_LEN: usize = 1024;
 /// At most this many keys are revoked for one reuse of a rotated token (a
 /// family longer than this is reported as not wholly revoked).
 const MAX_FAMILY: usize = 64;
+
+/// A rotated key's reuse is reported (and its family revoked) at most once
+/// per this interval.
+const REUSE_REPORT_INTERVAL: Duration = Duration::from_secs(3_600);
 
 /// What [`Keyring::verify`] does when a rotated key's token is presented
 /// after its rotation's grace ended (the token is refused as revoked in
@@ -832,15 +837,21 @@ impl Keyring {
         Ok(VerifiedKey { record, kind })
     }
 
-    /// A revoked key's token was presented: if rotation replaced the key,
-    /// reports the reuse (and revokes the family when the kind says so).
-    /// Its failures are logged; the token is refused whatever happens here.
+    /// A revoked key's token was presented: if the key's rotation grace ran
+    /// out (its revocation is the scheduled one), reports the reuse (and
+    /// revokes the family when the kind says so), at most once per key per
+    /// [`REUSE_REPORT_INTERVAL`] across every keyring on the store. Its
+    /// failures are logged; the token is refused whatever happens here.
     #[cold]
     async fn check_reuse(&self, record: &KeyRecord, now: OffsetDateTime) {
+        if !record.revocation_scheduled {
+            // Revoked at once (by a call, the sweeper or offboarding), not
+            // by a grace running out.
+            return;
+        }
         let store = &self.inner.store;
         let successors = match store.successors(&record.id).await {
             Ok(successors) => successors,
-            Err(StoreError::Unsupported(_)) => return,
             Err(err) => {
                 tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, key_id = %record.id, "could not check a revoked key for rotation reuse");
                 return;
@@ -853,6 +864,20 @@ impl Keyring {
             .collect();
         if successors.is_empty() {
             return;
+        }
+        let report = NoticeClaim::new(
+            record.id.clone(),
+            "reuse",
+            now,
+            now.saturating_add(span(REUSE_REPORT_INTERVAL)),
+        );
+        match store.claim_notice(&report).await {
+            Ok(true) | Err(StoreError::Unsupported(_)) => {}
+            Ok(false) => return, // reported within the interval
+            Err(err) => {
+                tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, key_id = %record.id, "could not record a rotation reuse report");
+                return;
+            }
         }
         let revoke = self
             .kind(&record.kind)
@@ -870,7 +895,8 @@ impl Keyring {
     }
 
     /// Revokes these keys and every key descending from them by rotation
-    /// (at most [`MAX_FAMILY`] keys); whether all of them were revoked.
+    /// (visiting at most [`MAX_FAMILY`] keys; one already revoked at once is
+    /// not written again); whether all of them were revoked.
     async fn revoke_family(&self, roots: &[Arc<KeyRecord>]) -> bool {
         let store = &self.inner.store;
         let mut queue: Vec<Arc<KeyRecord>> = roots.to_vec();
@@ -884,7 +910,10 @@ impl Keyring {
                 complete = false;
                 break;
             }
-            if let Err(err) = store.revoke(&key.id, Revocation::Now).await {
+            let revoked_at_once = key.revoked_at.is_some() && !key.revocation_scheduled;
+            if revoked_at_once {
+                // Written already; its successors may not be.
+            } else if let Err(err) = store.revoke(&key.id, Revocation::Now).await {
                 tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, key_id = %key.id, "could not revoke a reused key's successor");
                 complete = false;
                 continue;
@@ -1116,7 +1145,7 @@ impl Keyring {
         tenant: Option<&TenantId>,
         id: &KeyId,
         actor: Option<&Actor>,
-        reason: Option<&'static str>,
+        reason: Option<Cow<'static, str>>,
     ) -> Result<KeyInfo, ManageError> {
         if tenant.is_some() {
             // The owner never changes, so checking it first is enough.
@@ -1196,7 +1225,9 @@ impl Keyring {
         actor: Option<&Actor>,
     ) -> Result<IssuedKey, IssueError> {
         let now = self.now();
-        if old.state(now) != KeyState::Active {
+        // A key in a rotation's grace was replaced already: rotating it again
+        // would let whoever holds its token start a second chain.
+        if old.state(now) != KeyState::Active || old.revoked_at.is_some() {
             return Err(IssueError::Inactive);
         }
         let kind = self
@@ -1252,8 +1283,7 @@ impl Keyring {
     ///     .store(MemoryStore::new())
     ///     .kind(KeyKind::new("pl", ScopeCatalog::builder().build()?)?)
     ///     .build()?;
-    /// let admin = Actor::Subject("admin_1".into());
-    /// let acting = keyring.acting(&admin);
+    /// let acting = keyring.acting(Actor::Subject("admin_1".into()));
     /// acting.issue(NewKey::new("pl", "org_1", "laptop").owner("user_7")).await?;
     /// acting.issue(NewKey::new("pl", "org_1", "CI").owner("user_7")).await?;
     /// acting.issue(NewKey::new("pl", "org_1", "shared")).await?;
@@ -1265,7 +1295,7 @@ impl Keyring {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn acting<'a>(&'a self, actor: &'a Actor) -> Acting<'a> {
+    pub fn acting(&self, actor: Actor) -> Acting<'_> {
         Acting {
             keyring: self,
             actor,
@@ -1295,7 +1325,7 @@ impl Keyring {
         tenant: &TenantId,
         owner: &OwnerId,
         actor: Option<&Actor>,
-        reason: Option<&'static str>,
+        reason: Option<Cow<'static, str>>,
     ) -> Result<Vec<KeyInfo>, ManageError> {
         let mut revoked = Vec::new();
         let mut after = None;
@@ -1303,24 +1333,19 @@ impl Keyring {
             let mut request = PageRequest::new(self.now(), MAX_PAGE_LIMIT).owner(owner.clone());
             request.after.clone_from(&after);
             let mut page = self.inner.store.list_page(tenant, &request).await?;
-            // A store must page the tenant and owner it was asked for.
+            // A store must page the tenant and owner it was asked for,
+            // strictly after the position: the walk always moves on.
             page.retain(|r| r.tenant == *tenant && request.matches(r));
-            PageRequest::sort(&mut page);
-            let Some(last) = page.last() else {
+            let Some(oldest) = page.iter().map(|r| (r.created_at, r.id.clone())).min() else {
                 return Ok(revoked);
             };
-            let next = (last.created_at, last.id.clone());
-            if after.as_ref().is_some_and(|a| *a <= next) {
-                // Not strictly after the previous page: a broken store.
-                return Ok(revoked);
-            }
-            after = Some(next);
+            after = Some(oldest);
             for record in page {
                 if record.state(self.now()) == KeyState::Revoked {
                     continue;
                 }
                 revoked.push(
-                    self.revoke_as(Some(tenant), &record.id, actor, reason)
+                    self.revoke_as(Some(tenant), &record.id, actor, reason.clone())
                         .await?,
                 );
             }
@@ -1341,19 +1366,19 @@ impl Keyring {
 /// The management calls of a [`Keyring`] on behalf of an [`Actor`] (see
 /// [`Keyring::acting`]): the same calls, errors and checks, with the actor
 /// (and a revocation's reason) in each event.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct Acting<'a> {
     keyring: &'a Keyring,
-    actor: &'a Actor,
-    reason: Option<&'static str>,
+    actor: Actor,
+    reason: Option<Cow<'static, str>>,
 }
 
 impl Acting<'_> {
     /// The reason revocations give in their events (`"offboarding"`,
-    /// `"leaked"`); none by default.
-    pub fn reason(mut self, reason: &'static str) -> Self {
-        self.reason = Some(reason);
+    /// `"leaked"`, a ticket number); none by default.
+    pub fn reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
+        self.reason = Some(reason.into());
         self
     }
 
@@ -1363,7 +1388,7 @@ impl Acting<'_> {
     ///
     /// As [`Keyring::issue`].
     pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, IssueError> {
-        self.keyring.issue_as(new, Some(self.actor)).await
+        self.keyring.issue_as(new, Some(&self.actor)).await
     }
 
     /// [`Keyring::revoke`], by this actor, for the reason given.
@@ -1373,7 +1398,7 @@ impl Acting<'_> {
     /// As [`Keyring::revoke`].
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ManageError> {
         self.keyring
-            .revoke_as(None, id, Some(self.actor), self.reason)
+            .revoke_as(None, id, Some(&self.actor), self.reason.clone())
             .await
     }
 
@@ -1384,7 +1409,7 @@ impl Acting<'_> {
     /// As [`Keyring::revoke_in`].
     pub async fn revoke_in(&self, tenant: &TenantId, id: &KeyId) -> Result<KeyInfo, ManageError> {
         self.keyring
-            .revoke_as(Some(tenant), id, Some(self.actor), self.reason)
+            .revoke_as(Some(tenant), id, Some(&self.actor), self.reason.clone())
             .await
     }
 
@@ -1399,7 +1424,7 @@ impl Acting<'_> {
         owner: &OwnerId,
     ) -> Result<Vec<KeyInfo>, ManageError> {
         self.keyring
-            .revoke_owner_as(tenant, owner, Some(self.actor), self.reason)
+            .revoke_owner_as(tenant, owner, Some(&self.actor), self.reason.clone())
             .await
     }
 
@@ -1410,7 +1435,7 @@ impl Acting<'_> {
     /// As [`Keyring::rotate`].
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<IssuedKey, IssueError> {
         self.keyring
-            .rotate_as(None, id, grace, Some(self.actor))
+            .rotate_as(None, id, grace, Some(&self.actor))
             .await
     }
 
@@ -1426,7 +1451,7 @@ impl Acting<'_> {
         grace: Duration,
     ) -> Result<IssuedKey, IssueError> {
         self.keyring
-            .rotate_as(Some(tenant), id, grace, Some(self.actor))
+            .rotate_as(Some(tenant), id, grace, Some(&self.actor))
             .await
     }
 }

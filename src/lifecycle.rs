@@ -10,6 +10,7 @@
 //! [`AutoRevoked`](EventKind::AutoRevoked). Every event names the key id,
 //! tenant, kind, owner and actor; never the token or its hash.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub enum EventKind {
     /// caller gave one.
     Revoked {
         /// Why, as the caller said (`"offboarding"`, `"leaked"`).
-        reason: Option<&'static str>,
+        reason: Option<Cow<'static, str>>,
     },
     /// The key was rotated: `successor` replaces it, and it stops working
     /// after `grace`.
@@ -132,7 +133,7 @@ impl EventKind {
 /// use keyward::{Actor, EventKind, KeyId, LifecycleEvent, TenantId};
 ///
 /// let event = LifecycleEvent::new(
-///     EventKind::Revoked { reason: Some("offboarding") },
+///     EventKind::Revoked { reason: Some("offboarding".into()) },
 ///     KeyId::parse("key_1").unwrap(),
 ///     TenantId::parse("org_1").unwrap(),
 ///     "pl",
@@ -312,12 +313,17 @@ impl LifecycleSink for TracingSink {
 pub(crate) fn log_event(e: &LifecycleEvent) {
     let name = e.kind.name();
     let owner = e.owner.as_ref().map(OwnerId::as_str);
-    let actor = e.actor.as_ref().map(tracing::field::display);
+    // Debug: an external subject is the host's text, quoted and escaped.
+    let actor = e
+        .actor
+        .as_ref()
+        .map(|a| tracing::field::debug(a.to_string()));
     match &e.kind {
         EventKind::Issued => {
             tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, "key issued");
         }
         EventKind::Revoked { reason } => {
+            let reason = reason.as_deref().map(tracing::field::debug);
             tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, reason, "key revoked");
         }
         EventKind::Rotated { successor, grace } => {

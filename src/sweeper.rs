@@ -18,6 +18,10 @@ use crate::store::{Condition, LifecycleQuery, NoticeClaim, NoticeOutcome, Revoca
 /// At most this many expiring-soon thresholds.
 const MAX_THRESHOLDS: usize = 8;
 
+/// The longest threshold, lookback or `stale_after` (100 years): instants
+/// stay well inside every store's range (PostgreSQL's starts at 4713 BC).
+const MAX_SPAN: Duration = Duration::from_secs(100 * 366 * 86_400);
+
 /// Finds keys that are about to expire, have expired or have gone unused,
 /// and sends one [`LifecycleEvent`] per key and occasion through the
 /// keyring's sink; optionally revokes unused keys, as GitHub does. Built
@@ -125,7 +129,8 @@ impl Keyring {
 
 impl SweeperBuilder {
     /// Announce keys expiring within each of these (e.g. 7 days and 1
-    /// day), once per key and threshold; at most 8, none zero.
+    /// day), once per key and threshold; at most 8, each a whole number of
+    /// seconds from 1 s to 100 years.
     pub fn expiring_within(mut self, thresholds: impl IntoIterator<Item = Duration>) -> Self {
         self.sweeper.thresholds = thresholds.into_iter().collect();
         self
@@ -170,8 +175,9 @@ impl SweeperBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidSweeper`] for a zero or repeated threshold,
-    /// more than 8 thresholds, a zero `stale_after`, `revoke_stale` without
+    /// [`ConfigError::InvalidSweeper`] for a repeated threshold or one not
+    /// a whole number of seconds above zero, more than 8 thresholds, a zero
+    /// `stale_after`, a span over 100 years, `revoke_stale` without
     /// `stale_after`, an event budget outside 1 to 10 000, or a lease
     /// shorter than a second.
     pub fn build(self) -> Result<Sweeper, ConfigError> {
@@ -181,15 +187,22 @@ impl SweeperBuilder {
         if sweeper.thresholds.len() > MAX_THRESHOLDS {
             return Err(invalid("at most 8 expiring thresholds"));
         }
-        if sweeper.thresholds.first().is_some_and(Duration::is_zero)
+        let whole = |d: &Duration| d.subsec_nanos() == 0 && d.as_secs() > 0;
+        if !sweeper.thresholds.iter().all(whole)
             || sweeper.thresholds.windows(2).any(|w| w[0] == w[1])
         {
             return Err(invalid(
-                "expiring thresholds must be distinct and above zero",
+                "expiring thresholds must be distinct whole numbers of seconds, above zero",
             ));
         }
         if sweeper.stale_after.is_some_and(|d| d.is_zero()) {
             return Err(invalid("stale_after must be above zero"));
+        }
+        if sweeper.stale_after.is_some_and(|d| d > MAX_SPAN)
+            || sweeper.expired_lookback > MAX_SPAN
+            || sweeper.thresholds.last().is_some_and(|d| *d > MAX_SPAN)
+        {
+            return Err(invalid("spans are at most 100 years"));
         }
         if sweeper.revoke_stale && sweeper.stale_after.is_none() {
             return Err(invalid("revoke_stale needs stale_after"));
@@ -296,28 +309,25 @@ impl Sweeper {
                 if !query.matches(&record) {
                     continue;
                 }
-                let claim = NoticeClaim::new(
-                    record.id.clone(),
-                    &pass.notice,
-                    now,
-                    now.saturating_add(span(self.lease)),
-                )
-                .renew_after(query.renew_after(&record));
+                let lease_until = now.saturating_add(span(self.lease));
+                let claim = NoticeClaim::new(record.id.clone(), &pass.notice, now, lease_until)
+                    .renew_after(query.renew_after(&record));
                 if !store.claim_notice(&claim).await? {
                     continue; // another sweeper has it, or had it
                 }
                 budget -= 1;
                 let sent = self.send(&pass, &query, &record, now).await;
+                let released = NoticeOutcome::Released(lease_until);
                 let outcome = match sent {
                     Ok(true) => NoticeOutcome::Delivered(now),
                     Ok(false) => {
                         report.sink_failures += 1;
-                        NoticeOutcome::Released
+                        released
                     }
                     Err(err) => {
                         // Best effort: otherwise the claim lapses.
                         let _ = store
-                            .settle_notice(&record.id, &pass.notice, NoticeOutcome::Released)
+                            .settle_notice(&record.id, &pass.notice, released)
                             .await;
                         return Err(err);
                     }
@@ -325,9 +335,13 @@ impl Sweeper {
                 store
                     .settle_notice(&record.id, &pass.notice, outcome)
                     .await?;
-                if outcome == NoticeOutcome::Released {
-                    // The sink is failing: stop, try again next tick.
-                    return Ok(report);
+                if outcome == released {
+                    // Refused: sent again on a later tick. One event the
+                    // sink keeps refusing must not hold the others back.
+                    if budget == 0 {
+                        break;
+                    }
+                    continue;
                 }
                 match pass.condition {
                     Condition::UnusedSince(_) if self.revoke_stale => report.auto_revoked += 1,
@@ -392,10 +406,7 @@ impl Sweeper {
     {
         loop {
             match self.tick().await {
-                Ok(report) if report.sent() > 0 || report.sink_failures > 0 => {
-                    tracing::debug!(target: "keyward::sweeper", ?report, "sweep");
-                }
-                Ok(_) => {}
+                Ok(report) => tracing::debug!(target: "keyward::sweeper", ?report, "sweep"),
                 Err(err) => {
                     tracing::warn!(target: "keyward::sweeper", error = &err as &dyn std::error::Error, "sweep failed; retrying next tick");
                 }

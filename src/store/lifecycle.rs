@@ -25,7 +25,8 @@ use crate::key::{KeyId, KeyRecord, KeyState, TenantId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Condition {
-    /// Keys not revoked at the query's `now` whose `expires_at` lies after
+    /// Keys without a revocation (none scheduled either: a key in a
+    /// rotation's grace has been replaced) whose `expires_at` lies after
     /// `from` (any past instant when `None`) and at or before `until`. With
     /// `until` at or before `now`, the keys that have expired. Ordered by
     /// `expires_at`.
@@ -35,9 +36,9 @@ pub enum Condition {
         /// Inclusive upper bound.
         until: OffsetDateTime,
     },
-    /// Keys active at the query's `now` (neither revoked nor expired) whose
-    /// last use, or creation when never used, lies strictly before this
-    /// instant. Ordered by that instant.
+    /// Keys without a revocation (none scheduled either) and not expired at
+    /// the query's `now` whose last use, or creation when never used, lies
+    /// strictly before this instant. Ordered by that instant.
     UnusedSince(OffsetDateTime),
 }
 
@@ -137,12 +138,14 @@ impl LifecycleQuery {
         let Some(at) = self.position(record) else {
             return false;
         };
-        let state = record.state(self.now);
+        let unrevoked = record.revoked_at.is_none();
         let meets = match self.condition {
             Condition::Expiring { from, until } => {
-                state != KeyState::Revoked && from.is_none_or(|from| at > from) && at <= until
+                unrevoked && from.is_none_or(|from| at > from) && at <= until
             }
-            Condition::UnusedSince(since) => state == KeyState::Active && at < since,
+            Condition::UnusedSince(since) => {
+                unrevoked && record.state(self.now) == KeyState::Active && at < since
+            }
         };
         meets
             && self.tenant.as_ref().is_none_or(|t| record.tenant == *t)
@@ -295,8 +298,8 @@ impl NoticeClaim {
 /// ```
 /// use keyward::store::NoticeOutcome;
 ///
-/// let sent = NoticeOutcome::Delivered(time::OffsetDateTime::UNIX_EPOCH);
-/// assert_ne!(sent, NoticeOutcome::Released);
+/// let at = time::OffsetDateTime::UNIX_EPOCH;
+/// assert_ne!(NoticeOutcome::Delivered(at), NoticeOutcome::Released(at));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -304,7 +307,10 @@ pub enum NoticeOutcome {
     /// Sent at this instant: the notice becomes
     /// [`NoticeState::delivered`].
     Delivered(OffsetDateTime),
-    /// Not sent (the sink failed): the claim is dropped, unless the notice
-    /// was delivered meanwhile, so the next sweep tries again.
-    Released,
+    /// Not sent (the sink failed): the claim leased until this instant
+    /// (the claimant's [`NoticeClaim::lease_until`]) is dropped, so the next
+    /// sweep tries again. A claim that is no longer the claimant's (its
+    /// lease lapsed and another sweeper claimed it, or it was delivered)
+    /// stays.
+    Released(OffsetDateTime),
 }

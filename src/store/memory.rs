@@ -272,10 +272,10 @@ impl KeyStore for MemoryStore {
             NoticeOutcome::Delivered(at) => {
                 notices.insert(notice.to_owned(), NoticeState::delivered(at));
             }
-            NoticeOutcome::Released => {
+            NoticeOutcome::Released(lease_until) => {
                 if notices
                     .get(notice)
-                    .is_some_and(|n| n.delivered_at.is_none())
+                    .is_some_and(|n| n.delivered_at.is_none() && n.lease_until == Some(lease_until))
                 {
                     notices.remove(notice);
                 }

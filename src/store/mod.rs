@@ -56,8 +56,8 @@
 //!   [`NoticeState::claimed`], **atomically**: of several sweepers claiming
 //!   one notice at once (processes sharing the store), exactly one is
 //!   granted. `settle_notice` records [`NoticeOutcome::Delivered`] (over
-//!   any state) or drops a claim not yet delivered
-//!   ([`NoticeOutcome::Released`]). Notices of a deleted key may go with it.
+//!   any state) or drops a claim not yet delivered whose `lease_until` is
+//!   the one given ([`NoticeOutcome::Released`]: only the claimant's own). Notices of a deleted key may go with it.
 //! * The four methods above are provided, failing with
 //!   [`StoreError::Unsupported`], so a store written for an earlier
 //!   version still compiles; the keyring then still verifies, lists and

@@ -788,7 +788,7 @@ async fn find_keys_expiring_in_a_window<S: KeyStore + ?Sized>(store: &S) {
     let beyond = expiring(5, 301);
     let mut revoked = expiring(6, 160);
     revoked.revoked_at = Some(t(50_000)); // immediate: revoked at any instant
-    let mut grace = expiring(7, 170); // revocation scheduled at t(120)
+    let mut grace = expiring(7, 170); // revocation scheduled ahead: replaced
     grace.revoked_at = Some(t(120));
     grace.revocation_scheduled = true;
     let never = record(&tenant, 8);
@@ -802,19 +802,13 @@ async fn find_keys_expiring_in_a_window<S: KeyStore + ?Sized>(store: &S) {
         until: t(300),
     };
     let query = LifecycleQuery::new(window, t(10), 10).tenant(tenant.clone());
-    let mut expected = vec![first.id.clone(), grace.id.clone()];
+    let mut expected = vec![first.id.clone()];
     expected.extend(by_id(vec![tie_a.clone(), tie_b.clone()]));
     expected.push(at_until.id.clone());
     assert_eq!(
         find(store, &query).await,
         expected,
-        "KeyStore contract: find_keys(Expiring) returns keys not revoked at `now` whose expiry is in (from, until], by expiry then id"
-    );
-    let mut later = query.clone();
-    later.now = t(130);
-    assert!(
-        !find(store, &later).await.contains(&grace.id),
-        "KeyStore contract: find_keys(Expiring) leaves out a key whose scheduled revocation passed at `now`"
+        "KeyStore contract: find_keys(Expiring) returns keys without a revocation (none scheduled either) whose expiry is in (from, until], by expiry then id"
     );
     // Paging by position, ties by id.
     let mut paged = LifecycleQuery::new(window, t(10), 2).tenant(tenant.clone());
@@ -824,10 +818,10 @@ async fn find_keys_expiring_in_a_window<S: KeyStore + ?Sized>(store: &S) {
         expected[..2],
         "KeyStore contract: find_keys honours the limit"
     );
-    paged.after = Some((t(200), expected[2].clone()));
+    paged.after = Some((t(200), expected[1].clone()));
     assert_eq!(
         find(store, &paged).await,
-        expected[3..],
+        expected[2..],
         "KeyStore contract: find_keys returns only records strictly after `after` (by expiry, then id byte by byte)"
     );
     // No lower bound, and an upper bound in the past: expired keys.
@@ -855,7 +849,7 @@ async fn find_keys_unused_since<S: KeyStore + ?Sized>(store: &S) {
     revoked.revoked_at = Some(t(3));
     let mut expired = record(&tenant, 3);
     expired.expires_at = Some(t(650));
-    let mut grace = record(&tenant, 4); // scheduled ahead of now: active
+    let mut grace = record(&tenant, 4); // scheduled ahead of now: replaced
     grace.revoked_at = Some(t(5_000));
     grace.revocation_scheduled = true;
     for r in [
@@ -872,8 +866,8 @@ async fn find_keys_unused_since<S: KeyStore + ?Sized>(store: &S) {
     let query = LifecycleQuery::new(Condition::UnusedSince(t(600)), t(700), 10).tenant(tenant);
     assert_eq!(
         find(store, &query).await,
-        [never_used.id.clone(), grace.id.clone(), used_early.id.clone()],
-        "KeyStore contract: find_keys(UnusedSince) returns active keys whose last use, or creation, lies before the instant, by that instant then id"
+        [never_used.id.clone(), used_early.id.clone()],
+        "KeyStore contract: find_keys(UnusedSince) returns unrevoked, unexpired keys whose last use, or creation, lies before the instant, by that instant then id"
     );
 }
 
@@ -976,7 +970,26 @@ async fn notices_claim_once_and_settle<S: KeyStore + ?Sized>(store: &S) {
         claim(store, &at(60)).await,
         "KeyStore contract: claim_notice grants a notice whose lease ran out"
     );
-    settle(store, &key.id, "expiring:86400", NoticeOutcome::Released).await;
+    // Released by the claimant whose lease lapsed (the lease of at(0)):
+    // the live claim of at(60) stays.
+    settle(
+        store,
+        &key.id,
+        "expiring:86400",
+        NoticeOutcome::Released(t(60)),
+    )
+    .await;
+    assert!(
+        !claim(store, &at(61)).await,
+        "KeyStore contract: Released drops only the claim with that lease_until"
+    );
+    settle(
+        store,
+        &key.id,
+        "expiring:86400",
+        NoticeOutcome::Released(t(120)),
+    )
+    .await;
     assert!(
         claim(store, &at(61)).await,
         "KeyStore contract: a released notice can be claimed again at once"
@@ -992,7 +1005,13 @@ async fn notices_claim_once_and_settle<S: KeyStore + ?Sized>(store: &S) {
         !claim(store, &at(1_000_000)).await,
         "KeyStore contract: a delivered notice is never claimed again"
     );
-    settle(store, &key.id, "expiring:86400", NoticeOutcome::Released).await;
+    settle(
+        store,
+        &key.id,
+        "expiring:86400",
+        NoticeOutcome::Released(t(1_000_060)),
+    )
+    .await;
     assert!(
         !claim(store, &at(1_000_001)).await,
         "KeyStore contract: Released leaves a delivered notice delivered"

@@ -290,6 +290,10 @@ pub async fn failures_delay_events_never_lose_them<S: KeyStore>(store: S) {
         .issue(NewKey::new("pl", "org_1", "k").expires(at(start() + span(HOUR))))
         .await
         .unwrap();
+    let later = keyring
+        .issue(NewKey::new("pl", "org_1", "k2").expires(at(start() + span(20 * HOUR))))
+        .await
+        .unwrap();
     sink.clear();
     let sweeper = keyring
         .sweeper()
@@ -297,10 +301,14 @@ pub async fn failures_delay_events_never_lose_them<S: KeyStore>(store: S) {
         .lease(Duration::from_secs(300))
         .build()
         .unwrap();
+    // The first key's event is refused: the tick goes on with the next.
     sink.refuse_next(1);
     let report = sweeper.tick().await.unwrap();
-    assert_eq!((report.sent(), report.sink_failures), (0, 1));
-    assert!(sink.events().is_empty());
+    assert_eq!((report.expiring, report.sink_failures), (1, 1));
+    assert_eq!(
+        notices(&sink),
+        [("expiring_soon", later.info.id().clone(), 86_400)]
+    );
     let report = sweeper.tick().await.unwrap();
     assert_eq!(report.expiring, 1, "sent on the next tick");
     assert_eq!(
@@ -376,7 +384,7 @@ pub async fn management_events_name_the_actor(store: Arc<dyn KeyStore>) {
     let sink = RecordingSink::new();
     let keyring = keyring(store, &clock, &sink);
     let admin = Actor::Subject("admin_1".into());
-    let acting = keyring.acting(&admin);
+    let acting = keyring.acting(admin.clone());
     let issued = acting
         .issue(NewKey::new("pl", "org_1", "laptop").owner("user_7"))
         .await
@@ -384,12 +392,32 @@ pub async fn management_events_name_the_actor(store: Arc<dyn KeyStore>) {
     let id = issued.info.id().clone();
     let rotated = acting.rotate(&id, HOUR).await.unwrap();
     acting
+        .clone()
         .reason("leaked")
         .revoke(rotated.info.id())
         .await
         .unwrap();
     keyring.revoke(&id).await.unwrap();
-    let events = sink.take();
+    // The tenant-scoped calls: another tenant's key is not found.
+    let other = TenantId::parse("org_2").unwrap();
+    let org = TenantId::parse("org_1").unwrap();
+    let second = acting
+        .issue(NewKey::new("pl", "org_1", "second"))
+        .await
+        .unwrap();
+    assert!(acting.revoke_in(&other, second.info.id()).await.is_err());
+    assert!(acting
+        .rotate_in(&other, second.info.id(), HOUR)
+        .await
+        .is_err());
+    let third = acting
+        .rotate_in(&org, second.info.id(), HOUR)
+        .await
+        .unwrap();
+    acting.revoke_in(&org, third.info.id()).await.unwrap();
+    let tail: Vec<_> = sink.names().split_off(5);
+    assert_eq!(tail, ["issued", "issued", "rotated", "revoked"]);
+    let events: Vec<_> = sink.events().into_iter().take(5).collect();
     let names: Vec<_> = events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(names, ["issued", "issued", "rotated", "revoked", "revoked"]);
     let owner = OwnerId::parse("user_7").unwrap();
@@ -414,7 +442,7 @@ pub async fn management_events_name_the_actor(store: Arc<dyn KeyStore>) {
     assert_eq!(
         events[3].kind,
         EventKind::Revoked {
-            reason: Some("leaked")
+            reason: Some("leaked".into())
         }
     );
     assert_eq!(events[4].kind, EventKind::Revoked { reason: None });
@@ -464,13 +492,42 @@ pub async fn reuse_after_grace_is_detected(store: Arc<dyn KeyStore>) {
         .await
         .expect("Report leaves the successor working");
 
+    // Reported once per hour, however often the token comes back.
+    assert!(keyring.verify(old.token.expose_secret()).await.is_err());
+    assert!(sink.events().is_empty(), "reported within the hour");
+    clock.advance(HOUR);
+    assert!(keyring.verify(old.token.expose_secret()).await.is_err());
+    assert_eq!(sink.names(), ["reuse_detected"], "an hour later, again");
+    // A key in its grace was replaced: it can not be rotated again.
+    let again = keyring.rotate(new.info.id(), HOUR).await.unwrap();
+    assert!(matches!(
+        keyring.rotate(new.info.id(), HOUR).await,
+        Err(IssueError::Inactive)
+    ));
+    // Revoked at once during its grace (not by the grace running out): no
+    // reuse.
+    keyring.revoke(new.info.id()).await.unwrap();
+    sink.clear();
+    assert!(keyring.verify(new.token.expose_secret()).await.is_err());
+    assert!(sink.events().is_empty(), "a plain revocation is no reuse");
+    keyring.verify(again.token.expose_secret()).await.unwrap();
+
     // `pl`: the family goes.
     let a = keyring
         .issue(NewKey::new("pl", "org_1", "ci"))
         .await
         .unwrap();
-    let b = keyring.rotate(a.info.id(), Duration::ZERO).await.unwrap();
-    let c = keyring.rotate(b.info.id(), Duration::ZERO).await.unwrap();
+    let b = keyring
+        .rotate(a.info.id(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    // `b` is still in its own grace when `a` comes back: revoked at once.
+    let c = keyring.rotate(b.info.id(), HOUR).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    keyring
+        .verify(b.token.expose_secret())
+        .await
+        .expect("b's grace");
     keyring.verify(c.token.expose_secret()).await.unwrap();
     sink.clear();
     assert!(matches!(
@@ -543,7 +600,7 @@ pub async fn owners_are_offboarded_in_one_call(store: Arc<dyn KeyStore>) {
     sink.clear();
     let admin = Actor::Subject("hr".into());
     let revoked = keyring
-        .acting(&admin)
+        .acting(admin.clone())
         .reason("offboarding")
         .revoke_owner(&org, &user)
         .await
@@ -553,7 +610,7 @@ pub async fn owners_are_offboarded_in_one_call(store: Arc<dyn KeyStore>) {
     assert_eq!(events.len(), 104);
     assert!(events.iter().all(|e| e.kind
         == EventKind::Revoked {
-            reason: Some("offboarding")
+            reason: Some("offboarding".into())
         }
         && e.actor == Some(admin.clone())));
     for issued in &mine {

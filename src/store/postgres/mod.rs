@@ -810,10 +810,10 @@ impl KeyStore for PgStore {
     }
 
     async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        // Not revoked at $3, as `KeyRecord::state` judges it.
+        // No revocation, not even a scheduled one.
         macro_rules! not_revoked {
             () => {
-                "NOT (revoked_at IS NOT NULL AND (NOT revocation_scheduled OR revoked_at <= $3)) "
+                "revoked_at IS NULL "
             };
         }
         // $4 tenant or NULL, $5/$6 the position after which, $7 the notice
@@ -933,7 +933,8 @@ impl KeyStore for PgStore {
              ON CONFLICT (key_id, notice) DO UPDATE \
              SET delivered_at = EXCLUDED.delivered_at, lease_until = NULL";
         const RELEASED: &str = "DELETE FROM keyward_notices \
-             WHERE key_id = $1::text AND notice = $2::text AND delivered_at IS NULL";
+             WHERE key_id = $1::text AND notice = $2::text AND delivered_at IS NULL \
+             AND lease_until = $3::timestamptz";
         let id = key.as_str();
         self.run(|client| async move {
             match outcome {
@@ -944,10 +945,10 @@ impl KeyStore for PgStore {
                         .await
                         .map_err(map_err)?;
                 }
-                NoticeOutcome::Released => {
+                NoticeOutcome::Released(lease_until) => {
                     let statement = client.prepare_cached(RELEASED).await.map_err(map_err)?;
                     client
-                        .execute(&statement, &[&id, &notice])
+                        .execute(&statement, &[&id, &notice, &lease_until])
                         .await
                         .map_err(map_err)?;
                 }
