@@ -98,7 +98,8 @@ pub enum EventKind {
     },
     /// The key's token was presented after its rotation's grace ended (it
     /// was refused): someone still holds an old secret, which may have
-    /// leaked. `successors` replaced it; `family_revoked` says whether the
+    /// leaked. `successors` directly replaced it (their own successors, if
+    /// any, descend from them); `family_revoked` says whether the
     /// kind's [`ReusePolicy`](crate::ReusePolicy) revoked them too.
     ReuseDetected {
         /// The keys that replaced it.

@@ -281,6 +281,48 @@ async fn create_shows_the_token_once_with_the_kind_defaults() {
     assert!(!listed.ok(StatusCode::OK).to_string().contains(token));
 }
 
+/// Personal keys: created with an owner, listed by owner, and the owner
+/// kept by rotation; a bad owner filter is 400.
+#[tokio::test]
+async fn keys_have_owners_and_list_by_owner() {
+    let f = fixture().await;
+    let (mine, _) = create(
+        &f.app,
+        "/keys",
+        &f.admin,
+        json!({"name": "laptop", "owner": "user_7"}),
+    )
+    .await;
+    create(&f.app, "/keys", &f.admin, json!({"name": "shared"})).await;
+    create(
+        &f.app,
+        "/keys",
+        &f.admin,
+        json!({"name": "bob", "owner": "user_8"}),
+    )
+    .await;
+    let listed = get(&f.app, "/keys?owner=user_7", &f.admin).await;
+    let listed = listed.ok(StatusCode::OK);
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{listed}");
+    assert_eq!(keys[0]["id"], mine.as_str());
+    assert_eq!(keys[0]["owner"], "user_7");
+    let all = get(&f.app, "/keys", &f.admin).await;
+    let all = all.ok(StatusCode::OK);
+    assert!(all["keys"].as_array().unwrap().len() >= 3);
+    let rotated = post(&f.app, &format!("/keys/{mine}/rotate"), &f.admin, "{}").await;
+    assert_eq!(rotated.ok(StatusCode::CREATED)["key"]["owner"], "user_7");
+    for bad in [
+        "/keys?owner=",
+        "/keys?owner=a%E2%80%AEb",
+        "/keys?owner=x&owner=y",
+    ] {
+        let reply = get(&f.app, bad, &f.admin).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(reply.body["error"], "invalid_body", "{bad}");
+    }
+}
+
 #[tokio::test]
 async fn create_takes_scopes_expiry_rate_limit_and_metadata() {
     let f = fixture().await;
@@ -377,7 +419,10 @@ async fn bad_create_bodies_are_typed_400s() {
         (json!({"name": "k", "rate_limit": 100_001}).to_string(), "invalid_body"),
         (json!({"name": "k", "rate_limit": -1}).to_string(), "invalid_body"),
         (json!({"name": "k", "rate_limit": 1.5}).to_string(), "invalid_body"),
-        (json!({"name": "k", "owner": "me"}).to_string(), "invalid_body"),
+        (json!({"name": "k", "owner": "a\u{202E}b"}).to_string(), "invalid_label"),
+        (json!({"name": "k", "owner": ""}).to_string(), "invalid_label"),
+        (json!({"name": "k", "owner": 5}).to_string(), "invalid_body"),
+        (json!({"name": "k", "team": "me"}).to_string(), "invalid_body"),
         (json!({"name": 5}).to_string(), "invalid_body"),
         (json!({"scopes": ["read"]}).to_string(), "invalid_body"),
         (json!(["name"]).to_string(), "invalid_body"),

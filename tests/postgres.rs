@@ -771,3 +771,31 @@ async fn upgrading_from_version_2_adds_the_paging_index() {
     assert!(!plan.contains("Sort"), "{plan}");
     conformance::run(&store).await;
 }
+
+/// An instance that waits for another's migration longer than its
+/// per-statement timeout still migrates: the wait is bounded by
+/// `MIGRATION_TIMEOUT`, not the store's timeout.
+#[tokio::test]
+async fn a_migration_waits_for_another_longer_than_the_statement_timeout() {
+    let Some(url) = pg::database_url("migrate_waits") else {
+        return;
+    };
+    let schema = pg::unique_schema("migrate_waits");
+    let holder = pg::store_on(&url, &schema);
+    let waiter = keyward::store::postgres::PgStore::builder(&url)
+        .schema(&schema)
+        .timeout(StdDuration::from_millis(500))
+        .build()
+        .unwrap();
+    let mut client = holder.pool().get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    // The lock `migrate` takes (0x006b_6579_7761_7264, "keyward").
+    tx.execute("SELECT pg_advisory_xact_lock(30229394876363364)", &[])
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { waiter.migrate().await });
+    tokio::time::sleep(StdDuration::from_millis(1_500)).await;
+    assert!(!waiting.is_finished(), "it waits for the lock");
+    tx.commit().await.unwrap();
+    waiting.await.unwrap().expect("migrated after the wait");
+}

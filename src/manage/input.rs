@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 
 use super::router::Failure;
-use crate::key::StateFilter;
+use crate::key::{OwnerId, StateFilter};
 
 /// The body of `POST /`.
 #[derive(Debug, Deserialize)]
@@ -32,6 +32,8 @@ pub(crate) struct CreateBody {
     pub(crate) rate_limit: Option<u32>,
     #[serde(default, deserialize_with = "unique_map")]
     pub(crate) metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub(crate) owner: Option<String>,
 }
 
 /// The body of `POST /{id}/rotate`.
@@ -208,6 +210,7 @@ pub(crate) struct ListParams {
     pub(crate) state: StateFilter,
     pub(crate) limit: Option<usize>,
     pub(crate) cursor: Option<String>,
+    pub(crate) owner: Option<OwnerId>,
 }
 
 /// The query of `GET /grid`.
@@ -264,6 +267,14 @@ pub(crate) fn list_params(query: Option<&str>) -> Result<ListParams, Failure> {
                 params.limit = Some(limit);
             }
             "cursor" => params.cursor = Some(value),
+            "owner" => {
+                let owner = OwnerId::parse(&value).ok_or_else(|| {
+                    Failure::body(
+                        "owner must be 1-200 characters without control or format characters",
+                    )
+                })?;
+                params.owner = Some(owner);
+            }
             _ => return Err(Failure::body("unknown query parameter")),
         }
     }

@@ -53,8 +53,8 @@
 //!
 //! | method and path | input | success |
 //! |---|---|---|
-//! | `GET /` | query `kind`, `state` (`active`, `revoked`, `expired`, `all`: the default), `limit` (1–100, default 50), `cursor` | 200 `{"keys": [KeyView…], "next_cursor": string or null}`, newest first |
-//! | `POST /` | `{"name", "kind"?, "scopes"?, "expires_in"? (30d, 90d, 1y, never), "expires_at"? (RFC 3339), "rate_limit"? (a minute), "metadata"? {str: str}}` | 201 `{"key": KeyView, "token": "…"}` |
+//! | `GET /` | query `kind`, `state` (`active`, `revoked`, `expired`, `all`: the default), `limit` (1–100, default 50), `cursor`, `owner` | 200 `{"keys": [KeyView…], "next_cursor": string or null}`, newest first |
+//! | `POST /` | `{"name", "kind"?, "scopes"?, "expires_in"? (30d, 90d, 1y, never), "expires_at"? (RFC 3339), "rate_limit"? (a minute), "metadata"? {str: str}, "owner"?}` | 201 `{"key": KeyView, "token": "…"}` |
 //! | `GET /{id}` | – | 200 KeyView |
 //! | `POST /{id}/revoke`, `DELETE /{id}` | no body, or `{}` | 200 KeyView (idempotent) |
 //! | `POST /{id}/rotate` | `{"grace_seconds"?}` (default 0, at most 30 days), or no body | 201 `{"key": KeyView, "token": "…"}` |
@@ -68,15 +68,18 @@
 //!  "name": "CI uploader", "display_prefix": "pl_8fK2x", "scopes": ["versions:write"],
 //!  "created_at": "2026-11-26T12:00:00Z", "expires_at": "2027-02-24T12:00:00Z",
 //!  "last_used_at": null, "revoked_at": null, "rate_limit": {"per_minute": 100},
-//!  "metadata": {}, "rotated_from": null, "state": "active"}
+//!  "metadata": {}, "rotated_from": null, "owner": null, "state": "active"}
 //! ```
 //!
 //! `last_used_at` is fresh in this process (uses not yet written count). Every response carries
 //! `Cache-Control: no-store`. `kind` defaults to the router's default kind
 //! and `scopes` to the kind's default scopes; `expires_in` and `expires_at`
 //! exclude each other; without either the key gets its kind's default expiry ([`ExpiryPolicy`](crate::ExpiryPolicy): never, unless set), and an expiry the policy refuses is 400 `expiry_not_allowed`. A
-//! rotation's successor keeps the old key's name, scopes, limits, metadata
-//! and expiry.
+//! rotation's successor keeps the old key's name, scopes, limits, metadata,
+//! owner and expiry. `owner` makes a personal key of a user inside the
+//! caller's tenant ([`NewKey::owner`](crate::NewKey::owner)); `?owner=`
+//! lists one user's keys (offboarding revokes them all with
+//! [`Keyring::revoke_owner`](crate::Keyring::revoke_owner)).
 //!
 //! # Errors
 //!

@@ -404,6 +404,9 @@ impl Manager {
         if let Some(cursor) = &params.cursor {
             query = query.cursor(cursor);
         }
+        if let Some(owner) = params.owner {
+            query = query.owner(owner);
+        }
         let page = self.keyring.list_page(principal.tenant(), &query).await?;
         Ok(json(
             StatusCode::OK,
@@ -449,6 +452,9 @@ impl Manager {
         }
         for (k, v) in body.metadata.iter().flatten() {
             new = new.metadata(k, v);
+        }
+        if let Some(owner) = &body.owner {
+            new = new.owner(owner);
         }
         let issued = self.keyring.issue_as(new, Some(&principal.actor())).await?;
         Ok(json(

@@ -58,6 +58,9 @@
 //!   granted. `settle_notice` records [`NoticeOutcome::Delivered`] (over
 //!   any state) or drops a claim not yet delivered whose `lease_until` is
 //!   the one given ([`NoticeOutcome::Released`]: only the claimant's own). Notices of a deleted key may go with it.
+//! * [`Condition`], [`NoticeOutcome`] and [`Revocation`] may gain variants:
+//!   a store that meets a [`Condition`] it does not know answers
+//!   [`StoreError::Unsupported`]; for the others, see their docs.
 //! * The four methods above are provided, failing with
 //!   [`StoreError::Unsupported`], so a store written for an earlier
 //!   version still compiles; the keyring then still verifies, lists and
@@ -259,7 +262,7 @@ impl PageRequest {
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
-/// use keyward::store::Revocation;
+/// use keyward::store::{LifecycleQuery, NoticeClaim, NoticeOutcome, Revocation};
 /// use keyward::{KeyId, KeyRecord, KeyStore, MemoryStore, StoreError, TenantId, TokenHash};
 /// use time::OffsetDateTime;
 ///
@@ -290,7 +293,26 @@ impl PageRequest {
 ///     async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
 ///         self.inner.touch(uses).await
 ///     }
+///     // The lifecycle methods (sweeper, reuse detection, owners' keys):
+///     async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+///         self.inner.find_keys(query).await
+///     }
+///     async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+///         self.inner.successors(id).await
+///     }
+///     async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError> {
+///         self.inner.claim_notice(claim).await
+///     }
+///     async fn settle_notice(&self, key: &KeyId, notice: &str, outcome: NoticeOutcome) -> Result<(), StoreError> {
+///         self.inner.settle_notice(key, notice, outcome).await
+///     }
 /// }
+///
+/// // With feature `test-util`, check it against the contract:
+/// # #[cfg(feature = "test-util")]
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// keyward::testing::conformance::run(&Counting::default()).await;
+/// # });
 ///
 /// let store: Arc<dyn KeyStore> = Arc::new(Counting::default());
 /// # let _ = store;

@@ -142,6 +142,10 @@ macro_rules! select {
 /// Default bound on connecting, waiting for a connection, and each statement.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bound on each statement of [`PgStore::migrate`], including its wait for
+/// another instance's migration: 10 minutes.
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A [`KeyStore`] on PostgreSQL. Cheap to clone; clones share the pool.
 ///
 /// See the [module docs](self) for the schema, timeouts and error mapping.
@@ -342,7 +346,12 @@ impl PgStore {
     }
 
     /// Creates or upgrades the schema (and the configured schema namespace),
-    /// idempotently and safely when several processes do it at once.
+    /// idempotently and safely when several processes do it at once: each
+    /// waits for the one migrating (an advisory lock), then finds nothing
+    /// left to do. A migration's statements, and that wait, are bounded by
+    /// [`MIGRATION_TIMEOUT`] rather than the store's per-statement timeout
+    /// (an index built over many keys, or another instance's upgrade, takes
+    /// longer than a lookup).
     ///
     /// # Errors
     ///
@@ -352,6 +361,12 @@ impl PgStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_err)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            MIGRATION_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(map_err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(map_err)?;
