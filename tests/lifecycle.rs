@@ -94,3 +94,195 @@ fn sweeper_settings_are_checked() {
         .build()
         .is_ok());
 }
+
+/// A store that answers more than it was asked: every `successors` answer
+/// also names `foreign` (another tenant's key) as a successor, and every
+/// page also holds it. The keyring checks rather than trusts.
+struct Lying {
+    inner: MemoryStore,
+    foreign: std::sync::Mutex<Option<Arc<keyward::KeyRecord>>>,
+}
+
+#[keyward::async_trait]
+impl KeyStore for Lying {
+    async fn insert(&self, record: keyward::KeyRecord) -> Result<(), keyward::StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn find_by_hash(
+        &self,
+        hash: &keyward::TokenHash,
+    ) -> Result<Option<Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.find_by_hash(hash).await
+    }
+    async fn get(
+        &self,
+        id: &keyward::KeyId,
+    ) -> Result<Option<Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        tenant: &keyward::TenantId,
+    ) -> Result<Vec<Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.list(tenant).await
+    }
+    async fn list_page(
+        &self,
+        tenant: &keyward::TenantId,
+        page: &keyward::store::PageRequest,
+    ) -> Result<Vec<Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        let mut records = self.inner.list_page(tenant, page).await?;
+        records.extend(self.foreign.lock().unwrap().clone());
+        Ok(records)
+    }
+    async fn revoke(
+        &self,
+        id: &keyward::KeyId,
+        when: keyward::Revocation,
+    ) -> Result<Option<Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        self.inner.revoke(id, when).await
+    }
+    async fn touch(
+        &self,
+        uses: &[(keyward::KeyId, time::OffsetDateTime)],
+    ) -> Result<(), keyward::StoreError> {
+        self.inner.touch(uses).await
+    }
+    async fn successors(
+        &self,
+        id: &keyward::KeyId,
+    ) -> Result<Vec<Arc<keyward::KeyRecord>>, keyward::StoreError> {
+        let mut records = self.inner.successors(id).await?;
+        if let Some(foreign) = self.foreign.lock().unwrap().clone() {
+            let mut claimed = keyward::KeyRecord::clone(&foreign);
+            claimed.rotated_from = Some(id.clone());
+            records.push(Arc::new(claimed));
+        }
+        Ok(records)
+    }
+    async fn claim_notice(
+        &self,
+        claim: &keyward::store::NoticeClaim,
+    ) -> Result<bool, keyward::StoreError> {
+        self.inner.claim_notice(claim).await
+    }
+}
+
+/// Another tenant's key, named by a lying store as a successor or as one of
+/// an owner's keys, is never revoked nor reported.
+#[tokio::test]
+async fn another_tenants_key_named_by_the_store_is_left_alone() {
+    use keyward::testing::RecordingSink;
+    use keyward::{EventKind, NewKey, OwnerId, TenantId};
+    let clock = ManualClock::new(common::start());
+    let store = Arc::new(Lying {
+        inner: MemoryStore::with_clock(clock.clone()),
+        foreign: std::sync::Mutex::new(None),
+    });
+    let sink = RecordingSink::new();
+    let keyring = scenario::keyring(store.clone(), &clock, &sink);
+    let evil = keyring
+        .issue(NewKey::new("pl", "org_evil", "theirs").owner("user_7"))
+        .await
+        .unwrap();
+    *store.foreign.lock().unwrap() = Some(store.inner.get(evil.info.id()).await.unwrap().unwrap());
+
+    let a = keyring
+        .issue(NewKey::new("pl", "org_1", "ci"))
+        .await
+        .unwrap();
+    let b = keyring
+        .rotate(a.info.id(), std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    sink.clear();
+    assert!(keyring.verify(a.token.expose_secret()).await.is_err());
+    let events = sink.take();
+    assert_eq!(
+        events[0].kind,
+        EventKind::ReuseDetected {
+            successors: vec![b.info.id().clone()],
+            family_revoked: true
+        }
+    );
+    keyring
+        .verify(evil.token.expose_secret())
+        .await
+        .expect("another tenant's key survives a family revocation");
+
+    keyring
+        .issue(NewKey::new("pl", "org_1", "mine").owner("user_7"))
+        .await
+        .unwrap();
+    let revoked = keyring
+        .revoke_owner(
+            &TenantId::parse("org_1").unwrap(),
+            &OwnerId::parse("user_7").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1, "the plain call revokes the owner's key");
+    assert_eq!(revoked[0].tenant().as_str(), "org_1");
+    keyring
+        .verify(evil.token.expose_secret())
+        .await
+        .expect("another tenant's key survives an offboarding");
+}
+
+/// A family of exactly 64 keys (the most one reuse revokes) goes whole; a
+/// 65th survives and the event says the family was not wholly revoked.
+#[tokio::test]
+async fn a_family_is_revoked_up_to_64_keys() {
+    use keyward::testing::RecordingSink;
+    use keyward::{EventKind, NewKey, ReusePolicy};
+    for (length, whole) in [(64usize, true), (65, false)] {
+        let clock = ManualClock::new(common::start());
+        let sink = RecordingSink::new();
+        let keyring = scenario::keyring(store_on(&clock), &clock, &sink);
+        assert_eq!(
+            keyring.kind("pl").unwrap().reuse_policy(),
+            ReusePolicy::RevokeFamily
+        );
+        assert_eq!(
+            keyring.kind("pk").unwrap().reuse_policy(),
+            ReusePolicy::Report
+        );
+        let first = keyring
+            .issue(NewKey::new("pl", "org_1", "ci"))
+            .await
+            .unwrap();
+        let mut chain = Vec::new();
+        let mut last = first.info.id().clone();
+        for _ in 0..length {
+            let next = keyring
+                .rotate(&last, std::time::Duration::from_secs(1))
+                .await
+                .unwrap();
+            last = next.info.id().clone();
+            chain.push(next);
+        }
+        clock.advance(std::time::Duration::from_secs(1));
+        sink.clear();
+        assert!(keyring.verify(first.token.expose_secret()).await.is_err());
+        let events = sink.take();
+        assert!(
+            matches!(&events[0].kind, EventKind::ReuseDetected { family_revoked, .. } if *family_revoked == whole),
+            "{length}: {events:?}"
+        );
+        let alive = {
+            let mut n = 0;
+            for key in &chain {
+                if keyring.verify(key.token.expose_secret()).await.is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        };
+        assert_eq!(alive, length - 64, "{length}");
+    }
+}
+
+fn store_on(clock: &ManualClock) -> Arc<dyn KeyStore> {
+    Arc::new(MemoryStore::with_clock(clock.clone()))
+}
