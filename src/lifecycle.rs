@@ -334,16 +334,16 @@ pub(crate) fn log_event(e: &LifecycleEvent) {
             expires_at,
             threshold,
         } => {
-            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, expires_at = %expires_at, threshold_seconds = threshold.as_secs(), "key expiring soon");
+            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, expires_at = %rfc3339(*expires_at), threshold_seconds = threshold.as_secs(), "key expiring soon");
         }
         EventKind::Expired { expires_at } => {
-            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, expires_at = %expires_at, "key expired");
+            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, expires_at = %rfc3339(*expires_at), "key expired");
         }
         EventKind::Stale { unused_since } => {
-            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, unused_since = %unused_since, "key stale");
+            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, unused_since = %rfc3339(*unused_since), "key stale");
         }
         EventKind::AutoRevoked { unused_since } => {
-            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, unused_since = %unused_since, "stale key revoked");
+            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, unused_since = %rfc3339(*unused_since), "stale key revoked");
         }
         EventKind::ReuseDetected {
             successors,
@@ -353,6 +353,12 @@ pub(crate) fn log_event(e: &LifecycleEvent) {
             tracing::warn!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, successors, family_revoked, "rotated key reused");
         }
     }
+}
+
+/// An instant as RFC 3339 (`2027-01-15T08:00:00Z`).
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// Delivers an event the keyring already acted on: a sink failure is logged
