@@ -67,6 +67,8 @@ fn sweeper_settings_are_checked() {
         .build()
         .unwrap();
     let day = Duration::from_secs(86_400);
+    // The longest span allowed: 100 years of 366 days.
+    let century = day * 366 * 100;
     let bad = [
         keyring.sweeper().expiring_within([day, Duration::ZERO]),
         keyring.sweeper().expiring_within([day, day]),
@@ -76,6 +78,22 @@ fn sweeper_settings_are_checked() {
         keyring.sweeper().max_events_per_tick(0),
         keyring.sweeper().max_events_per_tick(10_001),
         keyring.sweeper().lease(Duration::from_millis(999)),
+        keyring
+            .sweeper()
+            .expiring_within([Duration::from_millis(1_500)]),
+        keyring
+            .sweeper()
+            .expiring_within([Duration::from_millis(500)]),
+        keyring
+            .sweeper()
+            .expiring_within([century + Duration::from_secs(1)]),
+        keyring
+            .sweeper()
+            .stale_after(century + Duration::from_secs(1)),
+        keyring
+            .sweeper()
+            .expired_lookback(century + Duration::from_secs(1)),
+        keyring.sweeper().expired_lookback(Duration::MAX),
     ];
     for builder in bad {
         let shown = format!("{builder:?}");
@@ -91,6 +109,13 @@ fn sweeper_settings_are_checked() {
         .revoke_stale(true)
         .max_events_per_tick(10_000)
         .lease(Duration::from_secs(1))
+        .build()
+        .is_ok());
+    assert!(keyring
+        .sweeper()
+        .expiring_within([day, century])
+        .stale_after(century)
+        .expired_lookback(century)
         .build()
         .is_ok());
 }
@@ -285,4 +310,48 @@ async fn a_family_is_revoked_up_to_64_keys() {
 
 fn store_on(clock: &ManualClock) -> Arc<dyn KeyStore> {
     Arc::new(MemoryStore::with_clock(clock.clone()))
+}
+
+/// `run` ticks, then sleeps the interval on the host's timer, again and
+/// again: a key that comes due between ticks is announced on a later one.
+#[tokio::test]
+async fn run_ticks_on_the_hosts_timer() {
+    use keyward::testing::RecordingSink;
+    use keyward::{Expiry, NewKey};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    let clock = ManualClock::new(common::start());
+    let sink = RecordingSink::new();
+    let keyring = scenario::keyring(store_on(&clock), &clock, &sink);
+    let expires = common::start() + time::Duration::hours(2);
+    keyring
+        .issue(NewKey::new("pl", "org_1", "k").expires(Expiry::At(expires)))
+        .await
+        .unwrap();
+    sink.clear();
+    let sweeper = keyring
+        .sweeper()
+        .expiring_within([Duration::from_secs(3_600)])
+        .build()
+        .unwrap();
+    let slept = Arc::new(Mutex::new(Vec::new()));
+    let timer = {
+        let (slept, clock) = (slept.clone(), clock.clone());
+        move |d: Duration| {
+            slept.lock().unwrap().push(d);
+            // Each sleep moves the keyring's clock on by half an hour.
+            clock.advance(Duration::from_secs(1_800));
+            tokio::task::yield_now()
+        }
+    };
+    let task = tokio::spawn(sweeper.run(Duration::from_secs(60), timer));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.names() != ["expiring_soon", "expired"] {
+        assert!(std::time::Instant::now() < deadline, "{:?}", sink.names());
+        tokio::task::yield_now().await;
+    }
+    task.abort();
+    let slept = slept.lock().unwrap();
+    assert!(slept.len() >= 4, "{slept:?}");
+    assert!(slept.iter().all(|d| *d == Duration::from_secs(60)));
 }
