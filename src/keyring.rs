@@ -45,7 +45,7 @@ use crate::last_used::{Batch, LastUsedTracker, Recorded, TimerTask};
 use crate::lifecycle::{announce, Actor, EventKind, LifecycleEvent, LifecycleSink, TracingSink};
 use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
-use crate::store::{KeyStore, NoticeClaim, PageRequest, Revocation};
+use crate::store::{KeyStore, NoticeClaim, NoticeOutcome, PageRequest, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
 
 /// Most metadata labels a key may carry.
@@ -62,6 +62,10 @@ const MAX_FAMILY: usize = 64;
 /// A rotated key's reuse is reported (and its family revoked) at most once
 /// per this interval.
 const REUSE_REPORT_INTERVAL: Duration = Duration::from_secs(3_600);
+
+/// At most this many keys are remembered as recently looked into for reuse
+/// (then the memory starts over).
+const MAX_REUSE_SEEN: usize = 4_096;
 
 /// What [`Keyring::verify`] does when a rotated key's token is presented
 /// after its rotation's grace ended (the token is refused as revoked in
@@ -495,6 +499,7 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
                 spawner: self.spawner,
                 timer: self.timer,
                 sink: self.sink,
+                reuse_seen: std::sync::Mutex::default(),
             }),
         })
     }
@@ -539,6 +544,8 @@ struct Inner {
     spawner: Option<Spawner>,
     timer: Option<Sleeper>,
     sink: Arc<dyn LifecycleSink>,
+    /// Keys whose reuse this process looked into, until when.
+    reuse_seen: std::sync::Mutex<std::collections::HashMap<KeyId, OffsetDateTime>>,
 }
 
 /// Runs a background last-used write (see
@@ -849,6 +856,11 @@ impl Keyring {
             // by a grace running out.
             return;
         }
+        // Checked here first: a replayed token costs this process one read
+        // and one claim per key and interval, not one per request.
+        if !self.note_reuse(&record.id, now) {
+            return;
+        }
         let store = &self.inner.store;
         let successors = match store.successors(&record.id).await {
             Ok(successors) => successors,
@@ -865,12 +877,8 @@ impl Keyring {
         if successors.is_empty() {
             return;
         }
-        let report = NoticeClaim::new(
-            record.id.clone(),
-            "reuse",
-            now,
-            now.saturating_add(span(REUSE_REPORT_INTERVAL)),
-        );
+        let lease_until = now.saturating_add(span(REUSE_REPORT_INTERVAL));
+        let report = NoticeClaim::new(record.id.clone(), "reuse", now, lease_until);
         match store.claim_notice(&report).await {
             Ok(true) | Err(StoreError::Unsupported(_)) => {}
             Ok(false) => return, // reported within the interval
@@ -885,6 +893,12 @@ impl Keyring {
         let mut family_revoked = false;
         if revoke {
             family_revoked = self.revoke_family(&successors).await;
+            if !family_revoked {
+                // Not done: the next presentation tries again at once.
+                self.forget_reuse(&record.id);
+                let released = NoticeOutcome::Released(lease_until);
+                let _ = store.settle_notice(&record.id, "reuse", released).await;
+            }
         }
         let kind = EventKind::ReuseDetected {
             successors: successors.iter().map(|s| s.id.clone()).collect(),
@@ -892,6 +906,34 @@ impl Keyring {
         };
         let event = LifecycleEvent::about(record, kind, Some(&Actor::System("verify")), now);
         announce(&*self.inner.sink, &event).await;
+    }
+
+    /// Whether this process should look into a reuse of `id` at `now` (not
+    /// within [`REUSE_REPORT_INTERVAL`] of its last look); notes the look.
+    fn note_reuse(&self, id: &KeyId, now: OffsetDateTime) -> bool {
+        let mut seen = self
+            .inner
+            .reuse_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.get(id).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if seen.len() >= MAX_REUSE_SEEN {
+            // Only an optimisation: the store's claim still limits reports.
+            seen.clear();
+        }
+        seen.insert(id.clone(), now.saturating_add(span(REUSE_REPORT_INTERVAL)));
+        true
+    }
+
+    /// Forgets the look at a reuse of `id` (its work was not finished).
+    fn forget_reuse(&self, id: &KeyId) {
+        self.inner
+            .reuse_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
     }
 
     /// Revokes these keys and every key descending from them by rotation
@@ -1547,5 +1589,37 @@ fn check_metadata(metadata: &std::collections::BTreeMap<String, String>) -> Resu
         Ok(())
     } else {
         Err(IssueError::InvalidMetadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyring() -> Keyring {
+        Keyring::builder()
+            .store(crate::MemoryStore::new())
+            .kind(KeyKind::new("pk", ScopeCatalog::builder().build().unwrap()).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn reuse_looks_are_remembered_an_interval_and_bounded() {
+        let keyring = keyring();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let first = KeyId::generate();
+        assert!(keyring.note_reuse(&first, now));
+        assert!(!keyring.note_reuse(&first, now + time::Duration::minutes(59)));
+        assert!(keyring.note_reuse(&first, now + time::Duration::hours(1)));
+        keyring.forget_reuse(&first);
+        assert!(keyring.note_reuse(&first, now + time::Duration::hours(1)));
+        // Full: the memory starts over, so `first` is looked at again.
+        for _ in 1..MAX_REUSE_SEEN {
+            assert!(keyring.note_reuse(&KeyId::generate(), now + time::Duration::hours(1)));
+        }
+        assert!(!keyring.note_reuse(&first, now + time::Duration::hours(1)));
+        assert!(keyring.note_reuse(&KeyId::generate(), now + time::Duration::hours(1)));
+        assert!(keyring.note_reuse(&first, now + time::Duration::hours(1)));
     }
 }

@@ -45,11 +45,11 @@ const MAX_SPAN: Duration = Duration::from_secs(100 * 366 * 86_400);
 /// ([`KeyStore::claim_notice`](crate::KeyStore::claim_notice), atomic), and
 /// records the delivery after; the queries leave out keys already
 /// announced. Several instances against one database send each event once.
-/// A failure never loses an event: a sink error releases the claim (the
-/// next tick sends it again), and a sweeper that dies between sending and
-/// recording leaves a claim that lapses after the
-/// [lease](SweeperBuilder::lease), after which another sends it again (at
-/// least once, never more often than that).
+/// A failure never loses an event: an event the sink refused keeps its
+/// claim until the [lease](SweeperBuilder::lease) lapses and is sent again
+/// then (the keys behind it go on meanwhile), and a sweeper that dies
+/// between sending and recording leaves a claim that lapses the same way,
+/// after which another sends it again (at least once).
 ///
 /// **Bounded.** A tick sends at most
 /// [`max_events_per_tick`](SweeperBuilder::max_events_per_tick) events and
@@ -157,8 +157,10 @@ impl SweeperBuilder {
     }
 
     /// How long a claimed notice is this sweeper's to send before another
-    /// may (at least 1 s; 5 minutes by default). Longer than the sink ever
-    /// takes, or an event may go out twice.
+    /// may (1 s to 1 day; 5 minutes by default). Longer than the sink ever
+    /// takes for one event, or that event may go out twice. It is also the
+    /// backoff of an event the sink refused: it is sent again once the
+    /// lease lapses.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.sweeper.lease = lease;
         self
@@ -177,7 +179,8 @@ impl SweeperBuilder {
     ///
     /// [`ConfigError::InvalidSweeper`] for a repeated threshold or one not
     /// a whole number of seconds above zero, more than 8 thresholds, a zero
-    /// `stale_after`, a span over 100 years, `revoke_stale` without
+    /// `stale_after` or `expired_lookback`, a span over 100 years, a lease
+    /// outside 1 s to 1 day, `revoke_stale` without
     /// `stale_after`, an event budget outside 1 to 10 000, or a lease
     /// shorter than a second.
     pub fn build(self) -> Result<Sweeper, ConfigError> {
@@ -210,8 +213,11 @@ impl SweeperBuilder {
         if !(1..=10_000).contains(&sweeper.max_events) {
             return Err(invalid("max_events_per_tick must be 1-10000"));
         }
-        if sweeper.lease < Duration::from_secs(1) {
-            return Err(invalid("the lease must be at least a second"));
+        if sweeper.lease < Duration::from_secs(1) || sweeper.lease > Duration::from_secs(86_400) {
+            return Err(invalid("the lease must be 1 s to 1 day"));
+        }
+        if sweeper.expired_lookback < Duration::from_secs(1) {
+            return Err(invalid("expired_lookback must be at least a second"));
         }
         Ok(sweeper)
     }
@@ -229,7 +235,7 @@ pub struct SweepReport {
     pub stale: usize,
     /// Stale keys revoked.
     pub auto_revoked: usize,
-    /// Events the sink refused (sent again on a later tick).
+    /// Events the sink refused (sent again once their lease lapses).
     pub sink_failures: usize,
     /// Whether the event budget ran out (more may be due).
     pub budget_spent: bool,
@@ -309,40 +315,42 @@ impl Sweeper {
                 if !query.matches(&record) {
                     continue;
                 }
-                let lease_until = now.saturating_add(span(self.lease));
-                let claim = NoticeClaim::new(record.id.clone(), &pass.notice, now, lease_until)
-                    .renew_after(query.renew_after(&record));
+                // The lease runs from the claim, not from the tick's start:
+                // a long tick must not hand out claims already lapsed.
+                let claimed_at = self.keyring.now();
+                let lease_until = claimed_at.saturating_add(span(self.lease));
+                let claim =
+                    NoticeClaim::new(record.id.clone(), &pass.notice, claimed_at, lease_until)
+                        .renew_after(query.renew_after(&record));
                 if !store.claim_notice(&claim).await? {
                     continue; // another sweeper has it, or had it
                 }
                 budget -= 1;
-                let sent = self.send(&pass, &query, &record, now).await;
-                let released = NoticeOutcome::Released(lease_until);
-                let outcome = match sent {
-                    Ok(true) => NoticeOutcome::Delivered(now),
+                match self.send(&pass, &query, &record, now).await {
+                    Ok(true) => {}
                     Ok(false) => {
+                        // Refused: the claim stays until its lease lapses,
+                        // then the event is sent again (a backoff of one
+                        // lease); meanwhile the keys behind it go on.
                         report.sink_failures += 1;
-                        released
+                        if budget == 0 {
+                            break;
+                        }
+                        continue;
                     }
                     Err(err) => {
                         // Best effort: otherwise the claim lapses.
+                        let released = NoticeOutcome::Released(lease_until);
                         let _ = store
                             .settle_notice(&record.id, &pass.notice, released)
                             .await;
                         return Err(err);
                     }
-                };
-                store
-                    .settle_notice(&record.id, &pass.notice, outcome)
-                    .await?;
-                if outcome == released {
-                    // Refused: sent again on a later tick. One event the
-                    // sink keeps refusing must not hold the others back.
-                    if budget == 0 {
-                        break;
-                    }
-                    continue;
                 }
+                let delivered = NoticeOutcome::Delivered(self.keyring.now());
+                store
+                    .settle_notice(&record.id, &pass.notice, delivered)
+                    .await?;
                 match pass.condition {
                     Condition::UnusedSince(_) if self.revoke_stale => report.auto_revoked += 1,
                     Condition::UnusedSince(_) => report.stale += 1,

@@ -301,7 +301,8 @@ async fn create_shows_the_token_once_with_the_chosen_expiry_and_scopes() {
 async fn create_refuses_bad_bodies_with_typed_errors() {
     let server = start().await;
     let cases = [
-        (json!({ "name": "x", "owner": "me" }), 400, "invalid_body"),
+        (json!({ "name": "x", "team": "me" }), 400, "invalid_body"),
+        (json!({ "name": "x", "owner": "" }), 400, "invalid_label"),
         (json!({ "name": 7 }), 400, "invalid_body"),
         (json!({}), 400, "invalid_body"),
         (

@@ -76,7 +76,10 @@
 //! and `scopes` to the kind's default scopes; `expires_in` and `expires_at`
 //! exclude each other; without either the key gets its kind's default expiry ([`ExpiryPolicy`](crate::ExpiryPolicy): never, unless set), and an expiry the policy refuses is 400 `expiry_not_allowed`. A
 //! rotation's successor keeps the old key's name, scopes, limits, metadata,
-//! owner and expiry. `owner` makes a personal key of a user inside the
+//! owner and expiry. A rotation with a grace (`grace_seconds` ≥ 1) also
+//! arms reuse detection: the old token presented after the grace is
+//! reported ([`ReusePolicy`](crate::ReusePolicy)); a zero grace is a plain
+//! revocation. `owner` makes a personal key of a user inside the
 //! caller's tenant ([`NewKey::owner`](crate::NewKey::owner)); `?owner=`
 //! lists one user's keys (offboarding revokes them all with
 //! [`Keyring::revoke_owner`](crate::Keyring::revoke_owner)).
