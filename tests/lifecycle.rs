@@ -94,6 +94,11 @@ fn sweeper_settings_are_checked() {
             .sweeper()
             .expired_lookback(century + Duration::from_secs(1)),
         keyring.sweeper().expired_lookback(Duration::MAX),
+        keyring.sweeper().lease(day + Duration::from_secs(1)),
+        keyring
+            .sweeper()
+            .expired_lookback(Duration::from_millis(999)),
+        keyring.sweeper().expired_lookback(Duration::ZERO),
     ];
     for builder in bad {
         let shown = format!("{builder:?}");
@@ -116,6 +121,12 @@ fn sweeper_settings_are_checked() {
         .expiring_within([day, century])
         .stale_after(century)
         .expired_lookback(century)
+        .lease(day)
+        .build()
+        .is_ok());
+    assert!(keyring
+        .sweeper()
+        .expired_lookback(Duration::from_secs(1))
         .build()
         .is_ok());
 }
