@@ -6,6 +6,51 @@ use keyward::store::CachedStore;
 use keyward::testing::conformance;
 use keyward::MemoryStore;
 
+/// Implements `KeyStore` for a wrapper of a `MemoryStore` (field 0): the six
+/// required methods forwarded, then the methods given.
+macro_rules! forwarding_store {
+    ($name:ident { $($extra:tt)* }) => {
+        #[keyward::async_trait]
+        impl keyward::KeyStore for $name {
+            async fn insert(&self, record: keyward::KeyRecord) -> Result<(), keyward::StoreError> {
+                self.0.insert(record).await
+            }
+            async fn find_by_hash(
+                &self,
+                hash: &keyward::TokenHash,
+            ) -> Result<Option<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+                self.0.find_by_hash(hash).await
+            }
+            async fn get(
+                &self,
+                id: &keyward::KeyId,
+            ) -> Result<Option<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+                self.0.get(id).await
+            }
+            async fn list(
+                &self,
+                tenant: &keyward::TenantId,
+            ) -> Result<Vec<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+                self.0.list(tenant).await
+            }
+            async fn revoke(
+                &self,
+                id: &keyward::KeyId,
+                when: keyward::Revocation,
+            ) -> Result<Option<std::sync::Arc<keyward::KeyRecord>>, keyward::StoreError> {
+                self.0.revoke(id, when).await
+            }
+            async fn touch(
+                &self,
+                uses: &[(keyward::KeyId, time::OffsetDateTime)],
+            ) -> Result<(), keyward::StoreError> {
+                self.0.touch(uses).await
+            }
+            $($extra)*
+        }
+    };
+}
+
 #[tokio::test]
 async fn memory_store_conforms() {
     conformance::run(&MemoryStore::new()).await;
@@ -35,40 +80,13 @@ async fn a_shared_store_conforms_twice() {
 async fn a_store_without_its_own_list_page_conforms() {
     use std::sync::Arc;
 
-    use keyward::store::{LifecycleQuery, NoticeClaim, NoticeOutcome, Revocation};
-    use keyward::{KeyId, KeyRecord, KeyStore, StoreError, TenantId, TokenHash};
-    use time::OffsetDateTime;
+    use keyward::store::{LifecycleQuery, NoticeClaim, NoticeOutcome};
+    use keyward::{KeyId, KeyRecord, StoreError};
 
     #[derive(Default)]
     struct Legacy(MemoryStore);
 
-    #[keyward::async_trait]
-    impl KeyStore for Legacy {
-        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-            self.0.insert(record).await
-        }
-        async fn find_by_hash(
-            &self,
-            hash: &TokenHash,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.0.find_by_hash(hash).await
-        }
-        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.0.get(id).await
-        }
-        async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-            self.0.list(tenant).await
-        }
-        async fn revoke(
-            &self,
-            id: &KeyId,
-            when: Revocation,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.0.revoke(id, when).await
-        }
-        async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-            self.0.touch(uses).await
-        }
+    forwarding_store!(Legacy {
         async fn find_keys(
             &self,
             query: &LifecycleQuery,
@@ -89,7 +107,7 @@ async fn a_store_without_its_own_list_page_conforms() {
         ) -> Result<(), StoreError> {
             self.0.settle_notice(key, notice, outcome).await
         }
-    }
+    });
 
     conformance::run(&Legacy::default()).await;
 }
@@ -99,46 +117,12 @@ async fn a_store_without_its_own_list_page_conforms() {
 /// error) and manages keys; the sweeper says what is missing.
 #[tokio::test]
 async fn a_store_without_lifecycle_methods_still_verifies() {
-    use std::sync::Arc;
-
-    use keyward::store::Revocation;
-    use keyward::{
-        KeyId, KeyKind, KeyRecord, KeyStore, Keyring, NewKey, ScopeCatalog, StoreError, TenantId,
-        TokenHash, VerifyError,
-    };
-    use time::OffsetDateTime;
+    use keyward::{KeyKind, Keyring, NewKey, ScopeCatalog, StoreError, VerifyError};
 
     #[derive(Default)]
     struct Old(MemoryStore);
 
-    #[keyward::async_trait]
-    impl KeyStore for Old {
-        async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-            self.0.insert(record).await
-        }
-        async fn find_by_hash(
-            &self,
-            hash: &TokenHash,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.0.find_by_hash(hash).await
-        }
-        async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.0.get(id).await
-        }
-        async fn list(&self, tenant: &TenantId) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-            self.0.list(tenant).await
-        }
-        async fn revoke(
-            &self,
-            id: &KeyId,
-            when: Revocation,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.0.revoke(id, when).await
-        }
-        async fn touch(&self, uses: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-            self.0.touch(uses).await
-        }
-    }
+    forwarding_store!(Old {});
 
     let keyring = Keyring::builder()
         .store(Old::default())
