@@ -250,8 +250,9 @@ impl std::error::Error for SinkError {
 /// Where lifecycle events go: one sink per keyring, set with
 /// [`KeyringBuilder::events`](crate::KeyringBuilder::events).
 ///
-/// An error from [`deliver`](Self::deliver) makes the sweeper release the
-/// notice and send it again on a later tick (at least once); for the
+/// An error from [`deliver`](Self::deliver) makes the sweeper keep the
+/// notice's claim until its lease lapses and send it again then (at least
+/// once), going on with other keys meanwhile; for the
 /// keyring's own events (the key was already issued, revoked or rotated) it
 /// is logged at target `keyward::audit` with the event, so nothing is lost
 /// from the logs.

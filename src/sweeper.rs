@@ -393,7 +393,7 @@ impl Sweeper {
         let revoke = matches!(kind, EventKind::AutoRevoked { .. });
         let event = LifecycleEvent::about(record, kind, Some(&Actor::System("sweeper")), now);
         if let Err(err) = self.keyring.sink().deliver(&event).await {
-            tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, event = event.kind.name(), key_id = %record.id, "lifecycle sink failed; retrying next tick");
+            tracing::warn!(target: "keyward::audit", error = &err as &dyn std::error::Error, event = event.kind.name(), key_id = %record.id, "lifecycle sink failed; retrying once the lease lapses");
             return Ok(false);
         }
         if revoke {

@@ -138,16 +138,14 @@ impl LifecycleQuery {
         let Some(at) = self.position(record) else {
             return false;
         };
-        let unrevoked = record.revoked_at.is_none();
         let meets = match self.condition {
-            Condition::Expiring { from, until } => {
-                unrevoked && from.is_none_or(|from| at > from) && at <= until
-            }
+            Condition::Expiring { from, until } => from.is_none_or(|from| at > from) && at <= until,
             Condition::UnusedSince(since) => {
-                unrevoked && record.state(self.now) == KeyState::Active && at < since
+                record.state(self.now) == KeyState::Active && at < since
             }
         };
-        meets
+        record.revoked_at.is_none()
+            && meets
             && self.tenant.as_ref().is_none_or(|t| record.tenant == *t)
             && self
                 .after
