@@ -234,6 +234,10 @@ pub enum IssueError {
     /// line-separator characters.
     #[error("an owner id must be 1-200 characters, not all spaces, without control, format (bidi, zero-width) or line-separator characters")]
     InvalidOwner,
+    /// The budget id is empty, too long, or has control, format or
+    /// line-separator characters.
+    #[error("a budget id must be 1-200 characters, not all spaces, without control, format (bidi, zero-width) or line-separator characters")]
+    InvalidBudget,
     /// The expiry lies in the past.
     #[error("the expiry lies in the past")]
     ExpiryInPast,
@@ -316,6 +320,10 @@ pub enum ManageError {
     /// A kind filter names no configured token kind.
     #[error("no token kind with prefix {0:?} is configured")]
     UnknownKind(String),
+    /// A usage-control change that can not apply (credits added to a key
+    /// without credits).
+    #[error(transparent)]
+    Controls(#[from] crate::usage::UsageError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

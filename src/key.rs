@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::hash::TokenHash;
 use crate::scope::ScopeSet;
+use crate::usage::{BudgetId, Credits, IpAllowlist};
 
 const MAX_LABEL_LEN: usize = 200;
 const MAX_ID_LEN: usize = 64;
@@ -609,6 +611,19 @@ pub struct KeyRecord {
     /// The user inside the tenant the key belongs to (a personal token), or
     /// `None` for a key of the whole tenant.
     pub owner: Option<OwnerId>,
+    /// The ranges the key may be used from; anywhere when `None`.
+    pub allowed_ips: Option<IpAllowlist>,
+    /// Usage credits; not metered when `None`. Spent with
+    /// [`KeyStore::spend_credits`](crate::KeyStore::spend_credits), so the
+    /// value here is as last read.
+    pub credits: Option<Credits>,
+    /// The shared rate-limit budget the key draws on; its own when `None`.
+    pub budget: Option<BudgetId>,
+    /// The last distinct client IPs, newest first (at most
+    /// [`RECENT_IPS`](crate::usage::RECENT_IPS)), as last flushed.
+    pub recent_ips: Vec<IpAddr>,
+    /// The last user agent, cleaned, as last flushed.
+    pub last_user_agent: Option<String>,
 }
 
 impl KeyRecord {
@@ -641,6 +656,11 @@ impl KeyRecord {
             metadata: BTreeMap::new(),
             rotated_from: None,
             owner: None,
+            allowed_ips: None,
+            credits: None,
+            budget: None,
+            recent_ips: Vec::new(),
+            last_user_agent: None,
         }
     }
 
@@ -806,6 +826,36 @@ impl KeyInfo {
         self.record.state(now)
     }
 
+    /// The ranges the key may be used from, if restricted.
+    #[must_use]
+    pub fn allowed_ips(&self) -> Option<&IpAllowlist> {
+        self.record.allowed_ips.as_ref()
+    }
+
+    /// The key's credits as last read (spends since are not counted).
+    #[must_use]
+    pub fn credits(&self) -> Option<&Credits> {
+        self.record.credits.as_ref()
+    }
+
+    /// The shared budget the key draws on, if any.
+    #[must_use]
+    pub fn budget(&self) -> Option<&BudgetId> {
+        self.record.budget.as_ref()
+    }
+
+    /// The last distinct client IPs, newest first, as last written.
+    #[must_use]
+    pub fn recent_ips(&self) -> &[IpAddr] {
+        &self.record.recent_ips
+    }
+
+    /// The last user agent, as last written.
+    #[must_use]
+    pub fn last_user_agent(&self) -> Option<&str> {
+        self.record.last_user_agent.as_deref()
+    }
+
     /// This view with a later last use (an earlier one is ignored).
     pub(crate) fn used_at(mut self, at: OffsetDateTime) -> Self {
         if self.last_used_at.is_none_or(|prev| prev < at) {
@@ -833,6 +883,11 @@ impl PartialEq for KeyInfo {
                     && a.metadata == b.metadata
                     && a.rotated_from == b.rotated_from
                     && a.owner == b.owner
+                    && a.allowed_ips == b.allowed_ips
+                    && a.credits == b.credits
+                    && a.budget == b.budget
+                    && a.recent_ips == b.recent_ips
+                    && a.last_user_agent == b.last_user_agent
             })
     }
 }
@@ -855,6 +910,11 @@ impl fmt::Debug for KeyInfo {
             .field("metadata", &r.metadata)
             .field("rotated_from", &r.rotated_from)
             .field("owner", &r.owner)
+            .field("allowed_ips", &r.allowed_ips)
+            .field("credits", &r.credits)
+            .field("budget", &r.budget)
+            .field("recent_ips", &r.recent_ips)
+            .field("last_user_agent", &r.last_user_agent)
             .finish()
     }
 }
@@ -869,7 +929,7 @@ impl Serialize for KeyInfo {
             }
         }
         let r = &*self.record;
-        let mut s = serializer.serialize_struct("KeyInfo", 14)?;
+        let mut s = serializer.serialize_struct("KeyInfo", 19)?;
         s.serialize_field("id", &r.id)?;
         s.serialize_field("tenant", &r.tenant)?;
         s.serialize_field("kind", &r.kind)?;
@@ -884,6 +944,11 @@ impl Serialize for KeyInfo {
         s.serialize_field("metadata", &r.metadata)?;
         s.serialize_field("rotated_from", &r.rotated_from)?;
         s.serialize_field("owner", &r.owner)?;
+        s.serialize_field("allowed_ips", &r.allowed_ips)?;
+        s.serialize_field("credits", &r.credits)?;
+        s.serialize_field("budget", &r.budget)?;
+        s.serialize_field("recent_ips", &r.recent_ips)?;
+        s.serialize_field("last_user_agent", &r.last_user_agent)?;
         s.end()
     }
 }
@@ -923,6 +988,9 @@ pub struct NewKey {
     pub(crate) rate_limit: RateLimit,
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) owner: Option<String>,
+    pub(crate) allowed_ips: Option<IpAllowlist>,
+    pub(crate) credits: Option<Credits>,
+    pub(crate) budget: Option<String>,
 }
 
 impl NewKey {
@@ -938,7 +1006,29 @@ impl NewKey {
             rate_limit: RateLimit::default(),
             metadata: BTreeMap::new(),
             owner: None,
+            allowed_ips: None,
+            credits: None,
+            budget: None,
         }
+    }
+
+    /// The ranges the key may be used from (see [`IpAllowlist`]).
+    pub fn allowed_ips(mut self, list: IpAllowlist) -> Self {
+        self.allowed_ips = Some(list);
+        self
+    }
+
+    /// Usage credits (see [`Credits`]).
+    pub fn credits(mut self, credits: Credits) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
+    /// The shared rate-limit budget the key draws on; checked by `issue`
+    /// as a [`BudgetId`].
+    pub fn budget(mut self, budget: &str) -> Self {
+        self.budget = Some(budget.to_owned());
+        self
     }
 
     /// The user inside the tenant the key belongs to (a personal token);

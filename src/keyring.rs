@@ -47,6 +47,9 @@ use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIM
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::{KeyStore, NoticeClaim, NoticeOutcome, PageRequest, Revocation};
 use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
+use crate::usage::{
+    BudgetId, ControlsUpdate, CreditSpend, Credits, CreditsChange, IpAllowlist, UseContext,
+};
 
 /// Most metadata labels a key may carry.
 pub const MAX_METADATA_ENTRIES: usize = 32;
@@ -637,6 +640,25 @@ impl VerifiedKey {
         &self.record.metadata
     }
 
+    /// The ranges the key may be used from, if restricted.
+    #[must_use]
+    pub fn allowed_ips(&self) -> Option<&IpAllowlist> {
+        self.record.allowed_ips.as_ref()
+    }
+
+    /// Whether the key carries usage credits (spend them with
+    /// [`Keyring::spend_credits`]).
+    #[must_use]
+    pub fn is_metered(&self) -> bool {
+        self.record.credits.is_some()
+    }
+
+    /// The shared rate-limit budget the key draws on, if any.
+    #[must_use]
+    pub fn budget(&self) -> Option<&BudgetId> {
+        self.record.budget.as_ref()
+    }
+
     /// Evaluates a route's requirement against the key's scopes.
     pub fn check(&self, requirement: &Requirement) -> Decision {
         self.kind.catalog.evaluate(requirement, &self.record.scopes)
@@ -740,6 +762,14 @@ impl Keyring {
             .expiry
             .check(expiry, now)
             .map_err(IssueError::ExpiryNotAllowed)?;
+        let budget = match &new.budget {
+            Some(budget) => Some(BudgetId::parse(budget).ok_or(IssueError::InvalidBudget)?),
+            None => None,
+        };
+        let credits = new.credits.map(|c| Credits {
+            refilled_at: c.refilled_at.or(Some(now)),
+            ..c
+        });
         let draft = Draft {
             tenant,
             name: new.name,
@@ -750,6 +780,9 @@ impl Keyring {
             metadata: new.metadata,
             rotated_from: None,
             owner,
+            allowed_ips: new.allowed_ips,
+            credits,
+            budget,
         };
         self.insert(kind, draft, actor).await
     }
@@ -779,6 +812,11 @@ impl Keyring {
             metadata: draft.metadata,
             rotated_from: draft.rotated_from,
             owner: draft.owner,
+            allowed_ips: draft.allowed_ips,
+            credits: draft.credits,
+            budget: draft.budget,
+            recent_ips: Vec::new(),
+            last_user_agent: None,
         };
         let record = Arc::new(record);
         let info = record.info();
@@ -801,6 +839,43 @@ impl Keyring {
     /// [`Revoked`](VerifyError::Revoked), or [`Store`](VerifyError::Store)
     /// when the store fails (never a pass).
     pub async fn verify(&self, token: &str) -> Result<VerifiedKey, VerifyError> {
+        self.verify_with(token, UseContext::new()).await
+    }
+
+    /// [`verify`](Self::verify), noting where the use came from (client IP,
+    /// user agent) in the batched last-used write: the key's
+    /// [`recent_ips`](KeyInfo::recent_ips) and
+    /// [`last_user_agent`](KeyInfo::last_user_agent) once it is written.
+    /// No store write of its own.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::usage::UseContext;
+    /// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "prop_1", "CI")).await?;
+    /// let from = UseContext::new().ip("203.0.113.9".parse()?).user_agent("ci-runner/2.1");
+    /// keyring.verify_with(issued.token.expose_secret(), from).await?;
+    /// keyring.flush_last_used().await?;
+    /// let info = keyring.get(issued.info.id()).await?;
+    /// assert_eq!(info.recent_ips(), ["203.0.113.9".parse::<std::net::IpAddr>()?]);
+    /// assert_eq!(info.last_user_agent(), Some("ci-runner/2.1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify).
+    pub async fn verify_with(
+        &self,
+        token: &str,
+        from: UseContext<'_>,
+    ) -> Result<VerifiedKey, VerifyError> {
         let parsed = self.inner.format.parse(token)?;
         // Through the trait object itself: method lookup on the `Arc` would
         // pick `impl KeyStore for Arc<S>`, one more boxed future per call.
@@ -832,7 +907,11 @@ impl Keyring {
             .find(|k| &k.token == parsed.kind())
             .cloned()
             .ok_or(VerifyError::Unknown)?;
-        match self.inner.last_used.record(&record.id, now) {
+        match self
+            .inner
+            .last_used
+            .record(&record.id, now, from.ip, from.user_agent)
+        {
             Recorded::Noted => {}
             // The write's outcome never changes this request's answer.
             Recorded::Write(batch) => match &self.inner.spawner {
@@ -992,7 +1071,7 @@ impl Keyring {
         let Some(batch) = self.inner.last_used.take_all(self.now()) else {
             return Ok(0);
         };
-        self.inner.store.touch(batch.uses()).await?;
+        self.inner.store.record_uses(batch.uses()).await?;
         let n = batch.uses().len();
         batch.written();
         Ok(n)
@@ -1205,6 +1284,129 @@ impl Keyring {
         Ok(self.fresh(&record))
     }
 
+    /// Spends `cost` of a verified key's credits, atomically in the store
+    /// (a due refill first, never below zero). A key without credits is
+    /// [`CreditSpend::Unmetered`] without a store call; a key gone from
+    /// the store since it was verified is
+    /// [`CreditSpend::Exhausted`] with nothing remaining.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::usage::{CreditSpend, Credits};
+    /// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "prop_1", "trial").credits(Credits::new(3)?)).await?;
+    /// let key = keyring.verify(issued.token.expose_secret()).await?;
+    /// assert_eq!(keyring.spend_credits(&key, 2).await?, CreditSpend::Spent { remaining: 1 });
+    /// assert_eq!(keyring.spend_credits(&key, 2).await?, CreditSpend::Exhausted { remaining: 1 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's error (never a pass: the caller refuses the request).
+    pub async fn spend_credits(
+        &self,
+        key: &VerifiedKey,
+        cost: u64,
+    ) -> Result<CreditSpend, StoreError> {
+        if key.record.credits.is_none() {
+            return Ok(CreditSpend::Unmetered);
+        }
+        let spent = self
+            .inner
+            .store
+            .spend_credits(&key.record.id, cost, self.now())
+            .await?;
+        Ok(spent.unwrap_or(CreditSpend::Exhausted { remaining: 0 }))
+    }
+
+    /// Changes a key's usage controls: its IP allowlist, credits, shared
+    /// budget and rate limit (see [`ControlsUpdate`]), and announces
+    /// [`EventKind::ControlsChanged`]. In effect at once for this process
+    /// (and, through a [`CachedStore`](crate::store::CachedStore), for the
+    /// others once their cache drops the key: at once on PostgreSQL with the
+    /// listener).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::usage::{ControlsUpdate, Credits, CreditsChange, IpAllowlist};
+    /// use keyward::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "prop_1", "partner").credits(Credits::new(10)?)).await?;
+    /// let update = ControlsUpdate::new()
+    ///     .allowed_ips(Some(IpAllowlist::parse(["198.51.100.0/24"])?))
+    ///     .credits(CreditsChange::Add(90));
+    /// let info = keyring.update_controls(issued.info.id(), update).await?;
+    /// assert_eq!(info.credits().unwrap().remaining, 100);
+    /// assert_eq!(info.allowed_ips().unwrap().to_strings(), ["198.51.100.0/24"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::NotFound`] for an unknown id,
+    /// [`ManageError::Controls`] for credits added to a key without credits
+    /// ([`UsageError::NotMetered`](crate::usage::UsageError::NotMetered)),
+    /// [`ManageError::Store`] when the store fails.
+    pub async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: ControlsUpdate,
+    ) -> Result<KeyInfo, ManageError> {
+        self.update_controls_as(None, id, update, None).await
+    }
+
+    /// [`update_controls`](Self::update_controls) within a tenant: another
+    /// tenant's key is [`ManageError::NotFound`] and stays as it was.
+    ///
+    /// # Errors
+    ///
+    /// As [`update_controls`](Self::update_controls).
+    pub async fn update_controls_in(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        update: ControlsUpdate,
+    ) -> Result<KeyInfo, ManageError> {
+        self.update_controls_as(Some(tenant), id, update, None)
+            .await
+    }
+
+    pub(crate) async fn update_controls_as(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &KeyId,
+        update: ControlsUpdate,
+        actor: Option<&Actor>,
+    ) -> Result<KeyInfo, ManageError> {
+        let current = self.record(tenant, id).await?;
+        if matches!(update.credits, Some(CreditsChange::Add(_))) && current.credits.is_none() {
+            return Err(crate::usage::UsageError::NotMetered.into());
+        }
+        let now = self.now();
+        let record = self
+            .inner
+            .store
+            .update_controls(id, &update, now)
+            .await?
+            .ok_or(ManageError::NotFound)?;
+        let event =
+            LifecycleEvent::about(&record, EventKind::ControlsChanged { update }, actor, now);
+        announce(&*self.inner.sink, &event).await;
+        Ok(self.fresh(&record))
+    }
+
     /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
     /// metadata and expiry instant (rotation replaces the secret; it never
     /// extends a key's life), and revokes the old key after `grace` (at once,
@@ -1291,8 +1493,25 @@ impl Keyring {
             metadata: old.metadata.clone(),
             rotated_from: Some(old.id.clone()),
             owner: old.owner.clone(),
+            allowed_ips: old.allowed_ips.clone(),
+            credits: old.credits,
+            budget: old.budget.clone(),
         };
         let issued = self.insert(kind, draft, actor).await?;
+        if old.credits.is_some() {
+            // The credits move to the successor: the old token, in its
+            // grace, must not spend them a second time.
+            let none_left = Credits {
+                remaining: 0,
+                refill: None,
+                refilled_at: Some(now),
+            };
+            let update = ControlsUpdate::new().credits(CreditsChange::Set(none_left));
+            self.inner
+                .store
+                .update_controls(&old.id, &update, now)
+                .await?;
+        }
         let when = if grace.is_zero() {
             Revocation::Now
         } else {
@@ -1455,6 +1674,22 @@ impl Acting<'_> {
             .await
     }
 
+    /// [`Keyring::update_controls_in`], by this actor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::update_controls`].
+    pub async fn update_controls_in(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        update: ControlsUpdate,
+    ) -> Result<KeyInfo, ManageError> {
+        self.keyring
+            .update_controls_as(Some(tenant), id, update, Some(&self.actor))
+            .await
+    }
+
     /// [`Keyring::revoke_owner`], by this actor, for the reason given.
     ///
     /// # Errors
@@ -1510,6 +1745,9 @@ struct Draft {
     metadata: std::collections::BTreeMap<String, String>,
     rotated_from: Option<KeyId>,
     owner: Option<OwnerId>,
+    allowed_ips: Option<IpAllowlist>,
+    credits: Option<Credits>,
+    budget: Option<BudgetId>,
 }
 
 /// The last-used timer task: sleeps on the host's timer, then writes what is
@@ -1568,7 +1806,7 @@ async fn finishes_within(
 /// Writes a last-used batch; on failure the dropped batch goes back to the
 /// tracker for the next interval.
 async fn write_batch(store: Arc<dyn KeyStore>, batch: Batch) {
-    match store.touch(batch.uses()).await {
+    match store.record_uses(batch.uses()).await {
         Ok(()) => batch.written(),
         Err(err) => {
             tracing::warn!(target: "keyward::last_used", error = &err as &dyn std::error::Error, keys = batch.uses().len(), "last-used write failed; retrying next interval");

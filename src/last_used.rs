@@ -16,12 +16,104 @@
 // Seeded foldhash: only verified key ids are recorded, and this runs on every
 // verification.
 use hashbrown::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use time::{Duration, OffsetDateTime};
 
 use crate::clock::span;
 use crate::key::KeyId;
+use crate::usage::{clean_user_agent, KeyUse, RECENT_IPS};
+
+/// One key's uses since its last batch: the latest instant, the distinct
+/// client IPs (newest first, bounded) and the latest user agent.
+#[derive(Debug)]
+struct Pending {
+    at: OffsetDateTime,
+    ips: Vec<IpAddr>,
+    user_agent: Option<Arc<str>>,
+}
+
+impl Pending {
+    fn new(at: OffsetDateTime) -> Self {
+        Pending {
+            at,
+            ips: Vec::new(),
+            user_agent: None,
+        }
+    }
+
+    /// Notes a use at `at` from `ip` with `user_agent`.
+    fn note(&mut self, at: OffsetDateTime, ip: Option<IpAddr>, user_agent: Option<&str>) {
+        let newest = at >= self.at;
+        self.at = self.at.max(at);
+        if let Some(ip) = ip {
+            match self.ips.iter().position(|seen| *seen == ip) {
+                Some(0) => {}
+                Some(i) if newest => self.ips[..=i].rotate_right(1),
+                Some(_) => {}
+                None if newest => {
+                    self.ips.insert(0, ip);
+                    self.ips.truncate(RECENT_IPS);
+                }
+                None if self.ips.len() < RECENT_IPS => self.ips.push(ip),
+                None => {}
+            }
+        }
+        if let Some(raw) = user_agent {
+            if newest || self.user_agent.is_none() {
+                // A repeated agent (the common case) costs one comparison.
+                if self.user_agent.as_deref() != Some(raw) {
+                    let clean = clean_user_agent(raw);
+                    if self.user_agent.as_deref() != Some(clean.as_str()) {
+                        self.user_agent = Some(Arc::from(clean));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds an older batch's use (put back after a failed write) into
+    /// this one.
+    fn absorb(&mut self, older: KeyUse) {
+        if older.at > self.at {
+            // Not older after all: it wins.
+            let newer = std::mem::replace(self, Pending::from(older));
+            for ip in newer.ips.iter().rev() {
+                self.note(newer.at, Some(*ip), None);
+            }
+            if self.user_agent.is_none() {
+                self.user_agent = newer.user_agent;
+            }
+            return;
+        }
+        for ip in older.ips {
+            if self.ips.len() < RECENT_IPS && !self.ips.contains(&ip) {
+                self.ips.push(ip);
+            }
+        }
+        if self.user_agent.is_none() {
+            self.user_agent = older.user_agent;
+        }
+    }
+
+    fn into_use(self, id: KeyId) -> KeyUse {
+        let mut key_use = KeyUse::new(id, self.at);
+        key_use.ips = self.ips;
+        key_use.user_agent = self.user_agent;
+        key_use
+    }
+}
+
+impl From<KeyUse> for Pending {
+    fn from(key_use: KeyUse) -> Self {
+        Pending {
+            at: key_use.at,
+            ips: key_use.ips,
+            user_agent: key_use.user_agent,
+        }
+    }
+}
 
 /// Pending uses and the flush schedule.
 #[derive(Debug)]
@@ -36,7 +128,7 @@ pub(crate) struct LastUsedTracker {
 
 #[derive(Debug, Default)]
 struct State {
-    pending: HashMap<KeyId, OffsetDateTime>,
+    pending: HashMap<KeyId, Pending>,
     /// Uses taken for writing and not yet confirmed written (the latest per
     /// key over every batch out); `get`/`list` still see them. An entry goes
     /// when a batch carrying that very instant is written or put back.
@@ -50,11 +142,15 @@ struct State {
 }
 
 impl State {
-    fn merge(&mut self, id: KeyId, at: OffsetDateTime) {
-        self.pending
-            .entry(id)
-            .and_modify(|t| *t = (*t).max(at))
-            .or_insert(at);
+    /// Puts a use of a batch that was not written back.
+    fn merge(&mut self, key_use: KeyUse) {
+        match self.pending.get_mut(&key_use.id) {
+            Some(pending) => pending.absorb(key_use),
+            None => {
+                let id = key_use.id.clone();
+                self.pending.insert(id, Pending::from(key_use));
+            }
+        }
     }
 
     /// A batch carrying `(id, at)` is done (written or put back).
@@ -73,12 +169,12 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct Batch {
     tracker: Arc<LastUsedTracker>,
-    uses: Vec<(KeyId, OffsetDateTime)>,
+    uses: Vec<KeyUse>,
     done: bool,
 }
 
 impl Batch {
-    pub(crate) fn uses(&self) -> &[(KeyId, OffsetDateTime)] {
+    pub(crate) fn uses(&self) -> &[KeyUse] {
         &self.uses
     }
 
@@ -86,8 +182,8 @@ impl Batch {
         self.done = true;
         let mut state = self.tracker.lock();
         state.flushing = false;
-        for (id, at) in &self.uses {
-            state.landed(id, *at);
+        for key_use in &self.uses {
+            state.landed(&key_use.id, key_use.at);
         }
     }
 }
@@ -99,9 +195,9 @@ impl Drop for Batch {
         }
         let mut state = self.tracker.lock();
         state.flushing = false;
-        for (id, at) in self.uses.drain(..) {
-            state.landed(&id, at);
-            state.merge(id, at);
+        for key_use in self.uses.drain(..) {
+            state.landed(&key_use.id, key_use.at);
+            state.merge(key_use);
         }
     }
 }
@@ -176,14 +272,23 @@ impl LastUsedTracker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a use; returns a batch when one is due and nobody is writing,
-    /// or (timed) a timer to arm when none is.
-    pub(crate) fn record(self: &Arc<Self>, id: &KeyId, now: OffsetDateTime) -> Recorded {
+    /// Notes a use (from `ip`, with `user_agent`, when known); returns a
+    /// batch when one is due and nobody is writing, or (timed) a timer to
+    /// arm when none is.
+    pub(crate) fn record(
+        self: &Arc<Self>,
+        id: &KeyId,
+        now: OffsetDateTime,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> Recorded {
         let mut state = self.lock();
         match state.pending.get_mut(id) {
-            Some(at) => *at = (*at).max(now),
+            Some(pending) => pending.note(now, ip, user_agent),
             None => {
-                state.pending.insert(id.clone(), now);
+                let mut pending = Pending::new(now);
+                pending.note(now, ip, user_agent);
+                state.pending.insert(id.clone(), pending);
             }
         }
         // `_with`: the sum is only worked out when nothing is pending yet.
@@ -223,11 +328,16 @@ impl LastUsedTracker {
         state.flushing = true;
         // The next batch is due one interval after this one, whatever comes.
         state.due = Some(now.saturating_add(self.interval));
-        let uses: Vec<_> = state.pending.drain().collect();
+        let uses: Vec<KeyUse> = state
+            .pending
+            .drain()
+            .map(|(id, pending)| pending.into_use(id))
+            .collect();
         // Ids are `Arc<str>`: the copies are counts, not strings.
-        for (id, at) in &uses {
-            let latest = state.in_flight.entry(id.clone()).or_insert(*at);
-            *latest = (*latest).max(*at);
+        for key_use in &uses {
+            let at = key_use.at;
+            let latest = state.in_flight.entry(key_use.id.clone()).or_insert(at);
+            *latest = (*latest).max(at);
         }
         Batch {
             tracker: Arc::clone(self),
@@ -240,9 +350,9 @@ impl LastUsedTracker {
     /// batch being written), if any.
     pub(crate) fn unwritten_use(&self, id: &KeyId) -> Option<OffsetDateTime> {
         let state = self.lock();
-        match (state.pending.get(id), state.in_flight.get(id)) {
-            (Some(a), Some(b)) => Some(*a.max(b)),
-            (a, b) => a.or(b).copied(),
+        match (state.pending.get(id).map(|p| p.at), state.in_flight.get(id)) {
+            (Some(a), Some(b)) => Some(a.max(*b)),
+            (a, b) => a.or(b.copied()),
         }
     }
 
@@ -267,6 +377,12 @@ mod tests {
         ))
     }
 
+    impl LastUsedTracker {
+        fn record0(self: &Arc<Self>, id: &KeyId, now: OffsetDateTime) -> Recorded {
+            self.record(id, now, None, None)
+        }
+    }
+
     fn due(recorded: Recorded) -> Option<Batch> {
         match recorded {
             Recorded::Write(batch) => Some(batch),
@@ -279,12 +395,12 @@ mod tests {
     fn one_batch_per_interval() {
         let tracker = tracker(false);
         let id = KeyId::generate();
-        assert!(due(tracker.record(&id, t(0))).is_none());
-        assert!(due(tracker.record(&id, t(59))).is_none());
-        let batch = due(tracker.record(&id, t(60))).expect("due");
-        assert_eq!(batch.uses(), &[(id.clone(), t(60))]);
+        assert!(due(tracker.record0(&id, t(0))).is_none());
+        assert!(due(tracker.record0(&id, t(59))).is_none());
+        let batch = due(tracker.record0(&id, t(60))).expect("due");
+        assert_eq!(batch.uses(), &[KeyUse::new(id.clone(), t(60))]);
         // While a batch is out nobody takes another.
-        assert!(due(tracker.record(&id, t(200))).is_none());
+        assert!(due(tracker.record0(&id, t(200))).is_none());
         batch.written();
         assert_eq!(tracker.pending(), 1);
     }
@@ -293,12 +409,12 @@ mod tests {
     fn a_failed_batch_is_put_back() {
         let tracker = tracker(false);
         let id = KeyId::generate();
-        assert!(due(tracker.record(&id, t(0))).is_none());
+        assert!(due(tracker.record0(&id, t(0))).is_none());
         let batch = tracker.take_all(t(1)).unwrap();
         drop(batch);
         assert_eq!(tracker.pending(), 1);
         let batch = tracker.take_all(t(2)).unwrap();
-        assert_eq!(batch.uses()[0].1, t(0));
+        assert_eq!(batch.uses()[0].at, t(0));
     }
 
     #[test]
@@ -306,13 +422,13 @@ mod tests {
         let tracker = tracker(false);
         let id = KeyId::generate();
         assert_eq!(tracker.unwritten_use(&id), None);
-        assert!(due(tracker.record(&id, t(0))).is_none());
+        assert!(due(tracker.record0(&id, t(0))).is_none());
         assert_eq!(tracker.unwritten_use(&id), Some(t(0)), "pending");
         let first = tracker.take_all(t(1)).unwrap();
         assert_eq!(tracker.pending(), 0);
         assert_eq!(tracker.unwritten_use(&id), Some(t(0)), "in flight");
         // A later use, and a second batch out with it.
-        assert!(due(tracker.record(&id, t(5))).is_none());
+        assert!(due(tracker.record0(&id, t(5))).is_none());
         assert_eq!(tracker.unwritten_use(&id), Some(t(5)));
         let second = tracker.take_all(t(6)).unwrap();
         assert_eq!(tracker.unwritten_use(&id), Some(t(5)));
@@ -331,7 +447,7 @@ mod tests {
     fn a_batch_put_back_stays_visible() {
         let tracker = tracker(false);
         let id = KeyId::generate();
-        assert!(due(tracker.record(&id, t(0))).is_none());
+        assert!(due(tracker.record0(&id, t(0))).is_none());
         drop(tracker.take_all(t(1)).unwrap());
         assert_eq!(tracker.unwritten_use(&id), Some(t(0)));
         tracker.take_all(t(2)).unwrap().written();
@@ -342,13 +458,13 @@ mod tests {
     fn a_timed_tracker_arms_once_and_never_takes_on_record() {
         let tracker = tracker(true);
         let (a, b) = (KeyId::generate(), KeyId::generate());
-        let Recorded::Arm(wait, mut task) = tracker.record(&a, t(0)) else {
+        let Recorded::Arm(wait, mut task) = tracker.record0(&a, t(0)) else {
             panic!("the first use arms the timer");
         };
         assert_eq!(wait, std::time::Duration::from_secs(60));
         // Later uses, even past the due instant, only note.
-        assert!(matches!(tracker.record(&b, t(30)), Recorded::Noted));
-        assert!(matches!(tracker.record(&a, t(90)), Recorded::Noted));
+        assert!(matches!(tracker.record0(&b, t(30)), Recorded::Noted));
+        assert!(matches!(tracker.record0(&a, t(90)), Recorded::Noted));
         let batch = task.tick(t(90)).expect("pending uses");
         assert_eq!(batch.uses().len(), 2);
         batch.written();
@@ -356,7 +472,7 @@ mod tests {
         assert!(task.tick(t(150)).is_none());
         drop(task);
         // A use after a quiet spell longer than the interval is due at once.
-        let Recorded::Arm(wait, _task) = tracker.record(&a, t(400)) else {
+        let Recorded::Arm(wait, _task) = tracker.record0(&a, t(400)) else {
             panic!("re-armed");
         };
         assert_eq!(wait, std::time::Duration::ZERO);
@@ -366,11 +482,65 @@ mod tests {
     fn a_dropped_timer_disarms() {
         let tracker = tracker(true);
         let id = KeyId::generate();
-        let Recorded::Arm(_, task) = tracker.record(&id, t(0)) else {
+        let Recorded::Arm(_, task) = tracker.record0(&id, t(0)) else {
             panic!("armed");
         };
-        assert!(matches!(tracker.record(&id, t(1)), Recorded::Noted));
+        assert!(matches!(tracker.record0(&id, t(1)), Recorded::Noted));
         drop(task);
-        assert!(matches!(tracker.record(&id, t(2)), Recorded::Arm(..)));
+        assert!(matches!(tracker.record0(&id, t(2)), Recorded::Arm(..)));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn client_ips_are_distinct_newest_first_and_bounded() {
+        let tracker = tracker(false);
+        let id = KeyId::generate();
+        for (i, addr) in [
+            "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(due(tracker.record(&id, t(i as i64), Some(ip(addr)), Some("ua/1"))).is_none());
+        }
+        let batch = tracker.take_all(t(10)).unwrap();
+        let u = &batch.uses()[0];
+        assert_eq!(
+            u.ips,
+            [
+                ip("10.0.0.6"),
+                ip("10.0.0.5"),
+                ip("10.0.0.4"),
+                ip("10.0.0.3"),
+                ip("10.0.0.1")
+            ]
+        );
+        assert_eq!(u.user_agent.as_deref(), Some("ua/1"));
+        // A repeat moves to the front; the agent is cleaned, the latest wins.
+        batch.written();
+        let _ = tracker.record(&id, t(20), Some(ip("10.0.0.2")), Some("a\u{1b}[31mb"));
+        let _ = tracker.record(&id, t(21), Some(ip("10.0.0.3")), None);
+        let _ = tracker.record(&id, t(22), Some(ip("10.0.0.2")), None);
+        let batch = tracker.take_all(t(30)).unwrap();
+        assert_eq!(batch.uses()[0].ips, [ip("10.0.0.2"), ip("10.0.0.3")]);
+        assert_eq!(batch.uses()[0].user_agent.as_deref(), Some("a[31mb"));
+    }
+
+    #[test]
+    fn a_failed_batch_keeps_its_ips_behind_newer_ones() {
+        let tracker = tracker(false);
+        let id = KeyId::generate();
+        let _ = tracker.record(&id, t(0), Some(ip("10.0.0.1")), Some("old"));
+        let batch = tracker.take_all(t(1)).unwrap();
+        let _ = tracker.record(&id, t(2), Some(ip("10.0.0.2")), None);
+        drop(batch); // the write failed
+        let batch = tracker.take_all(t(3)).unwrap();
+        let u = &batch.uses()[0];
+        assert_eq!(u.at, t(2));
+        assert_eq!(u.ips, [ip("10.0.0.2"), ip("10.0.0.1")]);
+        assert_eq!(u.user_agent.as_deref(), Some("old"), "kept: no newer agent");
     }
 }

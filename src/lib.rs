@@ -69,6 +69,7 @@ mod sweeper;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod token;
+pub mod usage;
 
 #[cfg(any(test, feature = "test-util"))]
 pub use clock::ManualClock;

@@ -4,7 +4,8 @@
 //!
 //! The [`Keyring`](crate::Keyring) sends [`EventKind::Issued`],
 //! [`Revoked`](EventKind::Revoked), [`Rotated`](EventKind::Rotated) and
-//! [`ReuseDetected`](EventKind::ReuseDetected); the
+//! [`ReuseDetected`](EventKind::ReuseDetected) and
+//! [`ControlsChanged`](EventKind::ControlsChanged); the
 //! [`Sweeper`](crate::Sweeper) sends [`ExpiringSoon`](EventKind::ExpiringSoon),
 //! [`Expired`](EventKind::Expired), [`Stale`](EventKind::Stale) and
 //! [`AutoRevoked`](EventKind::AutoRevoked). Every event names the key id,
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::key::{KeyId, KeyRecord, OwnerId, TenantId};
+use crate::usage::{ControlsUpdate, IpAllowlist};
 
 /// Who acted: the caller of a management call, or keyward itself.
 ///
@@ -107,11 +109,18 @@ pub enum EventKind {
         /// Whether they were revoked.
         family_revoked: bool,
     },
+    /// The key's usage controls (allowlist, credits, shared budget, rate
+    /// limit) were changed by a management call.
+    ControlsChanged {
+        /// What was asked for (fields left `None` were kept).
+        update: ControlsUpdate,
+    },
 }
 
 impl EventKind {
     /// A stable name: `issued`, `revoked`, `rotated`, `expiring_soon`,
-    /// `expired`, `stale`, `auto_revoked`, `reuse_detected`.
+    /// `expired`, `stale`, `auto_revoked`, `reuse_detected`,
+    /// `controls_changed`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -123,6 +132,7 @@ impl EventKind {
             EventKind::Stale { .. } => "stale",
             EventKind::AutoRevoked { .. } => "auto_revoked",
             EventKind::ReuseDetected { .. } => "reuse_detected",
+            EventKind::ControlsChanged { .. } => "controls_changed",
         }
     }
 }
@@ -352,6 +362,16 @@ pub(crate) fn log_event(e: &LifecycleEvent) {
         } => {
             let successors = tracing::field::debug(successors);
             tracing::warn!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, successors, family_revoked, "rotated key reused");
+        }
+        EventKind::ControlsChanged { update } => {
+            let allowed_ips = update
+                .allowed_ips
+                .as_ref()
+                .map(|list| tracing::field::debug(list.as_ref().map(IpAllowlist::to_strings)));
+            let credits = update.credits.as_ref().map(tracing::field::debug);
+            let budget = update.budget.as_ref().map(tracing::field::debug);
+            let rate_limit = update.rate_limit.as_ref().map(tracing::field::debug);
+            tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, allowed_ips, credits, budget, rate_limit, "key usage controls changed");
         }
     }
 }

@@ -81,6 +81,7 @@ async fn a_store_without_its_own_list_page_conforms() {
     use std::sync::Arc;
 
     use keyward::store::{LifecycleQuery, NoticeClaim, NoticeOutcome};
+    use keyward::usage::{ControlsUpdate, CreditSpend, KeyUse};
     use keyward::{KeyId, KeyRecord, StoreError};
 
     #[derive(Default)]
@@ -106,6 +107,25 @@ async fn a_store_without_its_own_list_page_conforms() {
             outcome: NoticeOutcome,
         ) -> Result<(), StoreError> {
             self.0.settle_notice(key, notice, outcome).await
+        }
+        async fn spend_credits(
+            &self,
+            id: &KeyId,
+            cost: u64,
+            now: time::OffsetDateTime,
+        ) -> Result<Option<CreditSpend>, StoreError> {
+            self.0.spend_credits(id, cost, now).await
+        }
+        async fn update_controls(
+            &self,
+            id: &KeyId,
+            update: &ControlsUpdate,
+            now: time::OffsetDateTime,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.0.update_controls(id, update, now).await
+        }
+        async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+            self.0.record_uses(uses).await
         }
     });
 

@@ -47,6 +47,7 @@ impl IssueError {
             | IssueError::InvalidName
             | IssueError::InvalidTenant
             | IssueError::InvalidOwner
+            | IssueError::InvalidBudget
             | IssueError::InvalidMetadata
             | IssueError::ExpiryInPast
             | IssueError::ExpiryNotAllowed(_) => StatusCode::BAD_REQUEST,
@@ -67,6 +68,7 @@ impl IssueError {
             IssueError::InvalidName
             | IssueError::InvalidTenant
             | IssueError::InvalidOwner
+            | IssueError::InvalidBudget
             | IssueError::InvalidMetadata => "invalid_label",
             IssueError::ExpiryInPast => "invalid_body",
             IssueError::ExpiryNotAllowed(_) => "expiry_not_allowed",
@@ -114,6 +116,7 @@ impl ManageError {
             ManageError::InvalidCursor
             | ManageError::InvalidLimit
             | ManageError::UnknownKind(_) => StatusCode::BAD_REQUEST,
+            ManageError::Controls(_) => StatusCode::CONFLICT,
             ManageError::NotFound => StatusCode::NOT_FOUND,
             ManageError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -126,6 +129,7 @@ impl ManageError {
         match self {
             ManageError::InvalidCursor | ManageError::InvalidLimit => "invalid_body",
             ManageError::UnknownKind(_) => "unknown_kind",
+            ManageError::Controls(_) => "key_not_metered",
             ManageError::NotFound => "not_found",
             ManageError::Store(_) => "store_unavailable",
         }

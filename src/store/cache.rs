@@ -13,6 +13,7 @@ use crate::clock::{span, Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
+use crate::usage::{ControlsUpdate, CreditSpend, KeyUse};
 
 /// A [`KeyStore`] that remembers lookups by hash. Clones share the cache.
 ///
@@ -472,6 +473,32 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.settle_notice(key, notice, outcome).await
     }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        // Never from the cache: the inner store counts.
+        self.inner.spend_credits(id, cost, now).await
+    }
+
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        // As for a revocation: a narrowed allowlist or a key newly metered
+        // is in effect here at once, also when this fails or is cancelled.
+        let _forget = OnDrop(|| self.cache.invalidate(id));
+        self.inner.update_controls(id, update, now).await
+    }
+
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        self.inner.record_uses(uses).await
+    }
 }
 
 /// Runs its closure when dropped: on completion and on cancellation alike.
@@ -512,6 +539,11 @@ mod tests {
             metadata: Default::default(),
             rotated_from: None,
             owner: None,
+            allowed_ips: None,
+            credits: None,
+            budget: None,
+            recent_ips: Vec::new(),
+            last_user_agent: None,
         }
     }
 

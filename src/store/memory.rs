@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, TenantId};
+use crate::usage::{ControlsUpdate, CreditSpend, KeyUse};
 
 /// Keys in process memory: for tests, single-instance services and as the
 /// default. Records are shared (`Arc`) and replaced on change, so a lookup
@@ -204,6 +205,43 @@ impl KeyStore for MemoryStore {
             });
         }
         Ok(())
+    }
+
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        let mut maps = self.write();
+        for key_use in uses {
+            maps.replace(&key_use.id, |r| key_use.apply(r));
+        }
+        Ok(())
+    }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        let mut maps = self.write();
+        let Some(record) = maps.hash_of.get(id).and_then(|h| maps.by_hash.get(h)) else {
+            return Ok(None);
+        };
+        let Some(credits) = record.credits else {
+            return Ok(Some(CreditSpend::Unmetered));
+        };
+        let (spent, next) = credits.spend(cost, now);
+        if let Some(next) = next {
+            maps.replace(id, |r| r.credits = Some(next));
+        }
+        Ok(Some(spent))
+    }
+
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        Ok(self.write().replace(id, |r| update.apply(r, now)))
     }
 
     async fn find_keys(&self, query: &LifecycleQuery) -> Result<Vec<Arc<KeyRecord>>, StoreError> {

@@ -61,12 +61,29 @@
 //! * [`Condition`], [`NoticeOutcome`] and [`Revocation`] may gain variants:
 //!   a store that meets a [`Condition`] it does not know answers
 //!   [`StoreError::Unsupported`]; for the others, see their docs.
-//! * The four methods above are provided, failing with
+//! * `find_keys`, `successors`, `claim_notice`, `settle_notice`,
+//!   `spend_credits` and `update_controls` are provided, failing with
 //!   [`StoreError::Unsupported`], so a store written for an earlier
 //!   version still compiles; the keyring then still verifies, lists and
-//!   revokes, but the sweeper's ticks fail, owners' keys cannot be listed
-//!   and reuse of a rotated token is not reported. The conformance suite
-//!   requires them.
+//!   revokes, but the sweeper's ticks fail, owners' keys cannot be listed,
+//!   reuse of a rotated token is not reported, usage controls cannot be
+//!   changed and a key with credits is refused (503: never admitted
+//!   unmetered). The conformance suite requires them.
+//! * `spend_credits` spends `cost` of a key's [`Credits`](crate::usage::Credits)
+//!   **atomically**, exactly as [`Credits::spend`](crate::usage::Credits::spend)
+//!   does at the given instant (a due refill first; never below zero; a
+//!   key without credits is [`CreditSpend::Unmetered`]; `None` for an
+//!   unknown id): concurrent spends on one key, from any number of
+//!   processes sharing the store, spend exactly what they report.
+//! * `update_controls` applies a [`ControlsUpdate`] as
+//!   [`ControlsUpdate::apply`] does, atomically (a
+//!   [`CreditsChange::Add`](crate::usage::CreditsChange::Add) never loses a
+//!   concurrent spend), and returns the updated record (`None` for an
+//!   unknown id).
+//! * `record_uses` writes a last-used batch: for each [`KeyUse`], what
+//!   [`KeyUse::apply`] does to the stored record, ignoring unknown ids. It
+//!   is provided over `touch` (instants only), so a store written before
+//!   it keeps working without the client IPs and user agents.
 //! * Labels (names, tenant ids, metadata) arrive already checked by
 //!   [`Keyring::issue`](crate::Keyring::issue); a store need not check them
 //!   again, and rows it is given by other means are not checked.
@@ -101,6 +118,7 @@ use time::OffsetDateTime;
 use crate::error::StoreError;
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, OwnerId, StateFilter, TenantId};
+use crate::usage::{ControlsUpdate, CreditSpend, KeyUse};
 
 /// When a revocation takes effect: what [`KeyStore::revoke`] is asked to do.
 ///
@@ -254,6 +272,11 @@ impl PageRequest {
 /// async fn successors(&self, id: &KeyId) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
 /// async fn claim_notice(&self, claim: &NoticeClaim) -> Result<bool, StoreError>;
 /// async fn settle_notice(&self, key: &KeyId, notice: &str, outcome: NoticeOutcome) -> Result<(), StoreError>;
+/// // Provided, failing with `StoreError::Unsupported`; override both (usage controls):
+/// async fn spend_credits(&self, id: &KeyId, cost: u64, now: OffsetDateTime) -> Result<Option<CreditSpend>, StoreError>;
+/// async fn update_controls(&self, id: &KeyId, update: &ControlsUpdate, now: OffsetDateTime) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+/// // Provided over `touch`; override to keep client IPs and user agents:
+/// async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
 /// ```
 ///
 /// A store that counts lookups around another one, with nothing but this
@@ -263,6 +286,7 @@ impl PageRequest {
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
 /// use keyward::store::{LifecycleQuery, NoticeClaim, NoticeOutcome, Revocation};
+/// use keyward::usage::{ControlsUpdate, CreditSpend, KeyUse};
 /// use keyward::{KeyId, KeyRecord, KeyStore, MemoryStore, StoreError, TenantId, TokenHash};
 /// use time::OffsetDateTime;
 ///
@@ -305,6 +329,16 @@ impl PageRequest {
 ///     }
 ///     async fn settle_notice(&self, key: &KeyId, notice: &str, outcome: NoticeOutcome) -> Result<(), StoreError> {
 ///         self.inner.settle_notice(key, notice, outcome).await
+///     }
+///     // Usage controls (credits, allowlists, budgets; client IPs and agents):
+///     async fn spend_credits(&self, id: &KeyId, cost: u64, now: OffsetDateTime) -> Result<Option<CreditSpend>, StoreError> {
+///         self.inner.spend_credits(id, cost, now).await
+///     }
+///     async fn update_controls(&self, id: &KeyId, update: &ControlsUpdate, now: OffsetDateTime) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+///         self.inner.update_controls(id, update, now).await
+///     }
+///     async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+///         self.inner.record_uses(uses).await
 ///     }
 /// }
 ///
@@ -391,6 +425,39 @@ pub trait KeyStore: Send + Sync + 'static {
         let _ = (key, notice, outcome);
         Err(StoreError::Unsupported("settle_notice"))
     }
+
+    /// Spends `cost` of the key's credits at `now`, atomically (see
+    /// [`Credits::spend`](crate::usage::Credits::spend)); `None` for an
+    /// unknown id.
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        let _ = (id, cost, now);
+        Err(StoreError::Unsupported("spend_credits"))
+    }
+
+    /// Changes the key's usage controls (see [`ControlsUpdate::apply`]);
+    /// the updated record, or `None` for an unknown id.
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let _ = (id, update, now);
+        Err(StoreError::Unsupported("update_controls"))
+    }
+
+    /// Writes a last-used batch with client IPs and user agents (see
+    /// [`KeyUse::apply`]). Provided over [`touch`](Self::touch), which
+    /// keeps only the instants.
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        let instants: Vec<_> = uses.iter().map(|u| (u.id.clone(), u.at)).collect();
+        self.touch(&instants).await
+    }
 }
 
 #[async_trait]
@@ -440,5 +507,24 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
         outcome: NoticeOutcome,
     ) -> Result<(), StoreError> {
         (**self).settle_notice(key, notice, outcome).await
+    }
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        (**self).spend_credits(id, cost, now).await
+    }
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        (**self).update_controls(id, update, now).await
+    }
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        (**self).record_uses(uses).await
     }
 }

@@ -29,6 +29,10 @@ use crate::store::{
     Condition, KeyStore, LifecycleQuery, NoticeClaim, NoticeOutcome, PageRequest, Revocation,
 };
 use crate::token::TokenKind;
+use crate::usage::{
+    BudgetId, ControlsUpdate, CreditSpend, Credits, CreditsChange, IpAllowlist, KeyUse, Refill,
+    MAX_CREDITS,
+};
 
 /// Checks `store` against every clause of the [`KeyStore`] contract; panics
 /// on the first violation.
@@ -52,6 +56,11 @@ pub async fn run<S: KeyStore + ?Sized>(store: &S) {
     notices_claim_once_and_settle(store).await;
     notices_keep_announced_keys_out(store).await;
     concurrent_claims_grant_one(store).await;
+    spend_credits_exactly(store).await;
+    spend_credits_refills_lazily(store).await;
+    concurrent_spends_spend_exactly(store).await;
+    update_controls_applies_and_adds_atomically(store).await;
+    record_uses_keeps_recent_ips_and_agent(store).await;
 }
 
 /// A base instant with a sub-second part in whole microseconds.
@@ -88,6 +97,11 @@ fn record(tenant: &TenantId, created: i64) -> KeyRecord {
         metadata: BTreeMap::new(),
         rotated_from: None,
         owner: None,
+        allowed_ips: None,
+        credits: None,
+        budget: None,
+        recent_ips: Vec::new(),
+        last_user_agent: None,
     }
 }
 
@@ -124,6 +138,20 @@ async fn round_trip<S: KeyStore + ?Sized>(store: &S) {
     ]);
     full.rotated_from = Some(KeyId::generate());
     full.owner = Some(OwnerId::parse("user_7 ✓").expect("owner"));
+    full.allowed_ips = Some(
+        IpAllowlist::parse(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]).expect("ranges"),
+    );
+    full.credits = Some(Credits {
+        remaining: MAX_CREDITS,
+        refill: Some(Refill::monthly(500, 31).expect("refill")),
+        refilled_at: Some(t(3)),
+    });
+    full.budget = Some(BudgetId::parse("customer ✓ 42").expect("budget"));
+    full.recent_ips = vec![
+        "203.0.113.9".parse().expect("ip"),
+        "2001:db8::1".parse().expect("ip"),
+    ];
+    full.last_user_agent = Some("agent/1.0 (ünïcode; 'quoted')".into());
     let mut minimal = record(&tenant, 1);
     minimal.hash = TokenHash::new(3, *fresh_hash().digest());
     minimal.rate_limit = RateLimit::per_minute(1).expect("non-zero");
@@ -1148,6 +1176,328 @@ async fn concurrent_claims_grant_one<S: KeyStore + ?Sized>(store: &S) {
             "KeyStore contract: of concurrent claims of one notice, exactly one is granted"
         );
     }
+}
+
+async fn spend<S: KeyStore + ?Sized>(
+    store: &S,
+    id: &KeyId,
+    cost: u64,
+    at: OffsetDateTime,
+) -> CreditSpend {
+    ok(store.spend_credits(id, cost, at).await, "spend_credits").unwrap_or_else(|| {
+        panic!("KeyStore contract: spend_credits must find the inserted key {id}")
+    })
+}
+
+fn metered(tenant: &TenantId, remaining: u64, refill: Option<Refill>) -> KeyRecord {
+    let mut key = record(tenant, 0);
+    key.credits = Some(Credits {
+        remaining,
+        refill,
+        refilled_at: Some(t(0)),
+    });
+    key
+}
+
+async fn spend_credits_exactly<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let key = metered(&tenant, 5, None);
+    insert(store, &key).await;
+    assert_eq!(
+        spend(store, &key.id, 2, t(1)).await,
+        CreditSpend::Spent { remaining: 3 },
+        "KeyStore contract: spend_credits spends the cost"
+    );
+    assert_eq!(
+        spend(store, &key.id, 4, t(1)).await,
+        CreditSpend::Exhausted { remaining: 3 },
+        "KeyStore contract: a cost above what remains spends nothing"
+    );
+    assert_eq!(
+        spend(store, &key.id, 3, t(1)).await,
+        CreditSpend::Spent { remaining: 0 },
+        "KeyStore contract: the last credits can be spent"
+    );
+    assert_eq!(
+        spend(store, &key.id, 1, t(1)).await,
+        CreditSpend::Exhausted { remaining: 0 },
+        "KeyStore contract: never below zero"
+    );
+    assert_eq!(
+        stored(store, &key.id).await.credits.map(|c| c.remaining),
+        Some(0),
+        "KeyStore contract: get shows the credits spent"
+    );
+    let plain = record(&tenant, 1);
+    insert(store, &plain).await;
+    assert_eq!(
+        spend(store, &plain.id, 1, t(1)).await,
+        CreditSpend::Unmetered,
+        "KeyStore contract: a key without credits is unmetered"
+    );
+    assert!(
+        stored(store, &plain.id).await.credits.is_none(),
+        "KeyStore contract: spending on an unmetered key leaves it unmetered"
+    );
+    assert_eq!(
+        ok(
+            store.spend_credits(&KeyId::generate(), 1, t(1)).await,
+            "spend_credits"
+        ),
+        None,
+        "KeyStore contract: spend_credits of an unknown id is None"
+    );
+}
+
+async fn spend_credits_refills_lazily<S: KeyStore + ?Sized>(store: &S) {
+    use time::macros::datetime;
+    let tenant = fresh_tenant();
+    // Refilled on the 31st (the last day of shorter months), to 10.
+    let mut key = metered(&tenant, 1, Some(Refill::monthly(10, 31).expect("refill")));
+    let jan = datetime!(2027-01-31 00:00 UTC);
+    if let Some(c) = key.credits.as_mut() {
+        c.refilled_at = Some(jan);
+    }
+    insert(store, &key).await;
+    let feb27 = datetime!(2027-02-27 23:59:59.999999 UTC);
+    assert_eq!(
+        spend(store, &key.id, 1, feb27).await,
+        CreditSpend::Spent { remaining: 0 },
+        "KeyStore contract: no refill before the refill instant"
+    );
+    let feb28 = datetime!(2027-02-28 00:00 UTC);
+    assert_eq!(spend(store, &key.id, 3, feb28).await, CreditSpend::Spent { remaining: 7 }, "KeyStore contract: a due refill (the 31st is February's last day) applies before the spend");
+    assert_eq!(
+        spend(store, &key.id, 3, feb28 + Duration::HOUR).await,
+        CreditSpend::Spent { remaining: 4 },
+        "KeyStore contract: one refill per period"
+    );
+    let stored_credits = stored(store, &key.id).await.credits.expect("credits");
+    assert_eq!(
+        stored_credits.refilled_at,
+        Some(feb28),
+        "KeyStore contract: refilled_at becomes the spend's instant"
+    );
+    assert_eq!(
+        spend(store, &key.id, 11, datetime!(2027-03-31 00:00 UTC)).await,
+        CreditSpend::Exhausted { remaining: 10 },
+        "KeyStore contract: a refused spend still applies a due refill"
+    );
+    let daily = metered(&tenant, 0, Some(Refill::daily(2).expect("refill")));
+    insert(store, &daily).await;
+    assert_eq!(
+        spend(store, &daily.id, 1, t(0) + Duration::HOUR).await,
+        CreditSpend::Exhausted { remaining: 0 },
+        "KeyStore contract: same day, no refill"
+    );
+    assert_eq!(
+        spend(store, &daily.id, 1, t(0) + Duration::DAY).await,
+        CreditSpend::Spent { remaining: 1 },
+        "KeyStore contract: daily refill at 00:00 UTC"
+    );
+}
+
+async fn concurrent_spends_spend_exactly<S: KeyStore + ?Sized>(store: &S) {
+    let key = metered(&fresh_tenant(), 10, None);
+    insert(store, &key).await;
+    let spends: Vec<_> = (0..24)
+        .map(|_| store.spend_credits(&key.id, 1, t(1)))
+        .collect();
+    let outcomes: Vec<_> = join_all(spends)
+        .await
+        .into_iter()
+        .map(|r| ok(r, "spend_credits"))
+        .collect();
+    let spent = outcomes
+        .iter()
+        .filter(|o| matches!(o, Some(CreditSpend::Spent { .. })))
+        .count();
+    assert_eq!(
+        spent, 10,
+        "KeyStore contract: concurrent spends spend exactly the credits there are"
+    );
+    let mut remaining: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Some(CreditSpend::Spent { remaining }) => Some(*remaining),
+            _ => None,
+        })
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(
+        remaining,
+        (0..10).collect::<Vec<_>>(),
+        "KeyStore contract: each concurrent spend reports its own remainder"
+    );
+}
+
+async fn update_controls_applies_and_adds_atomically<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let key = record(&tenant, 0);
+    insert(store, &key).await;
+    let list = IpAllowlist::parse(["10.0.0.0/8", "2001:db8::/48"]).expect("ranges");
+    let budget = BudgetId::parse("customer_1").expect("budget");
+    let update = ControlsUpdate::new()
+        .allowed_ips(Some(list.clone()))
+        .credits(CreditsChange::Set(
+            Credits::new(5)
+                .expect("credits")
+                .refill(Refill::daily(5).expect("refill")),
+        ))
+        .budget(Some(budget.clone()))
+        .rate_limit(RateLimit::per_minute(7).expect("non-zero"));
+    let updated = ok(
+        store.update_controls(&key.id, &update, t(9)).await,
+        "update_controls",
+    )
+    .unwrap_or_else(|| panic!("KeyStore contract: update_controls must find the inserted key"));
+    let mut expected = key.clone();
+    update.apply(&mut expected, t(9));
+    assert_eq!(
+        *updated, expected,
+        "KeyStore contract: update_controls applies the update as ControlsUpdate::apply does"
+    );
+    assert_eq!(
+        *stored(store, &key.id).await,
+        expected,
+        "KeyStore contract: get shows the update"
+    );
+    assert_eq!(
+        updated.credits.and_then(|c| c.refilled_at),
+        Some(t(9)),
+        "KeyStore contract: set credits are refilled at the update's instant"
+    );
+    // Add, concurrently with spends: nothing lost.
+    let add = ControlsUpdate::new().credits(CreditsChange::Add(3));
+    let adds: Vec<_> = (0..5)
+        .map(|_| store.update_controls(&key.id, &add, t(10)))
+        .collect();
+    let spends: Vec<_> = (0..5)
+        .map(|_| store.spend_credits(&key.id, 1, t(10)))
+        .collect();
+    let (adds, spends) = (join_all(adds), join_all(spends));
+    let (added, spent) = futures_join(adds, spends).await;
+    for a in added {
+        ok(a, "update_controls");
+    }
+    let spent = spent
+        .into_iter()
+        .map(|r| ok(r, "spend_credits"))
+        .filter(|o| matches!(o, Some(CreditSpend::Spent { .. })))
+        .count();
+    let remaining = stored(store, &key.id).await.credits.map(|c| c.remaining);
+    assert_eq!(
+        remaining,
+        Some(5 + 15 - spent as u64),
+        "KeyStore contract: adding credits never loses a concurrent spend"
+    );
+    // Clearing.
+    let cleared = ControlsUpdate::new()
+        .allowed_ips(None)
+        .credits(CreditsChange::Remove)
+        .budget(None);
+    let after = ok(
+        store.update_controls(&key.id, &cleared, t(11)).await,
+        "update_controls",
+    )
+    .expect("found");
+    assert!(
+        after.allowed_ips.is_none() && after.credits.is_none() && after.budget.is_none(),
+        "KeyStore contract: None clears a control"
+    );
+    assert_eq!(
+        after.rate_limit,
+        RateLimit::per_minute(7).expect("non-zero"),
+        "KeyStore contract: fields not in the update are kept"
+    );
+    let plain = ControlsUpdate::new().credits(CreditsChange::Add(3));
+    let still = ok(
+        store.update_controls(&key.id, &plain, t(12)).await,
+        "update_controls",
+    )
+    .expect("found");
+    assert!(
+        still.credits.is_none(),
+        "KeyStore contract: adding to an unmetered key leaves it unmetered"
+    );
+    assert!(
+        ok(
+            store
+                .update_controls(&KeyId::generate(), &update, t(9))
+                .await,
+            "update_controls"
+        )
+        .is_none(),
+        "KeyStore contract: update_controls of an unknown id is None"
+    );
+}
+
+async fn record_uses_keeps_recent_ips_and_agent<S: KeyStore + ?Sized>(store: &S) {
+    let tenant = fresh_tenant();
+    let key = record(&tenant, 0);
+    insert(store, &key).await;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+    let mut expected = key.clone();
+    let mut first = KeyUse::new(key.id.clone(), t(10));
+    first.ips = vec![ip("203.0.113.1"), ip("2001:db8::1")];
+    first.user_agent = Some("first/1".into());
+    let mut second = KeyUse::new(key.id.clone(), t(20));
+    second.ips = vec![
+        ip("203.0.113.3"),
+        ip("203.0.113.1"),
+        ip("203.0.113.4"),
+        ip("203.0.113.5"),
+    ];
+    let mut late = KeyUse::new(key.id.clone(), t(15));
+    late.ips = vec![ip("198.51.100.1")];
+    late.user_agent = Some("late/0".into());
+    for batch in [
+        vec![first],
+        vec![second, KeyUse::new(KeyId::generate(), t(1))],
+        vec![late],
+    ] {
+        ok(store.record_uses(&batch).await, "record_uses");
+        batch[0].apply(&mut expected);
+        let got = stored(store, &key.id).await;
+        assert_eq!(
+            got.last_used_at, expected.last_used_at,
+            "KeyStore contract: record_uses keeps the later instant"
+        );
+        assert_eq!(got.recent_ips, expected.recent_ips, "KeyStore contract: record_uses keeps the distinct recent IPs as KeyUse::apply does (newest first, at most 5)");
+        assert_eq!(
+            got.last_user_agent, expected.last_user_agent,
+            "KeyStore contract: record_uses keeps the latest user agent"
+        );
+    }
+    assert_eq!(expected.recent_ips.len(), 5);
+}
+
+/// Polls two futures to completion.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    (ra.expect("done"), rb.expect("done"))
 }
 
 /// Polls every future until all are done (no runtime needed).

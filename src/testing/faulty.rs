@@ -15,6 +15,7 @@ use crate::key::{KeyId, KeyRecord, TenantId};
 use crate::store::{
     KeyStore, LifecycleQuery, MemoryStore, NoticeClaim, NoticeOutcome, PageRequest, Revocation,
 };
+use crate::usage::{ControlsUpdate, CreditSpend, KeyUse};
 
 /// What a [`FaultyStore`] does when an operation is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,7 +47,8 @@ pub enum Op {
     List,
     /// [`KeyStore::revoke`].
     Revoke,
-    /// [`KeyStore::touch`].
+    /// [`KeyStore::touch`] and [`KeyStore::record_uses`] (the last-used
+    /// write).
     Touch,
     /// [`KeyStore::list_page`].
     ListPage,
@@ -58,10 +60,14 @@ pub enum Op {
     ClaimNotice,
     /// [`KeyStore::settle_notice`].
     SettleNotice,
+    /// [`KeyStore::spend_credits`].
+    SpendCredits,
+    /// [`KeyStore::update_controls`].
+    UpdateControls,
 }
 
 impl Op {
-    const ALL: [Op; 11] = [
+    const ALL: [Op; 13] = [
         Op::Insert,
         Op::FindByHash,
         Op::Get,
@@ -73,6 +79,8 @@ impl Op {
         Op::Successors,
         Op::ClaimNotice,
         Op::SettleNotice,
+        Op::SpendCredits,
+        Op::UpdateControls,
     ];
 
     fn index(self) -> usize {
@@ -401,5 +409,30 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
     ) -> Result<(), StoreError> {
         self.enter(Op::SettleNotice).await?;
         self.inner.settle_notice(key, notice, outcome).await
+    }
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        self.enter(Op::SpendCredits).await?;
+        self.inner.spend_credits(id, cost, now).await
+    }
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.enter(Op::UpdateControls).await?;
+        self.inner.update_controls(id, update, now).await
+    }
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        self.enter(Op::Touch).await?;
+        self.state
+            .touched_ids
+            .fetch_add(uses.len(), Ordering::SeqCst);
+        self.inner.record_uses(uses).await
     }
 }

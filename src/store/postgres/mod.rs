@@ -517,6 +517,11 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
         owner: owner
             .map(|o| OwnerId::parse(&o).ok_or_else(|| corrupt("owner")))
             .transpose()?,
+        allowed_ips: None,
+        credits: None,
+        budget: None,
+        recent_ips: Vec::new(),
+        last_user_agent: None,
     })
 }
 
