@@ -443,7 +443,6 @@ impl Credits {
     /// refill is due: the outcome, and the credits to store (`None`: no
     /// change). Stores that hold the credits in memory call this under
     /// their lock; a database does the same in one statement.
-    #[must_use]
     pub fn spend(&self, cost: u64, now: OffsetDateTime) -> (CreditSpend, Option<Credits>) {
         let mut next = *self;
         let mut changed = false;
@@ -635,6 +634,7 @@ pub struct KeyUse {
 
 impl KeyUse {
     /// A use at `at` with no client details.
+    #[must_use]
     pub fn new(id: KeyId, at: OffsetDateTime) -> Self {
         KeyUse {
             id,
