@@ -646,6 +646,13 @@ impl VerifiedKey {
         self.record.allowed_ips.as_ref()
     }
 
+    /// The key's credits as read at verification (spends since are not
+    /// counted; [`Keyring::spend_credits`] answers what remains).
+    #[must_use]
+    pub fn credits(&self) -> Option<&Credits> {
+        self.record.credits.as_ref()
+    }
+
     /// Whether the key carries usage credits (spend them with
     /// [`Keyring::spend_credits`]).
     #[must_use]

@@ -1095,7 +1095,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
         .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     call(
         &f.app,
-        request(Method::PATCH, "/keys/key_x", &f.admin, Some("{}")),
+        request(Method::PUT, "/keys/key_x", &f.admin, Some("{}")),
     )
     .await
     .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
@@ -1302,4 +1302,166 @@ async fn the_kind_expiry_policy_is_applied_and_refusals_are_400() {
             .await
             .error(StatusCode::BAD_REQUEST, "expiry_not_allowed");
     }
+}
+
+/// `PATCH /{id}` changes a key's allowlist and rate limit; credits and
+/// budgets only through a router with billing controls; bad input changes
+/// nothing; another tenant's key is 404.
+#[tokio::test]
+async fn usage_controls_are_managed_with_billing_apart() {
+    let f = fixture().await;
+    let billing = Router::new()
+        .nest(
+            "/billing",
+            ManageRouter::new(f.keyring.clone())
+                .kind("pk")
+                .unwrap()
+                .billing_controls(true)
+                .into_router(),
+        )
+        .layer(AuthLayer::new(f.keyring.clone()));
+    let admin = f.admin.clone();
+    let patch = move |app: &Router, path: &str, body: &str| {
+        let (app, req) = (
+            app.clone(),
+            request(Method::PATCH, path, &admin, Some(body)),
+        );
+        async move { call(&app, req).await }
+    };
+    // Created with an allowlist; credits refused without billing controls.
+    let (id, _) = create(
+        &f.app,
+        "/keys",
+        &f.admin,
+        json!({"name": "office", "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"]}),
+    )
+    .await;
+    post(
+        &f.app,
+        "/keys",
+        &f.admin,
+        r#"{"name": "t", "credits": {"remaining": 5}}"#,
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "billing_not_managed");
+    post(
+        &f.app,
+        "/keys",
+        &f.admin,
+        r#"{"name": "t", "budget": "c1"}"#,
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "billing_not_managed");
+    for bad in [
+        r#"{"name": "t", "allowed_ips": ["10.0.0.1/8"]}"#,
+        r#"{"name": "t", "allowed_ips": []}"#,
+        r#"{"name": "t", "allowed_ips": ["::ffff:10.0.0.0/104"]}"#,
+        r#"{"name": "t", "allowed_ips": ["not an ip"]}"#,
+        r#"{"name": "t", "allowed_ips": "10.0.0.0/8"}"#,
+    ] {
+        post(&f.app, "/keys", &f.admin, bad)
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_body");
+    }
+    let path = format!("/keys/{id}");
+    let view = patch(
+        &f.app,
+        &path,
+        r#"{"allowed_ips": ["198.51.100.0/24"], "rate_limit": 7}"#,
+    )
+    .await;
+    let view = view.ok(StatusCode::OK);
+    assert_eq!(view["allowed_ips"], json!(["198.51.100.0/24"]));
+    assert_eq!(view["rate_limit"], json!({"per_minute": 7}));
+    patch(&f.app, &path, r#"{"add_credits": 5}"#)
+        .await
+        .error(StatusCode::FORBIDDEN, "billing_not_managed");
+    for bad in [
+        r#"{}"#,
+        r#"{"allowed_ips": [], "rate_limit": 1}"#,
+        r#"{"rate_limit": 0}"#,
+        r#"{"colour": 1}"#,
+    ] {
+        patch(&f.app, &path, bad)
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_body");
+    }
+    let shown = get(&f.app, &path, &f.admin).await;
+    assert_eq!(
+        shown.ok(StatusCode::OK)["allowed_ips"],
+        json!(["198.51.100.0/24"]),
+        "refusals changed nothing"
+    );
+    let removed = patch(&f.app, &path, r#"{"allowed_ips": null}"#).await;
+    assert_eq!(removed.ok(StatusCode::OK)["allowed_ips"], Value::Null);
+
+    // With billing controls: credits, top-ups, budgets.
+    let bpath = format!("/billing/{id}");
+    patch(&billing, &bpath, r#"{"add_credits": 5}"#)
+        .await
+        .error(StatusCode::CONFLICT, "key_not_metered");
+    let set = patch(
+        &billing,
+        &bpath,
+        r#"{"credits": {"remaining": 10, "refill": {"amount": 10, "period": "monthly", "day": 31}}, "budget": "customer_1"}"#,
+    )
+    .await;
+    let set = set.ok(StatusCode::OK);
+    assert_eq!(set["credits"]["remaining"], 10);
+    assert_eq!(
+        set["credits"]["refill"],
+        json!({"amount": 10, "period": "monthly", "day": 31})
+    );
+    assert_eq!(set["budget"], "customer_1");
+    let added = patch(&billing, &bpath, r#"{"add_credits": 15}"#).await;
+    assert_eq!(added.ok(StatusCode::OK)["credits"]["remaining"], 25);
+    for bad in [
+        r#"{"credits": {"remaining": 1}, "add_credits": 1}"#,
+        r#"{"add_credits": 0}"#,
+        r#"{"credits": {"remaining": 9007199254740992}}"#,
+        r#"{"credits": {"remaining": 1, "refill": {"amount": 1, "period": "weekly"}}}"#,
+        r#"{"credits": {"remaining": 1, "refill": {"amount": 1, "period": "monthly", "day": 32}}}"#,
+        r#"{"credits": {"remaining": 1, "refill": {"amount": 1, "period": "monthly"}}}"#,
+        r#"{"credits": {"remaining": 1, "refill": {"amount": 0, "period": "daily"}}}"#,
+        r#"{"credits": {"remaining": -1}}"#,
+    ] {
+        patch(&billing, &bpath, bad)
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_body");
+    }
+    patch(&billing, &bpath, r#"{"budget": "a\u202eb"}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_label");
+    let cleared = patch(&billing, &bpath, r#"{"credits": null, "budget": null}"#).await;
+    let cleared = cleared.ok(StatusCode::OK);
+    assert_eq!(
+        (cleared["credits"].clone(), cleared["budget"].clone()),
+        (Value::Null, Value::Null)
+    );
+
+    // Another tenant's key, an unknown id: 404, nothing changed.
+    let stranger = issue(&f.keyring, "pk", "org_2", &["read", "keys:manage"]).await;
+    call(
+        &f.app,
+        request(
+            Method::PATCH,
+            &path,
+            &stranger,
+            Some(r#"{"rate_limit": 1}"#),
+        ),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+    patch(&f.app, "/keys/key_nope", r#"{"rate_limit": 1}"#)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let info = f
+        .keyring
+        .get(&keyward::KeyId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        info.rate_limit(),
+        keyward::RateLimit::per_minute(7).unwrap()
+    );
 }

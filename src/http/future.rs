@@ -13,12 +13,13 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::http::principal::WouldDeny;
-use crate::http::rejection::rate_limit_headers;
+use crate::http::rejection::{rate_limit_headers, CREDITS_REMAINING};
 use crate::ratelimit::RateDecision;
 
-/// A request that passed a layer's checks, and the rate decision to report
-/// on its response (if a limiter saw it).
-pub(crate) type Admitted<B> = (Request<B>, Option<RateDecision>);
+/// A request that passed a layer's checks, the rate decision to report on
+/// its response (if a limiter saw it), and the credits left after it (if
+/// it spent any).
+pub(crate) type Admitted<B> = (Request<B>, Option<RateDecision>, Option<u64>);
 
 /// The asynchronous checks of a layer: the admitted request, or the
 /// rejection's response.
@@ -52,6 +53,8 @@ pin_project! {
             #[pin]
             future: S::Future,
             decision: Option<RateDecision>,
+            // The credits left after this request, if it spent any.
+            credits: Option<u64>,
             // Where to list the "soon" scopes the caller lacks, if anywhere.
             soon_header: Option<HeaderName>,
         },
@@ -87,11 +90,12 @@ where
                     soon_header,
                 } => {
                     let next = match ready!(check.as_mut().poll(cx)) {
-                        Ok((req, decision)) => {
+                        Ok((req, decision, credits)) => {
                             let mut inner = inner.take().expect("polled after completion");
                             State::Future {
                                 future: inner.call(req),
                                 decision,
+                                credits,
                                 soon_header: soon_header.take(),
                             }
                         }
@@ -104,11 +108,17 @@ where
                 StateProj::Future {
                     future,
                     decision,
+                    credits,
                     soon_header,
                 } => {
                     let mut response = ready!(future.poll(cx))?;
                     if let Some(decision) = decision {
                         rate_limit_headers(response.headers_mut(), decision);
+                    }
+                    if let Some(remaining) = *credits {
+                        response
+                            .headers_mut()
+                            .insert(CREDITS_REMAINING, remaining.into());
                     }
                     if let Some(name) = soon_header.take() {
                         soon_scopes_header(&mut response, name);

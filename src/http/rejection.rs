@@ -10,7 +10,9 @@
 //! | 401 | `token_expired` | `Bearer realm="…", error="invalid_token"` |
 //! | 401 | `token_revoked` | `Bearer realm="…", error="invalid_token"` |
 //! | 403 | `insufficient_scope` | `Bearer realm="…", error="insufficient_scope", scope="…"` |
+//! | 402 | `credits_exhausted` | — (`X-Credits-Remaining`; `Retry-After` until the next refill, if any) |
 //! | 403 | `tenant_mismatch` | — |
+//! | 403 | `ip_not_allowed` | — |
 //! | 429 | `rate_limited` | — (`Retry-After`, `RateLimit-Policy`, `RateLimit`) |
 //! | 500 | `auth_misconfigured` | — |
 //! | 503 | `auth_unavailable` | — |
@@ -21,9 +23,10 @@
 //! management router (`keyward::manage`, feature `axum`).
 //!
 //! The body is `{"error": "<code>", "message": "<for people>"}` with
-//! `Content-Type: application/json` and `Cache-Control: no-store`; a 429 adds
-//! `"retry_after": <seconds>`, the same whole seconds (rounded up) as its
-//! `Retry-After` header.
+//! `Content-Type: application/json` and `Cache-Control: no-store`; a 429 (and
+//! a 402 whose key refills) adds `"retry_after": <seconds>`, the same whole
+//! seconds (rounded up) as its `Retry-After` header; a 402 adds
+//! `"credits_remaining"`.
 //!
 //! ```
 //! use keyward::http::Rejection;
@@ -55,6 +58,10 @@ use crate::ratelimit::{ceil_secs, LimitError, RateDecision};
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The IETF `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The header that shows a metered key's remaining credits on every
+/// response the authentication layer saw (see [`crate::usage`]).
+pub const CREDITS_REMAINING: HeaderName = HeaderName::from_static("x-credits-remaining");
 
 /// The realm of the default rendering.
 pub const DEFAULT_REALM: &str = "api";
@@ -94,6 +101,21 @@ pub enum Rejection {
     /// 403 `tenant_mismatch`: the tenant header names a tenant the principal
     /// does not belong to.
     TenantMismatch,
+    /// 403 `ip_not_allowed`: the key has an
+    /// [IP allowlist](crate::usage::IpAllowlist) and the client address is
+    /// outside it. Decided after verification, before any quota or credit
+    /// is spent.
+    IpNotAllowed,
+    /// 402 `credits_exhausted`: the key's [credits](crate::usage::Credits)
+    /// do not cover the request's cost. The response carries
+    /// `X-Credits-Remaining`, and when the key refills, `Retry-After` (and
+    /// `"retry_after"` in the body) until the next refill.
+    CreditsExhausted {
+        /// Credits left (fewer than the cost).
+        remaining: u64,
+        /// Seconds until the next refill, if the key refills.
+        retry_after: Option<u64>,
+    },
     /// 429 `rate_limited`: the key, client IP or account used up its quota.
     /// The response carries `Retry-After` (whole seconds, rounded up), the
     /// `RateLimit-Policy` and `RateLimit` headers of the decision, and
@@ -143,9 +165,10 @@ impl Rejection {
             | Rejection::InvalidToken
             | Rejection::TokenExpired
             | Rejection::TokenRevoked => StatusCode::UNAUTHORIZED,
-            Rejection::InsufficientScope { .. } | Rejection::TenantMismatch => {
-                StatusCode::FORBIDDEN
-            }
+            Rejection::InsufficientScope { .. }
+            | Rejection::TenantMismatch
+            | Rejection::IpNotAllowed => StatusCode::FORBIDDEN,
+            Rejection::CreditsExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
             Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -166,6 +189,8 @@ impl Rejection {
             Rejection::TokenRevoked => "token_revoked",
             Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::TenantMismatch => "tenant_mismatch",
+            Rejection::IpNotAllowed => "ip_not_allowed",
+            Rejection::CreditsExhausted { .. } => "credits_exhausted",
             Rejection::RateLimited(_) | Rejection::TooManyFailures(_) => "rate_limited",
             Rejection::AuthUnavailable => "auth_unavailable",
             Rejection::AuthMisconfigured => "auth_misconfigured",
@@ -192,6 +217,12 @@ impl Rejection {
             Rejection::TenantMismatch => {
                 Cow::Borrowed("the credentials do not belong to the requested tenant")
             }
+            Rejection::IpNotAllowed => {
+                Cow::Borrowed("this key may not be used from this client address")
+            }
+            Rejection::CreditsExhausted { remaining, .. } => Cow::Owned(format!(
+                "this key's credits do not cover the request ({remaining} remaining)"
+            )),
             Rejection::RateLimited(decision) => Cow::Owned(format!(
                 "rate limit of {} requests per {} s exceeded; retry in {} s",
                 decision.limit,
@@ -242,6 +273,7 @@ impl Rejection {
             Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) => {
                 Some(retry_after_secs(decision))
             }
+            Rejection::CreditsExhausted { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -294,6 +326,9 @@ impl Rejection {
         if let Some(seconds) = self.retry_after() {
             body["retry_after"] = seconds.into();
         }
+        if let Rejection::CreditsExhausted { remaining, .. } = self {
+            body["credits_remaining"] = (*remaining).into();
+        }
         body.to_string()
     }
 
@@ -311,6 +346,16 @@ impl Rejection {
         }
         if let Rejection::RateLimited(decision) | Rejection::TooManyFailures(decision) = self {
             rate_limit_headers(headers, decision);
+        }
+        if let Rejection::CreditsExhausted {
+            remaining,
+            retry_after,
+        } = self
+        {
+            headers.insert(CREDITS_REMAINING, (*remaining).into());
+            if let Some(seconds) = retry_after {
+                headers.insert(RETRY_AFTER, (*seconds).into());
+            }
         }
         response
     }
@@ -356,6 +401,12 @@ pub(crate) fn render_limited(
     let mut response = renderer.render(rejection);
     if let Some(decision) = decision {
         rate_limit_headers(response.headers_mut(), &decision);
+    }
+    if let Rejection::CreditsExhausted { remaining, .. } = rejection {
+        // Whatever the renderer: the header is part of the contract.
+        response
+            .headers_mut()
+            .insert(CREDITS_REMAINING, (*remaining).into());
     }
     response
 }

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::router::Failure;
 use crate::key::{OwnerId, StateFilter};
+use crate::usage::{Credits, Refill, UsageError};
 
 /// The body of `POST /`.
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,84 @@ pub(crate) struct CreateBody {
     pub(crate) metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub(crate) owner: Option<String>,
+    #[serde(default)]
+    pub(crate) allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) credits: Option<CreditsBody>,
+    #[serde(default)]
+    pub(crate) budget: Option<String>,
+}
+
+/// Credits in a body: `{"remaining", "refill"?: {"amount", "period":
+/// "daily" | "monthly", "day"? (monthly: 1-31)}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreditsBody {
+    pub(crate) remaining: u64,
+    #[serde(default)]
+    pub(crate) refill: Option<RefillBody>,
+}
+
+/// A refill in a body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefillBody {
+    pub(crate) amount: u64,
+    pub(crate) period: String,
+    #[serde(default)]
+    pub(crate) day: Option<u8>,
+}
+
+impl CreditsBody {
+    /// The credits asked for, or why not.
+    pub(crate) fn to_credits(&self) -> Result<Credits, Failure> {
+        let mut credits = Credits::new(self.remaining).map_err(usage_failure)?;
+        if let Some(refill) = &self.refill {
+            let refill = match (refill.period.as_str(), refill.day) {
+                ("daily", None) => Refill::daily(refill.amount),
+                ("monthly", Some(day)) => Refill::monthly(refill.amount, day),
+                ("monthly", None) => {
+                    return Err(Failure::body("a monthly refill needs a day (1-31)"))
+                }
+                ("daily", Some(_)) => return Err(Failure::body("a daily refill takes no day")),
+                _ => return Err(Failure::body("refill period must be daily or monthly")),
+            }
+            .map_err(usage_failure)?;
+            credits = credits.refill(refill);
+        }
+        Ok(credits)
+    }
+}
+
+/// A usage-control value refused: 400 `invalid_body` with its reason.
+pub(crate) fn usage_failure(err: UsageError) -> Failure {
+    Failure::Body(err.to_string())
+}
+
+/// The body of `PATCH /{id}`: each field absent keeps its value; `null`
+/// removes the allowlist, the credits or the budget.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ControlsBody {
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) allowed_ips: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) credits: Option<Option<CreditsBody>>,
+    #[serde(default)]
+    pub(crate) add_credits: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) budget: Option<Option<String>>,
+    #[serde(default)]
+    pub(crate) rate_limit: Option<u32>,
+}
+
+/// A field that is present (`Some`), with `null` as `Some(None)`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// The body of `POST /{id}/rotate`.

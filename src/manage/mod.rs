@@ -54,21 +54,30 @@
 //! | method and path | input | success |
 //! |---|---|---|
 //! | `GET /` | query `kind`, `state` (`active`, `revoked`, `expired`, `all`: the default), `limit` (1–100, default 50), `cursor`, `owner` | 200 `{"keys": [KeyView…], "next_cursor": string or null}`, newest first |
-//! | `POST /` | `{"name", "kind"?, "scopes"?, "expires_in"? (30d, 90d, 1y, never), "expires_at"? (RFC 3339), "rate_limit"? (a minute), "metadata"? {str: str}, "owner"?}` | 201 `{"key": KeyView, "token": "…"}` |
+//! | `POST /` | `{"name", "kind"?, "scopes"?, "expires_in"? (30d, 90d, 1y, never), "expires_at"? (RFC 3339), "rate_limit"? (a minute), "metadata"? {str: str}, "owner"?, "allowed_ips"? [CIDR…], "credits"? Credits, "budget"?}` | 201 `{"key": KeyView, "token": "…"}` |
 //! | `GET /{id}` | – | 200 KeyView |
+//! | `PATCH /{id}` | `{"allowed_ips"? [CIDR…] or null, "credits"? Credits or null, "add_credits"? n, "budget"? string or null, "rate_limit"? n}`: absent fields are kept, `null` removes | 200 KeyView |
 //! | `POST /{id}/revoke`, `DELETE /{id}` | no body, or `{}` | 200 KeyView (idempotent) |
 //! | `POST /{id}/rotate` | `{"grace_seconds"?}` (default 0, at most 30 days), or no body | 201 `{"key": KeyView, "token": "…"}` |
 //! | `GET /grid` | query `kind` | 200 `{"kind", "default_scopes", "scopes": [{"name", "description", "status", "resource", "action"}…]}` |
 //!
 //! A KeyView is the [`KeyInfo`](crate::KeyInfo) JSON and `"state"`: never a
 //! hash, and the token only in the answer of the call that made it.
+//! Credits are `{"remaining", "refill"?: {"amount", "period": "daily" |
+//! "monthly", "day"? (monthly: 1–31)}}` (see [`crate::usage`]). `credits`,
+//! `add_credits` (atomic with concurrent spends) and `budget` are billing
+//! decisions: refused (403 `billing_not_managed`) unless the router allows
+//! them ([`ManageRouter::billing_controls`]). A `PATCH` sends a
+//! `controls_changed` event.
 //!
 //! ```json
 //! {"id": "key_6uYkq0Qm2d7c9xJ1aT4bVw", "tenant": "org_1", "kind": "pl",
 //!  "name": "CI uploader", "display_prefix": "pl_8fK2x", "scopes": ["versions:write"],
 //!  "created_at": "2026-11-26T12:00:00Z", "expires_at": "2027-02-24T12:00:00Z",
 //!  "last_used_at": null, "revoked_at": null, "rate_limit": {"per_minute": 100},
-//!  "metadata": {}, "rotated_from": null, "owner": null, "state": "active"}
+//!  "metadata": {}, "rotated_from": null, "owner": null, "allowed_ips": null,
+//!  "credits": null, "budget": null, "recent_ips": [], "last_user_agent": null,
+//!  "state": "active"}
 //! ```
 //!
 //! `last_used_at` is fresh in this process (uses not yet written count). Every response carries
@@ -92,14 +101,16 @@
 //!
 //! | status | `error` | when |
 //! |---|---|---|
-//! | 400 | `invalid_body` | malformed JSON, an unknown or repeated field, a wrong type, a bad or past expiry, both expiry fields, a rate limit out of bounds, a grace over 30 days, a bad `limit`, `state` or `cursor` (altered, or another tenant's), an unknown query parameter |
+//! | 400 | `invalid_body` | malformed JSON, an unknown or repeated field, a wrong type, a bad or past expiry, both expiry fields, a rate limit out of bounds, a grace over 30 days, a bad `limit`, `state` or `cursor` (altered, or another tenant's), an unknown query parameter, a bad CIDR range (host bits set, IPv4-mapped, none or over 100), credits over 2^53 − 1 or a bad refill, `credits` with `add_credits`, a `PATCH` naming nothing |
 //! | 400 | `invalid_scope` | a scope the kind's catalog does not declare |
-//! | 400 | `invalid_label` | a bad name or metadata (see [`NewKey`](crate::NewKey)) |
+//! | 400 | `invalid_label` | a bad name, metadata, owner or budget (see [`NewKey`](crate::NewKey)) |
+//! | 403 | `billing_not_managed` | `credits`, `add_credits` or `budget` without [`ManageRouter::billing_controls`] |
 //! | 400 | `unknown_kind` | a kind this router does not manage |
 //! | 403 | `insufficient_scope` | the policy refuses: not a manager, or scopes beyond the caller's own, or the management scope where the policy does not allow it |
 //! | 404 | `not_found` | an unknown or malformed id, another tenant's key, a key of a kind not managed here; an unknown route |
 //! | 405 | `method_not_allowed` | a route without that method |
 //! | 409 | `key_inactive` | rotating a revoked or expired key |
+//! | 409 | `key_not_metered` | `add_credits` on a key without credits |
 //! | 413 | `payload_too_large` | a body over the limit ([`ManageRouter::body_limit`], 16 KiB) |
 //! | 415 | `unsupported_media_type` | a body without `Content-Type: application/json` |
 //! | 500 | `auth_misconfigured` | no principal: the router is not behind an `AuthLayer` (logged as an error) |
@@ -114,7 +125,7 @@
 //!
 //! # Audit
 //!
-//! Create, revoke and rotate send a [lifecycle event](crate::LifecycleEvent)
+//! Create, revoke, rotate and `PATCH` send a [lifecycle event](crate::LifecycleEvent)
 //! through the keyring's sink (by default a `tracing` event at target
 //! `keyward::audit`) with the key id, the tenant, the kind, the owner and
 //! the actor ([`Principal::actor`](crate::http::Principal::actor): the

@@ -14,7 +14,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::StatusCode;
 use serde::Serialize;
 
-use super::input::{self, CreateBody, Empty, RotateBody};
+use super::input::{self, ControlsBody, CreateBody, Empty, RotateBody};
 use super::policy::{ManagePolicy, ScopePolicy, Verdict};
 use crate::clock::span;
 use crate::error::{ConfigError, IssueError, ManageError};
@@ -26,6 +26,7 @@ use crate::key::{Expiry, KeyId, KeyInfo, KeyRecord, NewKey, RateLimit};
 use crate::keyring::{KeyKind, Keyring};
 use crate::page::{ListQuery, DEFAULT_PAGE_LIMIT};
 use crate::scope::ScopeSet;
+use crate::usage::{BudgetId, ControlsUpdate, CreditsChange, IpAllowlist, MAX_CREDITS};
 
 /// The largest body the router reads by default: 16 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
@@ -53,6 +54,7 @@ pub struct ManageRouter {
     body_limit: usize,
     max_expiry: Duration,
     max_rate_limit: u32,
+    billing: bool,
 }
 
 impl fmt::Debug for ManageRouter {
@@ -62,6 +64,7 @@ impl fmt::Debug for ManageRouter {
             .field("body_limit", &self.body_limit)
             .field("max_expiry", &self.max_expiry)
             .field("max_rate_limit", &self.max_rate_limit)
+            .field("billing_controls", &self.billing)
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +83,20 @@ impl ManageRouter {
             body_limit: DEFAULT_BODY_LIMIT,
             max_expiry: DEFAULT_MAX_EXPIRY,
             max_rate_limit: DEFAULT_MAX_RATE_LIMIT,
+            billing: false,
         }
+    }
+
+    /// Whether callers may set keys' credits and shared budgets (`credits`,
+    /// `add_credits`, `budget`): off by default, since those are usually
+    /// the provider's billing decisions, not the tenant's; a request
+    /// naming them is then 403 `billing_not_managed`. Turn it on for a
+    /// router only the provider's staff reach. Allowlists and rate limits
+    /// (up to [`max_rate_limit`](Self::max_rate_limit)) are always
+    /// managed.
+    pub fn billing_controls(mut self, allow: bool) -> Self {
+        self.billing = allow;
+        self
     }
 
     /// Manages keys of this kind (prefix). Called once or more, the router
@@ -146,11 +162,12 @@ impl ManageRouter {
             body_limit: self.body_limit,
             max_expiry: self.max_expiry,
             max_rate_limit: self.max_rate_limit,
+            billing: self.billing,
         });
         Router::new()
             .route("/", get(list).post(create))
             .route("/grid", get(grid))
-            .route("/{id}", get(show).delete(revoke))
+            .route("/{id}", get(show).delete(revoke).patch(update))
             .route("/{id}/revoke", post(revoke))
             .route("/{id}/rotate", post(rotate))
             .fallback(not_found)
@@ -167,6 +184,7 @@ struct Manager {
     body_limit: usize,
     max_expiry: Duration,
     max_rate_limit: u32,
+    billing: bool,
 }
 
 /// Why a request is refused.
@@ -184,6 +202,9 @@ pub(crate) enum Failure {
     Denied(Vec<crate::scope::Scope>),
     /// 404 `not_found`.
     NotFound,
+    /// 403 `billing_not_managed`: credits or budgets through a router
+    /// without [`ManageRouter::billing_controls`].
+    Billing,
     /// No principal: 500 `auth_misconfigured` (no `AuthLayer` ran), or 401
     /// behind an anonymous one.
     NoPrincipal(Rejection),
@@ -224,6 +245,11 @@ impl Failure {
                 return renderer.render::<Body>(&Rejection::InsufficientScope { scope });
             }
             Failure::NotFound => IssueError::NotFound.to_response(),
+            Failure::Billing => respond(
+                StatusCode::FORBIDDEN,
+                "billing_not_managed",
+                "credits and budgets are not managed through this router",
+            ),
             Failure::NoPrincipal(rejection) => return renderer.render::<Body>(&rejection),
             Failure::Issue(err) => {
                 log_store_error(&err);
@@ -432,13 +458,7 @@ impl Manager {
         };
         allowed(self.policy.may_grant(principal, kind, &scopes))?;
         let expiry = self.expiry(&body)?;
-        let rate_limit = match body.rate_limit {
-            None => RateLimit::default(),
-            Some(n) if n <= self.max_rate_limit => {
-                RateLimit::per_minute(n).ok_or_else(|| Failure::Body(self.rate_limit_message()))?
-            }
-            Some(_) => return Err(Failure::Body(self.rate_limit_message())),
-        };
+        let rate_limit = self.rate_limit(body.rate_limit)?;
         let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         let mut new = NewKey::new(
             kind.token_kind().prefix(),
@@ -456,6 +476,18 @@ impl Manager {
         if let Some(owner) = &body.owner {
             new = new.owner(owner);
         }
+        if let Some(ranges) = &body.allowed_ips {
+            new = new.allowed_ips(IpAllowlist::parse(ranges).map_err(input::usage_failure)?);
+        }
+        if body.credits.is_some() || body.budget.is_some() {
+            self.billing()?;
+        }
+        if let Some(credits) = &body.credits {
+            new = new.credits(credits.to_credits()?);
+        }
+        if let Some(budget) = &body.budget {
+            new = new.budget(budget);
+        }
         let issued = self.keyring.issue_as(new, Some(&principal.actor())).await?;
         Ok(json(
             StatusCode::CREATED,
@@ -464,6 +496,92 @@ impl Manager {
                 token: issued.token.expose_secret(),
             },
         ))
+    }
+
+    /// Refused unless this router manages credits and budgets.
+    fn billing(&self) -> Result<(), Failure> {
+        if self.billing {
+            Ok(())
+        } else {
+            Err(Failure::Billing)
+        }
+    }
+
+    /// A rate limit from a body, within the router's bound.
+    fn rate_limit(&self, per_minute: Option<u32>) -> Result<RateLimit, Failure> {
+        match per_minute {
+            None => Ok(RateLimit::default()),
+            Some(n) if n <= self.max_rate_limit => {
+                RateLimit::per_minute(n).ok_or_else(|| Failure::Body(self.rate_limit_message()))
+            }
+            Some(_) => Err(Failure::Body(self.rate_limit_message())),
+        }
+    }
+
+    async fn update(
+        &self,
+        principal: &Principal,
+        id: Result<Path<String>, PathRejection>,
+        req: Request,
+    ) -> Result<Response, Failure> {
+        self.manageable(principal)?;
+        let (parts, body) = req.into_parts();
+        // The body before the key: a malformed request changes nothing.
+        let body: ControlsBody = input::json_body(&parts.headers, body, self.body_limit).await?;
+        let mut update = ControlsUpdate::new();
+        if let Some(list) = &body.allowed_ips {
+            let list = match list {
+                Some(ranges) => Some(IpAllowlist::parse(ranges).map_err(input::usage_failure)?),
+                None => None,
+            };
+            update = update.allowed_ips(list);
+        }
+        if body.credits.is_some() || body.add_credits.is_some() || body.budget.is_some() {
+            self.billing()?;
+        }
+        match (&body.credits, body.add_credits) {
+            (Some(_), Some(_)) => {
+                return Err(Failure::body("give credits or add_credits, not both"));
+            }
+            (Some(Some(credits)), None) => {
+                update = update.credits(CreditsChange::Set(credits.to_credits()?));
+            }
+            (Some(None), None) => update = update.credits(CreditsChange::Remove),
+            (None, Some(n)) => {
+                if n == 0 || n > MAX_CREDITS {
+                    return Err(Failure::body("add_credits must be 1 to 2^53 - 1"));
+                }
+                update = update.credits(CreditsChange::Add(n));
+            }
+            (None, None) => {}
+        }
+        if let Some(budget) = &body.budget {
+            let budget = match budget {
+                Some(name) => {
+                    Some(BudgetId::parse(name).ok_or(Failure::Issue(IssueError::InvalidBudget))?)
+                }
+                None => None,
+            };
+            update = update.budget(budget);
+        }
+        if body.rate_limit.is_some() {
+            update = update.rate_limit(self.rate_limit(body.rate_limit)?);
+        }
+        if update.is_empty() {
+            return Err(Failure::body(
+                "name at least one of allowed_ips, credits, add_credits, budget, rate_limit",
+            ));
+        }
+        let (record, _) = self.key(principal, id).await?;
+        let info = self
+            .keyring
+            .update_controls_as(None, &record.id, update, Some(&principal.actor()))
+            .await
+            .map_err(|e| match e {
+                ManageError::NotFound => Failure::NotFound,
+                other => Failure::Manage(other),
+            })?;
+        Ok(json(StatusCode::OK, &self.view(&info)))
     }
 
     fn rate_limit_message(&self) -> String {
@@ -642,6 +760,19 @@ async fn revoke(
     let renderer = Renderer::of(req.extensions());
     let result = match principal(&req) {
         Ok(p) => m.revoke(&p, id, req).await,
+        Err(f) => Err(f),
+    };
+    finish(result, &renderer)
+}
+
+async fn update(
+    State(m): State<Arc<Manager>>,
+    id: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let renderer = Renderer::of(req.extensions());
+    let result = match principal(&req) {
+        Ok(p) => m.update(&p, id, req).await,
         Err(f) => Err(f),
     };
     finish(result, &renderer)

@@ -74,3 +74,5 @@ pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod race;
+#[cfg(feature = "http")]
+pub mod usage;

@@ -61,7 +61,14 @@ pub(super) struct AuthConfig {
     pub(super) failures: Arc<Failures>,
     /// [`AuthLayer::soon_scopes_header`].
     pub(super) soon_header: Option<HeaderName>,
+    /// [`AuthLayer::track_clients`].
+    pub(super) track_clients: bool,
+    /// [`AuthLayer::credit_cost`].
+    pub(super) credit_cost: CreditCost,
 }
+
+/// What a request costs in credits.
+pub(super) type CreditCost = Arc<dyn Fn(&Parts) -> u64 + Send + Sync>;
 
 impl AuthConfig {
     /// Rebuilds the credential rules from the sources of the layer, its
@@ -148,6 +155,8 @@ impl AuthLayer {
                 custom_renderer: false,
                 verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
                 soon_header: None,
+                track_clients: true,
+                credit_cost: Arc::new(|_: &Parts| 1),
             }),
         }
     }
@@ -436,6 +445,40 @@ impl AuthLayer {
     /// [`ExternalAuthenticator`]: crate::http::ExternalAuthenticator
     pub fn failure_budget(mut self, budget: Quota) -> Self {
         self.config().failure_budget = Some(budget);
+        self
+    }
+
+    /// What a request costs a metered key, in [credits](crate::usage::Credits):
+    /// 1 by default. The closure sees the request head (method, path,
+    /// headers), so one layer can price routes differently; a cost of 0
+    /// spends nothing and is not refused for want of credits. Keys without
+    /// credits never call it.
+    ///
+    /// ```
+    /// use keyward::http::AuthLayer;
+    /// # fn layer(keyring: keyward::Keyring) -> AuthLayer {
+    /// // Renders cost 10, everything else 1, health checks nothing.
+    /// AuthLayer::new(keyring).credit_cost(|parts| match parts.uri.path() {
+    ///     p if p.starts_with("/renders") => 10,
+    ///     "/health" => 0,
+    ///     _ => 1,
+    /// })
+    /// # }
+    /// ```
+    pub fn credit_cost<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&Parts) -> u64 + Send + Sync + 'static,
+    {
+        self.config().credit_cost = Arc::new(cost);
+        self
+    }
+
+    /// Whether each verification notes the client address and `User-Agent`
+    /// for the key's [recent IPs and last user agent](crate::KeyInfo::recent_ips)
+    /// (in the batched last-used write, no write of its own): on by
+    /// default. Turn it off where client addresses must not be kept.
+    pub fn track_clients(mut self, track: bool) -> Self {
+        self.config().track_clients = track;
         self
     }
 

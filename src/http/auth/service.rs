@@ -4,6 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::net::IpAddr;
+
+use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Request, Response};
 use tower::Service;
@@ -16,7 +19,8 @@ use crate::http::principal::{Anonymous, Identity, Principal};
 use crate::http::rejection::{render_limited, Rejection, Renderer};
 use crate::http::throttle::ClientNet;
 use crate::key::TenantId;
-use crate::ratelimit::{bounded_key, Quota, RateDecision};
+use crate::ratelimit::{bounded_key, ceil_secs, Quota, RateDecision};
+use crate::usage::{CreditSpend, IpAllowlist, UseContext};
 
 /// Authenticates requests, then calls the inner service with the
 /// [`Principal`](crate::http::Principal) in the request extensions. Built by [`AuthLayer`](crate::http::AuthLayer).
@@ -79,8 +83,16 @@ where
             let Some(credential) = credential else {
                 return Ok(None);
             };
-            let client = config.failure_client(&parts, &credential)?;
-            Ok(Some((credential, tenant, client)))
+            let peer = config.peer(&parts)?;
+            let client = config.failure_client(peer, &credential)?;
+            Ok(Some((
+                credential,
+                tenant,
+                Client {
+                    ip: peer,
+                    net: client,
+                },
+            )))
         });
         let rejection = match presented {
             Err(rejection) => rejection,
@@ -104,6 +116,7 @@ where
                     None => State::Future {
                         future: inner.call(req),
                         decision: None,
+                        credits: None,
                         soon_header: config.soon_header.clone(),
                     },
                     Some((credential, tenant, client)) => State::Checking {
@@ -135,31 +148,59 @@ where
     }
 }
 
-/// Verifies the credential, selects the tenant, checks the rate limit, runs
-/// the hooks; on success the request carries the principal (and the rate
-/// decision, if checked). A failed verification spends one of `client`'s
-/// failures.
+/// Who sent a credentialed request: its address (when known) and the
+/// network its failures count against (when the failure throttle is on).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Client {
+    ip: Option<IpAddr>,
+    net: Option<ClientNet>,
+}
+
+/// Verifies the credential, selects the tenant, checks the key's IP
+/// allowlist, the rate limit, runs the hooks, spends the key's credits; on
+/// success the request carries the principal (and the rate decision, if
+/// checked). A failed verification spends one of `client`'s failures.
 async fn authenticate<B>(
     config: Arc<AuthConfig>,
     credential: Credential,
     tenant: Option<TenantId>,
-    client: Option<ClientNet>,
+    client: Client,
     req: Request<B>,
 ) -> Result<Admitted<B>, Response<String>> {
     let (mut parts, body) = req.into_parts();
     let mut decision = None;
+    let mut credits = None;
     let outcome = async {
+        let user_agent = match (&config.track_clients, parts.headers.get(USER_AGENT)) {
+            (true, Some(value)) => Some(String::from_utf8_lossy(value.as_bytes())),
+            _ => None,
+        };
+        let mut from = UseContext::new();
+        if config.track_clients {
+            from.ip = client.ip;
+            from.user_agent = user_agent.as_deref();
+        }
         let principal = config
-            .principal_within_timeout(&credential, tenant)
+            .principal_within_timeout(&credential, tenant, from)
             .await
-            .inspect_err(|rejection| config.record_failure(client, rejection))?;
+            .inspect_err(|rejection| config.record_failure(client.net, rejection))?;
         drop(credential);
+        if let Identity::Key(key) = principal.identity() {
+            if let Some(list) = key.allowed_ips() {
+                config.check_allowlist(list, client.ip)?;
+            }
+        }
         decision = config.rate_limit(&principal).await?;
         if let Some(denied) = decision.filter(|d| !d.allowed) {
             return Err(Rejection::RateLimited(denied));
         }
         for hook in &config.hooks {
             hook.after_authentication(&principal, &mut parts).await?;
+        }
+        if let Identity::Key(key) = principal.identity() {
+            if key.is_metered() {
+                credits = config.spend_credits(key, &parts).await?;
+            }
         }
         Ok::<_, Rejection>(principal)
     }
@@ -170,7 +211,7 @@ async fn authenticate<B>(
             if let Some(decision) = decision {
                 parts.extensions.insert(decision);
             }
-            Ok((Request::from_parts(parts, body), decision))
+            Ok((Request::from_parts(parts, body), decision, credits))
         }
         Err(rejection) => Err(render_limited(&config.renderer, &rejection, decision)),
     }
@@ -187,13 +228,13 @@ impl AuthConfig {
     /// count.
     fn failure_client(
         &self,
-        parts: &Parts,
+        peer: Option<IpAddr>,
         credential: &Credential,
     ) -> Result<Option<ClientNet>, Rejection> {
         let Some(budget) = self.failure_budget else {
             return Ok(None);
         };
-        let Some(ip) = self.client_ip.client(parts)? else {
+        let Some(ip) = peer else {
             self.failures.warn_unknown_peer();
             return Ok(None);
         };
@@ -202,6 +243,68 @@ impl AuthConfig {
             Some(_) if self.is_tagged_token(credential.value()) => Ok(Some(client)),
             Some(denied) => Err(Rejection::TooManyFailures(denied)),
             None => Ok(Some(client)),
+        }
+    }
+
+    /// The client address of a request, by the layer's peer and
+    /// trusted-proxy rules; read only when something needs it (the
+    /// failure throttle, client tracking, or a key with an allowlist may).
+    fn peer(&self, parts: &Parts) -> Result<Option<IpAddr>, Rejection> {
+        self.client_ip.client(parts)
+    }
+
+    /// Refuses a client outside the key's allowlist; an unknown client
+    /// address is a deployment mistake, refused as unavailable (never let
+    /// through).
+    fn check_allowlist(&self, list: &IpAllowlist, ip: Option<IpAddr>) -> Result<(), Rejection> {
+        match ip {
+            Some(ip) if list.allows(ip) => Ok(()),
+            Some(_) => Err(Rejection::IpNotAllowed),
+            None => {
+                tracing::error!(target: "keyward::http", "a key with an IP allowlist was presented but the client address is unknown: configure AuthLayer::peer_ip (axum: ConnectInfo); refusing");
+                Err(Rejection::AuthUnavailable)
+            }
+        }
+    }
+
+    /// Spends the request's cost of a metered key's credits (within the
+    /// verification timeout); the credits left, or the refusal.
+    async fn spend_credits(
+        &self,
+        key: &crate::VerifiedKey,
+        parts: &Parts,
+    ) -> Result<Option<u64>, Rejection> {
+        let cost = (self.credit_cost)(parts);
+        if cost == 0 {
+            return Ok(None);
+        }
+        let spend = self.keyring.spend_credits(key, cost);
+        let spent = match tokio::time::timeout(self.verify_timeout, spend).await {
+            Ok(Ok(spent)) => spent,
+            Ok(Err(err)) => {
+                tracing::error!(target: "keyward::http", error = &err as &dyn std::error::Error, key_id = %key.id(), "spending credits failed; refusing the request");
+                return Err(Rejection::AuthUnavailable);
+            }
+            Err(_) => {
+                tracing::warn!(target: "keyward::http", timeout = ?self.verify_timeout, "spending credits timed out");
+                return Err(Rejection::AuthUnavailable);
+            }
+        };
+        match spent {
+            CreditSpend::Spent { remaining } => Ok(Some(remaining)),
+            CreditSpend::Exhausted { remaining } => {
+                let now = self.keyring.now();
+                let retry_after = key
+                    .credits()
+                    .and_then(|c| c.next_refill(now))
+                    .map(|at| ceil_secs((at - now).unsigned_abs()).max(1));
+                Err(Rejection::CreditsExhausted {
+                    remaining,
+                    retry_after,
+                })
+            }
+            // Unmetered since it was read (credits removed): nothing to spend.
+            _ => Ok(None),
         }
     }
 
@@ -220,8 +323,9 @@ impl AuthConfig {
         &self,
         credential: &Credential,
         tenant: Option<TenantId>,
+        from: UseContext<'_>,
     ) -> Result<Principal, Rejection> {
-        let verify = self.principal(credential, tenant);
+        let verify = self.principal(credential, tenant, from);
         tokio::time::timeout(self.verify_timeout, verify)
             .await
             .unwrap_or_else(|_| {
@@ -249,7 +353,15 @@ impl AuthConfig {
         let Some(quota) = quota else {
             return Ok(None);
         };
-        let key = bounded_key(kind, id);
+        let key = match principal.identity() {
+            // A shared budget is the tenant's: labels hold no control
+            // characters, so the separator keeps (tenant, budget) pairs apart.
+            Identity::Key(key) => match key.budget() {
+                Some(budget) => bounded_key("budget", &format!("{}\u{1f}{budget}", key.tenant())),
+                None => bounded_key(kind, id),
+            },
+            Identity::External(_) => bounded_key(kind, id),
+        };
         match limiter.check(&key, quota).await {
             Ok(decision) => Ok(Some(decision)),
             Err(err) => Err(Rejection::from(&err)),
@@ -260,6 +372,7 @@ impl AuthConfig {
         &self,
         credential: &Credential,
         tenant: Option<TenantId>,
+        from: UseContext<'_>,
     ) -> Result<Principal, Rejection> {
         self.check_kind(credential)?;
         let value = credential.value();
@@ -286,7 +399,7 @@ impl AuthConfig {
             _ => {
                 let key = self
                     .keyring
-                    .verify(value)
+                    .verify_with(value, from)
                     .await
                     .map_err(|e| Rejection::from(&e))?;
                 if tenant.is_some_and(|t| &t != key.tenant()) {

@@ -70,6 +70,7 @@ where
             return ResponseFuture::new(State::Future {
                 future: inner.call(req),
                 decision: None,
+                credits: None,
                 soon_header: None,
             });
         }
@@ -126,5 +127,5 @@ async fn check<B>(
             report = Some(decision);
         }
     }
-    Ok((req, report))
+    Ok((req, report, None))
 }
