@@ -72,6 +72,9 @@ FILES=(
     "src/http/credentials.rs|--lib --test http --test credentials --test auth_failures --test kinds --test layer_edges"
     "src/http/rejection.rs|--lib --test http --test http_limits --test forged_tokens"
     "src/ratelimit/gcra.rs|--lib --test ratelimit --test forged_tokens"
+    "src/usage.rs|--lib --test usage --test conformance --test manage"
+    "src/last_used.rs|--lib --test last_used --test usage"
+    "src/http/auth/service.rs|--lib --test usage --test http --test auth_failures --test kinds --test layer_edges --test floods --test forged_tokens"
 )
 ACCEPTED=mutants-accepted.txt
 RECORD=mutants-full-run.txt

@@ -1414,7 +1414,8 @@ impl Keyring {
         Ok(self.fresh(&record))
     }
 
-    /// Issues a successor with the same tenant, name, kind, scopes, rate limit,
+    /// Issues a successor with the same tenant, name, kind, scopes, usage
+    /// controls (the credits move to it: the old key keeps none), rate limit,
     /// metadata and expiry instant (rotation replaces the secret; it never
     /// extends a key's life), and revokes the old key after `grace` (at once,
     /// as [`revoke`](Self::revoke) does, for a zero or negative grace; a grace
@@ -1505,9 +1506,17 @@ impl Keyring {
             budget: old.budget.clone(),
         };
         let issued = self.insert(kind, draft, actor).await?;
+        let when = if grace.is_zero() {
+            Revocation::Now
+        } else {
+            Revocation::At(now.saturating_add(span(grace)))
+        };
+        self.inner.store.revoke(&old.id, when).await?;
         if old.credits.is_some() {
             // The credits move to the successor: the old token, in its
-            // grace, must not spend them a second time.
+            // grace, must not spend them a second time. After the
+            // revocation: if this fails, the error loses the successor's
+            // token, so nothing spends twice either way.
             let none_left = Credits {
                 remaining: 0,
                 refill: None,
@@ -1519,12 +1528,6 @@ impl Keyring {
                 .update_controls(&old.id, &update, now)
                 .await?;
         }
-        let when = if grace.is_zero() {
-            Revocation::Now
-        } else {
-            Revocation::At(now.saturating_add(span(grace)))
-        };
-        self.inner.store.revoke(&old.id, when).await?;
         let kind = EventKind::Rotated {
             successor: issued.info.id().clone(),
             grace,

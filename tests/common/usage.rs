@@ -280,6 +280,23 @@ pub async fn credits_are_spent_refused_and_refilled(store: Arc<dyn KeyStore>) {
         (StatusCode::OK, Some(1))
     );
 
+    // A rotation moves the credits: the old token, in its grace, has none.
+    let moving = keyring
+        .issue(NewKey::new("pk", "prop_1", "rotating").credits(Credits::new(3).unwrap()))
+        .await
+        .unwrap();
+    let old = moving.token.expose_secret();
+    let res = call(&svc, req("/", old, Some("192.0.2.1"))).await;
+    assert_eq!((res.status(), credits_header(&res)), (StatusCode::OK, Some(2)));
+    let next = keyring
+        .rotate(moving.info.id(), std::time::Duration::from_secs(3_600))
+        .await
+        .unwrap();
+    let res = call(&svc, req("/", old, Some("192.0.2.1"))).await;
+    assert_eq!((res.status(), credits_header(&res)), (StatusCode::PAYMENT_REQUIRED, Some(0)));
+    let res = call(&svc, req("/", next.token.expose_secret(), Some("192.0.2.1"))).await;
+    assert_eq!((res.status(), credits_header(&res)), (StatusCode::OK, Some(1)));
+
     // A key without credits shows no header.
     let plain = keyring
         .issue(NewKey::new("pk", "prop_1", "plain"))

@@ -304,7 +304,7 @@ impl AuthConfig {
                 })
             }
             // Unmetered since it was read (credits removed): nothing to spend.
-            _ => Ok(None),
+            CreditSpend::Unmetered => Ok(None),
         }
     }
 
