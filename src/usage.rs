@@ -773,6 +773,58 @@ mod tests {
     }
 
     #[test]
+    fn allowlists_show_their_ranges() {
+        let list = IpAllowlist::parse(["10.0.0.0/8", "2001:db8::1", "192.0.2.7"]).unwrap();
+        assert_eq!(
+            list.to_strings(),
+            ["10.0.0.0/8", "2001:db8::1/128", "192.0.2.7/32"]
+        );
+        assert_eq!(
+            format!("{list:?}"),
+            r#"["10.0.0.0/8", "2001:db8::1/128", "192.0.2.7/32"]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&list).unwrap(),
+            r#"["10.0.0.0/8","2001:db8::1/128","192.0.2.7/32"]"#
+        );
+        assert!(!list.is_empty());
+        assert!(list.allows("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn budgets_and_contexts_read_back() {
+        let budget = BudgetId::parse("customer 42").unwrap();
+        assert_eq!(budget.as_str(), "customer 42");
+        assert_eq!(budget.to_string(), "customer 42");
+        assert_eq!(format!("{budget:?}"), r#""customer 42""#);
+        assert!(BudgetId::parse("a\u{202e}b").is_none());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let from = UseContext::new().ip(ip).user_agent("ua/1");
+        assert_eq!((from.ip, from.user_agent), (Some(ip), Some("ua/1")));
+    }
+
+    #[test]
+    fn refills_cross_the_year() {
+        let monthly = RefillPeriod::Monthly { day: 1 };
+        assert_eq!(
+            monthly.next_after(datetime!(2026-12-01 0:00 UTC)),
+            datetime!(2027-01-01 0:00 UTC)
+        );
+        assert_eq!(
+            monthly.next_after(datetime!(2026-12-31 23:59 UTC)),
+            datetime!(2027-01-01 0:00 UTC)
+        );
+        assert_eq!(
+            monthly.period_start(datetime!(2027-01-01 0:00 UTC)),
+            datetime!(2027-01-01 0:00 UTC)
+        );
+        assert_eq!(
+            RefillPeriod::Monthly { day: 2 }.period_start(datetime!(2027-01-01 12:00 UTC)),
+            datetime!(2026-12-02 0:00 UTC)
+        );
+    }
+
+    #[test]
     fn allowlists_match_by_range_and_family() {
         let list = IpAllowlist::parse(["10.1.0.0/16", "2001:db8::/48"]).unwrap();
         assert!(list.allows("10.1.255.255".parse().unwrap()));

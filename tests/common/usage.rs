@@ -287,15 +287,28 @@ pub async fn credits_are_spent_refused_and_refilled(store: Arc<dyn KeyStore>) {
         .unwrap();
     let old = moving.token.expose_secret();
     let res = call(&svc, req("/", old, Some("192.0.2.1"))).await;
-    assert_eq!((res.status(), credits_header(&res)), (StatusCode::OK, Some(2)));
+    assert_eq!(
+        (res.status(), credits_header(&res)),
+        (StatusCode::OK, Some(2))
+    );
     let next = keyring
         .rotate(moving.info.id(), std::time::Duration::from_secs(3_600))
         .await
         .unwrap();
     let res = call(&svc, req("/", old, Some("192.0.2.1"))).await;
-    assert_eq!((res.status(), credits_header(&res)), (StatusCode::PAYMENT_REQUIRED, Some(0)));
-    let res = call(&svc, req("/", next.token.expose_secret(), Some("192.0.2.1"))).await;
-    assert_eq!((res.status(), credits_header(&res)), (StatusCode::OK, Some(1)));
+    assert_eq!(
+        (res.status(), credits_header(&res)),
+        (StatusCode::PAYMENT_REQUIRED, Some(0))
+    );
+    let res = call(
+        &svc,
+        req("/", next.token.expose_secret(), Some("192.0.2.1")),
+    )
+    .await;
+    assert_eq!(
+        (res.status(), credits_header(&res)),
+        (StatusCode::OK, Some(1))
+    );
 
     // A key without credits shows no header.
     let plain = keyring
