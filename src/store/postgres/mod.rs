@@ -79,6 +79,7 @@ pub use tokio_postgres;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +102,10 @@ use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, OwnerId, RateLimit, StateFilter, TenantId};
 use crate::scope::ScopeSet;
+use crate::usage::{
+    BudgetId, ControlsUpdate, CreditSpend, Credits, CreditsChange, IpAllowlist, KeyUse, Refill,
+    RefillPeriod, MAX_CREDITS, RECENT_IPS,
+};
 
 /// The whole schema, version [`SCHEMA_VERSION`]: every migration in order,
 /// each idempotent. [`PgStore::migrate`] applies the ones a database lacks.
@@ -108,11 +113,12 @@ pub const SCHEMA: &str = concat!(
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
-    include_str!("schema_v4.sql")
+    include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql")
 );
 
 /// The schema version this crate expects.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Migrations in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -120,16 +126,30 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
+    (5, include_str!("schema_v5.sql")),
 ];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
 pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
 
-/// The columns `record_from_row` reads, in its order.
+/// The columns `record_from_row` reads, in its order (address arrays as
+/// text, parsed as the crate parses them).
 macro_rules! columns {
     () => {
         "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
-         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner"
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner, \
+         allowed_ips::text[], credits_remaining, credits_refill_amount, credits_refill_period, \
+         credits_refill_day, credits_refilled_at, budget, recent_ips::text[], last_user_agent"
+    };
+}
+
+/// The columns `insert` writes, in the order of `columns!()`.
+macro_rules! insert_columns {
+    () => {
+        "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner, \
+         allowed_ips, credits_remaining, credits_refill_amount, credits_refill_period, \
+         credits_refill_day, credits_refilled_at, budget, recent_ips, last_user_agent"
     };
 }
 
@@ -479,9 +499,6 @@ impl PgStore {
 }
 
 fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
-    fn corrupt(what: &str) -> StoreError {
-        StoreError::other(format!("keyward_keys holds an invalid {what}"))
-    }
     let id: String = row.try_get(0).map_err(map_err)?;
     let tenant: String = row.try_get(1).map_err(map_err)?;
     let hash: Vec<u8> = row.try_get(5).map_err(map_err)?;
@@ -490,6 +507,9 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
     let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(12).map_err(map_err)?;
     let rotated_from: Option<String> = row.try_get(13).map_err(map_err)?;
     let owner: Option<String> = row.try_get(15).map_err(map_err)?;
+    let allowed_ips: Option<Vec<String>> = row.try_get(16).map_err(map_err)?;
+    let budget: Option<String> = row.try_get(22).map_err(map_err)?;
+    let recent_ips: Vec<String> = row.try_get(23).map_err(map_err)?;
     Ok(KeyRecord {
         id: KeyId::parse(&id).ok_or_else(|| corrupt("key id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
@@ -517,12 +537,120 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
         owner: owner
             .map(|o| OwnerId::parse(&o).ok_or_else(|| corrupt("owner")))
             .transpose()?,
-        allowed_ips: None,
-        credits: None,
-        budget: None,
-        recent_ips: Vec::new(),
-        last_user_agent: None,
+        allowed_ips: allowed_ips
+            .map(|ranges| IpAllowlist::parse(&ranges).map_err(|_| corrupt("allowed_ips")))
+            .transpose()?,
+        credits: credits_from_row(row)?,
+        budget: budget
+            .map(|b| BudgetId::parse(&b).ok_or_else(|| corrupt("budget")))
+            .transpose()?,
+        recent_ips: recent_ips
+            .iter()
+            .map(|ip| host_address(ip).ok_or_else(|| corrupt("recent IP")))
+            .collect::<Result<_, _>>()?,
+        last_user_agent: row.try_get(24).map_err(map_err)?,
     })
+}
+
+/// An `inet` as `::text` shows it (`203.0.113.9/32`): a single address, or
+/// `None` for a network.
+fn host_address(text: &str) -> Option<IpAddr> {
+    let (address, prefix) = text.split_once('/').unwrap_or((text, ""));
+    let ip: IpAddr = address.parse().ok()?;
+    let full = if ip.is_ipv4() { "32" } else { "128" };
+    (prefix.is_empty() || prefix == full).then_some(ip)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::other(format!("keyward_keys holds an invalid {what}"))
+}
+
+/// The credits of a row read with `columns!()` (columns 17-21).
+fn credits_from_row(row: &Row) -> Result<Option<Credits>, StoreError> {
+    let remaining: Option<i64> = row.try_get(17).map_err(map_err)?;
+    let amount: Option<i64> = row.try_get(18).map_err(map_err)?;
+    let period: Option<&str> = row.try_get(19).map_err(map_err)?;
+    let day: Option<i16> = row.try_get(20).map_err(map_err)?;
+    let refilled_at: Option<OffsetDateTime> = row.try_get(21).map_err(map_err)?;
+    let Some(remaining) = remaining else {
+        if amount.is_some() || period.is_some() || day.is_some() || refilled_at.is_some() {
+            return Err(corrupt("refill without credits"));
+        }
+        return Ok(None);
+    };
+    let count = |n: i64| {
+        u64::try_from(n)
+            .ok()
+            .filter(|n| *n <= MAX_CREDITS)
+            .ok_or_else(|| corrupt("credit count"))
+    };
+    let refill = match (amount, period, day) {
+        (None, None, None) => None,
+        (Some(amount), Some("daily"), None) => {
+            Some(Refill::daily(count(amount)?).map_err(|_| corrupt("refill"))?)
+        }
+        (Some(amount), Some("monthly"), Some(day)) => {
+            let day = u8::try_from(day).map_err(|_| corrupt("refill day"))?;
+            Some(Refill::monthly(count(amount)?, day).map_err(|_| corrupt("refill"))?)
+        }
+        _ => return Err(corrupt("refill")),
+    };
+    let mut credits = Credits::new(count(remaining)?).map_err(|_| corrupt("credit count"))?;
+    credits.refill = refill;
+    credits.refilled_at = refilled_at;
+    Ok(Some(credits))
+}
+
+/// Credits as the columns `credits_remaining` … `credits_refilled_at`.
+struct CreditColumns {
+    remaining: Option<i64>,
+    amount: Option<i64>,
+    period: Option<&'static str>,
+    day: Option<i16>,
+    refilled_at: Option<OffsetDateTime>,
+}
+
+impl CreditColumns {
+    fn new(credits: Option<&Credits>) -> Result<Self, StoreError> {
+        let Some(credits) = credits else {
+            return Ok(CreditColumns {
+                remaining: None,
+                amount: None,
+                period: None,
+                day: None,
+                refilled_at: None,
+            });
+        };
+        let count = |n: u64| {
+            i64::try_from(n).map_err(|_| StoreError::other("credits exceed a PostgreSQL bigint"))
+        };
+        let (amount, period, day) = match credits.refill {
+            None => (None, None, None),
+            Some(refill) => match refill.period {
+                RefillPeriod::Daily => (Some(count(refill.amount)?), Some("daily"), None),
+                RefillPeriod::Monthly { day } => (
+                    Some(count(refill.amount)?),
+                    Some("monthly"),
+                    Some(i16::from(day)),
+                ),
+            },
+        };
+        Ok(CreditColumns {
+            remaining: Some(count(credits.remaining)?),
+            amount,
+            period,
+            day,
+            refilled_at: credits.refilled_at,
+        })
+    }
+}
+
+/// A rate limit as the `rate_limit` column (NULL: unlimited).
+fn rate_limit_column(limit: RateLimit) -> Result<Option<i32>, StoreError> {
+    limit
+        .requests_per_minute()
+        .map(|n| i32::try_from(n).map_err(|_| StoreError::other("rate limit exceeds i32")))
+        .transpose()
 }
 
 /// An error the PostgreSQL server reported, as a [`StoreError`]'s source:
@@ -643,23 +771,22 @@ fn map_pool_err(err: PoolError) -> StoreError {
 impl KeyStore for PgStore {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
-        let rate_limit = match record.rate_limit.requests_per_minute() {
-            None => None,
-            Some(n) => {
-                Some(i32::try_from(n).map_err(|_| StoreError::other("rate limit exceeds i32"))?)
-            }
-        };
+        let rate_limit = rate_limit_column(record.rate_limit)?;
         let hash = record.hash.to_bytes();
         let metadata = Json(&record.metadata);
         let rotated_from = record.rotated_from.as_ref().map(KeyId::as_str);
         let owner = record.owner.as_ref().map(OwnerId::as_str);
+        let allowed_ips = record.allowed_ips.as_ref().map(IpAllowlist::to_strings);
+        let credits = CreditColumns::new(record.credits.as_ref())?;
+        let budget = record.budget.as_ref().map(BudgetId::as_str);
         self.run(|client| async move {
             let statement = client
                 .prepare_cached(concat!(
                     "INSERT INTO keyward_keys (",
-                    columns!(),
+                    insert_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                         $14, $15, $16)"
+                         $14, $15, $16, $17::text[]::cidr[], $18, $19, $20, $21, $22, $23, \
+                         $24, $25)"
                 ))
                 .await
                 .map_err(map_err)?;
@@ -683,6 +810,15 @@ impl KeyStore for PgStore {
                         &rotated_from,
                         &record.revocation_scheduled,
                         &owner,
+                        &allowed_ips,
+                        &credits.remaining,
+                        &credits.amount,
+                        &credits.period,
+                        &credits.day,
+                        &credits.refilled_at,
+                        &budget,
+                        &record.recent_ips,
+                        &record.last_user_agent,
                     ],
                 )
                 .await
@@ -977,6 +1113,273 @@ impl KeyStore for PgStore {
         })
         .await
     }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        // One statement. `locked` takes the metered row's lock and reads its
+        // latest version (in READ COMMITTED a concurrent spend's commit is
+        // waited for and seen), with the refill rule stored in it: whether
+        // a refill is due at $3, and what is available after it. `spent`
+        // writes the refill and the spend from those values (nothing when
+        // nothing changes); the answer is computed from the same values, as
+        // RETURNING cannot show the row before the update. No `known`: an
+        // unknown id; no `available`: an unmetered key (not locked).
+        const SQL: &str = "WITH locked AS ( \
+                 SELECT id, due, CASE WHEN due THEN credits_refill_amount \
+                     ELSE credits_remaining END AS available \
+                 FROM (SELECT id, credits_remaining, credits_refill_amount, \
+                     keyward_refill_due(credits_refill_period, credits_refill_day, \
+                         credits_refilled_at, $3::timestamptz) AS due \
+                     FROM keyward_keys WHERE id = $1::text AND credits_remaining IS NOT NULL \
+                     FOR NO KEY UPDATE) AS r \
+             ), spent AS ( \
+                 UPDATE keyward_keys AS k SET \
+                     credits_remaining = CASE WHEN l.available >= $2::bigint \
+                         THEN l.available - $2::bigint ELSE l.available END, \
+                     credits_refilled_at = CASE WHEN l.due THEN $3::timestamptz \
+                         ELSE k.credits_refilled_at END \
+                 FROM locked AS l \
+                 WHERE k.id = l.id AND (l.due OR (l.available >= $2::bigint AND $2::bigint > 0)) \
+             ) \
+             SELECT EXISTS (SELECT 1 FROM keyward_keys WHERE id = $1::text), \
+                 l.available, l.available >= $2::bigint \
+             FROM (SELECT 1) AS one LEFT JOIN locked AS l ON true";
+        let id = id.as_str();
+        // Above every stored count (at most 2^53 - 1): refused either way.
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        self.run(|client| async move {
+            let statement = client.prepare_cached(SQL).await.map_err(map_err)?;
+            let row = client
+                .query_one(&statement, &[&id, &cost, &now])
+                .await
+                .map_err(map_err)?;
+            let known: bool = row.try_get(0).map_err(map_err)?;
+            let available: Option<i64> = row.try_get(1).map_err(map_err)?;
+            let enough: Option<bool> = row.try_get(2).map_err(map_err)?;
+            if !known {
+                return Ok(None);
+            }
+            let (Some(available), Some(enough)) = (available, enough) else {
+                return Ok(Some(CreditSpend::Unmetered));
+            };
+            let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("credit count"));
+            Ok(Some(if enough {
+                CreditSpend::Spent {
+                    remaining: count(available - cost)?,
+                }
+            } else {
+                CreditSpend::Exhausted {
+                    remaining: count(available)?,
+                }
+            }))
+        })
+        .await
+    }
+
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        if update.is_empty() {
+            return self.get(id).await;
+        }
+        // One statement. $4: 0 keeps the credits, 1 replaces them with
+        // $5-$9 (all NULL: removed), 2 adds $10 where there are credits
+        // (capped at 2^53 - 1),
+        // on the row's latest version (a concurrent spend is waited for,
+        // never overwritten). The trigger notifies other processes when
+        // the allowlist, budget, rate limit or meteredness changes.
+        const SQL: &str = concat!(
+            "UPDATE keyward_keys SET ",
+            "allowed_ips = CASE WHEN $2::boolean THEN $3::text[]::cidr[] ELSE allowed_ips END, ",
+            "credits_remaining = CASE $4::int WHEN 1 THEN $5::bigint ",
+            // LEAST ignores NULLs: the sum stays NULL without credits.
+            "WHEN 2 THEN credits_remaining ",
+            "+ LEAST($10::bigint, 9007199254740991 - credits_remaining) ",
+            "ELSE credits_remaining END, ",
+            "credits_refill_amount = CASE WHEN $4::int = 1 THEN $6::bigint ",
+            "ELSE credits_refill_amount END, ",
+            "credits_refill_period = CASE WHEN $4::int = 1 THEN $7::text ",
+            "ELSE credits_refill_period END, ",
+            "credits_refill_day = CASE WHEN $4::int = 1 THEN $8::smallint ",
+            "ELSE credits_refill_day END, ",
+            "credits_refilled_at = CASE WHEN $4::int = 1 THEN $9::timestamptz ",
+            "ELSE credits_refilled_at END, ",
+            "budget = CASE WHEN $11::boolean THEN $12::text ELSE budget END, ",
+            "rate_limit = CASE WHEN $13::boolean THEN $14::int ELSE rate_limit END ",
+            "WHERE id = $1::text RETURNING ",
+            columns!()
+        );
+        let set_allowed = update.allowed_ips.is_some();
+        let allowed: Option<Vec<String>> = update
+            .allowed_ips
+            .as_ref()
+            .and_then(|list| list.as_ref().map(IpAllowlist::to_strings));
+        let (mode, credits, add): (i32, _, i64) = match update.credits {
+            None => (0, CreditColumns::new(None)?, 0),
+            Some(CreditsChange::Set(credits)) => {
+                let set = Credits {
+                    refilled_at: credits.refilled_at.or(Some(now)),
+                    ..credits
+                };
+                (1, CreditColumns::new(Some(&set))?, 0)
+            }
+            Some(CreditsChange::Add(n)) => (
+                2,
+                CreditColumns::new(None)?,
+                // Capped in the statement; any larger amount caps the same.
+                i64::try_from(n.min(MAX_CREDITS)).unwrap_or(i64::MAX),
+            ),
+            Some(CreditsChange::Remove) => (1, CreditColumns::new(None)?, 0),
+        };
+        let set_budget = update.budget.is_some();
+        let budget = update
+            .budget
+            .as_ref()
+            .and_then(|b| b.as_ref().map(BudgetId::as_str));
+        let set_rate = update.rate_limit.is_some();
+        let rate = update
+            .rate_limit
+            .map(rate_limit_column)
+            .transpose()?
+            .flatten();
+        let mut records = self
+            .query_records(
+                SQL,
+                &[
+                    &id.as_str(),
+                    &set_allowed,
+                    &allowed,
+                    &mode,
+                    &credits.remaining,
+                    &credits.amount,
+                    &credits.period,
+                    &credits.day,
+                    &credits.refilled_at,
+                    &add,
+                    &set_budget,
+                    &budget,
+                    &set_rate,
+                    &rate,
+                ],
+            )
+            .await?;
+        Ok(records.pop())
+    }
+
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // One row per id (UPDATE … FROM would apply an arbitrary one of
+        // several matching rows): several uses of one key in a batch are
+        // folded first, in order, by the rule the statement applies.
+        let mut merged: Vec<Merged<'_>> = Vec::with_capacity(uses.len());
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for key_use in uses {
+            match index.get(key_use.id.as_str()) {
+                Some(&i) => merged[i].fold(key_use),
+                None => {
+                    index.insert(key_use.id.as_str(), merged.len());
+                    merged.push(Merged::new(key_use));
+                }
+            }
+        }
+        let ids: Vec<&str> = merged.iter().map(|m| m.id).collect();
+        let ats: Vec<OffsetDateTime> = merged.iter().map(|m| m.at).collect();
+        let agents: Vec<Option<&str>> = merged.iter().map(|m| m.user_agent).collect();
+        // The IPs, flattened: each with its use's position (1-based).
+        let mut owners: Vec<i32> = Vec::new();
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for (n, m) in merged.iter().enumerate() {
+            let n = i32::try_from(n + 1).map_err(|_| StoreError::other("batch too large"))?;
+            for ip in &m.ips {
+                owners.push(n);
+                ips.push(*ip);
+            }
+        }
+        // `KeyUse::apply` per row: a use not older than the stored one puts
+        // its IPs first and its agent (if any) in place; an older one puts
+        // its IPs after the stored ones. Distinct, at most 5, first
+        // occurrence kept. On the right of SET, columns hold their values
+        // before the update (and the latest version's, under concurrency).
+        const SQL: &str = "UPDATE keyward_keys AS k SET \
+             recent_ips = ARRAY( \
+                 SELECT x.ip FROM unnest(CASE WHEN k.last_used_at IS NULL \
+                     OR u.at >= k.last_used_at THEN u.ips || k.recent_ips \
+                     ELSE k.recent_ips || u.ips END) WITH ORDINALITY AS x(ip, n) \
+                 GROUP BY x.ip ORDER BY min(x.n) LIMIT 5), \
+             last_user_agent = CASE WHEN (k.last_used_at IS NULL OR u.at >= k.last_used_at) \
+                 AND u.agent IS NOT NULL THEN u.agent ELSE k.last_user_agent END, \
+             last_used_at = GREATEST(k.last_used_at, u.at) \
+             FROM ( \
+                 SELECT a.id, a.at, a.agent, COALESCE(g.ips, '{}') AS ips \
+                 FROM unnest($1::text[], $2::timestamptz[], $3::text[]) \
+                     WITH ORDINALITY AS a(id, at, agent, n) \
+                 LEFT JOIN ( \
+                     SELECT p.owner, array_agg(p.ip ORDER BY p.n) AS ips \
+                     FROM unnest($4::int[], $5::inet[]) WITH ORDINALITY AS p(owner, ip, n) \
+                     GROUP BY p.owner) AS g ON g.owner = a.n \
+             ) AS u \
+             WHERE k.id = u.id";
+        debug_assert_eq!(RECENT_IPS, 5, "the statement keeps 5");
+        self.run(|client| async move {
+            let statement = client.prepare_cached(SQL).await.map_err(map_err)?;
+            client
+                .execute(&statement, &[&ids, &ats, &agents, &owners, &ips])
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Several uses of one key in a `record_uses` batch, folded into one.
+struct Merged<'a> {
+    id: &'a str,
+    at: OffsetDateTime,
+    ips: Vec<IpAddr>,
+    user_agent: Option<&'a str>,
+}
+
+impl<'a> Merged<'a> {
+    fn new(key_use: &'a KeyUse) -> Self {
+        Merged {
+            id: key_use.id.as_str(),
+            at: key_use.at,
+            ips: key_use.ips.clone(),
+            user_agent: key_use.user_agent.as_deref(),
+        }
+    }
+
+    /// Folds a later use of the batch in, as `KeyUse::apply` folds a use
+    /// into a record.
+    fn fold(&mut self, next: &'a KeyUse) {
+        let newer = next.at >= self.at;
+        let (first, second) = if newer {
+            (&next.ips, &self.ips)
+        } else {
+            (&self.ips, &next.ips)
+        };
+        let mut ips = Vec::with_capacity(RECENT_IPS);
+        for ip in first.iter().chain(second) {
+            if ips.len() < RECENT_IPS && !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+        self.ips = ips;
+        if newer && next.user_agent.is_some() {
+            self.user_agent = next.user_agent.as_deref();
+        }
+        self.at = self.at.max(next.at);
+    }
 }
 
 #[cfg(test)]
@@ -1020,9 +1423,32 @@ mod tests {
     }
 
     #[test]
+    fn recent_ips_read_as_single_addresses() {
+        assert_eq!(host_address("203.0.113.9/32"), "203.0.113.9".parse().ok());
+        assert_eq!(host_address("2001:db8::1/128"), "2001:db8::1".parse().ok());
+        assert_eq!(
+            host_address("::ffff:1.2.3.4/128"),
+            "::ffff:1.2.3.4".parse().ok()
+        );
+        assert_eq!(host_address("10.0.0.1"), "10.0.0.1".parse().ok());
+        for network in [
+            "10.0.0.0/8",
+            "10.0.0.1/128",
+            "2001:db8::/32",
+            "nope",
+            "10.0.0.1/",
+        ] {
+            assert_eq!(host_address(network), None, "{network}");
+        }
+    }
+
+    #[test]
     fn the_sql_reads_the_columns_record_from_row_expects() {
         assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
-        assert_eq!(columns!().split(',').count(), 16);
-        assert!(columns!().ends_with("rotated_from, revocation_scheduled, owner"));
+        assert_eq!(columns!().split(',').count(), 25);
+        assert_eq!(insert_columns!().split(',').count(), 25);
+        for (read, written) in columns!().split(',').zip(insert_columns!().split(',')) {
+            assert_eq!(read.trim().trim_end_matches("::text[]"), written.trim());
+        }
     }
 }
