@@ -10,7 +10,8 @@
 //!
 //! The schema ships in the crate ([`SCHEMA`]): one table, `keyward_keys`,
 //! with a unique index on the hash, an index on the tenant, and a trigger
-//! that sends `NOTIFY keyward_revoked, '<key id>'` when a revocation changes.
+//! that sends `NOTIFY keyward_revoked, '<key id>'` when a revocation (or a
+//! usage control, see below) changes.
 //! [`PgStore::migrate`] creates or upgrades it idempotently, recording the
 //! version in `keyward_schema_version`; it holds an advisory lock, so several
 //! processes may migrate at once. Tables live in the connection's
@@ -31,6 +32,33 @@
 //! `(tenant, created_at, id COLLATE "C")`: a page costs its own rows, not the
 //! tenant's. The state filter is judged at the keyring's instant
 //! ([`PageRequest::now`]), as [`KeyRecord::state`] judges it.
+//!
+//! # Usage controls
+//!
+//! Version 5 of the schema keeps a key's usage controls in columns of
+//! `keyward_keys`: the allowlist (`allowed_ips cidr[]`, in the order given),
+//! the credits (`credits_remaining`, NULL for an unmetered key, and the
+//! refill's amount, period, day and last instant), the shared `budget`,
+//! and the last-used details (`recent_ips inet[]`, `last_user_agent`). A
+//! value that does not parse as the crate's type reads as an error, never
+//! as no control.
+//!
+//! Each of [`KeyStore::spend_credits`], [`KeyStore::update_controls`] and
+//! [`KeyStore::record_uses`] is one statement. A spend locks the key's row
+//! for that statement only, applies a due refill by the rule stored in the
+//! row (the schema's `keyward_refill_start` is
+//! [`RefillPeriod::period_start`], in UTC) at the keyring's instant, and
+//! spends only what remains, so spends from any number of processes spend
+//! exactly what they report. Adding credits is
+//! `credits_remaining + n` (capped) on the row's latest version: it never
+//! loses a concurrent spend. A batch of uses is one `UPDATE` that folds each
+//! key's use in as [`KeyUse::apply`] does (several uses of one key in a
+//! batch are folded together first, in order).
+//!
+//! The trigger that notifies revocations also notifies when a key's
+//! allowlist, budget or rate limit changes, or it gains or loses credits, so
+//! other processes' caches stop using the old controls. Spends, additions
+//! and last-used writes do not notify.
 //!
 //! # Timeouts and errors
 //!
