@@ -198,7 +198,7 @@ impl Serialize for IpAllowlist {
 ///
 /// The bucket is the tenant's and the budget's (two tenants' budgets of one
 /// name never share), and a request is checked against the presenting
-/// key's [`RateLimit`](crate::RateLimit): give the keys of one budget the
+/// key's [`RateLimit`]: give the keys of one budget the
 /// same limit ([`ControlsUpdate::budget`] with
 /// [`ControlsUpdate::rate_limit`] does both).
 ///
