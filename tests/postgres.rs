@@ -1123,3 +1123,159 @@ async fn control_changes_notify_other_caches_and_spends_do_not() {
         assert_eq!(read, updated, "{what}: the cache reads the new controls");
     }
 }
+
+/// A batch of uses with client IPs and agents, on keys used before and
+/// after, with an unknown id and a key used twice, is one statement and
+/// leaves each key as the memory store (`KeyUse::apply`) does.
+#[tokio::test]
+async fn a_batch_of_uses_is_one_statement_and_applies_as_the_memory_store() {
+    use keyward::usage::KeyUse;
+    use keyward::MemoryStore;
+    let Some((store, _)) = pg::store("record_uses_batch").await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let ip = |i: usize| -> std::net::IpAddr {
+        if i.is_multiple_of(3) {
+            format!("2001:db8::{i:x}").parse().unwrap()
+        } else {
+            format!("203.0.113.{i}").parse().unwrap()
+        }
+    };
+    let mut keys = Vec::new();
+    for i in 0..30 {
+        let mut key = metered_key(1, None, t0);
+        key.credits = None;
+        // Never used, used before the batch, or after it (a late batch).
+        key.last_used_at = match i % 3 {
+            0 => None,
+            1 => Some(t0 - Duration::minutes(5)),
+            _ => Some(t0 + Duration::minutes(5)),
+        };
+        key.recent_ips = (0..i % 6).map(|j| ip(100 + j)).collect();
+        key.last_user_agent = (i % 2 == 0).then(|| format!("stored/{i}"));
+        store.insert(key.clone()).await.unwrap();
+        memory.insert(key.clone()).await.unwrap();
+        keys.push(key);
+    }
+    let mut batch = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut key_use = KeyUse::new(key.id.clone(), t0);
+        // Some IPs the key already holds, some new, up to 7 of them.
+        key_use.ips = (0..i % 8)
+            .map(|j| ip(if j % 2 == 0 { 100 + j } else { j }))
+            .collect();
+        key_use.user_agent = (i % 4 != 0).then(|| format!("agent/{i}").into());
+        batch.push(key_use);
+    }
+    batch.push(KeyUse::new(KeyId::generate(), t0));
+    // Keys used again in the batch, earlier and later than their first
+    // use and than the stored instant (before, after or none).
+    for (n, (i, minutes, agent)) in [
+        (4, -1, Some("earlier/1")),
+        (4, 2, None),
+        (4, -10, Some("oldest/1")),
+        (5, 7, Some("later/1")),
+        (5, -7, None),
+        (6, -1, Some("earlier/2")),
+        (6, 1, Some("later/2")),
+        (8, 10, Some("latest/3")),
+        (8, 4, Some("between/3")),
+        (9, 0, Some("same/4")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut again = KeyUse::new(keys[i].id.clone(), t0 + Duration::minutes(minutes));
+        again.ips = (0..n % 4).map(|j| ip(70 + j + n)).collect();
+        again.ips.push(ip(1));
+        again.user_agent = agent.map(Into::into);
+        batch.push(again);
+    }
+
+    let statements = store.statements_executed();
+    store.record_uses(&batch).await.unwrap();
+    assert_eq!(store.statements_executed() - statements, 1);
+    memory.record_uses(&batch).await.unwrap();
+    for key in &keys {
+        let pg = store.get(&key.id).await.unwrap().unwrap();
+        let expected = memory.get(&key.id).await.unwrap().unwrap();
+        assert_eq!(pg.last_used_at, expected.last_used_at, "{}", key.id);
+        assert_eq!(pg.recent_ips, expected.recent_ips, "{}", key.id);
+        assert_eq!(pg.last_user_agent, expected.last_user_agent, "{}", key.id);
+        assert!(pg.recent_ips.len() <= keyward::usage::RECENT_IPS);
+    }
+    // An empty batch sends nothing.
+    let statements = store.statements_executed();
+    store.record_uses(&[]).await.unwrap();
+    assert_eq!(store.statements_executed(), statements);
+}
+
+/// A usage control the crate would not accept, written by other means,
+/// reads as an error: never as no control, never a panic.
+#[tokio::test]
+async fn invalid_usage_controls_read_as_errors() {
+    let Some((store, schema)) = pg::store("invalid_controls").await else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let key = metered_key(1, None, now);
+    store.insert(key.clone()).await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    for (set, what) in [
+        ("budget = ''", "budget"),
+        ("budget = E'a\\u200Eb'", "budget"),
+        ("allowed_ips = '{::ffff:10.0.0.0/104}'", "allowed_ips"),
+        ("recent_ips = '{10.0.0.0/8}'", "recent IP"),
+    ] {
+        client
+            .execute(
+                &format!("UPDATE {schema}.keyward_keys SET {set} WHERE id = $1"),
+                &[&key.id.as_str()],
+            )
+            .await
+            .unwrap();
+        let err = store.get(&key.id).await.unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{set}: {err:?}");
+        assert!(format!("{err:?}").contains(what), "{set}: {err:?}");
+        let err = store.find_by_hash(&key.hash).await.unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{set}: {err:?}");
+        client
+            .execute(
+                &format!(
+                    "UPDATE {schema}.keyward_keys SET budget = NULL, allowed_ips = NULL, \
+                     recent_ips = '{{}}' WHERE id = $1"
+                ),
+                &[&key.id.as_str()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(*store.get(&key.id).await.unwrap().unwrap(), key);
+    }
+    // The schema refuses inconsistent credits outright.
+    for set in [
+        "credits_remaining = -1",
+        "credits_remaining = 9007199254740992",
+        "credits_refill_period = 'weekly', credits_refill_amount = 1",
+        "credits_refill_period = 'daily'",
+        "credits_refill_period = 'daily', credits_refill_amount = 1, credits_refill_day = 3",
+        "credits_refill_period = 'monthly', credits_refill_amount = 1",
+        "credits_remaining = NULL",
+        "recent_ips = '{1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6}'",
+        "allowed_ips = '{}'",
+    ] {
+        let err = client
+            .execute(
+                &format!("UPDATE {schema}.keyward_keys SET {set} WHERE id = $1"),
+                &[&key.id.as_str()],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&keyward::store::postgres::tokio_postgres::error::SqlState::CHECK_VIOLATION),
+            "{set}: {err}"
+        );
+    }
+}

@@ -52,8 +52,7 @@
 //! exactly what they report. Adding credits is
 //! `credits_remaining + n` (capped) on the row's latest version: it never
 //! loses a concurrent spend. A batch of uses is one `UPDATE` that folds each
-//! key's use in as [`KeyUse::apply`] does (several uses of one key in a
-//! batch are folded together first, in order).
+//! key's uses in as [`KeyUse::apply`] does, one after the other.
 //!
 //! The trigger that notifies revocations also notifies when a key's
 //! allowlist, budget or rate limit changes, or it gains or loses credits, so
@@ -1305,62 +1304,81 @@ impl KeyStore for PgStore {
         if uses.is_empty() {
             return Ok(());
         }
-        // One row per id (UPDATE … FROM would apply an arbitrary one of
-        // several matching rows): several uses of one key in a batch are
-        // folded first, in order, by the rule the statement applies.
-        let mut merged: Vec<Merged<'_>> = Vec::with_capacity(uses.len());
-        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-        for key_use in uses {
-            match index.get(key_use.id.as_str()) {
-                Some(&i) => merged[i].fold(key_use),
-                None => {
-                    index.insert(key_use.id.as_str(), merged.len());
-                    merged.push(Merged::new(key_use));
-                }
-            }
-        }
-        let ids: Vec<&str> = merged.iter().map(|m| m.id).collect();
-        let ats: Vec<OffsetDateTime> = merged.iter().map(|m| m.at).collect();
-        let agents: Vec<Option<&str>> = merged.iter().map(|m| m.user_agent).collect();
-        // The IPs, flattened: each with its use's position (1-based).
-        let mut owners: Vec<i32> = Vec::new();
-        let mut ips: Vec<IpAddr> = Vec::new();
-        for (n, m) in merged.iter().enumerate() {
-            let n = i32::try_from(n + 1).map_err(|_| StoreError::other("batch too large"))?;
-            for ip in &m.ips {
-                owners.push(n);
-                ips.push(*ip);
-            }
-        }
-        // `KeyUse::apply` per row: a use not older than the stored one puts
-        // its IPs first and its agent (if any) in place; an older one puts
-        // its IPs after the stored ones. Distinct, at most 5, first
-        // occurrence kept. On the right of SET, columns hold their values
-        // before the update (and the latest version's, under concurrency).
+        let batch = UseBatch::new(uses)?;
+        // `KeyUse::apply` for each of a key's uses in turn, in one UPDATE
+        // (which changes a row once) on the row's latest version. A use is
+        // newer when it is not older than the stored instant nor than the
+        // key's earlier uses in the batch (`prefix`, their latest). Applied
+        // in turn, the newer uses' IPs go first, the latest use first, then
+        // the stored IPs, then the older uses' in turn: the first 5
+        // distinct of that are what applying them one by one keeps. The
+        // agent is the last newer use's that has one, else the stored one.
+        // On the right of SET, columns hold their values before the update.
         const SQL: &str = "UPDATE keyward_keys AS k SET \
              recent_ips = ARRAY( \
-                 SELECT x.ip FROM unnest(CASE WHEN k.last_used_at IS NULL \
-                     OR u.at >= k.last_used_at THEN u.ips || k.recent_ips \
-                     ELSE k.recent_ips || u.ips END) WITH ORDINALITY AS x(ip, n) \
-                 GROUP BY x.ip ORDER BY min(x.n) LIMIT 5), \
-             last_user_agent = CASE WHEN (k.last_used_at IS NULL OR u.at >= k.last_used_at) \
-                 AND u.agent IS NOT NULL THEN u.agent ELSE k.last_user_agent END, \
-             last_used_at = GREATEST(k.last_used_at, u.at) \
+                 SELECT d.ip FROM ( \
+                     SELECT DISTINCT ON (e.ip) e.ip, e.part, e.rank, e.pos FROM ( \
+                         SELECT p.ip, \
+                             CASE WHEN n.newer THEN 0 ELSE 2 END AS part, \
+                             CASE WHEN n.newer THEN -p.use ELSE p.use END AS rank, p.pos \
+                         FROM unnest(u.ip_uses, u.ips) WITH ORDINALITY AS p(use, ip, pos), \
+                         LATERAL (SELECT (k.last_used_at IS NULL \
+                             OR u.ats[p.use] >= k.last_used_at) \
+                             AND (u.prefixes[p.use] IS NULL \
+                             OR u.ats[p.use] >= u.prefixes[p.use]) AS newer) AS n \
+                         UNION ALL \
+                         SELECT s.ip, 1, 0, s.pos \
+                         FROM unnest(k.recent_ips) WITH ORDINALITY AS s(ip, pos) \
+                     ) AS e \
+                     ORDER BY e.ip, e.part, e.rank, e.pos \
+                 ) AS d \
+                 ORDER BY d.part, d.rank, d.pos LIMIT 5), \
+             last_user_agent = COALESCE(( \
+                 SELECT a.agent \
+                 FROM unnest(u.ats, u.prefixes, u.agents) WITH ORDINALITY AS a(at, prefix, agent, i) \
+                 WHERE a.agent IS NOT NULL \
+                     AND (k.last_used_at IS NULL OR a.at >= k.last_used_at) \
+                     AND (a.prefix IS NULL OR a.at >= a.prefix) \
+                 ORDER BY a.i DESC LIMIT 1), k.last_user_agent), \
+             last_used_at = GREATEST(k.last_used_at, u.latest) \
              FROM ( \
-                 SELECT a.id, a.at, a.agent, COALESCE(g.ips, '{}') AS ips \
-                 FROM unnest($1::text[], $2::timestamptz[], $3::text[]) \
-                     WITH ORDINALITY AS a(id, at, agent, n) \
+                 SELECT a.id, a.latest, w.ats, w.prefixes, w.agents, \
+                     COALESCE(g.ip_uses, '{}') AS ip_uses, COALESCE(g.ips, '{}') AS ips \
+                 FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS a(id, latest, n) \
+                 JOIN ( \
+                     SELECT x.key, array_agg(x.at ORDER BY x.ord) AS ats, \
+                         array_agg(x.prefix ORDER BY x.ord) AS prefixes, \
+                         array_agg(x.agent ORDER BY x.ord) AS agents \
+                     FROM unnest($3::int[], $4::timestamptz[], $5::timestamptz[], $6::text[]) \
+                         WITH ORDINALITY AS x(key, at, prefix, agent, ord) \
+                     GROUP BY x.key) AS w ON w.key = a.n \
                  LEFT JOIN ( \
-                     SELECT p.owner, array_agg(p.ip ORDER BY p.n) AS ips \
-                     FROM unnest($4::int[], $5::inet[]) WITH ORDINALITY AS p(owner, ip, n) \
-                     GROUP BY p.owner) AS g ON g.owner = a.n \
+                     SELECT y.key, array_agg(y.use ORDER BY y.ord) AS ip_uses, \
+                         array_agg(y.ip ORDER BY y.ord) AS ips \
+                     FROM unnest($7::int[], $8::int[], $9::inet[]) \
+                         WITH ORDINALITY AS y(key, use, ip, ord) \
+                     GROUP BY y.key) AS g ON g.key = a.n \
              ) AS u \
              WHERE k.id = u.id";
         debug_assert_eq!(RECENT_IPS, 5, "the statement keeps 5");
+        let batch = &batch;
         self.run(|client| async move {
             let statement = client.prepare_cached(SQL).await.map_err(map_err)?;
             client
-                .execute(&statement, &[&ids, &ats, &agents, &owners, &ips])
+                .execute(
+                    &statement,
+                    &[
+                        &batch.ids,
+                        &batch.latest,
+                        &batch.use_keys,
+                        &batch.use_ats,
+                        &batch.use_prefixes,
+                        &batch.use_agents,
+                        &batch.ip_keys,
+                        &batch.ip_uses,
+                        &batch.ips,
+                    ],
+                )
                 .await
                 .map_err(map_err)?;
             Ok(())
@@ -1369,44 +1387,66 @@ impl KeyStore for PgStore {
     }
 }
 
-/// Several uses of one key in a `record_uses` batch, folded into one.
-struct Merged<'a> {
-    id: &'a str,
-    at: OffsetDateTime,
+/// A `record_uses` batch as the statement's parameters: its keys (1-based
+/// positions) with their latest use, each key's uses in the batch's order
+/// with the latest instant of the key's earlier uses (`prefix`), and the
+/// uses' IPs with their key and use (1-based, within the key).
+struct UseBatch<'a> {
+    ids: Vec<&'a str>,
+    latest: Vec<OffsetDateTime>,
+    use_keys: Vec<i32>,
+    use_ats: Vec<OffsetDateTime>,
+    use_prefixes: Vec<Option<OffsetDateTime>>,
+    use_agents: Vec<Option<&'a str>>,
+    ip_keys: Vec<i32>,
+    ip_uses: Vec<i32>,
     ips: Vec<IpAddr>,
-    user_agent: Option<&'a str>,
 }
 
-impl<'a> Merged<'a> {
-    fn new(key_use: &'a KeyUse) -> Self {
-        Merged {
-            id: key_use.id.as_str(),
-            at: key_use.at,
-            ips: key_use.ips.clone(),
-            user_agent: key_use.user_agent.as_deref(),
-        }
-    }
-
-    /// Folds a later use of the batch in, as `KeyUse::apply` folds a use
-    /// into a record.
-    fn fold(&mut self, next: &'a KeyUse) {
-        let newer = next.at >= self.at;
-        let (first, second) = if newer {
-            (&next.ips, &self.ips)
-        } else {
-            (&self.ips, &next.ips)
+impl<'a> UseBatch<'a> {
+    fn new(uses: &'a [KeyUse]) -> Result<Self, StoreError> {
+        let position =
+            |n: usize| i32::try_from(n).map_err(|_| StoreError::other("batch too large"));
+        let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+        // Per key: how many uses so far.
+        let mut counts: Vec<usize> = Vec::new();
+        let mut batch = UseBatch {
+            ids: Vec::new(),
+            latest: Vec::new(),
+            use_keys: Vec::with_capacity(uses.len()),
+            use_ats: Vec::with_capacity(uses.len()),
+            use_prefixes: Vec::with_capacity(uses.len()),
+            use_agents: Vec::with_capacity(uses.len()),
+            ip_keys: Vec::new(),
+            ip_uses: Vec::new(),
+            ips: Vec::new(),
         };
-        let mut ips = Vec::with_capacity(RECENT_IPS);
-        for ip in first.iter().chain(second) {
-            if ips.len() < RECENT_IPS && !ips.contains(ip) {
-                ips.push(*ip);
+        for key_use in uses {
+            let id = key_use.id.as_str();
+            let (key, prefix) = match keys.get(id) {
+                Some(&key) => (key, Some(batch.latest[key])),
+                None => {
+                    keys.insert(id, batch.ids.len());
+                    batch.ids.push(id);
+                    batch.latest.push(key_use.at);
+                    counts.push(0);
+                    (batch.ids.len() - 1, None)
+                }
+            };
+            batch.latest[key] = batch.latest[key].max(key_use.at);
+            counts[key] += 1;
+            let (key_position, use_position) = (position(key + 1)?, position(counts[key])?);
+            batch.use_keys.push(key_position);
+            batch.use_ats.push(key_use.at);
+            batch.use_prefixes.push(prefix);
+            batch.use_agents.push(key_use.user_agent.as_deref());
+            for ip in &key_use.ips {
+                batch.ip_keys.push(key_position);
+                batch.ip_uses.push(use_position);
+                batch.ips.push(*ip);
             }
         }
-        self.ips = ips;
-        if newer && next.user_agent.is_some() {
-            self.user_agent = next.user_agent.as_deref();
-        }
-        self.at = self.at.max(next.at);
+        Ok(batch)
     }
 }
 
