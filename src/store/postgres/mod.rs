@@ -582,10 +582,13 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
 /// An `inet` as `::text` shows it (`203.0.113.9/32`): a single address, or
 /// `None` for a network.
 fn host_address(text: &str) -> Option<IpAddr> {
-    let (address, prefix) = text.split_once('/').unwrap_or((text, ""));
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
     let ip: IpAddr = address.parse().ok()?;
     let full = if ip.is_ipv4() { "32" } else { "128" };
-    (prefix.is_empty() || prefix == full).then_some(ip)
+    prefix.is_none_or(|p| p == full).then_some(ip)
 }
 
 fn corrupt(what: &str) -> StoreError {
