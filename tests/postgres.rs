@@ -799,3 +799,483 @@ async fn a_migration_waits_for_another_longer_than_the_statement_timeout() {
     tx.commit().await.unwrap();
     waiting.await.unwrap().expect("migrated after the wait");
 }
+
+// ---------------------------------------------------------------------------
+// Usage controls (schema version 5).
+// ---------------------------------------------------------------------------
+
+/// A fresh key with these credits, refilled at `refilled_at`.
+fn metered_key(
+    remaining: u64,
+    refill: Option<keyward::usage::Refill>,
+    refilled_at: OffsetDateTime,
+) -> keyward::KeyRecord {
+    let id = KeyId::generate();
+    let hash = TokenHasher::sha256().hash(id.as_str());
+    let mut record = keyward::KeyRecord::new(
+        id,
+        keyward::TenantId::parse("t").unwrap(),
+        "pk",
+        hash,
+        refilled_at,
+    );
+    let mut credits = keyward::usage::Credits::new(remaining).unwrap();
+    credits.refill = refill;
+    credits.refilled_at = Some(refilled_at);
+    record.credits = Some(credits);
+    record
+}
+
+/// What a batch of spends reported: the remainders of those spent, and how
+/// many were exhausted.
+fn tally(outcomes: Vec<keyward::usage::CreditSpend>) -> (Vec<u64>, usize) {
+    use keyward::usage::CreditSpend;
+    let mut spent = Vec::new();
+    let mut exhausted = 0;
+    for outcome in outcomes {
+        match outcome {
+            CreditSpend::Spent { remaining } => spent.push(remaining),
+            CreditSpend::Exhausted { .. } => exhausted += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    spent.sort_unstable();
+    (spent, exhausted)
+}
+
+/// Two "processes" (two pools on one schema) spend one key's credits at
+/// once: exactly the credits there are are spent, each spend reports its
+/// own remainder, and credits added meanwhile are never lost. A refill due
+/// at the spends' instant applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_spends_across_two_stores_spend_exactly() {
+    use keyward::usage::{ControlsUpdate, CreditsChange, Refill};
+    let Some((_, schema)) = pg::store("spend_two_stores").await else {
+        return;
+    };
+    let url = pg::database_url("spend_two_stores").unwrap();
+    let stores = [pg::store_on(&url, &schema), pg::store_on(&url, &schema)];
+    let now = OffsetDateTime::now_utc();
+
+    // 50 credits, 200 spends.
+    let key = metered_key(50, None, now);
+    stores[0].insert(key.clone()).await.unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            let id = key.id.clone();
+            tokio::spawn(async move { store.spend_credits(&id, 1, now).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap().unwrap().unwrap());
+    }
+    let (spent, exhausted) = tally(outcomes);
+    assert_eq!(spent, (0..50).collect::<Vec<u64>>(), "each remainder once");
+    assert_eq!(exhausted, 150);
+    let stored = stores[1].get(&key.id).await.unwrap().unwrap();
+    assert_eq!(stored.credits.unwrap().remaining, 0);
+
+    // 100 credits; 150 spends and 20 additions of 5 at once.
+    let key = metered_key(100, None, now);
+    stores[1].insert(key.clone()).await.unwrap();
+    let add = ControlsUpdate::new().credits(CreditsChange::Add(5));
+    let mut spends = Vec::new();
+    let mut adds = Vec::new();
+    for i in 0..170 {
+        let store = stores[i % 2].clone();
+        let id = key.id.clone();
+        if i % 17 == 3 && adds.len() < 20 {
+            let add = add.clone();
+            adds.push(tokio::spawn(async move {
+                store.update_controls(&id, &add, now).await
+            }));
+        } else {
+            spends.push(tokio::spawn(async move {
+                store.spend_credits(&id, 1, now).await
+            }));
+        }
+    }
+    assert_eq!(adds.len(), 10);
+    let added = 5 * adds.len() as u64;
+    for task in adds {
+        assert!(task.await.unwrap().unwrap().unwrap().credits.is_some());
+    }
+    let mut outcomes = Vec::new();
+    for task in spends {
+        outcomes.push(task.await.unwrap().unwrap().unwrap());
+    }
+    let (spent, _) = tally(outcomes);
+    let stored = stores[0].get(&key.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.credits.unwrap().remaining,
+        100 + added - spent.len() as u64,
+        "no spend and no addition lost"
+    );
+
+    // Refilled daily to 30, last refilled yesterday: 100 spends today
+    // refill once and spend 30.
+    let yesterday = now - Duration::days(1);
+    let key = metered_key(0, Some(Refill::daily(30).unwrap()), yesterday);
+    stores[0].insert(key.clone()).await.unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            let id = key.id.clone();
+            tokio::spawn(async move { store.spend_credits(&id, 1, now).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap().unwrap().unwrap());
+    }
+    let (spent, exhausted) = tally(outcomes);
+    assert_eq!(spent, (0..30).collect::<Vec<u64>>(), "one refill");
+    assert_eq!(exhausted, 70);
+    let credits = stores[1]
+        .get(&key.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .credits
+        .unwrap();
+    assert_eq!(credits.remaining, 0);
+    let micros = |t: OffsetDateTime| {
+        t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+            .unwrap()
+    };
+    assert_eq!(credits.refilled_at, Some(micros(now)));
+}
+
+/// The schema's `keyward_refill_start` is `RefillPeriod::period_start`:
+/// daily and every monthly day, over two years of instants (a leap year,
+/// every month's turn, each refill day's midnight and the microsecond
+/// before it).
+#[tokio::test]
+async fn the_sql_refill_period_is_the_crates() {
+    use keyward::usage::RefillPeriod;
+    use time::macros::datetime;
+    let Some((store, _)) = pg::store("refill_start").await else {
+        return;
+    };
+    let start = datetime!(2027-11-15 00:00 UTC);
+    let mut instants = Vec::new();
+    let mut t = start;
+    while t < datetime!(2029-03-15 00:00 UTC) {
+        instants.push(t);
+        t += Duration::minutes(7 * 60 + 13);
+    }
+    let mut day = datetime!(2027-11-01 00:00 UTC);
+    while day < datetime!(2029-03-01 00:00 UTC) {
+        instants.push(day);
+        instants.push(day - Duration::microseconds(1));
+        day += Duration::DAY;
+    }
+    // An instant in another offset is judged in UTC.
+    instants.push(datetime!(2028-03-01 01:00 +02:00));
+    let mut periods = vec![RefillPeriod::Daily];
+    periods.extend((1..=31).map(|day| RefillPeriod::Monthly { day }));
+    let client = store.pool().get().await.unwrap();
+    for period in periods {
+        let (name, day): (&str, Option<i16>) = match period {
+            RefillPeriod::Daily => ("daily", None),
+            RefillPeriod::Monthly { day } => ("monthly", Some(i16::from(day))),
+            _ => unreachable!(),
+        };
+        let starts: Vec<OffsetDateTime> = client
+            .query_one(
+                "SELECT array_agg(keyward_refill_start($1, $2, t) ORDER BY n) \
+                 FROM unnest($3::timestamptz[]) WITH ORDINALITY AS i(t, n)",
+                &[&name, &day, &instants],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(starts.len(), instants.len());
+        for (at, sql) in instants.iter().zip(starts) {
+            assert_eq!(sql, period.period_start(*at), "{period:?} at {at}");
+        }
+    }
+}
+
+/// Waits until `cache` no longer holds `id` (a notification arrived).
+async fn dropped_within(
+    cache: &CachedStore<keyward::store::postgres::PgStore>,
+    store: &keyward::store::postgres::PgStore,
+    hash: &keyward::TokenHash,
+    what: &str,
+) {
+    let start = Instant::now();
+    loop {
+        let reads = store.statements_executed();
+        cache.find_by_hash(hash).await.unwrap().unwrap();
+        if store.statements_executed() > reads {
+            return;
+        }
+        assert!(
+            start.elapsed() < StdDuration::from_secs(5),
+            "{what}: the other process's cache was not told"
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+}
+
+/// A change of a key's allowlist, budget, rate limit or meteredness made
+/// through one store drops the key from another process's cache (the
+/// schema's trigger notifies); spends, additions, a new refill rule and
+/// last-used writes do not notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_changes_notify_other_caches_and_spends_do_not() {
+    use keyward::usage::{
+        BudgetId, ControlsUpdate, Credits, CreditsChange, IpAllowlist, KeyUse, Refill,
+    };
+    use keyward::RateLimit;
+    let Some((_, schema)) = pg::store("controls_notify").await else {
+        return;
+    };
+    let url = pg::database_url("controls_notify").unwrap();
+    let (pg_a, pg_b) = (pg::store_on(&url, &schema), pg::store_on(&url, &schema));
+    let cache = CachedStore::new(pg_b.clone());
+    let listener = pg_b.listen(cache.invalidator()).unwrap();
+    wait_listening(&listener).await;
+    let now = OffsetDateTime::now_utc();
+    let key = metered_key(10, None, now);
+    let sentinel = metered_key(10, None, now);
+    for record in [&key, &sentinel] {
+        pg_a.insert(record.clone()).await.unwrap();
+    }
+
+    // The hot path and changes that leave the controls' shape alone.
+    cache.find_by_hash(&key.hash).await.unwrap().unwrap();
+    pg_a.spend_credits(&key.id, 1, now).await.unwrap();
+    let mut key_use = KeyUse::new(key.id.clone(), now);
+    key_use.ips = vec!["203.0.113.9".parse().unwrap()];
+    key_use.user_agent = Some("agent/1".into());
+    pg_a.record_uses(&[key_use]).await.unwrap();
+    pg_a.touch(&[(key.id.clone(), now)]).await.unwrap();
+    let quiet = [
+        ControlsUpdate::new().credits(CreditsChange::Add(5)),
+        ControlsUpdate::new().credits(CreditsChange::Set(
+            Credits::new(3)
+                .unwrap()
+                .refill(Refill::monthly(3, 9).unwrap()),
+        )),
+        ControlsUpdate::new().rate_limit(key.rate_limit),
+    ];
+    for update in &quiet {
+        pg_a.update_controls(&key.id, update, now).await.unwrap();
+    }
+    // Notifications arrive in commit order: once the sentinel's is in,
+    // any of the above would have been too.
+    cache.find_by_hash(&sentinel.hash).await.unwrap().unwrap();
+    let limit = ControlsUpdate::new().rate_limit(RateLimit::per_minute(9).unwrap());
+    pg_a.update_controls(&sentinel.id, &limit, now)
+        .await
+        .unwrap();
+    dropped_within(&cache, &pg_b, &sentinel.hash, "rate limit").await;
+    let reads = pg_b.statements_executed();
+    cache.find_by_hash(&key.hash).await.unwrap().unwrap();
+    assert_eq!(
+        pg_b.statements_executed(),
+        reads,
+        "spends, additions, refill rules and last uses do not notify"
+    );
+
+    // Each change of the controls' shape does.
+    let list = IpAllowlist::parse(["203.0.113.0/24"]).unwrap();
+    let budget = BudgetId::parse("customer_1").unwrap();
+    let changes = [
+        (
+            "allowlist set",
+            ControlsUpdate::new().allowed_ips(Some(list.clone())),
+        ),
+        (
+            "allowlist changed",
+            ControlsUpdate::new()
+                .allowed_ips(Some(IpAllowlist::parse(["198.51.100.0/24"]).unwrap())),
+        ),
+        ("allowlist removed", ControlsUpdate::new().allowed_ips(None)),
+        ("budget joined", ControlsUpdate::new().budget(Some(budget))),
+        ("budget left", ControlsUpdate::new().budget(None)),
+        (
+            "rate limit",
+            ControlsUpdate::new().rate_limit(RateLimit::per_minute(3).unwrap()),
+        ),
+        (
+            "credits removed",
+            ControlsUpdate::new().credits(CreditsChange::Remove),
+        ),
+        (
+            "credits set",
+            ControlsUpdate::new().credits(CreditsChange::Set(Credits::new(1).unwrap())),
+        ),
+    ];
+    for (what, update) in changes {
+        cache.find_by_hash(&key.hash).await.unwrap().unwrap();
+        let updated = pg_a
+            .update_controls(&key.id, &update, now)
+            .await
+            .unwrap()
+            .unwrap();
+        dropped_within(&cache, &pg_b, &key.hash, what).await;
+        let read = cache.find_by_hash(&key.hash).await.unwrap().unwrap();
+        assert_eq!(read, updated, "{what}: the cache reads the new controls");
+    }
+}
+
+/// A batch of uses with client IPs and agents, on keys used before and
+/// after, with an unknown id and a key used twice, is one statement and
+/// leaves each key as the memory store (`KeyUse::apply`) does.
+#[tokio::test]
+async fn a_batch_of_uses_is_one_statement_and_applies_as_the_memory_store() {
+    use keyward::usage::KeyUse;
+    use keyward::MemoryStore;
+    let Some((store, _)) = pg::store("record_uses_batch").await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let ip = |i: usize| -> std::net::IpAddr {
+        if i.is_multiple_of(3) {
+            format!("2001:db8::{i:x}").parse().unwrap()
+        } else {
+            format!("203.0.113.{i}").parse().unwrap()
+        }
+    };
+    let mut keys = Vec::new();
+    for i in 0..30 {
+        let mut key = metered_key(1, None, t0);
+        key.credits = None;
+        // Never used, used before the batch, or after it (a late batch).
+        key.last_used_at = match i % 3 {
+            0 => None,
+            1 => Some(t0 - Duration::minutes(5)),
+            _ => Some(t0 + Duration::minutes(5)),
+        };
+        key.recent_ips = (0..i % 6).map(|j| ip(100 + j)).collect();
+        key.last_user_agent = (i % 2 == 0).then(|| format!("stored/{i}"));
+        store.insert(key.clone()).await.unwrap();
+        memory.insert(key.clone()).await.unwrap();
+        keys.push(key);
+    }
+    let mut batch = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut key_use = KeyUse::new(key.id.clone(), t0);
+        // Some IPs the key already holds, some new, up to 7 of them.
+        key_use.ips = (0..i % 8)
+            .map(|j| ip(if j % 2 == 0 { 100 + j } else { j }))
+            .collect();
+        key_use.user_agent = (i % 4 != 0).then(|| format!("agent/{i}").into());
+        batch.push(key_use);
+    }
+    batch.push(KeyUse::new(KeyId::generate(), t0));
+    // Keys used again in the batch, earlier and later than their first
+    // use and than the stored instant (before, after or none).
+    for (n, (i, minutes, agent)) in [
+        (4, -1, Some("earlier/1")),
+        (4, 2, None),
+        (4, -10, Some("oldest/1")),
+        (5, 7, Some("later/1")),
+        (5, -7, None),
+        (6, -1, Some("earlier/2")),
+        (6, 1, Some("later/2")),
+        (8, 10, Some("latest/3")),
+        (8, 4, Some("between/3")),
+        (9, 0, Some("same/4")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut again = KeyUse::new(keys[i].id.clone(), t0 + Duration::minutes(minutes));
+        again.ips = (0..n % 4).map(|j| ip(70 + j + n)).collect();
+        again.ips.push(ip(1));
+        again.user_agent = agent.map(Into::into);
+        batch.push(again);
+    }
+
+    let statements = store.statements_executed();
+    store.record_uses(&batch).await.unwrap();
+    assert_eq!(store.statements_executed() - statements, 1);
+    memory.record_uses(&batch).await.unwrap();
+    for key in &keys {
+        let pg = store.get(&key.id).await.unwrap().unwrap();
+        let expected = memory.get(&key.id).await.unwrap().unwrap();
+        assert_eq!(pg.last_used_at, expected.last_used_at, "{}", key.id);
+        assert_eq!(pg.recent_ips, expected.recent_ips, "{}", key.id);
+        assert_eq!(pg.last_user_agent, expected.last_user_agent, "{}", key.id);
+        assert!(pg.recent_ips.len() <= keyward::usage::RECENT_IPS);
+    }
+    // An empty batch sends nothing.
+    let statements = store.statements_executed();
+    store.record_uses(&[]).await.unwrap();
+    assert_eq!(store.statements_executed(), statements);
+}
+
+/// A usage control the crate would not accept, written by other means,
+/// reads as an error: never as no control, never a panic.
+#[tokio::test]
+async fn invalid_usage_controls_read_as_errors() {
+    let Some((store, schema)) = pg::store("invalid_controls").await else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let key = metered_key(1, None, now);
+    store.insert(key.clone()).await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    for (set, what) in [
+        ("budget = ''", "budget"),
+        ("budget = E'a\\u200Eb'", "budget"),
+        ("allowed_ips = '{::ffff:10.0.0.0/104}'", "allowed_ips"),
+        ("recent_ips = '{10.0.0.0/8}'", "recent IP"),
+    ] {
+        client
+            .execute(
+                &format!("UPDATE {schema}.keyward_keys SET {set} WHERE id = $1"),
+                &[&key.id.as_str()],
+            )
+            .await
+            .unwrap();
+        let err = store.get(&key.id).await.unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{set}: {err:?}");
+        assert!(format!("{err:?}").contains(what), "{set}: {err:?}");
+        let err = store.find_by_hash(&key.hash).await.unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{set}: {err:?}");
+        client
+            .execute(
+                &format!(
+                    "UPDATE {schema}.keyward_keys SET budget = NULL, allowed_ips = NULL, \
+                     recent_ips = '{{}}' WHERE id = $1"
+                ),
+                &[&key.id.as_str()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(*store.get(&key.id).await.unwrap().unwrap(), key);
+    }
+    // The schema refuses inconsistent credits outright.
+    for set in [
+        "credits_remaining = -1",
+        "credits_remaining = 9007199254740992",
+        "credits_refill_period = 'weekly', credits_refill_amount = 1",
+        "credits_refill_period = 'daily'",
+        "credits_refill_period = 'daily', credits_refill_amount = 1, credits_refill_day = 3",
+        "credits_refill_period = 'monthly', credits_refill_amount = 1",
+        "credits_remaining = NULL",
+        "recent_ips = '{1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6}'",
+        "allowed_ips = '{}'",
+    ] {
+        let err = client
+            .execute(
+                &format!("UPDATE {schema}.keyward_keys SET {set} WHERE id = $1"),
+                &[&key.id.as_str()],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&keyward::store::postgres::tokio_postgres::error::SqlState::CHECK_VIOLATION),
+            "{set}: {err}"
+        );
+    }
+}

@@ -555,6 +555,7 @@ async fn a_database_written_by_0_1_upgrades_with_every_key_intact() {
             "{id}"
         );
         assert_eq!(new_row["owner"], Value::Null, "{id}");
+        assert_no_usage_controls(new_row, id);
     }
 
     // ---- Every old key reads as 0.1 wrote it. ------------------------------
@@ -730,4 +731,205 @@ async fn a_database_written_by_0_1_upgrades_with_every_key_intact() {
 
     drop(client);
     conformance::run(&instances[3]).await;
+}
+
+/// The columns of schema version 5 on a row written before it: empty.
+fn assert_no_usage_controls(row: &serde_json::Map<String, Value>, id: &str) {
+    for column in [
+        "allowed_ips",
+        "credits_remaining",
+        "credits_refill_amount",
+        "credits_refill_period",
+        "credits_refill_day",
+        "credits_refilled_at",
+        "budget",
+        "last_user_agent",
+    ] {
+        assert_eq!(row[column], Value::Null, "{id}.{column}");
+    }
+    assert_eq!(
+        row["recent_ips"],
+        Value::Array(Vec::new()),
+        "{id}.recent_ips"
+    );
+}
+
+/// Version 4's INSERT (`KeyStore::insert` before usage controls).
+const INSERT_V4: &str = "INSERT INTO keyward_keys (id, tenant, kind, name, display_prefix, hash, \
+     scopes, created_at, expires_at, last_used_at, revoked_at, rate_limit, metadata, \
+     rotated_from, revocation_scheduled, owner) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// A database at schema version 4, with keys (an owner's, a rotated and
+/// revoked one, one with a delivered notice), upgrades to version 5: every
+/// old column and notice is kept, the old keys read back exactly, with no
+/// usage controls (unmetered, anywhere, their own budget, no recent IPs or
+/// user agent), and today's writes land on them.
+#[tokio::test]
+async fn upgrading_from_version_4_adds_usage_controls_to_old_keys() {
+    use keyward::usage::{
+        ControlsUpdate, CreditSpend, Credits, CreditsChange, IpAllowlist, KeyUse,
+    };
+    let Some(url) = pg::database_url("upgrade_v4") else {
+        return;
+    };
+    let schema = pg::unique_schema("upgrade_v4");
+    let store = pg::store_on(&url, &schema);
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             {v1}
+             {v2}
+             {v3}
+             {v4}
+             CREATE TABLE keyward_schema_version (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO keyward_schema_version (version) VALUES (1), (2), (3), (4);",
+            v1 = include_str!("../src/store/postgres/schema.sql"),
+            v2 = include_str!("../src/store/postgres/schema_v2.sql"),
+            v3 = include_str!("../src/store/postgres/schema_v3.sql"),
+            v4 = include_str!("../src/store/postgres/schema_v4.sql"),
+        ))
+        .await
+        .unwrap();
+
+    let t0 = micros(OffsetDateTime::now_utc());
+    let tenant = TenantId::parse(TENANT).unwrap();
+    let record = |name: &str, created: OffsetDateTime| {
+        let id = KeyId::generate();
+        let hash = TokenHasher::sha256().hash(id.as_str());
+        let mut record = keyward::KeyRecord::new(id, tenant.clone(), "pk", hash, created);
+        record.name = name.to_owned();
+        record.display_prefix = "pk_abcde".to_owned();
+        record.scopes = ScopeSet::parse(["read", "write"]).unwrap();
+        record
+    };
+    let mut owned = record("Personal", t0 - Duration::days(3));
+    owned.owner = Some(keyward::OwnerId::parse("user_7").unwrap());
+    owned.last_used_at = Some(t0 - Duration::hours(1));
+    owned.expires_at = Some(t0 + Duration::days(30));
+    owned.metadata = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+    let mut rotated = record("Rotated", t0 - Duration::days(2));
+    rotated.revoked_at = Some(t0 + Duration::minutes(30));
+    rotated.revocation_scheduled = true;
+    rotated.rate_limit = RateLimit::Unlimited;
+    let mut successor = record("Rotated", t0 - Duration::minutes(1));
+    successor.rotated_from = Some(rotated.id.clone());
+    let old = [owned, rotated, successor];
+    for key in &old {
+        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+        let hash = key.hash.to_bytes();
+        let rate_limit = key
+            .rate_limit
+            .requests_per_minute()
+            .map(|n| i32::try_from(n).unwrap());
+        client
+            .execute(
+                INSERT_V4,
+                &[
+                    &key.id.as_str(),
+                    &key.tenant.as_str(),
+                    &key.kind,
+                    &key.name,
+                    &key.display_prefix,
+                    &&hash[..],
+                    &scopes,
+                    &key.created_at,
+                    &key.expires_at,
+                    &key.last_used_at,
+                    &key.revoked_at,
+                    &rate_limit,
+                    &Json(&key.metadata),
+                    &key.rotated_from.as_ref().map(KeyId::as_str),
+                    &key.revocation_scheduled,
+                    &key.owner.as_ref().map(|o| o.as_str()),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO keyward_notices (key_id, notice, delivered_at) VALUES ($1, 'stale', $2)",
+            &[&old[0].id.as_str(), &t0],
+        )
+        .await
+        .unwrap();
+    let before = rows(&client).await;
+
+    store.migrate().await.unwrap();
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM keyward_schema_version ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    assert_eq!(SCHEMA_VERSION, 5);
+    let after = rows(&client).await;
+    assert_eq!(after.len(), before.len());
+    for (id, old_row) in &before {
+        let new_row = &after[id];
+        for (column, value) in old_row {
+            assert_eq!(&new_row[column], value, "{id}.{column}");
+        }
+        assert_no_usage_controls(new_row, id);
+    }
+    let notices: i64 = client
+        .query_one(
+            "SELECT count(*) FROM keyward_notices WHERE notice = 'stale'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(notices, 1);
+
+    // Read back exactly as version 4 wrote them, with no usage controls.
+    for key in &old {
+        let read = store.get(&key.id).await.unwrap().unwrap();
+        assert_eq!(*read, *key, "{}", key.name);
+        assert!(read.allowed_ips.is_none() && read.credits.is_none() && read.budget.is_none());
+        assert!(read.recent_ips.is_empty() && read.last_user_agent.is_none());
+        let found = store.find_by_hash(&key.hash).await.unwrap().unwrap();
+        assert_eq!(*found, *key);
+    }
+
+    // Today's writes on an old key.
+    let id = &old[0].id;
+    assert_eq!(
+        store.spend_credits(id, 1, t0).await.unwrap(),
+        Some(CreditSpend::Unmetered)
+    );
+    let mut key_use = KeyUse::new(id.clone(), t0);
+    key_use.ips = vec!["203.0.113.9".parse().unwrap()];
+    key_use.user_agent = Some("agent/2".into());
+    store.record_uses(&[key_use]).await.unwrap();
+    let update = ControlsUpdate::new()
+        .allowed_ips(Some(IpAllowlist::parse(["203.0.113.0/24"]).unwrap()))
+        .credits(CreditsChange::Set(Credits::new(2).unwrap()));
+    let updated = store
+        .update_controls(id, &update, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        updated.recent_ips,
+        ["203.0.113.9".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(updated.last_user_agent.as_deref(), Some("agent/2"));
+    assert_eq!(updated.last_used_at, Some(t0));
+    assert_eq!(updated.owner, old[0].owner);
+    assert_eq!(
+        store.spend_credits(id, 2, t0).await.unwrap(),
+        Some(CreditSpend::Spent { remaining: 0 })
+    );
+    drop(client);
+    conformance::run(&store).await;
 }

@@ -25,7 +25,9 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// Keeps a [`CachedStore`](crate::store::CachedStore) in step with revocations
 /// made by other processes: a task on a dedicated connection that
 /// `LISTEN`s on [`RevocationListener::CHANNEL`] and invalidates each revoked
-/// key id, typically within milliseconds of the revoking commit.
+/// key id, typically within milliseconds of the revoking commit. Changes of
+/// a key's usage controls (allowlist, budget, rate limit, whether it has
+/// credits) are notified on the same channel.
 ///
 /// When the connection drops (or stops answering a periodic ping),
 /// notifications may have been lost, so it clears the whole cache, reconnects

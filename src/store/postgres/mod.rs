@@ -10,7 +10,8 @@
 //!
 //! The schema ships in the crate ([`SCHEMA`]): one table, `keyward_keys`,
 //! with a unique index on the hash, an index on the tenant, and a trigger
-//! that sends `NOTIFY keyward_revoked, '<key id>'` when a revocation changes.
+//! that sends `NOTIFY keyward_revoked, '<key id>'` when a revocation (or a
+//! usage control, see below) changes.
 //! [`PgStore::migrate`] creates or upgrades it idempotently, recording the
 //! version in `keyward_schema_version`; it holds an advisory lock, so several
 //! processes may migrate at once. Tables live in the connection's
@@ -31,6 +32,32 @@
 //! `(tenant, created_at, id COLLATE "C")`: a page costs its own rows, not the
 //! tenant's. The state filter is judged at the keyring's instant
 //! ([`PageRequest::now`]), as [`KeyRecord::state`] judges it.
+//!
+//! # Usage controls
+//!
+//! Version 5 of the schema keeps a key's usage controls in columns of
+//! `keyward_keys`: the allowlist (`allowed_ips cidr[]`, in the order given),
+//! the credits (`credits_remaining`, NULL for an unmetered key, and the
+//! refill's amount, period, day and last instant), the shared `budget`,
+//! and the last-used details (`recent_ips inet[]`, `last_user_agent`). A
+//! value that does not parse as the crate's type reads as an error, never
+//! as no control.
+//!
+//! Each of [`KeyStore::spend_credits`], [`KeyStore::update_controls`] and
+//! [`KeyStore::record_uses`] is one statement. A spend locks the key's row
+//! for that statement only, applies a due refill by the rule stored in the
+//! row (the schema's `keyward_refill_start` is
+//! [`RefillPeriod::period_start`], in UTC) at the keyring's instant, and
+//! spends only what remains, so spends from any number of processes spend
+//! exactly what they report. Adding credits is
+//! `credits_remaining + n` (capped) on the row's latest version: it never
+//! loses a concurrent spend. A batch of uses is one `UPDATE` that folds each
+//! key's uses in as [`KeyUse::apply`] does, one after the other.
+//!
+//! The trigger that notifies revocations also notifies when a key's
+//! allowlist, budget or rate limit changes, or it gains or loses credits, so
+//! other processes' caches stop using the old controls. Spends, additions
+//! and last-used writes do not notify.
 //!
 //! # Timeouts and errors
 //!
@@ -79,6 +106,7 @@ pub use tokio_postgres;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +129,10 @@ use crate::error::{ConfigError, StoreError};
 use crate::hash::TokenHash;
 use crate::key::{KeyId, KeyRecord, OwnerId, RateLimit, StateFilter, TenantId};
 use crate::scope::ScopeSet;
+use crate::usage::{
+    BudgetId, ControlsUpdate, CreditSpend, Credits, CreditsChange, IpAllowlist, KeyUse, Refill,
+    RefillPeriod, MAX_CREDITS, RECENT_IPS,
+};
 
 /// The whole schema, version [`SCHEMA_VERSION`]: every migration in order,
 /// each idempotent. [`PgStore::migrate`] applies the ones a database lacks.
@@ -108,11 +140,12 @@ pub const SCHEMA: &str = concat!(
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
-    include_str!("schema_v4.sql")
+    include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql")
 );
 
 /// The schema version this crate expects.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Migrations in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -120,16 +153,30 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
+    (5, include_str!("schema_v5.sql")),
 ];
 
 /// Held (transaction-scoped) while migrating, so concurrent migrations queue.
 pub(crate) const MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264; // "keyward" in ASCII
 
-/// The columns `record_from_row` reads, in its order.
+/// The columns `record_from_row` reads, in its order (address arrays as
+/// text, parsed as the crate parses them).
 macro_rules! columns {
     () => {
         "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
-         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner"
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner, \
+         allowed_ips::text[], credits_remaining, credits_refill_amount, credits_refill_period, \
+         credits_refill_day, credits_refilled_at, budget, recent_ips::text[], last_user_agent"
+    };
+}
+
+/// The columns `insert` writes, in the order of `columns!()`.
+macro_rules! insert_columns {
+    () => {
+        "id, tenant, kind, name, display_prefix, hash, scopes, created_at, expires_at, \
+         last_used_at, revoked_at, rate_limit, metadata, rotated_from, revocation_scheduled, owner, \
+         allowed_ips, credits_remaining, credits_refill_amount, credits_refill_period, \
+         credits_refill_day, credits_refilled_at, budget, recent_ips, last_user_agent"
     };
 }
 
@@ -479,9 +526,6 @@ impl PgStore {
 }
 
 fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
-    fn corrupt(what: &str) -> StoreError {
-        StoreError::other(format!("keyward_keys holds an invalid {what}"))
-    }
     let id: String = row.try_get(0).map_err(map_err)?;
     let tenant: String = row.try_get(1).map_err(map_err)?;
     let hash: Vec<u8> = row.try_get(5).map_err(map_err)?;
@@ -490,6 +534,9 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
     let Json(metadata): Json<BTreeMap<String, String>> = row.try_get(12).map_err(map_err)?;
     let rotated_from: Option<String> = row.try_get(13).map_err(map_err)?;
     let owner: Option<String> = row.try_get(15).map_err(map_err)?;
+    let allowed_ips: Option<Vec<String>> = row.try_get(16).map_err(map_err)?;
+    let budget: Option<String> = row.try_get(22).map_err(map_err)?;
+    let recent_ips: Vec<String> = row.try_get(23).map_err(map_err)?;
     Ok(KeyRecord {
         id: KeyId::parse(&id).ok_or_else(|| corrupt("key id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
@@ -517,12 +564,123 @@ fn record_from_row(row: &Row) -> Result<KeyRecord, StoreError> {
         owner: owner
             .map(|o| OwnerId::parse(&o).ok_or_else(|| corrupt("owner")))
             .transpose()?,
-        allowed_ips: None,
-        credits: None,
-        budget: None,
-        recent_ips: Vec::new(),
-        last_user_agent: None,
+        allowed_ips: allowed_ips
+            .map(|ranges| IpAllowlist::parse(&ranges).map_err(|_| corrupt("allowed_ips")))
+            .transpose()?,
+        credits: credits_from_row(row)?,
+        budget: budget
+            .map(|b| BudgetId::parse(&b).ok_or_else(|| corrupt("budget")))
+            .transpose()?,
+        recent_ips: recent_ips
+            .iter()
+            .map(|ip| host_address(ip).ok_or_else(|| corrupt("recent IP")))
+            .collect::<Result<_, _>>()?,
+        last_user_agent: row.try_get(24).map_err(map_err)?,
     })
+}
+
+/// An `inet` as `::text` shows it (`203.0.113.9/32`): a single address, or
+/// `None` for a network.
+fn host_address(text: &str) -> Option<IpAddr> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let ip: IpAddr = address.parse().ok()?;
+    let full = if ip.is_ipv4() { "32" } else { "128" };
+    prefix.is_none_or(|p| p == full).then_some(ip)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::other(format!("keyward_keys holds an invalid {what}"))
+}
+
+/// The credits of a row read with `columns!()` (columns 17-21).
+fn credits_from_row(row: &Row) -> Result<Option<Credits>, StoreError> {
+    let remaining: Option<i64> = row.try_get(17).map_err(map_err)?;
+    let amount: Option<i64> = row.try_get(18).map_err(map_err)?;
+    let period: Option<&str> = row.try_get(19).map_err(map_err)?;
+    let day: Option<i16> = row.try_get(20).map_err(map_err)?;
+    let refilled_at: Option<OffsetDateTime> = row.try_get(21).map_err(map_err)?;
+    let Some(remaining) = remaining else {
+        if amount.is_some() || period.is_some() || day.is_some() || refilled_at.is_some() {
+            return Err(corrupt("refill without credits"));
+        }
+        return Ok(None);
+    };
+    let count = |n: i64| {
+        u64::try_from(n)
+            .ok()
+            .filter(|n| *n <= MAX_CREDITS)
+            .ok_or_else(|| corrupt("credit count"))
+    };
+    let refill = match (amount, period, day) {
+        (None, None, None) => None,
+        (Some(amount), Some("daily"), None) => {
+            Some(Refill::daily(count(amount)?).map_err(|_| corrupt("refill"))?)
+        }
+        (Some(amount), Some("monthly"), Some(day)) => {
+            let day = u8::try_from(day).map_err(|_| corrupt("refill day"))?;
+            Some(Refill::monthly(count(amount)?, day).map_err(|_| corrupt("refill"))?)
+        }
+        _ => return Err(corrupt("refill")),
+    };
+    let mut credits = Credits::new(count(remaining)?).map_err(|_| corrupt("credit count"))?;
+    credits.refill = refill;
+    credits.refilled_at = refilled_at;
+    Ok(Some(credits))
+}
+
+/// Credits as the columns `credits_remaining` … `credits_refilled_at`.
+struct CreditColumns {
+    remaining: Option<i64>,
+    amount: Option<i64>,
+    period: Option<&'static str>,
+    day: Option<i16>,
+    refilled_at: Option<OffsetDateTime>,
+}
+
+impl CreditColumns {
+    fn new(credits: Option<&Credits>) -> Result<Self, StoreError> {
+        let Some(credits) = credits else {
+            return Ok(CreditColumns {
+                remaining: None,
+                amount: None,
+                period: None,
+                day: None,
+                refilled_at: None,
+            });
+        };
+        let count = |n: u64| {
+            i64::try_from(n).map_err(|_| StoreError::other("credits exceed a PostgreSQL bigint"))
+        };
+        let (amount, period, day) = match credits.refill {
+            None => (None, None, None),
+            Some(refill) => match refill.period {
+                RefillPeriod::Daily => (Some(count(refill.amount)?), Some("daily"), None),
+                RefillPeriod::Monthly { day } => (
+                    Some(count(refill.amount)?),
+                    Some("monthly"),
+                    Some(i16::from(day)),
+                ),
+            },
+        };
+        Ok(CreditColumns {
+            remaining: Some(count(credits.remaining)?),
+            amount,
+            period,
+            day,
+            refilled_at: credits.refilled_at,
+        })
+    }
+}
+
+/// A rate limit as the `rate_limit` column (NULL: unlimited).
+fn rate_limit_column(limit: RateLimit) -> Result<Option<i32>, StoreError> {
+    limit
+        .requests_per_minute()
+        .map(|n| i32::try_from(n).map_err(|_| StoreError::other("rate limit exceeds i32")))
+        .transpose()
 }
 
 /// An error the PostgreSQL server reported, as a [`StoreError`]'s source:
@@ -643,23 +801,22 @@ fn map_pool_err(err: PoolError) -> StoreError {
 impl KeyStore for PgStore {
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
-        let rate_limit = match record.rate_limit.requests_per_minute() {
-            None => None,
-            Some(n) => {
-                Some(i32::try_from(n).map_err(|_| StoreError::other("rate limit exceeds i32"))?)
-            }
-        };
+        let rate_limit = rate_limit_column(record.rate_limit)?;
         let hash = record.hash.to_bytes();
         let metadata = Json(&record.metadata);
         let rotated_from = record.rotated_from.as_ref().map(KeyId::as_str);
         let owner = record.owner.as_ref().map(OwnerId::as_str);
+        let allowed_ips = record.allowed_ips.as_ref().map(IpAllowlist::to_strings);
+        let credits = CreditColumns::new(record.credits.as_ref())?;
+        let budget = record.budget.as_ref().map(BudgetId::as_str);
         self.run(|client| async move {
             let statement = client
                 .prepare_cached(concat!(
                     "INSERT INTO keyward_keys (",
-                    columns!(),
+                    insert_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                         $14, $15, $16)"
+                         $14, $15, $16, $17::text[]::cidr[], $18, $19, $20, $21, $22, $23, \
+                         $24, $25)"
                 ))
                 .await
                 .map_err(map_err)?;
@@ -683,6 +840,15 @@ impl KeyStore for PgStore {
                         &rotated_from,
                         &record.revocation_scheduled,
                         &owner,
+                        &allowed_ips,
+                        &credits.remaining,
+                        &credits.amount,
+                        &credits.period,
+                        &credits.day,
+                        &credits.refilled_at,
+                        &budget,
+                        &record.recent_ips,
+                        &record.last_user_agent,
                     ],
                 )
                 .await
@@ -977,6 +1143,314 @@ impl KeyStore for PgStore {
         })
         .await
     }
+
+    async fn spend_credits(
+        &self,
+        id: &KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<CreditSpend>, StoreError> {
+        // One statement. `locked` takes the metered row's lock and reads its
+        // latest version (in READ COMMITTED a concurrent spend's commit is
+        // waited for and seen), with the refill rule stored in it: whether
+        // a refill is due at $3, and what is available after it. `spent`
+        // writes the refill and the spend from those values (nothing when
+        // nothing changes); the answer is computed from the same values, as
+        // RETURNING cannot show the row before the update. No `known`: an
+        // unknown id; no `available`: an unmetered key (not locked).
+        const SQL: &str = "WITH locked AS ( \
+                 SELECT id, due, CASE WHEN due THEN credits_refill_amount \
+                     ELSE credits_remaining END AS available \
+                 FROM (SELECT id, credits_remaining, credits_refill_amount, \
+                     keyward_refill_due(credits_refill_period, credits_refill_day, \
+                         credits_refilled_at, $3::timestamptz) AS due \
+                     FROM keyward_keys WHERE id = $1::text AND credits_remaining IS NOT NULL \
+                     FOR NO KEY UPDATE) AS r \
+             ), spent AS ( \
+                 UPDATE keyward_keys AS k SET \
+                     credits_remaining = CASE WHEN l.available >= $2::bigint \
+                         THEN l.available - $2::bigint ELSE l.available END, \
+                     credits_refilled_at = CASE WHEN l.due THEN $3::timestamptz \
+                         ELSE k.credits_refilled_at END \
+                 FROM locked AS l \
+                 WHERE k.id = l.id AND (l.due OR (l.available >= $2::bigint AND $2::bigint > 0)) \
+             ) \
+             SELECT EXISTS (SELECT 1 FROM keyward_keys WHERE id = $1::text), \
+                 l.available, l.available >= $2::bigint \
+             FROM (SELECT 1) AS one LEFT JOIN locked AS l ON true";
+        let id = id.as_str();
+        // Above every stored count (at most 2^53 - 1): refused either way.
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        self.run(|client| async move {
+            let statement = client.prepare_cached(SQL).await.map_err(map_err)?;
+            let row = client
+                .query_one(&statement, &[&id, &cost, &now])
+                .await
+                .map_err(map_err)?;
+            let known: bool = row.try_get(0).map_err(map_err)?;
+            let available: Option<i64> = row.try_get(1).map_err(map_err)?;
+            let enough: Option<bool> = row.try_get(2).map_err(map_err)?;
+            if !known {
+                return Ok(None);
+            }
+            let (Some(available), Some(enough)) = (available, enough) else {
+                return Ok(Some(CreditSpend::Unmetered));
+            };
+            let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("credit count"));
+            Ok(Some(if enough {
+                CreditSpend::Spent {
+                    remaining: count(available - cost)?,
+                }
+            } else {
+                CreditSpend::Exhausted {
+                    remaining: count(available)?,
+                }
+            }))
+        })
+        .await
+    }
+
+    async fn update_controls(
+        &self,
+        id: &KeyId,
+        update: &ControlsUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        if update.is_empty() {
+            return self.get(id).await;
+        }
+        // One statement. $4: 0 keeps the credits, 1 replaces them with
+        // $5-$9 (all NULL: removed), 2 adds $10 where there are credits
+        // (capped at 2^53 - 1),
+        // on the row's latest version (a concurrent spend is waited for,
+        // never overwritten). The trigger notifies other processes when
+        // the allowlist, budget, rate limit or meteredness changes.
+        const SQL: &str = concat!(
+            "UPDATE keyward_keys SET ",
+            "allowed_ips = CASE WHEN $2::boolean THEN $3::text[]::cidr[] ELSE allowed_ips END, ",
+            "credits_remaining = CASE $4::int WHEN 1 THEN $5::bigint ",
+            // LEAST ignores NULLs: the sum stays NULL without credits.
+            "WHEN 2 THEN credits_remaining ",
+            "+ LEAST($10::bigint, 9007199254740991 - credits_remaining) ",
+            "ELSE credits_remaining END, ",
+            "credits_refill_amount = CASE WHEN $4::int = 1 THEN $6::bigint ",
+            "ELSE credits_refill_amount END, ",
+            "credits_refill_period = CASE WHEN $4::int = 1 THEN $7::text ",
+            "ELSE credits_refill_period END, ",
+            "credits_refill_day = CASE WHEN $4::int = 1 THEN $8::smallint ",
+            "ELSE credits_refill_day END, ",
+            "credits_refilled_at = CASE WHEN $4::int = 1 THEN $9::timestamptz ",
+            "ELSE credits_refilled_at END, ",
+            "budget = CASE WHEN $11::boolean THEN $12::text ELSE budget END, ",
+            "rate_limit = CASE WHEN $13::boolean THEN $14::int ELSE rate_limit END ",
+            "WHERE id = $1::text RETURNING ",
+            columns!()
+        );
+        let set_allowed = update.allowed_ips.is_some();
+        let allowed: Option<Vec<String>> = update
+            .allowed_ips
+            .as_ref()
+            .and_then(|list| list.as_ref().map(IpAllowlist::to_strings));
+        let (mode, credits, add): (i32, _, i64) = match update.credits {
+            None => (0, CreditColumns::new(None)?, 0),
+            Some(CreditsChange::Set(credits)) => {
+                let set = Credits {
+                    refilled_at: credits.refilled_at.or(Some(now)),
+                    ..credits
+                };
+                (1, CreditColumns::new(Some(&set))?, 0)
+            }
+            Some(CreditsChange::Add(n)) => (
+                2,
+                CreditColumns::new(None)?,
+                // Capped in the statement; any larger amount caps the same.
+                i64::try_from(n.min(MAX_CREDITS)).unwrap_or(i64::MAX),
+            ),
+            Some(CreditsChange::Remove) => (1, CreditColumns::new(None)?, 0),
+        };
+        let set_budget = update.budget.is_some();
+        let budget = update
+            .budget
+            .as_ref()
+            .and_then(|b| b.as_ref().map(BudgetId::as_str));
+        let set_rate = update.rate_limit.is_some();
+        let rate = update
+            .rate_limit
+            .map(rate_limit_column)
+            .transpose()?
+            .flatten();
+        let mut records = self
+            .query_records(
+                SQL,
+                &[
+                    &id.as_str(),
+                    &set_allowed,
+                    &allowed,
+                    &mode,
+                    &credits.remaining,
+                    &credits.amount,
+                    &credits.period,
+                    &credits.day,
+                    &credits.refilled_at,
+                    &add,
+                    &set_budget,
+                    &budget,
+                    &set_rate,
+                    &rate,
+                ],
+            )
+            .await?;
+        Ok(records.pop())
+    }
+
+    async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let batch = UseBatch::new(uses)?;
+        // `KeyUse::apply` for each of a key's uses in turn, in one UPDATE
+        // (which changes a row once) on the row's latest version. A use is
+        // newer when it is not older than the stored instant nor than the
+        // key's earlier uses in the batch (`prefix`, their latest). Applied
+        // in turn, the newer uses' IPs go first, the latest use first, then
+        // the stored IPs, then the older uses' in turn: the first 5
+        // distinct of that are what applying them one by one keeps. The
+        // agent is the last newer use's that has one, else the stored one.
+        // On the right of SET, columns hold their values before the update.
+        const SQL: &str = "UPDATE keyward_keys AS k SET \
+             recent_ips = ARRAY( \
+                 SELECT d.ip FROM ( \
+                     SELECT DISTINCT ON (e.ip) e.ip, e.part, e.rank, e.pos FROM ( \
+                         SELECT p.ip, \
+                             CASE WHEN n.newer THEN 0 ELSE 2 END AS part, \
+                             CASE WHEN n.newer THEN -p.use ELSE p.use END AS rank, p.pos \
+                         FROM unnest(u.ip_uses, u.ips) WITH ORDINALITY AS p(use, ip, pos), \
+                         LATERAL (SELECT (k.last_used_at IS NULL \
+                             OR u.ats[p.use] >= k.last_used_at) \
+                             AND (u.prefixes[p.use] IS NULL \
+                             OR u.ats[p.use] >= u.prefixes[p.use]) AS newer) AS n \
+                         UNION ALL \
+                         SELECT s.ip, 1, 0, s.pos \
+                         FROM unnest(k.recent_ips) WITH ORDINALITY AS s(ip, pos) \
+                     ) AS e \
+                     ORDER BY e.ip, e.part, e.rank, e.pos \
+                 ) AS d \
+                 ORDER BY d.part, d.rank, d.pos LIMIT 5), \
+             last_user_agent = COALESCE(( \
+                 SELECT a.agent \
+                 FROM unnest(u.ats, u.prefixes, u.agents) WITH ORDINALITY AS a(at, prefix, agent, i) \
+                 WHERE a.agent IS NOT NULL \
+                     AND (k.last_used_at IS NULL OR a.at >= k.last_used_at) \
+                     AND (a.prefix IS NULL OR a.at >= a.prefix) \
+                 ORDER BY a.i DESC LIMIT 1), k.last_user_agent), \
+             last_used_at = GREATEST(k.last_used_at, u.latest) \
+             FROM ( \
+                 SELECT a.id, a.latest, w.ats, w.prefixes, w.agents, \
+                     COALESCE(g.ip_uses, '{}') AS ip_uses, COALESCE(g.ips, '{}') AS ips \
+                 FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS a(id, latest, n) \
+                 JOIN ( \
+                     SELECT x.key, array_agg(x.at ORDER BY x.ord) AS ats, \
+                         array_agg(x.prefix ORDER BY x.ord) AS prefixes, \
+                         array_agg(x.agent ORDER BY x.ord) AS agents \
+                     FROM unnest($3::int[], $4::timestamptz[], $5::timestamptz[], $6::text[]) \
+                         WITH ORDINALITY AS x(key, at, prefix, agent, ord) \
+                     GROUP BY x.key) AS w ON w.key = a.n \
+                 LEFT JOIN ( \
+                     SELECT y.key, array_agg(y.use ORDER BY y.ord) AS ip_uses, \
+                         array_agg(y.ip ORDER BY y.ord) AS ips \
+                     FROM unnest($7::int[], $8::int[], $9::inet[]) \
+                         WITH ORDINALITY AS y(key, use, ip, ord) \
+                     GROUP BY y.key) AS g ON g.key = a.n \
+             ) AS u \
+             WHERE k.id = u.id";
+        debug_assert_eq!(RECENT_IPS, 5, "the statement keeps 5");
+        let batch = &batch;
+        self.run(|client| async move {
+            let statement = client.prepare_cached(SQL).await.map_err(map_err)?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &batch.ids,
+                        &batch.latest,
+                        &batch.use_keys,
+                        &batch.use_ats,
+                        &batch.use_prefixes,
+                        &batch.use_agents,
+                        &batch.ip_keys,
+                        &batch.ip_uses,
+                        &batch.ips,
+                    ],
+                )
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A `record_uses` batch as the statement's parameters: its keys (1-based
+/// positions) with their latest use, each key's uses in the batch's order
+/// with the latest instant of the key's earlier uses (`prefix`), and the
+/// uses' IPs with their key and use (1-based, within the key).
+struct UseBatch<'a> {
+    ids: Vec<&'a str>,
+    latest: Vec<OffsetDateTime>,
+    use_keys: Vec<i32>,
+    use_ats: Vec<OffsetDateTime>,
+    use_prefixes: Vec<Option<OffsetDateTime>>,
+    use_agents: Vec<Option<&'a str>>,
+    ip_keys: Vec<i32>,
+    ip_uses: Vec<i32>,
+    ips: Vec<IpAddr>,
+}
+
+impl<'a> UseBatch<'a> {
+    fn new(uses: &'a [KeyUse]) -> Result<Self, StoreError> {
+        let position =
+            |n: usize| i32::try_from(n).map_err(|_| StoreError::other("batch too large"));
+        let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+        // Per key: how many uses so far.
+        let mut counts: Vec<usize> = Vec::new();
+        let mut batch = UseBatch {
+            ids: Vec::new(),
+            latest: Vec::new(),
+            use_keys: Vec::with_capacity(uses.len()),
+            use_ats: Vec::with_capacity(uses.len()),
+            use_prefixes: Vec::with_capacity(uses.len()),
+            use_agents: Vec::with_capacity(uses.len()),
+            ip_keys: Vec::new(),
+            ip_uses: Vec::new(),
+            ips: Vec::new(),
+        };
+        for key_use in uses {
+            let id = key_use.id.as_str();
+            let (key, prefix) = match keys.get(id) {
+                Some(&key) => (key, Some(batch.latest[key])),
+                None => {
+                    keys.insert(id, batch.ids.len());
+                    batch.ids.push(id);
+                    batch.latest.push(key_use.at);
+                    counts.push(0);
+                    (batch.ids.len() - 1, None)
+                }
+            };
+            batch.latest[key] = batch.latest[key].max(key_use.at);
+            counts[key] += 1;
+            let (key_position, use_position) = (position(key + 1)?, position(counts[key])?);
+            batch.use_keys.push(key_position);
+            batch.use_ats.push(key_use.at);
+            batch.use_prefixes.push(prefix);
+            batch.use_agents.push(key_use.user_agent.as_deref());
+            for ip in &key_use.ips {
+                batch.ip_keys.push(key_position);
+                batch.ip_uses.push(use_position);
+                batch.ips.push(*ip);
+            }
+        }
+        Ok(batch)
+    }
 }
 
 #[cfg(test)]
@@ -1020,9 +1494,32 @@ mod tests {
     }
 
     #[test]
+    fn recent_ips_read_as_single_addresses() {
+        assert_eq!(host_address("203.0.113.9/32"), "203.0.113.9".parse().ok());
+        assert_eq!(host_address("2001:db8::1/128"), "2001:db8::1".parse().ok());
+        assert_eq!(
+            host_address("::ffff:1.2.3.4/128"),
+            "::ffff:1.2.3.4".parse().ok()
+        );
+        assert_eq!(host_address("10.0.0.1"), "10.0.0.1".parse().ok());
+        for network in [
+            "10.0.0.0/8",
+            "10.0.0.1/128",
+            "2001:db8::/32",
+            "nope",
+            "10.0.0.1/",
+        ] {
+            assert_eq!(host_address(network), None, "{network}");
+        }
+    }
+
+    #[test]
     fn the_sql_reads_the_columns_record_from_row_expects() {
         assert!(select!("WHERE id = $1").starts_with("SELECT id, tenant, kind, name,"));
-        assert_eq!(columns!().split(',').count(), 16);
-        assert!(columns!().ends_with("rotated_from, revocation_scheduled, owner"));
+        assert_eq!(columns!().split(',').count(), 25);
+        assert_eq!(insert_columns!().split(',').count(), 25);
+        for (read, written) in columns!().split(',').zip(insert_columns!().split(',')) {
+            assert_eq!(read.trim().trim_end_matches("::text[]"), written.trim());
+        }
     }
 }
