@@ -81,7 +81,9 @@
 //!   concurrent spend), and returns the updated record (`None` for an
 //!   unknown id).
 //! * `record_uses` writes a last-used batch: for each [`KeyUse`], what
-//!   [`KeyUse::apply`] does to the stored record, ignoring unknown ids. It
+//!   [`KeyUse::apply`] does to the stored record, ignoring unknown ids
+//!   (the keyring sends one use per key in a batch; several are applied
+//!   in turn). It
 //!   is provided over `touch` (instants only), so a store written before
 //!   it keeps working without the client IPs and user agents.
 //! * Labels (names, tenant ids, metadata) arrive already checked by
