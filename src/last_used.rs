@@ -45,8 +45,12 @@ impl Pending {
 
     /// Notes a use at `at` from `ip` with `user_agent`.
     fn note(&mut self, at: OffsetDateTime, ip: Option<IpAddr>, user_agent: Option<&str>) {
+        // One comparison (each converts both instants to UTC): `max`, as
+        // `Ord::max` picks `at` on a tie.
         let newest = at >= self.at;
-        self.at = self.at.max(at);
+        if newest {
+            self.at = at;
+        }
         if let Some(ip) = ip {
             match self.ips.iter().position(|seen| *seen == ip) {
                 Some(0) => {}

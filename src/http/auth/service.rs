@@ -171,9 +171,13 @@ async fn authenticate<B>(
     let mut decision = None;
     let mut credits = None;
     let outcome = async {
-        let user_agent = match (&config.track_clients, parts.headers.get(USER_AGENT)) {
-            (true, Some(value)) => Some(String::from_utf8_lossy(value.as_bytes())),
-            _ => None,
+        // The header is looked up only when it is kept.
+        let user_agent = match config.track_clients {
+            true => parts
+                .headers
+                .get(USER_AGENT)
+                .map(|v| lossy_utf8(v.as_bytes())),
+            false => None,
         };
         let mut from = UseContext::new();
         if config.track_clients {
@@ -214,6 +218,16 @@ async fn authenticate<B>(
             Ok((Request::from_parts(parts, body), decision, credits))
         }
         Err(rejection) => Err(render_limited(&config.renderer, &rejection, decision)),
+    }
+}
+
+/// `String::from_utf8_lossy`, with `str::from_utf8`'s fast check first:
+/// a user agent is valid UTF-8 (ASCII) in the common case, and the lossy
+/// walk costs several times the check on every request.
+fn lossy_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
