@@ -43,53 +43,41 @@ impl Pending {
         }
     }
 
-    /// Notes a use at `at` from `ip` with `user_agent`.
+    /// Notes a use at `at` from `ip` with `user_agent`. The order of the
+    /// IPs and the agent kept are by arrival: the last use noted is the
+    /// most recent (instants taken on several threads may arrive a little
+    /// out of order; `at` keeps the latest).
     fn note(&mut self, at: OffsetDateTime, ip: Option<IpAddr>, user_agent: Option<&str>) {
-        // One comparison (each converts both instants to UTC): `max`, as
-        // `Ord::max` picks `at` on a tie.
-        let newest = at >= self.at;
-        if newest {
+        if at > self.at {
             self.at = at;
         }
         if let Some(ip) = ip {
             match self.ips.iter().position(|seen| *seen == ip) {
-                Some(0) => {}
-                Some(i) if newest => self.ips[..=i].rotate_right(1),
-                Some(_) => {}
-                None if newest => {
+                // To the front (a no-op when it is there already).
+                Some(i) => self.ips[..=i].rotate_right(1),
+                None => {
                     self.ips.insert(0, ip);
                     self.ips.truncate(RECENT_IPS);
                 }
-                None if self.ips.len() < RECENT_IPS => self.ips.push(ip),
-                None => {}
             }
         }
         if let Some(raw) = user_agent {
-            if newest || self.user_agent.is_none() {
-                // A repeated agent (the common case) costs one comparison.
-                if self.user_agent.as_deref() != Some(raw) {
-                    let clean = clean_user_agent(raw);
-                    if self.user_agent.as_deref() != Some(clean.as_str()) {
-                        self.user_agent = Some(Arc::from(clean));
-                    }
+            // A repeated agent (the common case) costs one comparison.
+            if self.user_agent.as_deref() != Some(raw) {
+                let clean = clean_user_agent(raw);
+                if self.user_agent.as_deref() != Some(clean.as_str()) {
+                    self.user_agent = Some(Arc::from(clean));
                 }
             }
         }
     }
 
-    /// Folds an older batch's use (put back after a failed write) into
-    /// this one.
+    /// Folds a batch's use that was not written (put back) into this one,
+    /// which arrived after it: its IPs go after these, its agent only if
+    /// none arrived since.
     fn absorb(&mut self, older: KeyUse) {
         if older.at > self.at {
-            // Not older after all: it wins.
-            let newer = std::mem::replace(self, Pending::from(older));
-            for ip in newer.ips.iter().rev() {
-                self.note(newer.at, Some(*ip), None);
-            }
-            if self.user_agent.is_none() {
-                self.user_agent = newer.user_agent;
-            }
-            return;
+            self.at = older.at;
         }
         for ip in older.ips {
             if self.ips.len() < RECENT_IPS && !self.ips.contains(&ip) {
@@ -546,5 +534,57 @@ mod tests {
         assert_eq!(u.at, t(2));
         assert_eq!(u.ips, [ip("10.0.0.2"), ip("10.0.0.1")]);
         assert_eq!(u.user_agent.as_deref(), Some("old"), "kept: no newer agent");
+    }
+
+    #[test]
+    fn a_put_back_batch_fills_up_to_the_bound_without_repeats() {
+        let tracker = tracker(false);
+        let id = KeyId::generate();
+        for addr in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"] {
+            let _ = tracker.record(&id, t(0), Some(ip(addr)), None);
+        }
+        let batch = tracker.take_all(t(1)).unwrap();
+        // Arrived after the batch was taken, with an earlier instant (another
+        // thread's clock reading).
+        let _ = tracker.record(&id, t(0), Some(ip("10.0.0.9")), Some("new"));
+        let _ = tracker.record(&id, t(0), Some(ip("10.0.0.3")), None);
+        drop(batch);
+        let batch = tracker.take_all(t(2)).unwrap();
+        let u = &batch.uses()[0];
+        assert_eq!(
+            u.ips,
+            [
+                ip("10.0.0.3"),
+                ip("10.0.0.9"),
+                ip("10.0.0.5"),
+                ip("10.0.0.4"),
+                ip("10.0.0.2")
+            ]
+        );
+        assert_eq!(u.at, t(0));
+        assert_eq!(u.user_agent.as_deref(), Some("new"));
+        // Arrival order, whatever the instants: a later-arriving earlier
+        // instant still goes first, and the latest instant is kept.
+        batch.written();
+        let _ = tracker.record(&id, t(9), Some(ip("10.0.0.1")), Some("first"));
+        let _ = tracker.record(&id, t(8), Some(ip("10.0.0.2")), Some("second"));
+        let batch = tracker.take_all(t(10)).unwrap();
+        let u = &batch.uses()[0];
+        assert_eq!(
+            (u.at, u.ips.clone()),
+            (t(9), vec![ip("10.0.0.2"), ip("10.0.0.1")])
+        );
+        assert_eq!(u.user_agent.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn a_put_back_batch_with_a_later_instant_keeps_it() {
+        let tracker = tracker(false);
+        let id = KeyId::generate();
+        let _ = tracker.record(&id, t(5), None, None);
+        let batch = tracker.take_all(t(6)).unwrap();
+        let _ = tracker.record(&id, t(3), None, None);
+        drop(batch);
+        assert_eq!(tracker.take_all(t(7)).unwrap().uses()[0].at, t(5));
     }
 }
