@@ -238,6 +238,9 @@ pub enum IssueError {
     /// line-separator characters.
     #[error("a budget id must be 1-200 characters, not all spaces, without control, format (bidi, zero-width) or line-separator characters")]
     InvalidBudget,
+    /// Credits set through their public fields out of range.
+    #[error(transparent)]
+    Controls(#[from] crate::usage::UsageError),
     /// The expiry lies in the past.
     #[error("the expiry lies in the past")]
     ExpiryInPast,

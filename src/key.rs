@@ -167,18 +167,21 @@ pub(crate) fn valid_label(input: &str) -> bool {
 ///   Khmer inherent vowels, Mongolian free variation selectors), and the
 ///   blank Braille pattern U+2800.
 pub(crate) fn displayable(input: &str) -> bool {
+    input.chars().all(displayable_char)
+}
+
+/// One character of [`displayable`] text.
+pub(crate) fn displayable_char(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    input.chars().all(|c| {
-        c == ' '
-            || !(matches!(
-                c.general_category(),
-                GeneralCategory::Control
-                    | GeneralCategory::Format
-                    | GeneralCategory::LineSeparator
-                    | GeneralCategory::ParagraphSeparator
-                    | GeneralCategory::SpaceSeparator
-            ) || invisible(c))
-    })
+    c == ' '
+        || !(matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+                | GeneralCategory::SpaceSeparator
+        ) || invisible(c))
 }
 
 /// Default-ignorable code points that are not format characters (Unicode's

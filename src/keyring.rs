@@ -773,6 +773,9 @@ impl Keyring {
             Some(budget) => Some(BudgetId::parse(budget).ok_or(IssueError::InvalidBudget)?),
             None => None,
         };
+        if let Some(credits) = &new.credits {
+            credits.check()?;
+        }
         let credits = new.credits.map(|c| Credits {
             refilled_at: c.refilled_at.or(Some(now)),
             ..c
@@ -1397,6 +1400,9 @@ impl Keyring {
         update: ControlsUpdate,
         actor: Option<&Actor>,
     ) -> Result<KeyInfo, ManageError> {
+        if let Some(CreditsChange::Set(credits)) = &update.credits {
+            credits.check()?;
+        }
         let current = self.record(tenant, id).await?;
         if matches!(update.credits, Some(CreditsChange::Add(_))) && current.credits.is_none() {
             return Err(crate::usage::UsageError::NotMetered.into());
@@ -1469,6 +1475,44 @@ impl Keyring {
         self.rotate_record(&old, grace, actor).await
     }
 
+    /// Takes every credit of a key by atomic spends, starting from
+    /// `remaining` as last read (a spend that finds fewer takes what it
+    /// finds; a due refill is taken too), then sets its credits to none
+    /// without refill: the amount taken. At most a few rounds: under a
+    /// flood of concurrent spends, what is left after them is dropped,
+    /// never given twice.
+    async fn drain_credits(
+        &self,
+        id: &KeyId,
+        remaining: u64,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let store = &self.inner.store;
+        let mut taken = 0u64;
+        let mut want = remaining.max(1);
+        for _ in 0..8 {
+            match store.spend_credits(id, want, now).await? {
+                Some(CreditSpend::Spent { remaining }) => {
+                    taken = taken.saturating_add(want);
+                    want = remaining;
+                }
+                Some(CreditSpend::Exhausted { remaining }) => want = remaining,
+                Some(CreditSpend::Unmetered) | None => return Ok(taken),
+            }
+            if want == 0 {
+                break;
+            }
+        }
+        let none_left = Credits {
+            remaining: 0,
+            refill: None,
+            refilled_at: Some(now),
+        };
+        let update = ControlsUpdate::new().credits(CreditsChange::Set(none_left));
+        store.update_controls(id, &update, now).await?;
+        Ok(taken)
+    }
+
     /// Rotates a record already read (and checked by the caller).
     pub(crate) async fn rotate_record(
         &self,
@@ -1502,31 +1546,41 @@ impl Keyring {
             rotated_from: Some(old.id.clone()),
             owner: old.owner.clone(),
             allowed_ips: old.allowed_ips.clone(),
-            credits: old.credits,
+            // Metered with none until the old key's credits are moved: its
+            // token is known to nobody before this returns.
+            credits: old.credits.map(|_| Credits {
+                remaining: 0,
+                refill: None,
+                refilled_at: Some(now),
+            }),
             budget: old.budget.clone(),
         };
-        let issued = self.insert(kind, draft, actor).await?;
+        let mut issued = self.insert(kind, draft, actor).await?;
         let when = if grace.is_zero() {
             Revocation::Now
         } else {
             Revocation::At(now.saturating_add(span(grace)))
         };
         self.inner.store.revoke(&old.id, when).await?;
-        if old.credits.is_some() {
-            // The credits move to the successor: the old token, in its
-            // grace, must not spend them a second time. After the
-            // revocation: if this fails, the error loses the successor's
-            // token, so nothing spends twice either way.
-            let none_left = Credits {
-                remaining: 0,
-                refill: None,
+        if let Some(credits) = old.credits {
+            // The credits move to the successor: taken from the old key by
+            // atomic spends (whatever its token spends meanwhile is not
+            // taken twice), then given to the successor. If a step fails,
+            // the error loses the successor's token: nothing spends twice.
+            let taken = self.drain_credits(&old.id, credits.remaining, now).await?;
+            let moved = Credits {
+                remaining: taken,
+                refill: credits.refill,
                 refilled_at: Some(now),
             };
-            let update = ControlsUpdate::new().credits(CreditsChange::Set(none_left));
-            self.inner
+            let update = ControlsUpdate::new().credits(CreditsChange::Set(moved));
+            let record = self
+                .inner
                 .store
-                .update_controls(&old.id, &update, now)
-                .await?;
+                .update_controls(issued.info.id(), &update, now)
+                .await?
+                .ok_or(IssueError::NotFound)?;
+            issued.info = self.fresh(&record);
         }
         let kind = EventKind::Rotated {
             successor: issued.info.id().clone(),

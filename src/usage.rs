@@ -472,6 +472,30 @@ impl Credits {
         }
     }
 
+    /// Checks values set through the public fields: remaining at most
+    /// [`MAX_CREDITS`], a refill of 1 to [`MAX_CREDITS`], a monthly day
+    /// of 1-31.
+    ///
+    /// # Errors
+    ///
+    /// [`UsageError::CreditsRange`] or [`UsageError::RefillDay`].
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.remaining > MAX_CREDITS {
+            return Err(UsageError::CreditsRange);
+        }
+        if let Some(refill) = self.refill {
+            if refill.amount == 0 || refill.amount > MAX_CREDITS {
+                return Err(UsageError::CreditsRange);
+            }
+            if let RefillPeriod::Monthly { day } = refill.period {
+                if !(1..=31).contains(&day) {
+                    return Err(UsageError::RefillDay);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// When the next refill comes, if any (for a `Retry-After` hint).
     #[must_use]
     pub fn next_refill(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
@@ -713,16 +737,20 @@ impl<'a> UseContext<'a> {
     }
 }
 
-/// A user agent as kept: control characters dropped, at most
-/// [`MAX_USER_AGENT_LEN`] bytes (cut at a character boundary).
+/// A user agent as kept: only characters a list view shows as they read
+/// (the rule of labels: no control or format characters such as bidi
+/// overrides and zero-width spaces, no line separators, no spaces but
+/// U+0020), at most [`MAX_USER_AGENT_LEN`] bytes (cut at a character
+/// boundary).
 ///
 /// ```
 /// assert_eq!(keyward::usage::clean_user_agent("curl/8.5\u{7}\r\n"), "curl/8.5");
+/// assert_eq!(keyward::usage::clean_user_agent("evil\u{202e}gpj.exe\u{2028}"), "evilgpj.exe");
 /// ```
 #[must_use]
 pub fn clean_user_agent(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len().min(MAX_USER_AGENT_LEN));
-    for c in raw.chars().filter(|c| !c.is_control()) {
+    for c in raw.chars().filter(|&c| crate::key::displayable_char(c)) {
         if out.len() + c.len_utf8() > MAX_USER_AGENT_LEN {
             break;
         }
@@ -962,8 +990,39 @@ mod tests {
     }
 
     #[test]
+    fn credits_set_through_fields_are_checked() {
+        let mut credits = Credits::new(1).unwrap();
+        assert_eq!(credits.check(), Ok(()));
+        credits.remaining = MAX_CREDITS + 1;
+        assert_eq!(credits.check(), Err(UsageError::CreditsRange));
+        credits.remaining = MAX_CREDITS;
+        assert_eq!(credits.check(), Ok(()));
+        let mut refill = Refill::daily(MAX_CREDITS).unwrap();
+        credits.refill = Some(refill);
+        assert_eq!(credits.check(), Ok(()));
+        refill.amount = 0;
+        credits.refill = Some(refill);
+        assert_eq!(credits.check(), Err(UsageError::CreditsRange));
+        refill.amount = MAX_CREDITS + 1;
+        credits.refill = Some(refill);
+        assert_eq!(credits.check(), Err(UsageError::CreditsRange));
+        for (day, ok) in [(0, false), (1, true), (31, true), (32, false)] {
+            let refill = Refill {
+                amount: 1,
+                period: RefillPeriod::Monthly { day },
+            };
+            credits.refill = Some(refill);
+            assert_eq!(credits.check().is_ok(), ok, "day {day}");
+        }
+    }
+
+    #[test]
     fn user_agents_are_cleaned_and_cut() {
         assert_eq!(clean_user_agent("a\tb\u{0}c\u{85}"), "abc");
+        assert_eq!(
+            clean_user_agent("a\u{202e}b\u{200b}c\u{2028}d\u{a0}e f"),
+            "abcde f"
+        );
         let long = "é".repeat(200);
         let cut = clean_user_agent(&long);
         assert!(cut.len() <= MAX_USER_AGENT_LEN && cut.len() >= MAX_USER_AGENT_LEN - 1);

@@ -1415,6 +1415,18 @@ async fn usage_controls_are_managed_with_billing_apart() {
     assert_eq!(set["budget"], "customer_1");
     let added = patch(&billing, &bpath, r#"{"add_credits": 15}"#).await;
     assert_eq!(added.ok(StatusCode::OK)["credits"]["remaining"], 25);
+    // The key is in a budget now: its rate limit is the budget's.
+    patch(&f.app, &path, r#"{"rate_limit": 1000}"#)
+        .await
+        .error(StatusCode::FORBIDDEN, "billing_not_managed");
+    patch(&f.app, &path, r#"{"budget": "c2"}"#)
+        .await
+        .error(StatusCode::FORBIDDEN, "billing_not_managed");
+    let raised = patch(&billing, &bpath, r#"{"rate_limit": 1000}"#).await;
+    assert_eq!(
+        raised.ok(StatusCode::OK)["rate_limit"],
+        json!({"per_minute": 1000})
+    );
     for bad in [
         r#"{"credits": {"remaining": 1}, "add_credits": 1}"#,
         r#"{"add_credits": 0}"#,
@@ -1462,6 +1474,6 @@ async fn usage_controls_are_managed_with_billing_apart() {
         .unwrap();
     assert_eq!(
         info.rate_limit(),
-        keyward::RateLimit::per_minute(7).unwrap()
+        keyward::RateLimit::per_minute(1000).unwrap()
     );
 }

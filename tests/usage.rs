@@ -35,3 +35,73 @@ async fn budgets_are_shared_within_a_tenant() {
 async fn recent_ips_and_agent_are_kept() {
     scenario::recent_ips_and_agent_are_kept(Arc::new(MemoryStore::new())).await;
 }
+
+/// A rotation while the old token spends: every credit is spent once,
+/// across the old token and the successor (the move takes the old key's
+/// credits by atomic spends, not from a snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotation_under_load_never_makes_credits() {
+    use keyward::testing::{Fault, FaultyStore, Op, RecordingSink};
+    use keyward::usage::{CreditSpend, Credits};
+    use keyward::{ManualClock, NewKey};
+
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = scenario::keyring(
+        Arc::new(store.clone()),
+        &ManualClock::new(common::start()),
+        &RecordingSink::new(),
+    );
+    let issued = keyring
+        .issue(NewKey::new("pk", "prop_1", "metered").credits(Credits::new(1_000_000).unwrap()))
+        .await
+        .unwrap();
+    let old = issued.token.expose_secret().to_owned();
+    // The successor's insert takes a while: the old token keeps spending.
+    store.set_fault_on(
+        Op::Insert,
+        Fault::Delay(std::time::Duration::from_millis(50)),
+    );
+    let spender = {
+        let (keyring, old) = (keyring.clone(), old.clone());
+        tokio::spawn(async move {
+            let mut spent = 0u64;
+            loop {
+                let Ok(key) = keyring.verify(&old).await else {
+                    break;
+                };
+                match keyring.spend_credits(&key, 1).await.unwrap() {
+                    CreditSpend::Spent { .. } => spent += 1,
+                    _ => break,
+                }
+                tokio::task::yield_now().await;
+            }
+            spent
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let next = keyring
+        .rotate(issued.info.id(), std::time::Duration::from_secs(3_600))
+        .await
+        .unwrap();
+    let by_old = spender.await.unwrap();
+    let moved = next.info.credits().unwrap().remaining;
+    assert!(
+        by_old > 0 && moved > 0,
+        "the old token spent during the rotation, and some were left to move"
+    );
+    assert_eq!(
+        by_old + moved,
+        1_000_000,
+        "every credit once: {by_old} spent by the old token, {moved} moved"
+    );
+    let key = keyring.verify(next.token.expose_secret()).await.unwrap();
+    assert_eq!(
+        keyring.spend_credits(&key, moved).await.unwrap(),
+        CreditSpend::Spent { remaining: 0 }
+    );
+    let old_key = keyring.verify(&old).await.unwrap();
+    assert_eq!(
+        keyring.spend_credits(&old_key, 1).await.unwrap(),
+        CreditSpend::Exhausted { remaining: 0 }
+    );
+}

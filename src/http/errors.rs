@@ -49,6 +49,7 @@ impl IssueError {
             | IssueError::InvalidOwner
             | IssueError::InvalidBudget
             | IssueError::InvalidMetadata
+            | IssueError::Controls(_)
             | IssueError::ExpiryInPast
             | IssueError::ExpiryNotAllowed(_) => StatusCode::BAD_REQUEST,
             IssueError::NotFound => StatusCode::NOT_FOUND,
@@ -70,7 +71,7 @@ impl IssueError {
             | IssueError::InvalidOwner
             | IssueError::InvalidBudget
             | IssueError::InvalidMetadata => "invalid_label",
-            IssueError::ExpiryInPast => "invalid_body",
+            IssueError::ExpiryInPast | IssueError::Controls(_) => "invalid_body",
             IssueError::ExpiryNotAllowed(_) => "expiry_not_allowed",
             IssueError::NotFound => "not_found",
             IssueError::Inactive => "key_inactive",
@@ -116,7 +117,8 @@ impl ManageError {
             ManageError::InvalidCursor
             | ManageError::InvalidLimit
             | ManageError::UnknownKind(_) => StatusCode::BAD_REQUEST,
-            ManageError::Controls(_) => StatusCode::CONFLICT,
+            ManageError::Controls(crate::usage::UsageError::NotMetered) => StatusCode::CONFLICT,
+            ManageError::Controls(_) => StatusCode::BAD_REQUEST,
             ManageError::NotFound => StatusCode::NOT_FOUND,
             ManageError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -129,7 +131,8 @@ impl ManageError {
         match self {
             ManageError::InvalidCursor | ManageError::InvalidLimit => "invalid_body",
             ManageError::UnknownKind(_) => "unknown_kind",
-            ManageError::Controls(_) => "key_not_metered",
+            ManageError::Controls(crate::usage::UsageError::NotMetered) => "key_not_metered",
+            ManageError::Controls(_) => "invalid_body",
             ManageError::NotFound => "not_found",
             ManageError::Store(_) => "store_unavailable",
         }

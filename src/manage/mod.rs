@@ -65,10 +65,12 @@
 //! hash, and the token only in the answer of the call that made it.
 //! Credits are `{"remaining", "refill"?: {"amount", "period": "daily" |
 //! "monthly", "day"? (monthly: 1–31)}}` (see [`crate::usage`]). `credits`,
-//! `add_credits` (atomic with concurrent spends) and `budget` are billing
+//! `add_credits` (atomic with concurrent spends), `budget`, and
+//! `rate_limit` on a key of a budget (it is the budget's limit) are billing
 //! decisions: refused (403 `billing_not_managed`) unless the router allows
-//! them ([`ManageRouter::billing_controls`]). A `PATCH` sends a
-//! `controls_changed` event.
+//! them ([`ManageRouter::billing_controls`]). A tenant that manages its own
+//! keys can still create keys outside any budget: budgets cap keys the
+//! provider issues. A `PATCH` sends a `controls_changed` event.
 //!
 //! ```json
 //! {"id": "key_6uYkq0Qm2d7c9xJ1aT4bVw", "tenant": "org_1", "kind": "pl",
@@ -104,7 +106,7 @@
 //! | 400 | `invalid_body` | malformed JSON, an unknown or repeated field, a wrong type, a bad or past expiry, both expiry fields, a rate limit out of bounds, a grace over 30 days, a bad `limit`, `state` or `cursor` (altered, or another tenant's), an unknown query parameter, a bad CIDR range (host bits set, IPv4-mapped, none or over 100), credits over 2^53 − 1 or a bad refill, `credits` with `add_credits`, a `PATCH` naming nothing |
 //! | 400 | `invalid_scope` | a scope the kind's catalog does not declare |
 //! | 400 | `invalid_label` | a bad name, metadata, owner or budget (see [`NewKey`](crate::NewKey)) |
-//! | 403 | `billing_not_managed` | `credits`, `add_credits` or `budget` without [`ManageRouter::billing_controls`] |
+//! | 403 | `billing_not_managed` | `credits`, `add_credits`, `budget`, or `rate_limit` on a key of a budget, without [`ManageRouter::billing_controls`] |
 //! | 400 | `unknown_kind` | a kind this router does not manage |
 //! | 403 | `insufficient_scope` | the policy refuses: not a manager, or scopes beyond the caller's own, or the management scope where the policy does not allow it |
 //! | 404 | `not_found` | an unknown or malformed id, another tenant's key, a key of a kind not managed here; an unknown route |

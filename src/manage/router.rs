@@ -573,6 +573,12 @@ impl Manager {
             ));
         }
         let (record, _) = self.key(principal, id).await?;
+        // A shared budget is checked against each key's own limit: raising
+        // it on a key of a budget raises the budget, a billing decision.
+        let budgeted = record.budget.is_some() || matches!(&update.budget, Some(Some(_)));
+        if update.rate_limit.is_some() && budgeted {
+            self.billing()?;
+        }
         let info = self
             .keyring
             .update_controls_as(None, &record.id, update, Some(&principal.actor()))
