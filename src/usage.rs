@@ -409,8 +409,10 @@ pub struct Credits {
     /// The refill, if any.
     pub refill: Option<Refill>,
     /// When the credits were last set or refilled (a refill is due once a
-    /// refill instant passes after it). Stores set it when credits are
-    /// set; `None` means a refill is due at the next spend.
+    /// refill instant passes after it). Issuing and setting credits set it
+    /// to that instant unless given (to have the first refill due at the
+    /// first spend, give an instant before the current period); shown in
+    /// views, never taken from a request body.
     #[serde(with = "time::serde::rfc3339::option")]
     pub refilled_at: Option<OffsetDateTime>,
 }
@@ -531,7 +533,10 @@ pub enum CreditsChange {
     /// update's instant unless given).
     Set(Credits),
     /// Adds credits to a metered key, atomically with concurrent spends
-    /// (capped at [`MAX_CREDITS`]). A key without credits stays unmetered.
+    /// (capped at [`MAX_CREDITS`]), after applying a due refill. A key
+    /// without credits stays unmetered. A later refill sets the credits
+    /// back to its amount, top-ups included: credits bought to last belong
+    /// on a key without refill.
     Add(u64),
     /// Removes the credits: the key is no longer metered.
     Remove,
@@ -563,7 +568,7 @@ pub struct ControlsUpdate {
     pub allowed_ips: Option<Option<IpAllowlist>>,
     /// The change to the credits.
     pub credits: Option<CreditsChange>,
-    /// The new shared budget (`Some(None)`: leave it).
+    /// The new shared budget (`Some(None)`: remove the key from its budget).
     pub budget: Option<Option<BudgetId>>,
     /// The new rate limit.
     pub rate_limit: Option<RateLimit>,
@@ -624,6 +629,14 @@ impl ControlsUpdate {
             }
             Some(CreditsChange::Add(n)) => {
                 if let Some(credits) = &mut record.credits {
+                    // Onto a due refill first, as a spend would apply it:
+                    // the refill does not overwrite the top-up later.
+                    if let Some(refill) = credits.refill {
+                        if refill.due(credits.refilled_at, now) {
+                            credits.remaining = refill.amount;
+                            credits.refilled_at = Some(now);
+                        }
+                    }
                     credits.remaining = credits.remaining.saturating_add(n).min(MAX_CREDITS);
                 }
             }

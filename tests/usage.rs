@@ -105,3 +105,71 @@ async fn a_rotation_under_load_never_makes_credits() {
         CreditSpend::Exhausted { remaining: 0 }
     );
 }
+
+/// A valid key presented from outside its allowlist counts against the
+/// client's failure budget: a leaked key buys no unlimited lookups. Other
+/// clients are unaffected.
+#[tokio::test]
+async fn outside_the_allowlist_counts_as_a_failure() {
+    use keyward::testing::RecordingSink;
+    use keyward::usage::IpAllowlist;
+    use keyward::{ManualClock, NewKey};
+
+    let keyring = scenario::keyring(
+        Arc::new(MemoryStore::new()),
+        &ManualClock::new(common::start()),
+        &RecordingSink::new(),
+    );
+    let issued = keyring
+        .issue(
+            NewKey::new("pk", "prop_1", "office")
+                .allowed_ips(IpAllowlist::parse(["203.0.113.0/24"]).unwrap()),
+        )
+        .await
+        .unwrap();
+    let token = issued.token.expose_secret();
+    let svc = scenario::service(keyward::http::AuthLayer::new(keyring));
+    for _ in 0..keyward::http::AuthLayer::DEFAULT_FAILURE_BUDGET.count() {
+        let res = scenario::call(&svc, scenario::req("/", token, Some("198.51.100.99"))).await;
+        assert_eq!(res.status(), http::StatusCode::FORBIDDEN);
+    }
+    let res = scenario::call(&svc, scenario::req("/", token, Some("198.51.100.99"))).await;
+    assert_eq!(res.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    let res = scenario::call(&svc, scenario::req("/", token, Some("203.0.113.1"))).await;
+    assert_eq!(res.status(), http::StatusCode::OK);
+}
+
+/// A 402 says when to retry only when the next refill covers the cost.
+#[tokio::test]
+async fn retry_after_only_for_a_refill_that_covers_the_cost() {
+    use keyward::testing::RecordingSink;
+    use keyward::usage::{Credits, Refill};
+    use keyward::{ManualClock, NewKey};
+
+    let keyring = scenario::keyring(
+        Arc::new(MemoryStore::new()),
+        &ManualClock::new(common::start()),
+        &RecordingSink::new(),
+    );
+    let credits = Credits::new(1).unwrap().refill(Refill::daily(5).unwrap());
+    let issued = keyring
+        .issue(NewKey::new("pk", "prop_1", "small").credits(credits))
+        .await
+        .unwrap();
+    let svc = scenario::service(keyward::http::AuthLayer::new(keyring).credit_cost(|parts| {
+        if parts.uri.path() == "/big" {
+            10
+        } else {
+            5
+        }
+    }));
+    for (path, retry) in [("/big", false), ("/", true)] {
+        let res = scenario::call(
+            &svc,
+            scenario::req(path, issued.token.expose_secret(), Some("192.0.2.1")),
+        )
+        .await;
+        assert_eq!(res.status(), http::StatusCode::PAYMENT_REQUIRED, "{path}");
+        assert_eq!(res.headers().contains_key("retry-after"), retry, "{path}");
+    }
+}

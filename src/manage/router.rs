@@ -88,9 +88,13 @@ impl ManageRouter {
     }
 
     /// Whether callers may set keys' credits and shared budgets (`credits`,
-    /// `add_credits`, `budget`): off by default, since those are usually
-    /// the provider's billing decisions, not the tenant's; a request
-    /// naming them is then 403 `billing_not_managed`. Turn it on for a
+    /// `add_credits`, `budget`, and `rate_limit` on a key of a budget):
+    /// off by default, since those are usually the provider's billing
+    /// decisions, not the tenant's; a request naming them is then 403
+    /// `billing_not_managed`. Note that a caller who may create keys can
+    /// create them without credits or a budget: to meter a tenant whose
+    /// staff manage their own keys, give them a [`ManagePolicy`] that
+    /// refuses creation, and issue their keys with your own code. Turn it on for a
     /// router only the provider's staff reach. Allowlists and rate limits
     /// (up to [`max_rate_limit`](Self::max_rate_limit)) are always
     /// managed.

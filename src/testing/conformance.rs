@@ -1295,6 +1295,27 @@ async fn spend_credits_refills_lazily<S: KeyStore + ?Sized>(store: &S) {
         CreditSpend::Spent { remaining: 1 },
         "KeyStore contract: daily refill at 00:00 UTC"
     );
+    // A top-up in a new period lands on the due refill, which then does not
+    // overwrite it.
+    let topped = metered(&tenant, 0, Some(Refill::daily(2).expect("refill")));
+    insert(store, &topped).await;
+    let next_day = t(0) + Duration::DAY;
+    let add = ControlsUpdate::new().credits(CreditsChange::Add(3));
+    let after = ok(
+        store.update_controls(&topped.id, &add, next_day).await,
+        "update_controls",
+    )
+    .expect("found");
+    assert_eq!(
+        after.credits.map(|c| (c.remaining, c.refilled_at)),
+        Some((5, Some(next_day))),
+        "KeyStore contract: adding credits applies a due refill first"
+    );
+    assert_eq!(
+        spend(store, &topped.id, 1, next_day + Duration::HOUR).await,
+        CreditSpend::Spent { remaining: 4 },
+        "KeyStore contract: a top-up is not overwritten by the refill it followed"
+    );
 }
 
 async fn concurrent_spends_spend_exactly<S: KeyStore + ?Sized>(store: &S) {

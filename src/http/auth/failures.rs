@@ -109,6 +109,7 @@ pub(crate) fn counts_as_failure(rejection: &Rejection) -> bool {
             | Rejection::TokenExpired
             | Rejection::TokenRevoked
             | Rejection::TenantMismatch
+            | Rejection::IpNotAllowed
     )
 }
 

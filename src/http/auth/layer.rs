@@ -395,8 +395,10 @@ impl AuthLayer {
     ///   caller for the request: 401 `invalid_token` (malformed, bad
     ///   checksum or tag, unknown), `token_expired`, `token_revoked`, from
     ///   the keyring or the [`ExternalAuthenticator`] alike (a guessed
-    ///   session token is a guess too), and 403 `tenant_mismatch` (it cost a
-    ///   lookup, and no key's rate limit is charged for it). Not counted: a
+    ///   session token is a guess too), 403 `tenant_mismatch` and 403
+    ///   `ip_not_allowed` (they cost a lookup, and no key's rate limit is
+    ///   charged for them: a leaked key used from outside its allowlist
+    ///   buys no unlimited lookups). Not counted: a
     ///   success, header errors (400, refused before any lookup), missing
     ///   credentials, `tenant_required`, 503s (a store outage is ours, not
     ///   the client's), a key's own 429, and rejections by [`AuthHook`]s or
@@ -497,7 +499,8 @@ impl AuthLayer {
     }
 
     /// Where the connection's peer address comes from, for the failure
-    /// throttle (by default a [`SocketAddr`](std::net::SocketAddr) in the
+    /// throttle, keys' [IP allowlists](crate::usage::IpAllowlist) and the
+    /// recent IPs of keys (by default a [`SocketAddr`](std::net::SocketAddr) in the
     /// request extensions). With axum, which inserts
     /// `ConnectInfo<SocketAddr>` when served with
     /// `into_make_service_with_connect_info::<SocketAddr>()`:
@@ -522,8 +525,9 @@ impl AuthLayer {
     }
 
     /// Trusts `X-Forwarded-For` on requests whose peer is one of `proxies`
-    /// (none by default: the header is ignored), for the failure throttle;
-    /// the client is the right-most address that is not a trusted proxy.
+    /// (none by default: the header is ignored), for the failure throttle,
+    /// keys' IP allowlists and recent IPs; the client is the right-most
+    /// address that is not a trusted proxy.
     /// See [`throttle`](crate::http::throttle#client-ip).
     pub fn trust_forwarded_for<I>(mut self, proxies: I) -> Self
     where

@@ -191,7 +191,12 @@ async fn authenticate<B>(
         drop(credential);
         if let Identity::Key(key) = principal.identity() {
             if let Some(list) = key.allowed_ips() {
-                config.check_allowlist(list, client.ip)?;
+                // A key presented from outside its list counts as a failed
+                // authentication of that client: a leaked key can not buy
+                // unlimited lookups.
+                config
+                    .check_allowlist(list, client.ip)
+                    .inspect_err(|rejection| config.record_failure(client.net, rejection))?;
             }
         }
         decision = config.rate_limit(&principal).await?;
@@ -308,8 +313,10 @@ impl AuthConfig {
             CreditSpend::Spent { remaining } => Ok(Some(remaining)),
             CreditSpend::Exhausted { remaining } => {
                 let now = self.keyring.now();
+                // Only a refill that covers the cost is worth waiting for.
                 let retry_after = key
                     .credits()
+                    .filter(|c| c.refill.is_some_and(|r| r.amount >= cost))
                     .and_then(|c| c.next_refill(now))
                     .map(|at| ceil_secs((at - now).unsigned_abs()).max(1));
                 Err(Rejection::CreditsExhausted {

@@ -1230,8 +1230,12 @@ impl KeyStore for PgStore {
             "allowed_ips = CASE WHEN $2::boolean THEN $3::text[]::cidr[] ELSE allowed_ips END, ",
             "credits_remaining = CASE $4::int WHEN 1 THEN $5::bigint ",
             // LEAST ignores NULLs: the sum stays NULL without credits.
-            "WHEN 2 THEN credits_remaining ",
-            "+ LEAST($10::bigint, 9007199254740991 - credits_remaining) ",
+            // Add: onto a due refill first (as a spend would apply it), so
+            // the refill does not overwrite the top-up later.
+            "WHEN 2 THEN (CASE WHEN keyward_refill_due(credits_refill_period, credits_refill_day, credits_refilled_at, $15::timestamptz) ",
+            "THEN credits_refill_amount ELSE credits_remaining END) ",
+            "+ LEAST($10::bigint, 9007199254740991 - (CASE WHEN keyward_refill_due(credits_refill_period, credits_refill_day, credits_refilled_at, $15::timestamptz) ",
+            "THEN credits_refill_amount ELSE credits_remaining END)) ",
             "ELSE credits_remaining END, ",
             "credits_refill_amount = CASE WHEN $4::int = 1 THEN $6::bigint ",
             "ELSE credits_refill_amount END, ",
@@ -1240,6 +1244,7 @@ impl KeyStore for PgStore {
             "credits_refill_day = CASE WHEN $4::int = 1 THEN $8::smallint ",
             "ELSE credits_refill_day END, ",
             "credits_refilled_at = CASE WHEN $4::int = 1 THEN $9::timestamptz ",
+            "WHEN $4::int = 2 AND credits_remaining IS NOT NULL AND keyward_refill_due(credits_refill_period, credits_refill_day, credits_refilled_at, $15::timestamptz) THEN $15::timestamptz ",
             "ELSE credits_refilled_at END, ",
             "budget = CASE WHEN $11::boolean THEN $12::text ELSE budget END, ",
             "rate_limit = CASE WHEN $13::boolean THEN $14::int ELSE rate_limit END ",
@@ -1297,6 +1302,7 @@ impl KeyStore for PgStore {
                     &budget,
                     &set_rate,
                     &rate,
+                    &now,
                 ],
             )
             .await?;
