@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::hash::TokenHash;
 use crate::scope::ScopeSet;
-use crate::usage::{BudgetId, Credits, IpAllowlist};
+use crate::usage::{Credits, IpAllowlist};
 
 const MAX_LABEL_LEN: usize = 200;
 const MAX_ID_LEN: usize = 64;
@@ -113,6 +113,27 @@ pub struct TenantId(Arc<str>);
 #[serde(transparent)]
 pub struct OwnerId(Arc<str>);
 
+/// A shared rate-limit budget: every key of a tenant naming the same budget
+/// draws on one limiter bucket (for example all keys of one customer). The
+/// same rules as a [`TenantId`](crate::TenantId): 1–200 characters, none of
+/// them control or format characters.
+///
+/// The bucket is the tenant's and the budget's (two tenants' budgets of one
+/// name never share), and a request is checked against the presenting
+/// key's [`RateLimit`]: give the keys of one budget the
+/// same limit ([`ControlsUpdate::budget`](crate::usage::ControlsUpdate::budget) with
+/// [`ControlsUpdate::rate_limit`](crate::usage::ControlsUpdate::rate_limit) does both).
+///
+/// ```
+/// use keyward::usage::BudgetId;
+///
+/// assert_eq!(BudgetId::parse("customer_42").unwrap().as_str(), "customer_42");
+/// assert!(BudgetId::parse("").is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct BudgetId(Arc<str>);
+
 macro_rules! label_id {
     ($name:ident, $what:literal) => {
         impl $name {
@@ -145,6 +166,7 @@ macro_rules! label_id {
 
 label_id!(TenantId, "a tenant id");
 label_id!(OwnerId, "an owner id");
+label_id!(BudgetId, "a budget id");
 
 /// A name or tenant id: 1–200 characters of [`displayable`] text, at least
 /// one of them visible.

@@ -27,6 +27,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
 
+pub use crate::key::BudgetId;
 use crate::key::{KeyId, RateLimit};
 
 /// At most this many ranges in an [`IpAllowlist`].
@@ -188,53 +189,6 @@ impl fmt::Debug for IpAllowlist {
 impl Serialize for IpAllowlist {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.iter().map(ToString::to_string))
-    }
-}
-
-/// A shared rate-limit budget: every key of a tenant naming the same budget
-/// draws on one limiter bucket (for example all keys of one customer). The
-/// same rules as a [`TenantId`](crate::TenantId): 1–200 characters, none of
-/// them control or format characters.
-///
-/// The bucket is the tenant's and the budget's (two tenants' budgets of one
-/// name never share), and a request is checked against the presenting
-/// key's [`RateLimit`]: give the keys of one budget the
-/// same limit ([`ControlsUpdate::budget`] with
-/// [`ControlsUpdate::rate_limit`] does both).
-///
-/// ```
-/// use keyward::usage::BudgetId;
-///
-/// assert_eq!(BudgetId::parse("customer_42").unwrap().as_str(), "customer_42");
-/// assert!(BudgetId::parse("").is_none());
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct BudgetId(pub(crate) Arc<str>);
-
-impl BudgetId {
-    /// Validates a budget id.
-    #[must_use]
-    pub fn parse(input: &str) -> Option<Self> {
-        crate::key::valid_label(input).then(|| BudgetId(Arc::from(input)))
-    }
-
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for BudgetId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for BudgetId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
