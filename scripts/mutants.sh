@@ -61,7 +61,7 @@ MUTANTS_VERSION=27.1.0
 FILES=(
     "src/token.rs|--lib --test properties --test keyring --test forged_tokens"
     "src/hash.rs|--lib --test keyring"
-    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels --test manage --test conformance --test expiry_policy --test lifecycle"
+    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels --test manage --test conformance --test expiry_policy --test lifecycle --test usage"
     "src/sweeper.rs|--lib --test lifecycle"
     "src/store/lifecycle.rs|--lib --test lifecycle --test conformance"
     "src/store/cache.rs|--lib --test keyring --test verify --test floods --test conformance"
