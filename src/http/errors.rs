@@ -101,7 +101,8 @@ impl IssueError {
 }
 
 impl ManageError {
-    /// The HTTP status: 400 for a bad query, 404 for an unknown key, 503
+    /// The HTTP status: 400 for a bad query or control value, 404 for an
+    /// unknown key, 409 for credits added to a key without any, 503
     /// when the store fails (never a 2xx).
     ///
     /// ```

@@ -83,7 +83,9 @@ where
             let Some(credential) = credential else {
                 return Ok(None);
             };
-            let peer = config.peer(&parts)?;
+            // Every credentialed request: the failure throttle, client
+            // tracking and allowlists read it.
+            let peer = config.client_ip.client(&parts)?;
             let client = config.failure_client(peer, &credential)?;
             Ok(Some((
                 credential,
@@ -172,13 +174,11 @@ async fn authenticate<B>(
     let mut credits = None;
     let outcome = async {
         // The header is looked up only when it is kept.
-        let user_agent = match config.track_clients {
-            true => parts
-                .headers
-                .get(USER_AGENT)
-                .map(|v| lossy_utf8(v.as_bytes())),
-            false => None,
-        };
+        let user_agent = config
+            .track_clients
+            .then(|| parts.headers.get(USER_AGENT))
+            .flatten()
+            .map(|v| lossy_utf8(v.as_bytes()));
         let mut from = UseContext::new();
         if config.track_clients {
             from.ip = client.ip;
@@ -263,13 +263,6 @@ impl AuthConfig {
             Some(denied) => Err(Rejection::TooManyFailures(denied)),
             None => Ok(Some(client)),
         }
-    }
-
-    /// The client address of a request, by the layer's peer and
-    /// trusted-proxy rules; read only when something needs it (the
-    /// failure throttle, client tracking, or a key with an allowlist may).
-    fn peer(&self, parts: &Parts) -> Result<Option<IpAddr>, Rejection> {
-        self.client_ip.client(parts)
     }
 
     /// Refuses a client outside the key's allowlist; an unknown client
