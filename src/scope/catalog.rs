@@ -289,6 +289,32 @@ impl ScopeCatalog {
         Ok(set)
     }
 
+    /// The scopes of `scopes` this catalog would [`grant`](Self::grant),
+    /// the others (undeclared, malformed, or wildcards it does not allow)
+    /// dropped: for scopes another system issued, such as a JWT's `scope`
+    /// claim (`openid email games:read`).
+    ///
+    /// ```
+    /// use keyward::{Scope, ScopeCatalog, ScopeStatus};
+    ///
+    /// let c = ScopeCatalog::builder().scope("games:read", "", ScopeStatus::Enforced).build().unwrap();
+    /// let set = c.grant_known("openid games:read Bad*Scope".split(' '));
+    /// assert_eq!(set.iter().map(Scope::as_str).collect::<Vec<_>>(), ["games:read"]);
+    /// ```
+    #[must_use]
+    pub fn grant_known<I, S>(&self, scopes: I) -> ScopeSet
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let known: Vec<Scope> = scopes
+            .into_iter()
+            .filter_map(|s| self.grant([s.as_ref()]).ok())
+            .flat_map(|set| set.iter().cloned().collect::<Vec<_>>())
+            .collect();
+        ScopeSet::parse(known.iter().map(Scope::as_str)).unwrap_or_default()
+    }
+
     /// Whether `granted` covers `required`: directly, through an implication,
     /// or through a wildcard the catalog allows. Wildcards and implications
     /// only ever cover scopes the catalog declares: `*` does not satisfy a

@@ -1,0 +1,680 @@
+//! The JWKS cache: keys fetched from the issuer, refreshed per
+//! `Cache-Control`, refetched on an unknown `kid` at most once per
+//! interval with concurrent callers coalesced, and served stale through an
+//! outage up to a bound.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::compact;
+use super::JwtAlgorithm;
+use crate::clock::{span, Clock};
+
+/// Largest JWKS document read (bytes).
+pub const MAX_JWKS_LEN: usize = 256 * 1024;
+/// Most keys kept from one JWKS document.
+const MAX_KEYS: usize = 64;
+/// Smallest RSA modulus accepted (bits).
+const MIN_RSA_BITS: usize = 2048;
+
+/// How the JWKS cache refreshes and how long it trusts what it has.
+///
+/// ```
+/// use std::time::Duration;
+/// use keyward::jwt::JwksPolicy;
+///
+/// let policy = JwksPolicy::default()
+///     .refetch_interval(Duration::from_secs(30))
+///     .serve_stale_for(Duration::from_secs(3600));
+/// assert_eq!(policy.get_refetch_interval(), Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwksPolicy {
+    min_ttl: Duration,
+    max_ttl: Duration,
+    default_ttl: Duration,
+    refetch_interval: Duration,
+    serve_stale_for: Duration,
+    fetch_timeout: Duration,
+}
+
+impl Default for JwksPolicy {
+    /// Keys kept for the issuer's `max-age` bounded to 5 minutes..24 hours
+    /// (1 hour without one); an unknown `kid` or a failed refresh refetches
+    /// at most every 10 seconds; known keys are served up to 6 hours past
+    /// their expiry while the issuer is unreachable; a fetch may take 10 s.
+    fn default() -> Self {
+        JwksPolicy {
+            min_ttl: Duration::from_secs(5 * 60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            default_ttl: Duration::from_secs(3600),
+            refetch_interval: Duration::from_secs(10),
+            serve_stale_for: Duration::from_secs(6 * 3600),
+            fetch_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+macro_rules! policy_field {
+    ($set:ident, $get:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[must_use]
+        pub fn $set(mut self, value: Duration) -> Self {
+            self.$set = value;
+            self
+        }
+
+        #[doc = concat!("The value set by [`", stringify!($set), "`](Self::", stringify!($set), ").")]
+        #[must_use]
+        pub fn $get(&self) -> Duration {
+            self.$set
+        }
+    };
+}
+
+impl JwksPolicy {
+    policy_field!(min_ttl, get_min_ttl, "The shortest time keys are kept before a refresh, whatever `Cache-Control` says (also for `no-cache`/`no-store`).");
+    policy_field!(
+        max_ttl,
+        get_max_ttl,
+        "The longest time keys are kept before a refresh, whatever `Cache-Control` says."
+    );
+    policy_field!(
+        default_ttl,
+        get_default_ttl,
+        "How long keys are kept when the response has no `max-age` (bounded like `max-age`)."
+    );
+    policy_field!(refetch_interval, get_refetch_interval, "The least time between two fetches caused by an unknown `kid` or a failed refresh; callers in between are answered from what the cache has.");
+    policy_field!(serve_stale_for, get_serve_stale_for, "How long past their expiry known keys keep verifying while refreshes fail; after it every verification is 503 `auth_unavailable`.");
+    policy_field!(
+        fetch_timeout,
+        get_fetch_timeout,
+        "The longest a fetch may take; a slower one counts as failed."
+    );
+
+    fn ttl(&self, cache_control: Option<&str>) -> Duration {
+        let ttl = cache_control.and_then(max_age).unwrap_or(self.default_ttl);
+        ttl.clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
+    }
+}
+
+/// `max-age` of a `Cache-Control` value; `no-cache` and `no-store` count
+/// as zero (the policy's minimum applies).
+fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in cache_control.split(',') {
+        let directive = directive.trim();
+        let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+            return Some(Duration::ZERO);
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            let value = value.trim().trim_matches('"');
+            // Overlong numbers saturate (RFC 9111 §1.2.2).
+            if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                age = Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+            } else {
+                return Some(Duration::ZERO);
+            }
+        }
+    }
+    age
+}
+
+/// What a [`JwksFetcher`] got from the issuer: the body and its
+/// `Cache-Control` header.
+///
+/// ```
+/// use keyward::jwt::JwksResponse;
+///
+/// let response = JwksResponse::new(br#"{"keys":[]}"#.to_vec()).cache_control("max-age=600");
+/// assert_eq!(response.get_cache_control(), Some("max-age=600"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct JwksResponse {
+    body: Vec<u8>,
+    cache_control: Option<String>,
+}
+
+impl JwksResponse {
+    /// A response with this body (a JSON Web Key Set, RFC 7517 §5).
+    #[must_use]
+    pub fn new(body: Vec<u8>) -> Self {
+        JwksResponse {
+            body,
+            cache_control: None,
+        }
+    }
+
+    /// The response's `Cache-Control` header.
+    #[must_use]
+    pub fn cache_control(mut self, value: &str) -> Self {
+        self.cache_control = Some(value.to_owned());
+        self
+    }
+
+    /// The `Cache-Control` header, if any.
+    #[must_use]
+    pub fn get_cache_control(&self) -> Option<&str> {
+        self.cache_control.as_deref()
+    }
+
+    /// The body.
+    #[must_use]
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl fmt::Debug for JwksResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksResponse")
+            .field("body_len", &self.body.len())
+            .field("cache_control", &self.cache_control)
+            .finish()
+    }
+}
+
+/// Why a JWKS fetch failed: the issuer is unreachable, answered with an
+/// error status, or sent something too large.
+#[derive(Debug, thiserror::Error)]
+#[error("JWKS fetch failed: {0}")]
+pub struct JwksFetchError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl JwksFetchError {
+    /// A fetch error from any error or message.
+    ///
+    /// ```
+    /// let err = keyward::jwt::JwksFetchError::new("status 502");
+    /// assert_eq!(err.to_string(), "JWKS fetch failed: status 502");
+    /// ```
+    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        JwksFetchError(err.into())
+    }
+}
+
+/// Fetches a JWKS document. keyward's [`HttpFetcher`] is the default;
+/// supply your own for a proxy, custom roots or tests.
+///
+/// ```
+/// use keyward::jwt::{JwksFetchError, JwksFetcher, JwksResponse};
+///
+/// /// A fixed key set, e.g. for tests.
+/// struct Fixed(Vec<u8>);
+///
+/// #[keyward::async_trait]
+/// impl JwksFetcher for Fixed {
+///     async fn fetch(&self, _url: &str) -> Result<JwksResponse, JwksFetchError> {
+///         Ok(JwksResponse::new(self.0.clone()).cache_control("max-age=3600"))
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait JwksFetcher: Send + Sync + 'static {
+    /// GETs `url`; a non-success status is an error.
+    async fn fetch(&self, url: &str) -> Result<JwksResponse, JwksFetchError>;
+}
+
+/// The default [`JwksFetcher`]: reqwest over rustls (ring provider and the
+/// Mozilla roots of `webpki-roots`, both chosen here, so nothing depends on
+/// a process-wide provider), no redirects, a 5 s connect timeout, bodies up
+/// to 256 KiB.
+#[derive(Debug, Clone)]
+pub struct HttpFetcher {
+    client: reqwest::Client,
+}
+
+impl HttpFetcher {
+    /// A fetcher with its own connection pool.
+    ///
+    /// # Errors
+    /// The HTTP client could not be built (no TLS configuration).
+    ///
+    /// ```
+    /// let fetcher = keyward::jwt::HttpFetcher::new()?;
+    /// # let _ = fetcher;
+    /// # Ok::<(), keyward::jwt::JwksFetchError>(())
+    /// ```
+    pub fn new() -> Result<Self, JwksFetchError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(JwksFetchError::new)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(JwksFetchError::new)?;
+        Ok(HttpFetcher { client })
+    }
+
+    /// A fetcher over a client the host configured (proxy, roots, …).
+    #[must_use]
+    pub fn with_client(client: reqwest::Client) -> Self {
+        HttpFetcher { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl JwksFetcher for HttpFetcher {
+    async fn fetch(&self, url: &str) -> Result<JwksResponse, JwksFetchError> {
+        let mut response = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(JwksFetchError::new)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(JwksFetchError::new(format!("status {status}")));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_LEN as u64)
+        {
+            return Err(JwksFetchError::new("JWKS larger than 256 KiB"));
+        }
+        let cache_control = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(JwksFetchError::new)? {
+            if body.len() + chunk.len() > MAX_JWKS_LEN {
+                return Err(JwksFetchError::new("JWKS larger than 256 KiB"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = JwksResponse::new(body);
+        out.cache_control = cache_control;
+        Ok(out)
+    }
+}
+
+/// The key type of a JWK, with the curve where there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+/// One verification key of the set.
+pub(crate) struct Key {
+    family: Family,
+    alg: Option<JwtAlgorithm>,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl Key {
+    /// Whether a token signed with `alg` may be checked with this key: the
+    /// key type fits the algorithm and the JWK's own `alg`, if any, is it.
+    pub(crate) fn fits(&self, alg: JwtAlgorithm) -> bool {
+        let family = match alg {
+            JwtAlgorithm::RS256
+            | JwtAlgorithm::RS384
+            | JwtAlgorithm::RS512
+            | JwtAlgorithm::PS256
+            | JwtAlgorithm::PS384
+            | JwtAlgorithm::PS512 => Family::Rsa,
+            JwtAlgorithm::ES256 => Family::P256,
+            JwtAlgorithm::ES384 => Family::P384,
+            JwtAlgorithm::EdDSA => Family::Ed25519,
+        };
+        self.family == family && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSet {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawKey {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+/// Parses a JWKS document into its usable signing keys by `kid`. Keys
+/// that are not for signatures, of an unknown type, without a `kid`,
+/// malformed or weak (RSA under 2048 bits) are skipped; a document with no
+/// usable key is an error (the cache keeps what it had).
+pub(crate) fn parse_set(body: &[u8]) -> Result<HashMap<String, Arc<Key>>, &'static str> {
+    if body.len() > MAX_JWKS_LEN {
+        return Err("JWKS larger than 256 KiB");
+    }
+    let set: RawSet = serde_json::from_slice(body).map_err(|_| "not a JWKS document")?;
+    let mut keys = HashMap::new();
+    for raw in set.keys {
+        if keys.len() == MAX_KEYS {
+            break;
+        }
+        let Ok(raw) = serde_json::from_value::<RawKey>(raw) else {
+            continue;
+        };
+        let Some(kid) = raw.kid.clone().filter(|k| !k.is_empty()) else {
+            continue;
+        };
+        if raw.use_.as_deref().is_some_and(|u| u != "sig") {
+            continue;
+        }
+        match key(&raw) {
+            Some(key) => {
+                // A repeated kid is ambiguous: the first one wins.
+                keys.entry(kid).or_insert_with(|| Arc::new(key));
+            }
+            None => tracing::warn!(kid = %kid, kty = %raw.kty, "JWKS key skipped: unusable"),
+        }
+    }
+    if keys.is_empty() {
+        return Err("JWKS has no usable signing key");
+    }
+    Ok(keys)
+}
+
+fn key(raw: &RawKey) -> Option<Key> {
+    let alg = match &raw.alg {
+        Some(name) => Some(JwtAlgorithm::from_name(name)?),
+        None => None,
+    };
+    let component = |c: &Option<String>| compact::decode(c.as_deref()?).ok();
+    let (family, decoding) = match (raw.kty.as_str(), raw.crv.as_deref()) {
+        ("RSA", _) => {
+            let n = component(&raw.n)?;
+            let e = component(&raw.e)?;
+            let n = strip_zeros(&n);
+            let e = strip_zeros(&e);
+            if n.len() * 8 < MIN_RSA_BITS || e.is_empty() || e.len() > 8 {
+                return None;
+            }
+            (Family::Rsa, DecodingKey::from_rsa_raw_components(n, e))
+        }
+        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            let (family, len) = if crv == "P-256" {
+                (Family::P256, 32)
+            } else {
+                (Family::P384, 48)
+            };
+            let x = component(&raw.x)?;
+            let y = component(&raw.y)?;
+            if x.len() != len || y.len() != len {
+                return None;
+            }
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (family, DecodingKey::from_ec_der(&point))
+        }
+        ("OKP", Some("Ed25519")) => {
+            let x = component(&raw.x)?;
+            if x.len() != 32 {
+                return None;
+            }
+            (Family::Ed25519, DecodingKey::from_ed_der(&x))
+        }
+        _ => return None,
+    };
+    let key = Key {
+        family,
+        alg,
+        decoding,
+    };
+    // A JWK whose own alg does not fit its type is unusable.
+    if alg.is_some_and(|a| !key.fits(a)) {
+        return None;
+    }
+    Some(key)
+}
+
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// What the cache says about a `kid`.
+pub(crate) enum Lookup {
+    Found(Arc<Key>),
+    /// Not in a key set the cache trusts: 401.
+    Unknown,
+    /// The cache can not decide (never fetched, or stale past the bound, or
+    /// the issuer is unreachable while the kid is unknown): 503.
+    Unavailable(&'static str),
+}
+
+#[derive(Default)]
+struct State {
+    keys: Arc<HashMap<String, Arc<Key>>>,
+    /// When the keys were fetched (None: never).
+    fetched: Option<OffsetDateTime>,
+    expires: Option<OffsetDateTime>,
+    last_attempt: Option<OffsetDateTime>,
+    last_failed: bool,
+    /// Fetches tried: a waiter that sees it move knows another caller
+    /// fetched while it waited and does not fetch again.
+    attempts: u64,
+}
+
+/// The cache shared by clones of an authenticator.
+pub(crate) struct Jwks {
+    url: String,
+    fetcher: Arc<dyn JwksFetcher>,
+    policy: JwksPolicy,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Held while fetching: concurrent callers wait for one fetch.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+enum Step {
+    Done(Lookup),
+    Fetch(u64),
+}
+
+impl Jwks {
+    pub(crate) fn new(
+        url: String,
+        fetcher: Arc<dyn JwksFetcher>,
+        policy: JwksPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Jwks {
+            url,
+            fetcher,
+            policy,
+            clock,
+            state: Mutex::new(State::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key for `kid` (`None`: the set's only key), fetching if the set
+    /// expired or the kid is unknown and the refetch interval allows.
+    pub(crate) async fn lookup(&self, kid: Option<&str>) -> Lookup {
+        let attempts = match self.step(kid, true) {
+            Step::Done(found) => return found,
+            Step::Fetch(attempts) => attempts,
+        };
+        let _fetching = self.fetching.lock().await;
+        let moved = self.lock().attempts != attempts;
+        if !moved {
+            // The outcome is in the state the next step reads.
+            let _ = self.fetch().await;
+        }
+        match self.step(kid, false) {
+            Step::Done(found) => found,
+            Step::Fetch(_) => Lookup::Unavailable("JWKS fetch pending"),
+        }
+    }
+
+    /// Fetches now, whatever the policy says (a warm-up at start).
+    pub(crate) async fn refresh(&self) -> Result<usize, String> {
+        let _fetching = self.fetching.lock().await;
+        self.fetch().await.map(|()| self.lock().keys.len())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn step(&self, kid: Option<&str>, may_fetch: bool) -> Step {
+        let now = self.clock.now();
+        let state = self.lock();
+        let found = match kid {
+            Some(kid) => state.keys.get(kid).cloned(),
+            None if state.keys.len() == 1 => state.keys.values().next().cloned(),
+            None => None,
+        };
+        let fresh = state.expires.is_some_and(|e| now < e);
+        let throttled = state
+            .last_attempt
+            .is_some_and(|t| now < t + span(self.policy.refetch_interval) && now >= t);
+        if let (Some(key), true) = (&found, fresh) {
+            return Step::Done(Lookup::Found(key.clone()));
+        }
+        if may_fetch && !throttled {
+            return Step::Fetch(state.attempts);
+        }
+        let Some(expires) = state.expires else {
+            return Step::Done(Lookup::Unavailable("JWKS never fetched"));
+        };
+        if now >= expires + span(self.policy.serve_stale_for) {
+            return Step::Done(Lookup::Unavailable("JWKS stale past its bound"));
+        }
+        Step::Done(match found {
+            Some(key) => Lookup::Found(key),
+            None if state.last_failed => Lookup::Unavailable("JWKS unreachable, kid unknown"),
+            None => Lookup::Unknown,
+        })
+    }
+
+    async fn fetch(&self) -> Result<(), String> {
+        let fetched =
+            tokio::time::timeout(self.policy.fetch_timeout, self.fetcher.fetch(&self.url)).await;
+        let result = match fetched {
+            Err(_) => Err("JWKS fetch timed out".to_owned()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Ok(Ok(response)) => parse_set(&response.body)
+                .map(|keys| (keys, self.policy.ttl(response.cache_control.as_deref())))
+                .map_err(str::to_owned),
+        };
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.attempts += 1;
+        state.last_attempt = Some(now);
+        match result {
+            Ok((keys, ttl)) => {
+                tracing::debug!(url = %self.url, keys = keys.len(), ttl_secs = ttl.as_secs(), "JWKS fetched");
+                state.keys = Arc::new(keys);
+                state.fetched = Some(now);
+                state.expires = Some(now + span(ttl));
+                state.last_failed = false;
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(url = %self.url, error = %err, "JWKS fetch failed");
+                state.last_failed = true;
+                Err(err)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwks")
+            .field("url", &self.url)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_and_bounded() {
+        let p = JwksPolicy::default();
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(max_age("MAX-AGE = 7"), Some(Duration::from_secs(7)));
+        assert_eq!(max_age("max-age=\"60\""), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("no-store, max-age=600"), Some(Duration::ZERO));
+        assert_eq!(max_age("max-age=-1"), Some(Duration::ZERO));
+        assert_eq!(
+            max_age("max-age=99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(max_age("public"), None);
+        assert_eq!(p.ttl(Some("max-age=600")), Duration::from_secs(600));
+        assert_eq!(p.ttl(Some("max-age=1")), p.min_ttl);
+        assert_eq!(p.ttl(Some("no-cache")), p.min_ttl);
+        assert_eq!(p.ttl(Some("max-age=99999999")), p.max_ttl);
+        assert_eq!(p.ttl(None), p.default_ttl);
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped() {
+        let small_n = compact_b64(&[0xff; 128]);
+        let ec_x = compact_b64(&[1; 32]);
+        let doc = format!(
+            r#"{{"keys":[
+                {{"kty":"RSA","kid":"small","n":"{small_n}","e":"AQAB"}},
+                {{"kty":"oct","kid":"hmac","k":"c2VjcmV0"}},
+                {{"kty":"EC","kid":"enc","use":"enc","crv":"P-256","x":"{ec_x}","y":"{ec_x}"}},
+                {{"kty":"EC","kid":"short","crv":"P-256","x":"{ec_x}","y":"AQ"}},
+                {{"kty":"EC","kid":"mislabelled","alg":"RS256","crv":"P-256","x":"{ec_x}","y":"{ec_x}"}},
+                {{"kty":"EC","crv":"P-256","x":"{ec_x}","y":"{ec_x}"}},
+                {{"kty":"EC","kid":"ok","crv":"P-256","x":"{ec_x}","y":"{ec_x}"}},
+                "not an object"
+            ]}}"#
+        );
+        let keys = parse_set(doc.as_bytes()).unwrap();
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["ok"]);
+        assert!(keys["ok"].fits(JwtAlgorithm::ES256));
+        assert!(!keys["ok"].fits(JwtAlgorithm::ES384));
+        assert!(!keys["ok"].fits(JwtAlgorithm::RS256));
+        assert!(parse_set(br#"{"keys":[]}"#).is_err());
+        assert!(parse_set(b"[]").is_err());
+    }
+
+    fn compact_b64(bytes: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+}
