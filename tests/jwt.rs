@@ -16,7 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{Request, Response, StatusCode};
 use issuer::{Issuer, SigningKey};
-use keyward::http::{AuthLayer, ExternalAuthError, ExternalAuthenticator, ExternalPrincipal, Principal};
+use keyward::http::{
+    AuthLayer, ExternalAuthError, ExternalAuthenticator, ExternalPrincipal, Principal,
+};
 use keyward::jwt::{
     CognitoToken, HttpFetcher, JwksFetchError, JwksFetcher, JwksPolicy, JwksResponse, JwtAlgorithm,
     JwtAuthenticator, JwtAuthenticatorBuilder, JwtClaims, JwtConfigError,
@@ -51,16 +53,27 @@ fn catalog() -> Arc<ScopeCatalog> {
 /// Properties from `custom:properties`, scopes from `scope`.
 fn map(claims: &JwtClaims) -> Result<ExternalPrincipal, ExternalAuthError> {
     let catalog = catalog();
-    let tenants = claims.strings("custom:properties").filter_map(TenantId::parse);
+    let tenants = claims
+        .strings("custom:properties")
+        .filter_map(TenantId::parse);
     let scopes = catalog.grant_known(claims.scopes());
-    Ok(ExternalPrincipal::new(claims.subject(), tenants, scopes, catalog))
+    Ok(ExternalPrincipal::new(
+        claims.subject(),
+        tenants,
+        scopes,
+        catalog,
+    ))
 }
 
 fn builder(issuer: &Issuer, clock: &ManualClock) -> JwtAuthenticatorBuilder {
     JwtAuthenticator::builder(&issuer.url)
         .issuer(ISS)
         .audience([AUD])
-        .algorithms([JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA])
+        .algorithms([
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::EdDSA,
+        ])
         .clock(clock.clone())
         .principal(map)
 }
@@ -100,7 +113,11 @@ async fn env() -> Env {
     let issuer = Issuer::start(&[&k.rs, &k.es, &k.ed]).await;
     let (_, clock) = common::keyring();
     let auth = builder(&issuer, &clock).build().unwrap();
-    Env { issuer, clock, auth }
+    Env {
+        issuer,
+        clock,
+        auth,
+    }
 }
 
 async fn send(auth: &JwtAuthenticator, token: &str, tenant: Option<&str>) -> Response<String> {
@@ -123,7 +140,10 @@ async fn send(auth: &JwtAuthenticator, token: &str, tenant: Option<&str>) -> Res
 
 fn code(res: &Response<String>) -> (StatusCode, String) {
     let body: Value = serde_json::from_str(res.body()).unwrap_or_default();
-    (res.status(), body["error"].as_str().unwrap_or("").to_owned())
+    (
+        res.status(),
+        body["error"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 fn refused(status: u16, error: &str) -> (StatusCode, String) {
@@ -153,7 +173,10 @@ async fn each_algorithm_verifies_and_picks_the_tenant() {
     let c = e.auth.verify(&k.es.sign(&claims(&e.clock))).await.unwrap();
     assert_eq!(c.subject(), "user-1");
     assert_eq!(c.scopes().collect::<Vec<_>>(), ["openid", "read"]);
-    assert!(!format!("{c:?}").contains("prop_1"), "claims stay out of Debug");
+    assert!(
+        !format!("{c:?}").contains("prop_1"),
+        "claims stay out of Debug"
+    );
 }
 
 #[tokio::test]
@@ -161,14 +184,34 @@ async fn the_tenant_header_selects_among_the_tenants() {
     let e = env().await;
     let k = keys();
     let several = k.es.sign(&claims(&e.clock));
-    assert_eq!(code(&send(&e.auth, &several, None).await), refused(400, "tenant_required"));
-    assert_eq!(code(&send(&e.auth, &several, Some("prop_9")).await), refused(403, "tenant_mismatch"));
-    assert_eq!(send(&e.auth, &several, Some("prop_1")).await.body(), "user-1@prop_1");
-    let one = k.es.sign(&with(claims(&e.clock), "custom:properties", json!("prop_7")));
+    assert_eq!(
+        code(&send(&e.auth, &several, None).await),
+        refused(400, "tenant_required")
+    );
+    assert_eq!(
+        code(&send(&e.auth, &several, Some("prop_9")).await),
+        refused(403, "tenant_mismatch")
+    );
+    assert_eq!(
+        send(&e.auth, &several, Some("prop_1")).await.body(),
+        "user-1@prop_1"
+    );
+    let one = k.es.sign(&with(
+        claims(&e.clock),
+        "custom:properties",
+        json!("prop_7"),
+    ));
     assert_eq!(send(&e.auth, &one, None).await.body(), "user-1@prop_7");
-    assert_eq!(code(&send(&e.auth, &one, Some("prop_1")).await), refused(403, "tenant_mismatch"));
-    let none = k.es.sign(&with(claims(&e.clock), "custom:properties", Value::Null));
-    assert_eq!(code(&send(&e.auth, &none, None).await), refused(403, "tenant_mismatch"));
+    assert_eq!(
+        code(&send(&e.auth, &one, Some("prop_1")).await),
+        refused(403, "tenant_mismatch")
+    );
+    let none =
+        k.es.sign(&with(claims(&e.clock), "custom:properties", Value::Null));
+    assert_eq!(
+        code(&send(&e.auth, &none, None).await),
+        refused(403, "tenant_mismatch")
+    );
 }
 
 fn hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
@@ -180,7 +223,10 @@ fn hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
     );
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
     mac.update(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 #[tokio::test]
@@ -193,17 +239,29 @@ async fn none_hmac_and_algorithm_confusion_are_refused() {
     // alg none, with and without a signature part.
     for alg in ["none", "None", "NONE"] {
         let header = json!({"alg": alg, "kid": "rs-1"});
-        assert_eq!(verdict(&e.auth, &format!("{}.{}.", b64(&header), b64(&c))).await, invalid);
-        assert_eq!(verdict(&e.auth, &format!("{}.{}.c2ln", b64(&header), b64(&c))).await, invalid);
+        assert_eq!(
+            verdict(&e.auth, &format!("{}.{}.", b64(&header), b64(&c))).await,
+            invalid
+        );
+        assert_eq!(
+            verdict(&e.auth, &format!("{}.{}.c2ln", b64(&header), b64(&c))).await,
+            invalid
+        );
     }
     // HMAC keyed with the public key, in each form a confused verifier
     // might use.
     let rs_jwk = k.rs.jwk.to_string();
-    let n = URL_SAFE_NO_PAD.decode(k.rs.jwk["n"].as_str().unwrap()).unwrap();
+    let n = URL_SAFE_NO_PAD
+        .decode(k.rs.jwk["n"].as_str().unwrap())
+        .unwrap();
     for alg in ["HS256", "HS384", "HS512"] {
         for secret in [rs_jwk.as_bytes(), &n[..], k.es.jwk.to_string().as_bytes()] {
             let header = json!({"alg": alg, "kid": "rs-1", "typ": "JWT"});
-            assert_eq!(verdict(&e.auth, &hs256(secret, &header, &c)).await, invalid, "{alg}");
+            assert_eq!(
+                verdict(&e.auth, &hs256(secret, &header, &c)).await,
+                invalid,
+                "{alg}"
+            );
         }
     }
     // A key used under an algorithm of another family, or its own family's
@@ -215,7 +273,11 @@ async fn none_hmac_and_algorithm_confusion_are_refused() {
     let strict = JwtAuthenticator::builder(&e.issuer.url)
         .issuer(ISS)
         .audience([AUD])
-        .algorithms([JwtAlgorithm::RS256, JwtAlgorithm::PS256, JwtAlgorithm::ES384])
+        .algorithms([
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::PS256,
+            JwtAlgorithm::ES384,
+        ])
         .clock(e.clock.clone())
         .principal(map)
         .build()
@@ -242,14 +304,22 @@ async fn tampered_tokens_are_refused() {
         assert_eq!(verdict(&e.auth, &token).await, ok());
         let parts: Vec<&str> = token.split('.').collect();
         // Another subject under the old signature.
-        let forged = URL_SAFE_NO_PAD.encode(with(claims(&e.clock), "sub", json!("admin")).to_string());
-        assert_eq!(verdict(&e.auth, &format!("{}.{forged}.{}", parts[0], parts[2])).await, invalid);
+        let forged =
+            URL_SAFE_NO_PAD.encode(with(claims(&e.clock), "sub", json!("admin")).to_string());
+        assert_eq!(
+            verdict(&e.auth, &format!("{}.{forged}.{}", parts[0], parts[2])).await,
+            invalid
+        );
         // Every character of the signature changed in turn (a sample).
         for i in (0..parts[2].len()).step_by(7) {
             let mut sig = parts[2].as_bytes().to_vec();
             sig[i] = if sig[i] == b'A' { b'B' } else { b'A' };
             let sig = String::from_utf8(sig).unwrap();
-            assert_eq!(verdict(&e.auth, &format!("{}.{}.{sig}", parts[0], parts[1])).await, invalid, "{i}");
+            assert_eq!(
+                verdict(&e.auth, &format!("{}.{}.{sig}", parts[0], parts[1])).await,
+                invalid,
+                "{i}"
+            );
         }
         // Shapes: a part missing, an extra part, padding, a JWE-like five parts.
         for bad in [
@@ -264,10 +334,17 @@ async fn tampered_tokens_are_refused() {
     }
     // A header naming another key than the one that signed.
     let header = json!({"alg": "RS256", "kid": "es-1"});
-    assert_eq!(verdict(&e.auth, &k.rs.sign_raw(&header, &claims(&e.clock))).await, invalid);
+    assert_eq!(
+        verdict(&e.auth, &k.rs.sign_raw(&header, &claims(&e.clock))).await,
+        invalid
+    );
     // Garbage bearer values.
     for junk in ["x", "a.b.c", "eyJ.eyJ.eyJ", "....", "😀.😀.😀"] {
-        assert_eq!(e.auth.verify(junk).await.unwrap_err().to_string(), "invalid credential", "{junk}");
+        assert_eq!(
+            e.auth.verify(junk).await.unwrap_err().to_string(),
+            "invalid credential",
+            "{junk}"
+        );
     }
 }
 
@@ -308,10 +385,22 @@ async fn time_claims_are_checked_with_leeway() {
     // exp: past the 60 s leeway is expired; inside it, accepted.
     assert_eq!(verdict(&e.auth, &at("exp", json!(now - 61))).await, expired);
     assert_eq!(verdict(&e.auth, &at("exp", json!(now - 59))).await, ok());
-    assert_eq!(verdict(&e.auth, &at("exp", json!((now - 59) as f64 + 0.5))).await, ok());
+    assert_eq!(
+        verdict(&e.auth, &at("exp", json!((now - 59) as f64 + 0.5))).await,
+        ok()
+    );
     // exp missing or not a number is invalid, not expired.
-    for bad in [Value::Null, json!("9999999999"), json!(true), json!([now + 60])] {
-        assert_eq!(verdict(&e.auth, &at("exp", bad.clone())).await, invalid, "{bad}");
+    for bad in [
+        Value::Null,
+        json!("9999999999"),
+        json!(true),
+        json!([now + 60]),
+    ] {
+        assert_eq!(
+            verdict(&e.auth, &at("exp", bad.clone())).await,
+            invalid,
+            "{bad}"
+        );
     }
     // nbf and iat in the future past the leeway.
     assert_eq!(verdict(&e.auth, &at("nbf", json!(now + 61))).await, invalid);
@@ -326,16 +415,26 @@ async fn time_claims_are_checked_with_leeway() {
     let forged = format!("{}{flipped}{}", &token[..mid], &token[mid + 1..]);
     assert_eq!(verdict(&e.auth, &forged).await, invalid);
     // An expired token for another issuer is invalid, not expired.
-    let other = k.es.sign(&with(with(c.clone(), "exp", json!(now - 3600)), "iss", json!("x")));
+    let other = k.es.sign(&with(
+        with(c.clone(), "exp", json!(now - 3600)),
+        "iss",
+        json!("x"),
+    ));
     assert_eq!(verdict(&e.auth, &other).await, invalid);
     // The clock moves: a token valid now expires with it.
     let token = k.es.sign(&c);
     e.clock.advance(Duration::from_secs(300 + 61));
     assert_eq!(verdict(&e.auth, &token).await, expired);
     // A zero leeway.
-    let strict = builder(&e.issuer, &e.clock).leeway(Duration::ZERO).build().unwrap();
+    let strict = builder(&e.issuer, &e.clock)
+        .leeway(Duration::ZERO)
+        .build()
+        .unwrap();
     let now = self::now(&e.clock);
-    assert_eq!(verdict(&strict, &k.es.sign(&with(c.clone(), "exp", json!(now)))).await, expired);
+    assert_eq!(
+        verdict(&strict, &k.es.sign(&with(c.clone(), "exp", json!(now)))).await,
+        expired
+    );
     let fresh = with(with(c, "exp", json!(now + 1)), "nbf", json!(now + 1));
     assert_eq!(verdict(&strict, &k.es.sign(&fresh)).await, invalid);
 }
@@ -346,7 +445,10 @@ struct Loopback(Issuer, HttpFetcher);
 #[keyward::async_trait]
 impl JwksFetcher for Loopback {
     async fn fetch(&self, url: &str) -> Result<JwksResponse, JwksFetchError> {
-        assert_eq!(url, "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool1/.well-known/jwks.json");
+        assert_eq!(
+            url,
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool1/.well-known/jwks.json"
+        );
         self.1.fetch(&self.0.url).await
     }
 }
@@ -357,13 +459,18 @@ async fn the_cognito_preset_checks_token_use_and_the_client() {
     let k = keys();
     let iss = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool1";
     let cognito = |token| {
-        JwtAuthenticator::cognito("eu-west-1", "eu-west-1_Pool1", ["client-a", "client-b"], token)
-            .unwrap()
-            .fetcher(Loopback(e.issuer.clone(), HttpFetcher::new().unwrap()))
-            .clock(e.clock.clone())
-            .principal(map)
-            .build()
-            .unwrap()
+        JwtAuthenticator::cognito(
+            "eu-west-1",
+            "eu-west-1_Pool1",
+            ["client-a", "client-b"],
+            token,
+        )
+        .unwrap()
+        .fetcher(Loopback(e.issuer.clone(), HttpFetcher::new().unwrap()))
+        .clock(e.clock.clone())
+        .principal(map)
+        .build()
+        .unwrap()
     };
     let access = cognito(CognitoToken::Access);
     let id = cognito(CognitoToken::Id);
@@ -372,8 +479,16 @@ async fn the_cognito_preset_checks_token_use_and_the_client() {
         "iss": iss, "sub": "u-1", "exp": now + 300, "iat": now,
         "custom:properties": "prop_1",
     });
-    let access_token = with(with(base.clone(), "token_use", json!("access")), "client_id", json!("client-b"));
-    let id_token = with(with(base.clone(), "token_use", json!("id")), "aud", json!("client-a"));
+    let access_token = with(
+        with(base.clone(), "token_use", json!("access")),
+        "client_id",
+        json!("client-b"),
+    );
+    let id_token = with(
+        with(base.clone(), "token_use", json!("id")),
+        "aud",
+        json!("client-a"),
+    );
     let invalid = refused(401, "invalid_token");
     assert_eq!(verdict(&access, &k.rs.sign(&access_token)).await, ok());
     assert_eq!(verdict(&id, &k.rs.sign(&id_token)).await, ok());
@@ -384,20 +499,34 @@ async fn the_cognito_preset_checks_token_use_and_the_client() {
         with(access_token.clone(), "client_id", json!("client-z")),
         with(access_token.clone(), "client_id", Value::Null),
         with(access_token.clone(), "token_use", json!("ACCESS")),
-        with(access_token.clone(), "iss", json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other")),
+        with(
+            access_token.clone(),
+            "iss",
+            json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other"),
+        ),
     ] {
         assert_eq!(verdict(&access, &k.rs.sign(&bad)).await, invalid, "{bad}");
     }
     // Cognito signs with RS256 only.
     assert_eq!(verdict(&access, &k.es.sign(&access_token)).await, invalid);
-    for (region, pool) in [("eu-west-1", "us-east-1_Pool1"), ("EU", "EU_x"), ("eu-west-1", "eu-west-1_"), ("eu/x", "eu/x_a")] {
+    for (region, pool) in [
+        ("eu-west-1", "us-east-1_Pool1"),
+        ("EU", "EU_x"),
+        ("eu-west-1", "eu-west-1_"),
+        ("eu/x", "eu/x_a"),
+    ] {
         assert!(matches!(
             JwtAuthenticator::cognito(region, pool, ["c"], CognitoToken::Access),
             Err(JwtConfigError::InvalidUrl(_))
         ));
     }
     assert!(matches!(
-        JwtAuthenticator::cognito("eu-west-1", "eu-west-1_P", Vec::<String>::new(), CognitoToken::Id),
+        JwtAuthenticator::cognito(
+            "eu-west-1",
+            "eu-west-1_P",
+            Vec::<String>::new(),
+            CognitoToken::Id
+        ),
         Err(JwtConfigError::MissingAudience)
     ));
 }
@@ -414,7 +543,10 @@ async fn a_rotated_key_is_fetched_and_the_removed_one_refused() {
     e.issuer.set_keys(&[&k.rs, &new]);
     // Within the refetch interval the new kid is not fetched for.
     let token = new.sign(&claims(&e.clock));
-    assert_eq!(verdict(&e.auth, &token).await, refused(401, "invalid_token"));
+    assert_eq!(
+        verdict(&e.auth, &token).await,
+        refused(401, "invalid_token")
+    );
     assert_eq!(e.issuer.fetches(), 1);
     e.clock.advance(Duration::from_secs(10));
     assert_eq!(verdict(&e.auth, &token).await, ok());
@@ -485,7 +617,10 @@ async fn an_outage_serves_known_keys_up_to_the_bound_then_503() {
     let policy = JwksPolicy::default()
         .serve_stale_for(Duration::from_secs(3600))
         .refetch_interval(Duration::from_secs(30));
-    let auth = builder(&e.issuer, &e.clock).jwks_policy(policy).build().unwrap();
+    let auth = builder(&e.issuer, &e.clock)
+        .jwks_policy(policy)
+        .build()
+        .unwrap();
     assert_eq!(auth.refresh().await.unwrap(), 3);
     e.issuer.set_down(true);
     // Past the 600 s max-age: a refresh is tried, fails, known keys still work.
@@ -500,20 +635,29 @@ async fn an_outage_serves_known_keys_up_to_the_bound_then_503() {
     // An unknown kid while the issuer is down can not be decided: 503.
     let header = json!({"alg": "ES256", "kid": "new-key"});
     let unknown = k.es.sign_raw(&header, &claims(&e.clock));
-    assert_eq!(verdict(&auth, &unknown).await, refused(503, "auth_unavailable"));
+    assert_eq!(
+        verdict(&auth, &unknown).await,
+        refused(503, "auth_unavailable")
+    );
     // Just inside the bound: still served.
     e.clock.advance(Duration::from_secs(3599));
     assert_eq!(verdict(&auth, &k.ed.sign(&claims(&e.clock))).await, ok());
     // At the bound: fail closed.
     e.clock.advance(Duration::from_secs(1));
-    assert_eq!(verdict(&auth, &k.ed.sign(&claims(&e.clock))).await, refused(503, "auth_unavailable"));
+    assert_eq!(
+        verdict(&auth, &k.ed.sign(&claims(&e.clock))).await,
+        refused(503, "auth_unavailable")
+    );
     assert!(matches!(
         auth.verify(&k.rs.sign(&claims(&e.clock))).await,
         Err(ExternalAuthError::Unavailable(_))
     ));
     // Garbage is still refused as garbage, without a fetch.
     let before = e.issuer.fetches();
-    assert_eq!(verdict(&auth, "not-a-jwt").await, refused(401, "invalid_token"));
+    assert_eq!(
+        verdict(&auth, "not-a-jwt").await,
+        refused(401, "invalid_token")
+    );
     assert_eq!(e.issuer.fetches(), before);
     // The issuer comes back: the next allowed fetch restores service.
     e.issuer.set_down(false);
@@ -526,7 +670,10 @@ async fn an_issuer_never_reached_is_503() {
     let e = env().await;
     e.issuer.set_down(true);
     let token = keys().es.sign(&claims(&e.clock));
-    assert_eq!(verdict(&e.auth, &token).await, refused(503, "auth_unavailable"));
+    assert_eq!(
+        verdict(&e.auth, &token).await,
+        refused(503, "auth_unavailable")
+    );
     assert!(e.auth.refresh().await.is_err());
     // Nothing listens here at all.
     let closed = JwtAuthenticator::builder("http://127.0.0.1:9/jwks.json")
@@ -536,7 +683,10 @@ async fn an_issuer_never_reached_is_503() {
         .build()
         .unwrap();
     let token = keys().rs.sign(&claims(&e.clock));
-    assert_eq!(verdict(&closed, &token).await, refused(503, "auth_unavailable"));
+    assert_eq!(
+        verdict(&closed, &token).await,
+        refused(503, "auth_unavailable")
+    );
 }
 
 #[tokio::test]
@@ -544,13 +694,23 @@ async fn a_broken_key_set_keeps_the_known_keys() {
     let e = env().await;
     let k = keys();
     assert_eq!(e.auth.refresh().await.unwrap(), 3);
-    for body in ["not json", r#"{"keys":[]}"#, r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#, "[]"] {
+    for body in [
+        "not json",
+        r#"{"keys":[]}"#,
+        r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#,
+        "[]",
+    ] {
         e.issuer.set_body(body);
         assert!(e.auth.refresh().await.is_err(), "{body}");
-        assert_eq!(verdict(&e.auth, &k.rs.sign(&claims(&e.clock))).await, ok(), "{body}");
+        assert_eq!(
+            verdict(&e.auth, &k.rs.sign(&claims(&e.clock))).await,
+            ok(),
+            "{body}"
+        );
     }
     // An oversized document is refused by the default fetcher.
-    e.issuer.set_body(&" ".repeat(keyward::jwt::MAX_JWKS_LEN + 1));
+    e.issuer
+        .set_body(&" ".repeat(keyward::jwt::MAX_JWKS_LEN + 1));
     assert!(e.auth.refresh().await.unwrap_err().contains("256 KiB"));
 }
 
@@ -585,11 +745,20 @@ async fn cache_control_sets_the_refresh_within_bounds() {
 async fn the_builder_refuses_unsafe_configurations() {
     let e = env().await;
     let base = || JwtAuthenticator::builder(&e.issuer.url).principal(map);
-    assert!(matches!(base().audience([AUD]).build(), Err(JwtConfigError::MissingIssuer)));
-    assert!(matches!(base().issuer(ISS).build(), Err(JwtConfigError::MissingAudience)));
+    assert!(matches!(
+        base().audience([AUD]).build(),
+        Err(JwtConfigError::MissingIssuer)
+    ));
+    assert!(matches!(
+        base().issuer(ISS).build(),
+        Err(JwtConfigError::MissingAudience)
+    ));
     assert!(base().issuer(ISS).any_audience().build().is_ok());
     assert!(matches!(
-        JwtAuthenticator::builder(&e.issuer.url).issuer(ISS).audience([AUD]).build(),
+        JwtAuthenticator::builder(&e.issuer.url)
+            .issuer(ISS)
+            .audience([AUD])
+            .build(),
         Err(JwtConfigError::MissingPrincipal)
     ));
     assert!(matches!(
@@ -603,11 +772,23 @@ async fn the_builder_refuses_unsafe_configurations() {
         "jwks.json",
         "https://",
     ] {
-        let built = JwtAuthenticator::builder(url).issuer(ISS).audience([AUD]).principal(map).build();
+        let built = JwtAuthenticator::builder(url)
+            .issuer(ISS)
+            .audience([AUD])
+            .principal(map)
+            .build();
         assert!(matches!(built, Err(JwtConfigError::InvalidUrl(_))), "{url}");
     }
-    for url in ["https://issuer.example.com/jwks.json", "http://localhost:8080/jwks", "http://[::1]/jwks"] {
-        let built = JwtAuthenticator::builder(url).issuer(ISS).audience([AUD]).principal(map).build();
+    for url in [
+        "https://issuer.example.com/jwks.json",
+        "http://localhost:8080/jwks",
+        "http://[::1]/jwks",
+    ] {
+        let built = JwtAuthenticator::builder(url)
+            .issuer(ISS)
+            .audience([AUD])
+            .principal(map)
+            .build();
         assert!(built.is_ok(), "{url}");
     }
 }
@@ -626,8 +807,15 @@ async fn the_principal_mapping_decides_last() {
         .build()
         .unwrap();
     let c = claims(&e.clock);
-    let suspended = k.es.sign(&with(c.clone(), "cognito:groups", json!(["admins", "suspended"])));
-    assert_eq!(verdict(&auth, &suspended).await, refused(401, "invalid_token"));
+    let suspended = k.es.sign(&with(
+        c.clone(),
+        "cognito:groups",
+        json!(["admins", "suspended"]),
+    ));
+    assert_eq!(
+        verdict(&auth, &suspended).await,
+        refused(401, "invalid_token")
+    );
     // verify alone does not run the mapping.
     assert!(auth.verify(&suspended).await.is_ok());
     assert!(auth.authenticate(&suspended).await.is_err());

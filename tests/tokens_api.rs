@@ -1,6 +1,6 @@
 //! The example server's `/api/tokens` over a real socket, against the
 //! management contract of issue 12 (`/work/notes/manage-contract.md` in the
-//! issue's thread): dashboard sessions from the demo login, every route,
+//! issue's thread): dashboard JWTs from the demo login, every route,
 //! every rejection's status, headers and `error` code, and the tokens
 //! page's headers. Written against the example's stand-in handlers; they
 //! hold for the library router once the example mounts it.
@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -139,14 +141,31 @@ impl Server {
 }
 
 #[tokio::test]
-async fn the_login_answers_a_session_of_64_hex_digits_not_stored_by_caches() {
+async fn the_login_answers_a_dashboard_jwt_of_the_published_key_set() {
     let server = start().await;
-    assert_eq!(server.session.len(), 64);
-    assert!(server.session.bytes().all(|b| b.is_ascii_hexdigit()));
+    // A compact JWS: ES256 under the key the server publishes.
+    let parts: Vec<&str> = server.session.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    let jwks = server
+        .raw(Method::GET, "/.well-known/jwks.json", &[], None)
+        .await;
+    // Public and cacheable, as an issuer's key set is.
+    assert_eq!(jwks.status, 200);
+    assert_eq!(jwks.headers["cache-control"], "max-age=3600");
+    let jwks = jwks.body;
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "account:ada");
+    assert_eq!(claims["orgs"], serde_json::json!(["org_demo"]));
     let again = server
         .raw(Method::POST, "/api/login", &[("x-account", "ada")], None)
         .await;
-    assert_ne!(again.assert_ok(200)["session"], server.session.as_str());
+    let again = again.assert_ok(200);
+    assert_eq!(again["token_type"], "jwt");
+    assert_eq!(again["expires_in"], 3600);
 }
 
 /// The demo login keeps the account name in the session table (up to
@@ -219,26 +238,33 @@ async fn the_management_routes_need_a_live_session() {
 }
 
 #[tokio::test]
-async fn a_session_expires() {
-    let sessions = app::sessions::Sessions::new(Duration::ZERO);
-    let token = sessions.start("ada");
-    assert!(matches!(
-        sessions.authenticate(&token).await,
-        Err(ExternalAuthError::Expired)
-    ));
-    // Dropped once seen expired.
-    assert!(matches!(
-        sessions.authenticate(&token).await,
-        Err(ExternalAuthError::Invalid)
-    ));
-    let live = app::sessions::Sessions::new(Duration::from_secs(60));
-    let token = live.start("ada");
-    let principal = live.authenticate(&token).await.unwrap();
+async fn a_dashboard_jwt_expires_and_is_bound_to_its_issuer() {
+    let issuer = app::issuer::DevIssuer::new(Duration::from_secs(60));
+    let auth = issuer.authenticator();
+    let token = issuer.login("ada");
+    let principal = auth.authenticate(&token).await.unwrap();
     assert_eq!(principal.subject(), "account:ada");
     assert_eq!(principal.tenants().len(), 1);
     assert_eq!(principal.tenants()[0].as_str(), "org_demo");
-    assert!(format!("{live:?}").contains("live: 1"));
-    assert!(!format!("{live:?}").contains(&token));
+    // Expired past the leeway.
+    let mut claims = issuer.claims("ada");
+    claims["exp"] = (claims["iat"].as_i64().unwrap() - 120).into();
+    assert!(matches!(
+        auth.authenticate(&issuer.sign(&claims)).await,
+        Err(ExternalAuthError::Expired)
+    ));
+    // Another audience, or another issuer's key: invalid.
+    let mut claims = issuer.claims("ada");
+    claims["aud"] = "elsewhere".into();
+    assert!(matches!(
+        auth.authenticate(&issuer.sign(&claims)).await,
+        Err(ExternalAuthError::Invalid)
+    ));
+    let other = app::issuer::DevIssuer::new(Duration::from_secs(60));
+    assert!(matches!(
+        auth.authenticate(&other.login("ada")).await,
+        Err(ExternalAuthError::Invalid)
+    ));
 }
 
 #[tokio::test]

@@ -11,9 +11,11 @@
 //! Bodies over [`MAX_BODY`] bytes are 413 `body_too_large`.
 //!
 //! The tokens page (`GET /tokens`, [`page`]) logs in with the demo login,
-//! whose answer carries a dashboard session ([`sessions`]), and manages the
-//! `org_demo` tenant's `pl_` tokens through `/api/tokens` (`keyward::manage`),
-//! where the session is accepted as `Authorization: Bearer`.
+//! whose answer carries a dashboard JWT signed by the development issuer
+//! ([`issuer`]), and manages the `org_demo` tenant's `pl_` tokens through
+//! `/api/tokens` (`keyward::manage`), where the JWT is accepted as
+//! `Authorization: Bearer` by a `keyward::jwt::JwtAuthenticator`. The
+//! issuer's key set is public at `GET /.well-known/jwks.json`.
 //!
 //! Rate limits: every key's own limit (100 a minute by default; the demo key
 //! "limited" has 3) through the `AuthLayer`'s default limiter, the
@@ -50,12 +52,12 @@ use keyward::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+#[path = "issuer.rs"]
+pub(crate) mod issuer;
 #[path = "page.rs"]
 pub(crate) mod page;
-#[path = "sessions.rs"]
-pub(crate) mod sessions;
 
-use sessions::Sessions;
+use issuer::DevIssuer;
 
 /// PlayerOS: `read` and `write` (enforced, `write` implies `read`) and
 /// `keys:manage` for the key management endpoints.
@@ -238,12 +240,12 @@ pub(crate) fn login_throttle() -> ThrottleLayer {
         )
 }
 
-/// The router's state: the keyring, and the dashboard sessions of the
+/// The router's state: the keyring, and the development issuer of the
 /// demo login.
 #[derive(Clone)]
 pub(crate) struct AppState {
     keyring: Keyring,
-    sessions: Sessions,
+    issuer: DevIssuer,
 }
 
 impl FromRef<AppState> for Keyring {
@@ -252,20 +254,21 @@ impl FromRef<AppState> for Keyring {
     }
 }
 
-impl FromRef<AppState> for Sessions {
-    fn from_ref(state: &AppState) -> Sessions {
-        state.sessions.clone()
+impl FromRef<AppState> for DevIssuer {
+    fn from_ref(state: &AppState) -> DevIssuer {
+        state.issuer.clone()
     }
 }
 
 /// The API: every route behind [`AuthLayer`] (which enforces each key's
 /// rate limit), each with its requirement; the throttled demo login; the
-/// token management API for dashboard sessions; and the tokens page.
+/// token management API for dashboard JWTs; the development issuer's key
+/// set; and the tokens page.
 /// The handlers get the keyring as router state (no per-request
 /// `Extension` layer).
 pub(crate) fn router(keyring: Keyring) -> Router {
     let manage = || scopes(&["keys:manage"]);
-    let sessions = Sessions::new(sessions::SESSION_TTL);
+    let issuer = DevIssuer::new(issuer::SESSION_TTL);
     // One base layer: the product layers derived from it share its failure
     // throttle (per client address) and its rate limiter.
     let base = AuthLayer::new(keyring.clone())
@@ -314,10 +317,10 @@ pub(crate) fn router(keyring: Keyring) -> Router {
             "pl",
             Source::bearer(),
         ));
-    // Dashboard sessions arrive as `Authorization: Bearer`; the routes
-    // require `tokens:manage`, which only sessions hold. No key of either
+    // Dashboard JWTs arrive as `Authorization: Bearer`; the routes require
+    // `tokens:manage`, which only dashboard users hold. No key of either
     // kind is accepted there (401 before any lookup or quota).
-    let tokens_auth = base.accept_no_kinds().external(sessions.clone());
+    let tokens_auth = base.accept_no_kinds().external(issuer.authenticator());
     Router::new()
         .merge(player_os)
         .merge(playable_labs)
@@ -325,9 +328,10 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         .nest("/api/tokens", tokens_router(&keyring).layer(tokens_auth))
         // No authentication: the login needs no key, the page no credential.
         .route("/api/login", post(login).layer(login_throttle()))
+        .route(issuer::JWKS_PATH, get(jwks))
         .merge(page::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(AppState { keyring, sessions })
+        .with_state(AppState { keyring, issuer })
 }
 
 /// `/api/keys`: the library's key management for `pk_` keys, managed by
@@ -343,9 +347,9 @@ fn keys_router(keyring: &Keyring) -> Router<AppState> {
 }
 
 /// `/api/tokens`: the library's key management for `pl_` tokens, managed
-/// by dashboard sessions (external principals holding `tokens:manage`).
+/// by dashboard users (external principals holding `tokens:manage`).
 fn tokens_router(keyring: &Keyring) -> Router<AppState> {
-    let policy = ScopePolicy::new(sessions::MANAGE_TOKENS)
+    let policy = ScopePolicy::new(issuer::MANAGE_TOKENS)
         .expect("a valid scope")
         .accept_external(true);
     ManageRouter::new(keyring.clone())
@@ -360,22 +364,25 @@ fn tokens_router(keyring: &Keyring) -> Router<AppState> {
 pub(crate) const MAX_ACCOUNT_LEN: usize = 200;
 
 /// A demo login: no password check, it only shows the throttle. Answers a
-/// dashboard session for `org_demo` (the only copy, so `no-store`). The
-/// account name is 1 to [`MAX_ACCOUNT_LEN`] bytes, not only spaces: the
-/// session table keeps it, so its size is bounded.
-async fn login(State(sessions): State<Sessions>, headers: HeaderMap) -> Response {
+/// dashboard JWT for `org_demo` in `"session"` (a bearer credential, so
+/// `no-store`). The account name is 1 to [`MAX_ACCOUNT_LEN`] bytes, not
+/// only spaces: it becomes the token's subject, which every request
+/// carries, so its size is bounded.
+async fn login(State(issuer): State<DevIssuer>, headers: HeaderMap) -> Response {
     let account = headers
         .get("x-account")
         .and_then(|v| v.to_str().ok())
         .filter(|a| a.len() <= MAX_ACCOUNT_LEN && !a.trim().is_empty());
     match account {
         Some(account) => {
-            let session = sessions.start(account);
+            let session = issuer.login(account);
             let body = json!({
                 "account": account,
                 "logged_in": true,
                 "session": session,
-                "tenant": sessions::DASHBOARD_TENANT,
+                "token_type": "jwt",
+                "expires_in": issuer::SESSION_TTL.as_secs(),
+                "tenant": issuer::DASHBOARD_TENANT,
             });
             let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
             (no_store, Json(body)).into_response()
@@ -386,6 +393,15 @@ async fn login(State(sessions): State<Sessions>, headers: HeaderMap) -> Response
             "name the account (1 to 200 bytes) in the X-Account header",
         ),
     }
+}
+
+/// The development issuer's JWKS (public, as an issuer's is).
+async fn jwks(State(issuer): State<DevIssuer>) -> Response {
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/json"),
+        (axum::http::header::CACHE_CONTROL, "max-age=3600"),
+    ];
+    (headers, issuer.jwks().to_owned()).into_response()
 }
 
 /// `GET /api/players` with no authentication and no scope check: the

@@ -2,14 +2,14 @@
 //! `write`, key management) and PlayableLabs (`pl_` tokens, a
 //! `resource:action` grid with "soon" scopes).
 //!
-//! Run with `cargo run --example server --features axum` (in-memory store).
+//! Run with `cargo run --example server --features axum,jwt` (in-memory store).
 //! With `--features axum,postgres` and `DATABASE_URL` set, it keeps keys in
 //! PostgreSQL instead: it migrates the schema on start and verifies through
 //! a `CachedStore<PgStore>` whose `RevocationListener` hears revocations
 //! made by other instances on the same database.
 //!
 //! ```sh
-//! DATABASE_URL=postgres://app@localhost/app cargo run --example server --features axum,postgres
+//! DATABASE_URL=postgres://app@localhost/app cargo run --example server --features axum,jwt,postgres
 //! ```
 //!
 //! It listens on
@@ -23,7 +23,9 @@
 //!
 //! The tokens page, <http://127.0.0.1:3000/tokens>, manages `org_demo`'s
 //! `pl_` tokens after a demo login with any account name (`app::page`,
-//! `/api/tokens`).
+//! `/api/tokens`). The login answers a JWT of the server's own development
+//! issuer (`app::issuer`, its key set at `/.well-known/jwks.json`), which
+//! `keyward::jwt::JwtAuthenticator` verifies on `/api/tokens`.
 //!
 //! `--unauthenticated-load-test-baseline` serves only `GET /api/players`,
 //! without authentication: the baseline of `scripts/load.sh`. The server
@@ -39,6 +41,9 @@
 //! for i in 1 2 3 4; do curl -i -H "X-Api-Key: $LIMITED" localhost:3000/api/players; done
 //! # the demo login allows 3 attempts per account per 15 minutes, 5 per IP a minute
 //! curl -i -X POST -H 'X-Account: ada@example.com' localhost:3000/api/login
+//! # the dashboard JWT from the login's "session" manages pl_ tokens
+//! JWT=$(curl -s -X POST -H 'X-Account: ada' localhost:3000/api/login | jq -r .session)
+//! curl -H "Authorization: Bearer $JWT" localhost:3000/api/tokens
 //! ```
 
 mod app;

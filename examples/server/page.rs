@@ -1,7 +1,8 @@
 //! The tokens page: `GET /tokens` (HTML), `GET /tokens/app.js` and
 //! `GET /tokens/app.css`, compiled in with `include_str!` (no build step, no
 //! external resource). The script logs in with the demo login and manages
-//! the tenant's `pl_` tokens through `/api/tokens` with the session.
+//! the tenant's `pl_` tokens through `/api/tokens` with the dashboard JWT
+//! the login answers.
 //!
 //! Every response carries a strict Content-Security-Policy (no inline
 //! script or style, nothing from another origin, no framing), `nosniff`, and

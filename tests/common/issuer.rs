@@ -145,7 +145,13 @@ impl Issuer {
                     if down {
                         return StatusCode::SERVICE_UNAVAILABLE.into_response();
                     }
-                    ([(header::CACHE_CONTROL, cc), (header::CONTENT_TYPE, "application/json".into())], body)
+                    (
+                        [
+                            (header::CACHE_CONTROL, cc),
+                            (header::CONTENT_TYPE, "application/json".into()),
+                        ],
+                        body,
+                    )
                         .into_response()
                 }
             }),
