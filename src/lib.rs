@@ -104,7 +104,7 @@ pub use token::{
 };
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "postgres"))]
+#[cfg(all(doctest, feature = "postgres", feature = "jwt"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

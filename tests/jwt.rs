@@ -821,3 +821,114 @@ async fn the_principal_mapping_decides_last() {
     assert!(auth.authenticate(&suspended).await.is_err());
     assert_eq!(verdict(&auth, &k.es.sign(&c)).await, ok());
 }
+
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// At TRACE, through accepted, forged, expired and unverifiable tokens,
+/// the log names the subject and never a token, a part of one, or a claim
+/// value.
+#[tokio::test]
+async fn logs_carry_the_subject_and_nothing_of_the_token() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let e = env().await;
+    let k = keys();
+    let c = with(
+        claims(&e.clock),
+        "custom:properties",
+        json!(["prop_secretive"]),
+    );
+    let good = k.es.sign(&c);
+    let expired =
+        k.es.sign(&with(c.clone(), "exp", json!(now(&e.clock) - 3600)));
+    let forged = format!("{}.{}", &good[..good.rfind('.').unwrap()], "AAAA");
+    assert_eq!(code(&send(&e.auth, &good, None).await), ok());
+    assert_eq!(
+        verdict(&e.auth, &expired).await,
+        refused(401, "token_expired")
+    );
+    assert_eq!(
+        verdict(&e.auth, &forged).await,
+        refused(401, "invalid_token")
+    );
+    e.issuer.set_down(true);
+    e.clock.advance(Duration::from_secs(7 * 3600));
+    assert_eq!(
+        verdict(&e.auth, &good).await,
+        refused(503, "auth_unavailable")
+    );
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("user-1"), "the subject is logged");
+    assert!(log.contains("JWT refused"), "refusals are logged");
+    for token in [&good, &expired, &forged] {
+        for part in token.split('.') {
+            assert!(
+                !log.contains(&part[..part.len().min(24)]),
+                "a token part leaked"
+            );
+        }
+    }
+    for value in ["prop_secretive", "openid", ISS, AUD] {
+        assert!(!log.contains(value), "claim value {value} leaked");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_issuer_counts_as_unreachable_at_the_fetch_timeout() {
+    let e = env().await;
+    e.issuer.set_delay(Duration::from_secs(5));
+    let policy = JwksPolicy::default().fetch_timeout(Duration::from_millis(200));
+    let auth = builder(&e.issuer, &e.clock)
+        .jwks_policy(policy)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let token = keys().es.sign(&claims(&e.clock));
+    assert_eq!(
+        verdict(&auth, &token).await,
+        refused(503, "auth_unavailable")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout cut the fetch"
+    );
+    assert!(auth.refresh().await.unwrap_err().contains("timed out"));
+}
+
+#[tokio::test]
+async fn a_token_without_kid_needs_a_single_key_set() {
+    let e = env().await;
+    let k = keys();
+    let header = json!({"alg": "ES256"});
+    let token = k.es.sign_raw(&header, &claims(&e.clock));
+    // Three keys: which one is meant is ambiguous.
+    assert_eq!(
+        verdict(&e.auth, &token).await,
+        refused(401, "invalid_token")
+    );
+    // One key: it is the one.
+    let single = Issuer::start(&[&k.es]).await;
+    let auth = builder(&single, &e.clock).build().unwrap();
+    assert_eq!(verdict(&auth, &token).await, ok());
+    // Still checked against its type: the EdDSA key is not the ES256 one.
+    let ed_only = Issuer::start(&[&k.ed]).await;
+    let auth = builder(&ed_only, &e.clock).build().unwrap();
+    assert_eq!(verdict(&auth, &token).await, refused(401, "invalid_token"));
+}
