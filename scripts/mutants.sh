@@ -74,6 +74,9 @@ FILES=(
     "src/ratelimit/gcra.rs|--lib --test ratelimit --test forged_tokens"
     "src/usage.rs|--lib --test usage --test conformance --test manage"
     "src/last_used.rs|--lib --test last_used --test usage"
+    "src/jwt/compact.rs|--lib --test jwt"
+    "src/jwt/jwks.rs|--lib --test jwt"
+    "src/jwt/mod.rs|--lib --test jwt"
     "src/http/auth/service.rs|--lib --test usage --test http --test auth_failures --test kinds --test layer_edges --test floods --test forged_tokens"
 )
 ACCEPTED=mutants-accepted.txt

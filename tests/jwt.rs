@@ -711,7 +711,13 @@ async fn a_broken_key_set_keeps_the_known_keys() {
     // An oversized document is refused by the default fetcher.
     e.issuer
         .set_body(&" ".repeat(keyward::jwt::MAX_JWKS_LEN + 1));
-    assert!(e.auth.refresh().await.unwrap_err().contains("256 KiB"));
+    assert!(e
+        .auth
+        .refresh()
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("256 KiB"));
 }
 
 #[tokio::test]
@@ -909,7 +915,12 @@ async fn a_slow_issuer_counts_as_unreachable_at_the_fetch_timeout() {
         started.elapsed() < Duration::from_secs(4),
         "the timeout cut the fetch"
     );
-    assert!(auth.refresh().await.unwrap_err().contains("timed out"));
+    assert!(auth
+        .refresh()
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("timed out"));
 }
 
 #[tokio::test]

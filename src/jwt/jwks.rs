@@ -263,12 +263,6 @@ impl HttpFetcher {
             .map_err(JwksFetchError::new)?;
         Ok(HttpFetcher { client })
     }
-
-    /// A fetcher over a client the host configured (proxy, roots, …).
-    #[must_use]
-    pub fn with_client(client: reqwest::Client) -> Self {
-        HttpFetcher { client }
-    }
 }
 
 #[async_trait::async_trait]
@@ -540,9 +534,12 @@ impl Jwks {
     }
 
     /// Fetches now, whatever the policy says (a warm-up at start).
-    pub(crate) async fn refresh(&self) -> Result<usize, String> {
+    pub(crate) async fn refresh(&self) -> Result<usize, JwksFetchError> {
         let _fetching = self.fetching.lock().await;
-        self.fetch().await.map(|()| self.lock().keys.len())
+        self.fetch()
+            .await
+            .map(|()| self.lock().keys.len())
+            .map_err(JwksFetchError::new)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -576,9 +576,9 @@ impl JwtAuthenticator {
     /// usable keys it holds.
     ///
     /// # Errors
-    /// The fetch failed or the document held no usable key; the message
-    /// says why.
-    pub async fn refresh(&self) -> Result<usize, String> {
+    /// The fetch failed, timed out, or the document held no usable key
+    /// (the cache then keeps the keys it had); the message says why.
+    pub async fn refresh(&self) -> Result<usize, JwksFetchError> {
         self.inner.jwks.refresh().await
     }
 
