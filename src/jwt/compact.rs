@@ -176,6 +176,22 @@ mod tests {
     }
 
     #[test]
+    fn the_length_limit_is_inclusive() {
+        // Large tokens (an ID token with many groups) parse.
+        let big = token(
+            r#"{"alg":"RS256"}"#,
+            &format!(r#"{{"groups":"{}"}}"#, "g".repeat(9000)),
+        );
+        assert!(big.len() > 12_000 && big.len() < MAX_JWT_LEN);
+        assert!(parse(&big, RS).is_ok());
+        // At the limit the length check passes (what follows may fail).
+        let at_limit = format!("{big}{}", "A".repeat(MAX_JWT_LEN - big.len()));
+        assert_ne!(parse(&at_limit, RS).err(), Some(Malformed::TooLong));
+        let over = format!("{at_limit}A");
+        assert_eq!(parse(&over, RS).unwrap_err(), Malformed::TooLong);
+    }
+
+    #[test]
     fn non_canonical_base64_is_refused() {
         // "QQ" is "A"; "QR" decodes to the same byte with non-zero trailing bits.
         assert_eq!(decode("QQ").unwrap(), b"A");

@@ -670,6 +670,16 @@ mod tests {
         assert!(parse_set(b"[]").is_err());
     }
 
+    #[test]
+    fn the_document_size_limit_is_inclusive() {
+        let x = compact_b64(&[1; 32]);
+        let doc = format!(r#"{{"keys":[{{"kty":"OKP","kid":"k","crv":"Ed25519","x":"{x}"}}]}}"#);
+        let padded = format!("{doc}{}", " ".repeat(MAX_JWKS_LEN - doc.len()));
+        assert_eq!(padded.len(), 256 * 1024);
+        assert_eq!(parse_set(padded.as_bytes()).unwrap().len(), 1);
+        assert!(parse_set(format!("{padded} ").as_bytes()).is_err());
+    }
+
     fn compact_b64(bytes: &[u8]) -> String {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
