@@ -943,3 +943,79 @@ async fn a_token_without_kid_needs_a_single_key_set() {
     let auth = builder(&ed_only, &e.clock).build().unwrap();
     assert_eq!(verdict(&auth, &token).await, refused(401, "invalid_token"));
 }
+
+/// A JWKS endpoint answering `body` with chunked transfer encoding (no
+/// `Content-Length`, so only the running count can stop an oversized one).
+async fn chunked_issuer(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+                for chunk in body.as_bytes().chunks(8192) {
+                    out.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    out.extend(chunk);
+                    out.extend(b"\r\n");
+                }
+                out.extend(b"0\r\n\r\n");
+                let _ = socket.write_all(&out).await;
+            });
+        }
+    });
+    format!("http://{addr}/.well-known/jwks.json")
+}
+
+/// The default fetcher reads key sets up to 256 KiB inclusive, with or
+/// without `Content-Length`, and refuses one byte more.
+#[tokio::test]
+async fn the_default_fetcher_reads_up_to_the_size_limit() {
+    let k = keys();
+    let doc = issuer::jwks(&[&k.es]).to_string();
+    let max = keyward::jwt::MAX_JWKS_LEN;
+    let at_limit = format!("{doc}{}", " ".repeat(max - doc.len()));
+    let over = format!("{at_limit} ");
+    let fetcher = HttpFetcher::new().unwrap();
+    // With Content-Length.
+    let e = env().await;
+    e.issuer.set_body(&at_limit);
+    assert_eq!(
+        fetcher.fetch(&e.issuer.url).await.unwrap().body().len(),
+        max
+    );
+    assert_eq!(e.auth.refresh().await.unwrap(), 1);
+    e.issuer.set_body(&over);
+    assert!(fetcher
+        .fetch(&e.issuer.url)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("256 KiB"));
+    // Chunked.
+    let url = chunked_issuer(at_limit).await;
+    assert_eq!(fetcher.fetch(&url).await.unwrap().body().len(), max);
+    let url = chunked_issuer(over).await;
+    assert!(fetcher
+        .fetch(&url)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("256 KiB"));
+    // Chunks that add up to the limit only after the first.
+    let url = chunked_issuer(doc.clone()).await;
+    let chunked = fetcher.fetch(&url).await.unwrap();
+    assert_eq!(chunked.body(), doc.as_bytes());
+    assert_eq!(chunked.get_cache_control(), None);
+}

@@ -648,10 +648,18 @@ mod tests {
     #[test]
     fn unusable_keys_are_skipped() {
         let small_n = compact_b64(&[0xff; 128]);
+        // 2048 bits behind a leading zero byte: strong enough.
+        let mut padded = vec![0u8];
+        padded.extend([0xc1; 256]);
+        let n = compact_b64(&padded);
+        let long_e = compact_b64(&[1; 9]);
         let ec_x = compact_b64(&[1; 32]);
         let doc = format!(
             r#"{{"keys":[
                 {{"kty":"RSA","kid":"small","n":"{small_n}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"zero-e","n":"{n}","e":"AA"}},
+                {{"kty":"RSA","kid":"long-e","n":"{n}","e":"{long_e}"}},
+                {{"kty":"RSA","kid":"rsa","n":"{n}","e":"AQAB"}},
                 {{"kty":"oct","kid":"hmac","k":"c2VjcmV0"}},
                 {{"kty":"EC","kid":"enc","use":"enc","crv":"P-256","x":"{ec_x}","y":"{ec_x}"}},
                 {{"kty":"EC","kid":"short","crv":"P-256","x":"{ec_x}","y":"AQ"}},
@@ -662,12 +670,31 @@ mod tests {
             ]}}"#
         );
         let keys = parse_set(doc.as_bytes()).unwrap();
-        assert_eq!(keys.keys().collect::<Vec<_>>(), ["ok"]);
+        let mut kids: Vec<&String> = keys.keys().collect();
+        kids.sort();
+        assert_eq!(kids, ["ok", "rsa"]);
+        assert!(keys["rsa"].fits(JwtAlgorithm::PS512));
+        assert!(!keys["rsa"].fits(JwtAlgorithm::EdDSA));
         assert!(keys["ok"].fits(JwtAlgorithm::ES256));
         assert!(!keys["ok"].fits(JwtAlgorithm::ES384));
         assert!(!keys["ok"].fits(JwtAlgorithm::RS256));
         assert!(parse_set(br#"{"keys":[]}"#).is_err());
         assert!(parse_set(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_response_keeps_its_body_and_cache_control() {
+        let response = JwksResponse::new(b"{\"keys\":[]}".to_vec());
+        assert_eq!(response.get_cache_control(), None);
+        let response = response.cache_control("max-age=60");
+        assert_eq!(response.body(), b"{\"keys\":[]}");
+        assert_eq!(response.get_cache_control(), Some("max-age=60"));
+        let debug = format!("{response:?}");
+        assert!(
+            debug.contains("body_len: 11") && debug.contains("max-age=60"),
+            "{debug}"
+        );
+        assert!(!debug.contains("keys"), "the body stays out of Debug");
     }
 
     #[test]
