@@ -653,6 +653,7 @@ mod tests {
         padded.extend([0xc1; 256]);
         let n = compact_b64(&padded);
         let long_e = compact_b64(&[1; 9]);
+        let e8 = compact_b64(&[1; 8]);
         let ec_x = compact_b64(&[1; 32]);
         let doc = format!(
             r#"{{"keys":[
@@ -660,6 +661,7 @@ mod tests {
                 {{"kty":"RSA","kid":"zero-e","n":"{n}","e":"AA"}},
                 {{"kty":"RSA","kid":"long-e","n":"{n}","e":"{long_e}"}},
                 {{"kty":"RSA","kid":"rsa","n":"{n}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"e8","n":"{n}","e":"{e8}"}},
                 {{"kty":"oct","kid":"hmac","k":"c2VjcmV0"}},
                 {{"kty":"EC","kid":"enc","use":"enc","crv":"P-256","x":"{ec_x}","y":"{ec_x}"}},
                 {{"kty":"EC","kid":"short","crv":"P-256","x":"{ec_x}","y":"AQ"}},
@@ -672,7 +674,7 @@ mod tests {
         let keys = parse_set(doc.as_bytes()).unwrap();
         let mut kids: Vec<&String> = keys.keys().collect();
         kids.sort();
-        assert_eq!(kids, ["ok", "rsa"]);
+        assert_eq!(kids, ["e8", "ok", "rsa"]);
         assert!(keys["rsa"].fits(JwtAlgorithm::PS512));
         assert!(!keys["rsa"].fits(JwtAlgorithm::EdDSA));
         assert!(keys["ok"].fits(JwtAlgorithm::ES256));
