@@ -883,6 +883,12 @@ async fn logs_carry_the_subject_and_nothing_of_the_token() {
     let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("user-1"), "the subject is logged");
     assert!(log.contains("JWT refused"), "refusals are logged");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("key set unavailable")
+                && l.contains(&format!("url={}", e.issuer.url))),
+        "an outage names the JWKS URL"
+    );
     for token in [&good, &expired, &forged] {
         for part in token.split('.') {
             assert!(
