@@ -1025,3 +1025,47 @@ async fn the_default_fetcher_reads_up_to_the_size_limit() {
     assert_eq!(chunked.body(), doc.as_bytes());
     assert_eq!(chunked.get_cache_control(), None);
 }
+
+/// Every algorithm of `JwtAlgorithm` verifies end to end when allowed, and
+/// only when allowed.
+#[tokio::test]
+async fn every_listed_algorithm_verifies_when_allowed() {
+    use jsonwebtoken::Algorithm as A;
+    let k = keys();
+    let (_, clock) = common::keyring();
+    let es384 = SigningKey::es384("es384");
+    let variants: Vec<(SigningKey, JwtAlgorithm)> = vec![
+        (k.rs.variant(A::RS384, "rs384"), JwtAlgorithm::RS384),
+        (k.rs.variant(A::RS512, "rs512"), JwtAlgorithm::RS512),
+        (k.rs.variant(A::PS256, "ps256"), JwtAlgorithm::PS256),
+        (k.rs.variant(A::PS384, "ps384"), JwtAlgorithm::PS384),
+        (k.rs.variant(A::PS512, "ps512"), JwtAlgorithm::PS512),
+        (es384.clone(), JwtAlgorithm::ES384),
+        (k.rs.clone(), JwtAlgorithm::RS256),
+        (k.es.clone(), JwtAlgorithm::ES256),
+        (k.ed.clone(), JwtAlgorithm::EdDSA),
+    ];
+    let all: Vec<&SigningKey> = variants.iter().map(|(key, _)| key).collect();
+    let issuer = Issuer::start(&all).await;
+    let every = builder(&issuer, &clock)
+        .algorithms(variants.iter().map(|(_, alg)| *alg))
+        .build()
+        .unwrap();
+    for (key, alg) in &variants {
+        let token = key.sign(&claims(&clock));
+        assert_eq!(verdict(&every, &token).await, ok(), "{alg}");
+        // Allowed alone, it verifies; left out, it does not.
+        let only = builder(&issuer, &clock).algorithms([*alg]).build().unwrap();
+        assert_eq!(verdict(&only, &token).await, ok(), "{alg} alone");
+        let others = variants.iter().map(|(_, a)| *a).filter(|a| a != alg);
+        let without = builder(&issuer, &clock).algorithms(others).build().unwrap();
+        assert_eq!(
+            verdict(&without, &token).await,
+            refused(401, "invalid_token"),
+            "without {alg}"
+        );
+        assert_eq!(JwtAlgorithm::from_name(alg.name()), Some(*alg));
+        assert_eq!(alg.to_string(), alg.name());
+        assert_eq!(format!("{:?}", key.alg), alg.name());
+    }
+}

@@ -727,3 +727,74 @@ impl fmt::Debug for JwtAuthenticator {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(value: Value) -> JwtClaims {
+        let Value::Object(claims) = value else {
+            unreachable!()
+        };
+        JwtClaims {
+            subject: "user-1".into(),
+            claims,
+        }
+    }
+
+    #[test]
+    fn claims_are_read_by_name_and_kept_out_of_debug() {
+        let c = claims(serde_json::json!({
+            "sub": "user-1",
+            "scope": "openid  games:read,versions:write",
+            "cognito:groups": ["admins", 7, "property:p1"],
+            "custom:org": "org_1",
+            "n": 3,
+        }));
+        assert_eq!(c.subject(), "user-1");
+        assert_eq!(c.get("n"), Some(&Value::from(3)));
+        assert_eq!(c.get("absent"), None);
+        assert_eq!(c.string("custom:org"), Some("org_1"));
+        assert_eq!(c.string("n"), None);
+        assert_eq!(
+            c.scopes().collect::<Vec<_>>(),
+            ["openid", "games:read", "versions:write"]
+        );
+        assert_eq!(c.groups().collect::<Vec<_>>(), ["admins", "property:p1"]);
+        assert_eq!(c.strings("n").count(), 0);
+        assert_eq!(c.strings("absent").count(), 0);
+        assert_eq!(c.all().len(), 5);
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("user-1") && !debug.contains("org_1") && !debug.contains("admins"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn debug_shows_configuration_not_keys() {
+        let auth = JwtAuthenticator::builder("https://issuer.example/jwks.json")
+            .issuer("https://issuer.example/")
+            .any_audience()
+            .principal(|_| Err(ExternalAuthError::Invalid))
+            .build()
+            .unwrap();
+        let debug = format!("{auth:?}");
+        for part in [
+            "https://issuer.example/jwks.json",
+            "https://issuer.example/",
+            "RS256",
+            "refetch_interval",
+        ] {
+            assert!(debug.contains(part), "{part} in {debug}");
+        }
+        let builder = format!(
+            "{:?}",
+            JwtAuthenticator::builder("https://a.example/k").issuer("https://b.example")
+        );
+        assert!(
+            builder.contains("https://a.example/k") && builder.contains("https://b.example"),
+            "{builder}"
+        );
+    }
+}

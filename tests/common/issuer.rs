@@ -61,6 +61,39 @@ impl SigningKey {
         }
     }
 
+    /// A P-384 key for ES384.
+    pub fn es384(kid: &str) -> Self {
+        use p384::pkcs8::EncodePrivateKey;
+        let key = p384::ecdsa::SigningKey::random(&mut rand08::rngs::OsRng);
+        let der = key.to_pkcs8_der().unwrap();
+        let point = key.verifying_key().to_encoded_point(false);
+        let jwk = json!({
+            "kty": "EC", "kid": kid, "crv": "P-384",
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+        });
+        SigningKey {
+            kid: kid.into(),
+            alg: Algorithm::ES384,
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            jwk,
+        }
+    }
+
+    /// The same key under another algorithm of its family and another
+    /// `kid`, its JWK naming no `alg` (the key may serve any of them).
+    pub fn variant(&self, alg: Algorithm, kid: &str) -> Self {
+        let mut jwk = self.jwk.clone();
+        jwk.as_object_mut().unwrap().remove("alg");
+        jwk["kid"] = kid.into();
+        SigningKey {
+            kid: kid.into(),
+            alg,
+            encoding: self.encoding.clone(),
+            jwk,
+        }
+    }
+
     /// An Ed25519 key for EdDSA.
     pub fn eddsa(kid: &str) -> Self {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
