@@ -405,6 +405,11 @@ async fn time_claims_are_checked_with_leeway() {
     // nbf and iat in the future past the leeway.
     assert_eq!(verdict(&e.auth, &at("nbf", json!(now + 61))).await, invalid);
     assert_eq!(verdict(&e.auth, &at("nbf", json!(now + 59))).await, ok());
+    // The edges: a token is valid from nbf - leeway and until exp + leeway,
+    // exclusive.
+    assert_eq!(verdict(&e.auth, &at("nbf", json!(now + 60))).await, ok());
+    assert_eq!(verdict(&e.auth, &at("iat", json!(now + 60))).await, ok());
+    assert_eq!(verdict(&e.auth, &at("exp", json!(now - 60))).await, expired);
     assert_eq!(verdict(&e.auth, &at("nbf", json!("soon"))).await, invalid);
     assert_eq!(verdict(&e.auth, &at("iat", json!(now + 61))).await, invalid);
     assert_eq!(verdict(&e.auth, &at("iat", json!(now + 59))).await, ok());
