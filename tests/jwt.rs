@@ -1074,3 +1074,35 @@ async fn every_listed_algorithm_verifies_when_allowed() {
         assert_eq!(format!("{:?}", key.alg), alg.name());
     }
 }
+
+/// While one caller refreshes an expired key set from a slow issuer, the
+/// others keep verifying with the known keys instead of waiting; a new
+/// `kid` still waits for the fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_refresh_delays_one_caller_not_all() {
+    let e = env().await;
+    let k = keys();
+    assert_eq!(e.auth.refresh().await.unwrap(), 3);
+    e.clock.advance(Duration::from_secs(600));
+    e.issuer.set_delay(Duration::from_millis(1500));
+    let token = k.es.sign(&claims(&e.clock));
+    let refresher = {
+        let (auth, token) = (e.auth.clone(), token.clone());
+        tokio::spawn(async move { auth.verify(&token).await.map(|_| ()) })
+    };
+    // Let the refresher take the fetch.
+    while e.issuer.fetches() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        e.auth.verify(&token).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    refresher.await.unwrap().unwrap();
+    assert_eq!(e.issuer.fetches(), 2);
+}

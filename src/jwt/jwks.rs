@@ -490,7 +490,13 @@ pub(crate) struct Jwks {
 
 enum Step {
     Done(Lookup),
-    Fetch(u64),
+    /// Fetch, unless another caller is (seen by `attempts` moving). With a
+    /// known key still inside the stale bound, a caller that finds a fetch
+    /// under way answers with it instead of waiting.
+    Fetch {
+        attempts: u64,
+        stale: Option<Arc<Key>>,
+    },
 }
 
 impl Jwks {
@@ -517,11 +523,18 @@ impl Jwks {
     /// The key for `kid` (`None`: the set's only key), fetching if the set
     /// expired or the kid is unknown and the refetch interval allows.
     pub(crate) async fn lookup(&self, kid: Option<&str>) -> Lookup {
-        let attempts = match self.step(kid, true) {
+        let (attempts, stale) = match self.step(kid, true) {
             Step::Done(found) => return found,
-            Step::Fetch(attempts) => attempts,
+            Step::Fetch { attempts, stale } => (attempts, stale),
         };
-        let _fetching = self.fetching.lock().await;
+        // An expired set is refreshed by one caller; the others keep
+        // verifying with the known key meanwhile (a hanging issuer then
+        // delays one request per refetch interval, not all of them).
+        let _fetching = match (stale, self.fetching.try_lock()) {
+            (_, Ok(guard)) => guard,
+            (Some(key), Err(_)) => return Lookup::Found(key),
+            (None, Err(_)) => self.fetching.lock().await,
+        };
         let moved = self.lock().attempts != attempts;
         if !moved {
             // The outcome is in the state the next step reads.
@@ -529,7 +542,7 @@ impl Jwks {
         }
         match self.step(kid, false) {
             Step::Done(found) => found,
-            Step::Fetch(_) => Lookup::Unavailable("JWKS fetch pending"),
+            Step::Fetch { .. } => Lookup::Unavailable("JWKS fetch pending"),
         }
     }
 
@@ -561,13 +574,19 @@ impl Jwks {
         if let (Some(key), true) = (&found, fresh) {
             return Step::Done(Lookup::Found(key.clone()));
         }
+        let within_bound = state
+            .expires
+            .is_some_and(|e| now < e + span(self.policy.serve_stale_for));
         if may_fetch && !throttled {
-            return Step::Fetch(state.attempts);
+            return Step::Fetch {
+                attempts: state.attempts,
+                stale: found.filter(|_| within_bound),
+            };
         }
-        let Some(expires) = state.expires else {
+        if state.expires.is_none() {
             return Step::Done(Lookup::Unavailable("JWKS never fetched"));
-        };
-        if now >= expires + span(self.policy.serve_stale_for) {
+        }
+        if !within_bound {
             return Step::Done(Lookup::Unavailable("JWKS stale past its bound"));
         }
         Step::Done(match found {
