@@ -444,6 +444,21 @@ async fn time_claims_are_checked_with_leeway() {
     assert_eq!(verdict(&strict, &k.es.sign(&fresh)).await, invalid);
 }
 
+/// Waits (up to 5 s) until the issuer has seen `n` fetches: refreshes
+/// behind a known key run in the background.
+async fn wait_for_fetches(issuer: &Issuer, n: usize) {
+    for _ in 0..500 {
+        if issuer.fetches() >= n {
+            // Let the refresh record its outcome.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(issuer.fetches(), n);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} fetches, expected {n}", issuer.fetches());
+}
+
 /// Serves the Cognito preset's requests from the loopback issuer.
 struct Loopback(Issuer, HttpFetcher);
 
@@ -628,10 +643,11 @@ async fn an_outage_serves_known_keys_up_to_the_bound_then_503() {
         .unwrap();
     assert_eq!(auth.refresh().await.unwrap(), 3);
     e.issuer.set_down(true);
-    // Past the 600 s max-age: a refresh is tried, fails, known keys still work.
+    // Past the 600 s max-age: known keys answer at once while a refresh is
+    // tried behind them, and fails.
     e.clock.advance(Duration::from_secs(600));
     assert_eq!(verdict(&auth, &k.rs.sign(&claims(&e.clock))).await, ok());
-    assert_eq!(e.issuer.fetches(), 2);
+    wait_for_fetches(&e.issuer, 2).await;
     // Failed refreshes are retried once per interval, not per request.
     for _ in 0..5 {
         assert_eq!(verdict(&auth, &k.es.sign(&claims(&e.clock))).await, ok());
@@ -699,12 +715,7 @@ async fn a_broken_key_set_keeps_the_known_keys() {
     let e = env().await;
     let k = keys();
     assert_eq!(e.auth.refresh().await.unwrap(), 3);
-    for body in [
-        "not json",
-        r#"{"keys":[]}"#,
-        r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#,
-        "[]",
-    ] {
+    for body in ["not json", r#"{"kees":[]}"#, "[]", r#"{"keys":{}}"#] {
         e.issuer.set_body(body);
         assert!(e.auth.refresh().await.is_err(), "{body}");
         assert_eq!(
@@ -716,13 +727,102 @@ async fn a_broken_key_set_keeps_the_known_keys() {
     // An oversized document is refused by the default fetcher.
     e.issuer
         .set_body(&" ".repeat(keyward::jwt::MAX_JWKS_LEN + 1));
-    assert!(e
-        .auth
-        .refresh()
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("256 KiB"));
+    let err = e.auth.refresh().await.unwrap_err().to_string();
+    assert!(err.contains("256 KiB"), "{err}");
+    assert_eq!(err.matches("JWKS fetch failed").count(), 1, "{err}");
+}
+
+/// A well-formed key set is authoritative even when it holds no key
+/// keyward uses: keys the issuer withdrew stop verifying at once.
+#[tokio::test]
+async fn a_withdrawn_key_stops_verifying_at_the_next_fetch() {
+    let e = env().await;
+    let k = keys();
+    let token = k.es.sign(&claims(&e.clock));
+    assert_eq!(verdict(&e.auth, &token).await, ok());
+    for body in [
+        r#"{"keys":[]}"#,
+        r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#,
+        r#"{"keys":[{"kty":"EC","kid":"p521","crv":"P-521","alg":"ES512","x":"AQ","y":"AQ"}]}"#,
+    ] {
+        e.issuer.set_keys(&[&k.es]);
+        assert_eq!(e.auth.refresh().await.unwrap(), 1);
+        assert_eq!(verdict(&e.auth, &token).await, ok());
+        e.issuer.set_body(body);
+        assert_eq!(e.auth.refresh().await.unwrap(), 0, "{body}");
+        assert_eq!(
+            verdict(&e.auth, &token).await,
+            refused(401, "invalid_token"),
+            "{body}"
+        );
+    }
+}
+
+/// A caller cancelled while it waits for a fetch (a timeout, a client gone)
+/// does not cancel the fetch: it is recorded, and the refetch interval
+/// holds.
+#[tokio::test]
+async fn cancelled_callers_do_not_multiply_fetches() {
+    let e = env().await;
+    e.issuer.set_delay(Duration::from_millis(400));
+    let token = keys().es.sign(&claims(&e.clock));
+    for _ in 0..6 {
+        let _ = tokio::time::timeout(Duration::from_millis(100), e.auth.verify(&token)).await;
+    }
+    assert_eq!(e.issuer.fetches(), 1);
+    // The fetch finished behind the cancelled callers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(verdict(&e.auth, &token).await, ok());
+    assert_eq!(e.issuer.fetches(), 1);
+}
+
+/// With the default policy and `AuthLayer`'s default verification timeout,
+/// an issuer that hangs once the set expired costs no request: known keys
+/// answer at once and the issuer is asked once per interval.
+#[tokio::test]
+async fn a_hanging_issuer_is_served_from_the_stale_set() {
+    let e = env().await;
+    let k = keys();
+    assert_eq!(e.auth.refresh().await.unwrap(), 3);
+    e.clock.advance(Duration::from_secs(601));
+    e.issuer.set_delay(Duration::from_secs(3600));
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(verdict(&e.auth, &k.ed.sign(&claims(&e.clock))).await, ok());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for_fetches(&e.issuer, 2).await;
+    // The hung fetch times out (3 s by default) and counts as failed; the
+    // next one waits for the interval.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    e.clock.advance(Duration::from_secs(5));
+    assert_eq!(verdict(&e.auth, &k.ed.sign(&claims(&e.clock))).await, ok());
+    assert_eq!(e.issuer.fetches(), 2);
+}
+
+/// Policies of `Duration::MAX` mean "never", without overflowing.
+#[tokio::test]
+async fn unbounded_policies_do_not_overflow() {
+    let e = env().await;
+    let k = keys();
+    e.issuer.set_cache_control("max-age=99999999999999");
+    let policy = JwksPolicy::default()
+        .max_ttl(Duration::MAX)
+        .refetch_interval(Duration::MAX)
+        .serve_stale_for(Duration::MAX);
+    let auth = builder(&e.issuer, &e.clock)
+        .jwks_policy(policy)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(verdict(&auth, &k.ed.sign(&claims(&e.clock))).await, ok());
+        e.clock.advance(Duration::from_secs(10 * 365 * 24 * 3600));
+    }
+    assert_eq!(e.issuer.fetches(), 1);
 }
 
 #[tokio::test]
@@ -738,18 +838,18 @@ async fn cache_control_sets_the_refresh_within_bounds() {
     assert_eq!(e.issuer.fetches(), 1);
     e.clock.advance(Duration::from_secs(1));
     assert_eq!(verdict(&e.auth, &token(&e)).await, ok());
-    assert_eq!(e.issuer.fetches(), 2);
+    wait_for_fetches(&e.issuer, 2).await;
     // A year is lowered to the 24 hour maximum.
     e.issuer.set_cache_control("max-age=31536000");
     e.clock.advance(Duration::from_secs(300));
     assert_eq!(verdict(&e.auth, &token(&e)).await, ok());
-    assert_eq!(e.issuer.fetches(), 3);
+    wait_for_fetches(&e.issuer, 3).await;
     e.clock.advance(Duration::from_secs(24 * 3600 - 1));
     assert_eq!(verdict(&e.auth, &token(&e)).await, ok());
     assert_eq!(e.issuer.fetches(), 3);
     e.clock.advance(Duration::from_secs(1));
     assert_eq!(verdict(&e.auth, &token(&e)).await, ok());
-    assert_eq!(e.issuer.fetches(), 4);
+    wait_for_fetches(&e.issuer, 4).await;
 }
 
 #[tokio::test]

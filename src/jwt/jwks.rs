@@ -22,6 +22,9 @@ pub const MAX_JWKS_LEN: usize = 256 * 1024;
 const MAX_KEYS: usize = 64;
 /// Smallest RSA modulus accepted (bits).
 const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted (bits): the RSA backend refuses larger keys
+/// at every verification, so they are skipped when the set is read.
+const MAX_RSA_BITS: usize = 4096;
 
 /// How the JWKS cache refreshes and how long it trusts what it has.
 ///
@@ -49,7 +52,9 @@ impl Default for JwksPolicy {
     /// Keys kept for the issuer's `max-age` bounded to 5 minutes..24 hours
     /// (1 hour without one); an unknown `kid` or a failed refresh refetches
     /// at most every 10 seconds; known keys are served up to 6 hours past
-    /// their expiry while the issuer is unreachable; a fetch may take 10 s.
+    /// their expiry while the issuer is unreachable; a fetch may take 3 s
+    /// (below `AuthLayer`'s 5 s verification timeout, so a request that
+    /// waits for a first fetch gets its answer from the fetch).
     fn default() -> Self {
         JwksPolicy {
             min_ttl: Duration::from_secs(5 * 60),
@@ -57,7 +62,7 @@ impl Default for JwksPolicy {
             default_ttl: Duration::from_secs(3600),
             refetch_interval: Duration::from_secs(10),
             serve_stale_for: Duration::from_secs(6 * 3600),
-            fetch_timeout: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -359,8 +364,10 @@ struct RawKey {
 
 /// Parses a JWKS document into its usable signing keys by `kid`. Keys
 /// that are not for signatures, of an unknown type, without a `kid`,
-/// malformed or weak (RSA under 2048 bits) are skipped; a document with no
-/// usable key is an error (the cache keeps what it had).
+/// malformed or weak (RSA outside 2048..=4096 bits, Ed25519 of small
+/// order) are skipped. A well-formed document is authoritative even with no
+/// usable key (the set becomes empty); only a body that is not a JWKS is an
+/// error (the cache keeps what it had).
 pub(crate) fn parse_set(body: &[u8]) -> Result<HashMap<String, Arc<Key>>, &'static str> {
     if body.len() > MAX_JWKS_LEN {
         return Err("JWKS larger than 256 KiB");
@@ -389,7 +396,10 @@ pub(crate) fn parse_set(body: &[u8]) -> Result<HashMap<String, Arc<Key>>, &'stat
         }
     }
     if keys.is_empty() {
-        return Err("JWKS has no usable signing key");
+        // Authoritative all the same: an issuer that withdrew its keys (or
+        // moved to ones keyward does not use) must not have the old ones
+        // kept alive.
+        tracing::error!("JWKS has no usable signing key: every token will be refused");
     }
     Ok(keys)
 }
@@ -406,7 +416,8 @@ fn key(raw: &RawKey) -> Option<Key> {
             let e = component(&raw.e)?;
             let n = strip_zeros(&n);
             let e = strip_zeros(&e);
-            if n.len() * 8 < MIN_RSA_BITS || e.is_empty() || e.len() > 8 {
+            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) || e.is_empty() || e.len() > 8 {
                 return None;
             }
             (Family::Rsa, DecodingKey::from_rsa_raw_components(n, e))
@@ -429,8 +440,9 @@ fn key(raw: &RawKey) -> Option<Key> {
             (family, DecodingKey::from_ec_der(&point))
         }
         ("OKP", Some("Ed25519")) => {
-            let x = component(&raw.x)?;
-            if x.len() != 32 {
+            let x: [u8; 32] = component(&raw.x)?.try_into().ok()?;
+            // A small-order point verifies forged signatures.
+            if ed25519_dalek::VerifyingKey::from_bytes(&x).map_or(true, |k| k.is_weak()) {
                 return None;
             }
             (Family::Ed25519, DecodingKey::from_ed_der(&x))
@@ -452,6 +464,28 @@ fn key(raw: &RawKey) -> Option<Key> {
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     &bytes[start..]
+}
+
+/// An error and its causes, `: `-separated, for a log line (reqwest's
+/// "error sending request" says why only in its sources).
+struct Chain<'a>(&'a JwksFetchError);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0 .0)?;
+        let mut source = self.0 .0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// `at + by`, saturating: a policy of `Duration::MAX` means "never".
+fn later(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    at.checked_add(span(by))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
 }
 
 /// What the cache says about a `kid`.
@@ -485,7 +519,7 @@ pub(crate) struct Jwks {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     /// Held while fetching: concurrent callers wait for one fetch.
-    fetching: tokio::sync::Mutex<()>,
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 enum Step {
@@ -512,7 +546,7 @@ impl Jwks {
             policy,
             clock,
             state: Mutex::new(State::default()),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -522,23 +556,39 @@ impl Jwks {
 
     /// The key for `kid` (`None`: the set's only key), fetching if the set
     /// expired or the kid is unknown and the refetch interval allows.
-    pub(crate) async fn lookup(&self, kid: Option<&str>) -> Lookup {
+    ///
+    /// One caller fetches; the fetch runs in its own task, so a caller
+    /// cancelled meanwhile (a timeout, a client gone) does not cancel it:
+    /// its outcome is recorded and the refetch interval holds. A caller
+    /// with a known key inside the stale bound never waits for a fetch (it
+    /// answers with the key and the set is refreshed behind it); one
+    /// without (an unknown `kid`, a first fetch) waits for the fetch under
+    /// way rather than starting another.
+    pub(crate) async fn lookup(self: &Arc<Self>, kid: Option<&str>) -> Lookup {
         let (attempts, stale) = match self.step(kid, true) {
             Step::Done(found) => return found,
             Step::Fetch { attempts, stale } => (attempts, stale),
         };
-        // An expired set is refreshed by one caller; the others keep
-        // verifying with the known key meanwhile (a hanging issuer then
-        // delays one request per refetch interval, not all of them).
-        let _fetching = match (stale, self.fetching.try_lock()) {
-            (_, Ok(guard)) => guard,
-            (Some(key), Err(_)) => return Lookup::Found(key),
-            (None, Err(_)) => self.fetching.lock().await,
+        let guard = match (self.fetching.clone().try_lock_owned(), &stale) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(key)) => return Lookup::Found(key.clone()),
+            (Err(_), None) => self.fetching.clone().lock_owned().await,
         };
-        let moved = self.lock().attempts != attempts;
-        if !moved {
-            // The outcome is in the state the next step reads.
-            let _ = self.fetch().await;
+        if self.lock().attempts == attempts {
+            let jwks = self.clone();
+            let task = tokio::spawn(async move {
+                // The outcome is in the state the next step reads.
+                let _ = jwks.fetch().await;
+                drop(guard);
+            });
+            if let Some(key) = stale {
+                return Lookup::Found(key);
+            }
+            // A fetch that panicked (a host fetcher's bug) left the state
+            // as it was: the step below answers from it.
+            let _ = task.await;
+        } else {
+            drop(guard);
         }
         match self.step(kid, false) {
             Step::Done(found) => found,
@@ -549,10 +599,7 @@ impl Jwks {
     /// Fetches now, whatever the policy says (a warm-up at start).
     pub(crate) async fn refresh(&self) -> Result<usize, JwksFetchError> {
         let _fetching = self.fetching.lock().await;
-        self.fetch()
-            .await
-            .map(|()| self.lock().keys.len())
-            .map_err(JwksFetchError::new)
+        self.fetch().await.map(|()| self.lock().keys.len())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -570,13 +617,13 @@ impl Jwks {
         let fresh = state.expires.is_some_and(|e| now < e);
         let throttled = state
             .last_attempt
-            .is_some_and(|t| now < t + span(self.policy.refetch_interval) && now >= t);
+            .is_some_and(|t| now < later(t, self.policy.refetch_interval) && now >= t);
         if let (Some(key), true) = (&found, fresh) {
             return Step::Done(Lookup::Found(key.clone()));
         }
         let within_bound = state
             .expires
-            .is_some_and(|e| now < e + span(self.policy.serve_stale_for));
+            .is_some_and(|e| now < later(e, self.policy.serve_stale_for));
         if may_fetch && !throttled {
             return Step::Fetch {
                 attempts: state.attempts,
@@ -596,15 +643,15 @@ impl Jwks {
         })
     }
 
-    async fn fetch(&self) -> Result<(), String> {
+    async fn fetch(&self) -> Result<(), JwksFetchError> {
         let fetched =
             tokio::time::timeout(self.policy.fetch_timeout, self.fetcher.fetch(&self.url)).await;
         let result = match fetched {
-            Err(_) => Err("JWKS fetch timed out".to_owned()),
-            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(JwksFetchError::new("timed out")),
+            Ok(Err(err)) => Err(err),
             Ok(Ok(response)) => parse_set(&response.body)
                 .map(|keys| (keys, self.policy.ttl(response.cache_control.as_deref())))
-                .map_err(str::to_owned),
+                .map_err(JwksFetchError::new),
         };
         let now = self.clock.now();
         let mut state = self.lock();
@@ -615,12 +662,12 @@ impl Jwks {
                 tracing::debug!(url = %self.url, keys = keys.len(), ttl_secs = ttl.as_secs(), "JWKS fetched");
                 state.keys = Arc::new(keys);
                 state.fetched = Some(now);
-                state.expires = Some(now + span(ttl));
+                state.expires = Some(later(now, ttl));
                 state.last_failed = false;
                 Ok(())
             }
             Err(err) => {
-                tracing::warn!(url = %self.url, error = %err, "JWKS fetch failed");
+                tracing::warn!(url = %self.url, error = %Chain(&err), "JWKS fetch failed");
                 state.last_failed = true;
                 Err(err)
             }
@@ -699,7 +746,6 @@ mod tests {
         assert!(keys["ok"].fits(JwtAlgorithm::ES256));
         assert!(!keys["ok"].fits(JwtAlgorithm::ES384));
         assert!(!keys["ok"].fits(JwtAlgorithm::RS256));
-        assert!(parse_set(br#"{"keys":[]}"#).is_err());
         assert!(parse_set(b"[]").is_err());
     }
 
@@ -720,12 +766,50 @@ mod tests {
 
     #[test]
     fn the_document_size_limit_is_inclusive() {
-        let x = compact_b64(&[1; 32]);
+        let x = compact_b64(
+            ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+                .verifying_key()
+                .as_bytes(),
+        );
         let doc = format!(r#"{{"keys":[{{"kty":"OKP","kid":"k","crv":"Ed25519","x":"{x}"}}]}}"#);
         let padded = format!("{doc}{}", " ".repeat(MAX_JWKS_LEN - doc.len()));
         assert_eq!(padded.len(), 256 * 1024);
         assert_eq!(parse_set(padded.as_bytes()).unwrap().len(), 1);
         assert!(parse_set(format!("{padded} ").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn weak_and_odd_sized_keys_are_skipped() {
+        // 2041 bits: 256 bytes whose first has five leading zero bits.
+        let mut n2041 = vec![0x04];
+        n2041.extend([0xc1; 255]);
+        let mut n4096 = vec![0x80];
+        n4096.extend([0xc1; 511]);
+        let mut n4097 = vec![0x01];
+        n4097.extend([0xc1; 512]);
+        // The Ed25519 identity (small order) and a valid public key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let strong = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let doc = format!(
+            r#"{{"keys":[
+                {{"kty":"RSA","kid":"2041","n":"{}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"4096","n":"{}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"4097","n":"{}","e":"AQAB"}},
+                {{"kty":"OKP","kid":"identity","crv":"Ed25519","x":"{}"}},
+                {{"kty":"OKP","kid":"ed","crv":"Ed25519","x":"{}"}}
+            ]}}"#,
+            compact_b64(&n2041),
+            compact_b64(&n4096),
+            compact_b64(&n4097),
+            compact_b64(&identity),
+            compact_b64(strong.as_bytes()),
+        );
+        let keys = parse_set(doc.as_bytes()).unwrap();
+        let mut kids: Vec<&String> = keys.keys().collect();
+        kids.sort();
+        assert_eq!(kids, ["4096", "ed"]);
+        assert!(parse_set(br#"{"keys":[]}"#).unwrap().is_empty());
     }
 
     fn compact_b64(bytes: &[u8]) -> String {

@@ -399,7 +399,12 @@ impl JwtAuthenticatorBuilder {
             Some(fetcher) => fetcher,
             None => Arc::new(HttpFetcher::new()?),
         };
-        let jwks = jwks::Jwks::new(self.jwks_url, fetcher, self.policy, self.clock.clone());
+        let jwks = Arc::new(jwks::Jwks::new(
+            self.jwks_url,
+            fetcher,
+            self.policy,
+            self.clock.clone(),
+        ));
         Ok(JwtAuthenticator {
             inner: Arc::new(Inner {
                 jwks,
@@ -456,7 +461,7 @@ pub struct JwtAuthenticator {
 }
 
 struct Inner {
-    jwks: jwks::Jwks,
+    jwks: Arc<jwks::Jwks>,
     issuer: String,
     audiences: Vec<String>,
     client_ids: Vec<String>,
