@@ -44,7 +44,8 @@
 //!     Ok(ExternalPrincipal::new(claims.subject(), tenants, scopes, catalog.clone()))
 //! })
 //! .build()?;
-//! let layer = AuthLayer::new(keyring).external(dashboard);
+//! // JWTs only on these routes: no API key.
+//! let layer = AuthLayer::new(keyring).accept_no_kinds().external(dashboard);
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
@@ -452,7 +453,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Verifies JWTs against an issuer's JWKS: an
-/// [`ExternalAuthenticator`](crate::http::ExternalAuthenticator) for
+/// [`ExternalAuthenticator`] for
 /// [`AuthLayer::external`](crate::http::AuthLayer::external). Cheap to
 /// clone; clones share the key cache. See the [module docs](self).
 #[derive(Clone)]
