@@ -163,6 +163,16 @@ async fn element(b: &Client, css: &str) -> Element {
     .await
 }
 
+/// Clicks `css` once it exists, finding it again if the page re-rendered
+/// it between the lookup and the click (a list refresh under load).
+async fn click(b: &Client, css: &str) {
+    eventually(&format!("a click on {css}"), || async move {
+        b.find(Locator::Css(css)).await?.click().await?;
+        Ok(Some(()))
+    })
+    .await
+}
+
 /// The visible text of `css`, once it is `pred`.
 async fn text_when(b: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
     let pred = &pred;
@@ -321,7 +331,7 @@ async fn made_used_revoked(b: Client) {
 
     // Revoke, but dismiss the confirmation: nothing happens.
     let revoke = format!("{row} .revoke");
-    element(&b, &revoke).await.click().await.unwrap();
+    click(&b, &revoke).await;
     let question = eventually("the confirmation", || async {
         match b.get_alert_text().await {
             Ok(text) => Ok(Some(text)),
@@ -343,7 +353,7 @@ async fn made_used_revoked(b: Client) {
     );
 
     // Revoke and accept: the row says so, the API refuses the token.
-    element(&b, &revoke).await.click().await.unwrap();
+    click(&b, &revoke).await;
     eventually("the confirmation", || async {
         Ok(b.get_alert_text().await.ok())
     })
