@@ -6,25 +6,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use common::capture;
 use keyward::{
     HashScheme, KeyKind, KeyStore, Keyring, MemoryStore, NewKey, Pepper, TokenHasher, TokenKey,
 };
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every rendering of secret material we look for: the token, its random
 /// part, and the hash digest in hex (both cases), as a Debug byte list (a
@@ -78,18 +63,6 @@ fn forbidden_token_key() -> Vec<String> {
         hex[..16].to_owned(),
         list.join(", "),
     ]
-}
-
-/// A subscriber at TRACE writing into a buffer, for this thread.
-fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    (capture, tracing::subscriber::set_default(subscriber))
 }
 
 /// A PlayableLabs keyring on a memory store, hashing with a pepper.
@@ -183,7 +156,7 @@ async fn no_token_or_hash_leaks_anywhere() {
     seen.push(format!("{err} {err:?} {rotated:?}"));
     keyring.flush_last_used().await.unwrap();
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("key issued"), "the capture works: {logs}");
     assert!(logs.contains("key revoked"));
     seen.push(logs);
@@ -274,7 +247,7 @@ async fn no_token_or_hash_leaks_through_the_http_layers() {
         }
     }
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("soon scope would deny"),
         "the audit event is captured: {logs}"
@@ -353,7 +326,7 @@ async fn no_token_or_hash_leaks_through_postgres_logs() {
     assert!(limiter.check(account, quota).await.unwrap().allowed);
     assert!(!limiter.check(account, quota).await.unwrap().allowed);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The bridge works: tokio-postgres's parameter log is captured, and the
     // wrapped parameters show as redacted.
     assert!(

@@ -933,32 +933,12 @@ async fn the_principal_mapping_decides_last() {
     assert_eq!(verdict(&auth, &k.es.sign(&c)).await, ok());
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// At TRACE, through accepted, forged, expired and unverifiable tokens,
 /// the log names the subject and never a token, a part of one, or a claim
 /// value.
 #[tokio::test]
 async fn logs_carry_the_subject_and_nothing_of_the_token() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = common::capture();
     let e = env().await;
     let k = keys();
     let c = with(
@@ -985,7 +965,7 @@ async fn logs_carry_the_subject_and_nothing_of_the_token() {
         verdict(&e.auth, &good).await,
         refused(503, "auth_unavailable")
     );
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let log = capture.text();
     assert!(log.contains("user-1"), "the subject is logged");
     assert!(log.contains("JWT refused"), "refusals are logged");
     assert!(
