@@ -62,7 +62,7 @@ pub(crate) fn parse<'a>(
     };
     let signing_input = &token[..header.len() + 1 + payload.len()];
     let header_bytes = decode(header)?;
-    let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&header_bytes) else {
+    let Ok(Value::Object(mut header)) = serde_json::from_slice::<Value>(&header_bytes) else {
         return Err(Malformed::Header);
     };
     if header.contains_key("crit") {
@@ -76,9 +76,9 @@ pub(crate) fn parse<'a>(
     if !accepted.contains(&alg) {
         return Err(Malformed::Algorithm);
     }
-    let kid = match header.get("kid") {
+    let kid = match header.remove("kid") {
         None => None,
-        Some(Value::String(kid)) if !kid.is_empty() => Some(kid.clone()),
+        Some(Value::String(kid)) if !kid.is_empty() => Some(kid),
         Some(_) => return Err(Malformed::Header),
     };
     let signature = decode(signature)?;

@@ -190,10 +190,23 @@ impl fmt::Debug for JwksResponse {
 }
 
 /// Why a JWKS fetch failed: the issuer is unreachable, answered with an
-/// error status, or sent something too large.
-#[derive(Debug, thiserror::Error)]
-#[error("JWKS fetch failed: {0}")]
-pub struct JwksFetchError(#[source] Box<dyn std::error::Error + Send + Sync>);
+/// error status, or sent something too large. Its message includes the
+/// immediate cause; `source()` continues below it, so a chain prints each
+/// cause once.
+#[derive(Debug)]
+pub struct JwksFetchError(Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for JwksFetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JWKS fetch failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for JwksFetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
 
 impl JwksFetchError {
     /// A fetch error from any error or message.
@@ -473,7 +486,7 @@ struct Chain<'a>(&'a JwksFetchError);
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0 .0)?;
-        let mut source = self.0 .0.source();
+        let mut source = std::error::Error::source(self.0);
         while let Some(cause) = source {
             write!(f, ": {cause}")?;
             source = cause.source();
@@ -501,8 +514,6 @@ pub(crate) enum Lookup {
 #[derive(Default)]
 struct State {
     keys: Arc<HashMap<String, Arc<Key>>>,
-    /// When the keys were fetched (None: never).
-    fetched: Option<OffsetDateTime>,
     expires: Option<OffsetDateTime>,
     last_attempt: Option<OffsetDateTime>,
     last_failed: bool,
@@ -615,12 +626,12 @@ impl Jwks {
             None => None,
         };
         let fresh = state.expires.is_some_and(|e| now < e);
-        let throttled = state
-            .last_attempt
-            .is_some_and(|t| now < later(t, self.policy.refetch_interval) && now >= t);
         if let (Some(key), true) = (&found, fresh) {
             return Step::Done(Lookup::Found(key.clone()));
         }
+        let throttled = state
+            .last_attempt
+            .is_some_and(|t| now < later(t, self.policy.refetch_interval) && now >= t);
         let within_bound = state
             .expires
             .is_some_and(|e| now < later(e, self.policy.serve_stale_for));
@@ -661,7 +672,6 @@ impl Jwks {
             Ok((keys, ttl)) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), ttl_secs = ttl.as_secs(), "JWKS fetched");
                 state.keys = Arc::new(keys);
-                state.fetched = Some(now);
                 state.expires = Some(later(now, ttl));
                 state.last_failed = false;
                 Ok(())
@@ -747,6 +757,21 @@ mod tests {
         assert!(!keys["ok"].fits(JwtAlgorithm::ES384));
         assert!(!keys["ok"].fits(JwtAlgorithm::RS256));
         assert!(parse_set(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_fetch_error_prints_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let err = JwksFetchError::new(Outer(std::io::Error::other("connection refused")));
+        assert_eq!(err.to_string(), "JWKS fetch failed: error sending request");
+        let source = std::error::Error::source(&err).unwrap();
+        assert_eq!(source.to_string(), "connection refused");
+        assert_eq!(
+            Chain(&err).to_string(),
+            "error sending request: connection refused"
+        );
     }
 
     #[test]
