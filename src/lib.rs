@@ -58,12 +58,18 @@ pub mod jwt;
 mod key;
 mod keyring;
 mod last_used;
+#[cfg(feature = "secret-scanning")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secret-scanning")))]
+pub mod leaks;
 mod lifecycle;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod manage;
+#[cfg(any(feature = "jwt", feature = "webhooks", feature = "secret-scanning"))]
+mod net;
 mod page;
 pub mod ratelimit;
+pub mod scan;
 mod scope;
 pub mod store;
 mod sweeper;
@@ -73,6 +79,9 @@ mod sweeper;
 pub mod testing;
 mod token;
 pub mod usage;
+#[cfg(feature = "webhooks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+pub mod webhooks;
 
 #[cfg(any(test, feature = "test-util"))]
 pub use clock::ManualClock;

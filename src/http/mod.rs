@@ -144,6 +144,8 @@
 mod macros;
 
 pub mod auth;
+#[cfg(any(feature = "webhooks", feature = "secret-scanning"))]
+pub(crate) mod body;
 mod credentials;
 pub(crate) mod errors;
 mod external;

@@ -263,22 +263,7 @@ impl HttpFetcher {
     /// # Ok::<(), keyward::jwt::JwksFetchError>(())
     /// ```
     pub fn new() -> Result<Self, JwksFetchError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(JwksFetchError::new)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(JwksFetchError::new)?;
+        let client = crate::net::client(Duration::from_secs(5)).map_err(JwksFetchError::new)?;
         Ok(HttpFetcher { client })
     }
 }
@@ -286,7 +271,7 @@ impl HttpFetcher {
 #[async_trait::async_trait]
 impl JwksFetcher for HttpFetcher {
     async fn fetch(&self, url: &str) -> Result<JwksResponse, JwksFetchError> {
-        let mut response = self
+        let response = self
             .client
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -297,24 +282,15 @@ impl JwksFetcher for HttpFetcher {
         if !status.is_success() {
             return Err(JwksFetchError::new(format!("status {status}")));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_LEN as u64)
-        {
-            return Err(JwksFetchError::new("JWKS larger than 256 KiB"));
-        }
         let cache_control = response
             .headers()
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(JwksFetchError::new)? {
-            if body.len() + chunk.len() > MAX_JWKS_LEN {
-                return Err(JwksFetchError::new("JWKS larger than 256 KiB"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::net::read_limited(response, MAX_JWKS_LEN)
+            .await
+            .map_err(JwksFetchError::new)?
+            .ok_or_else(|| JwksFetchError::new("JWKS larger than 256 KiB"))?;
         let mut out = JwksResponse::new(body);
         out.cache_control = cache_control;
         Ok(out)

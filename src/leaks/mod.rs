@@ -1,0 +1,1 @@
+//! The receiving end of GitHub's secret-scanning partner program.
