@@ -83,6 +83,10 @@ pub enum ConfigError {
     /// A token key is too short, or its rotation is misconfigured.
     #[error("invalid token key: {0}")]
     InvalidTokenKey(&'static str),
+    /// A webhook verifier or delivery setting is out of range (no key, a
+    /// tolerance or timeout outside its bounds); the text says which.
+    #[error("invalid webhook configuration: {0}")]
+    InvalidWebhookConfig(&'static str),
     /// An expiry policy's default is one it does not allow.
     #[error("invalid expiry policy: {0}")]
     InvalidExpiryPolicy(&'static str),

@@ -24,3 +24,7 @@ macro_rules! inner_service_accessors {
         }
     };
 }
+
+// Also for the services of other modules (`webhooks`).
+#[allow(unused_imports)]
+pub(crate) use inner_service_accessors;

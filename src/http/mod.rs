@@ -141,7 +141,7 @@
 //!   `invalid_request`.
 
 #[macro_use]
-mod macros;
+pub(crate) mod macros;
 
 pub mod auth;
 #[cfg(any(feature = "webhooks", feature = "secret-scanning"))]
