@@ -113,7 +113,7 @@ pub use token::{
 };
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "postgres", feature = "jwt"))]
+#[cfg(all(doctest, feature = "postgres", feature = "jwt", feature = "webhooks"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

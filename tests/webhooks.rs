@@ -469,7 +469,7 @@ async fn a_failing_replay_guard_fails_closed() {
     let err = verifier.verify(&h, b"x").await.unwrap_err();
     assert!(matches!(err, WebhookError::ReplayUnavailable(_)));
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(err.to_response().body().contains("down"), false);
+    assert!(!err.to_response().body().contains("down"));
 }
 
 // GitHub's documented test values ("Validating webhook deliveries").
@@ -648,12 +648,15 @@ async fn v1a_ed25519_signatures() {
     assert!(Ed25519PublicKey::parse(&key.expose_secret()).is_err());
 }
 
+/// What the handler got: bodies and verified webhooks.
+type Seen = Arc<Mutex<Vec<(Bytes, Option<VerifiedWebhook>)>>>;
+
 /// The layer over a handler that records what it got and answers `status`.
 fn app(
     verifier: Verifier,
     limit: usize,
     status: StatusCode,
-    seen: Arc<Mutex<Vec<(Bytes, Option<VerifiedWebhook>)>>>,
+    seen: Seen,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
     Response = Response<String>,
