@@ -77,6 +77,11 @@ FILES=(
     "src/jwt/compact.rs|--lib --test jwt"
     "src/jwt/jwks.rs|--lib --test jwt"
     "src/jwt/mod.rs|--lib --test jwt"
+    "src/webhooks/verify.rs|--lib --test webhooks"
+    "src/webhooks/message.rs|--lib --test webhooks"
+    "src/webhooks/keys.rs|--lib --test webhooks"
+    "src/webhooks/replay.rs|--lib --test webhooks"
+    "src/webhooks/layer.rs|--lib --test webhooks"
     "src/http/auth/service.rs|--lib --test usage --test http --test auth_failures --test kinds --test layer_edges --test floods --test forged_tokens"
 )
 ACCEPTED=mutants-accepted.txt
