@@ -844,3 +844,100 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn tolerance_bounds_are_inclusive() {
+    let build = |secs| {
+        Verifier::standard([WebhookSecret::generate()])
+            .tolerance(Duration::from_secs(secs))
+            .build()
+    };
+    assert!(build(1).is_ok());
+    assert!(build(86_400).is_ok());
+    assert!(build(86_401).is_err());
+    assert!(Verifier::standard([WebhookSecret::generate()])
+        .tolerance(Duration::from_millis(999))
+        .build()
+        .is_err());
+}
+
+#[test]
+fn names_and_debug_output() {
+    assert_eq!(WebhookScheme::Standard.name(), "standard");
+    assert_eq!(WebhookScheme::Stripe.name(), "stripe");
+    assert_eq!(WebhookScheme::GitHub.name(), "github");
+    assert_eq!(
+        format!("{:?}", MessageId::parse("msg_1").unwrap()),
+        r#"MessageId("msg_1")"#
+    );
+    assert_eq!(
+        format!("{:?}", SharedSecret::new("s").unwrap()),
+        "SharedSecret([REDACTED])"
+    );
+    let builder =
+        Verifier::stripe([SharedSecret::new("s").unwrap()]).tolerance(Duration::from_secs(7));
+    assert_eq!(
+        format!("{builder:?}"),
+        "VerifierBuilder { scheme: Stripe, tolerance: 7s, replay_guard: false, .. }"
+    );
+    let verifier = builder.build().unwrap();
+    assert_eq!(verifier.scheme(), WebhookScheme::Stripe);
+    assert_eq!(
+        format!("{verifier:?}"),
+        "Verifier(VerifierBuilder { scheme: Stripe, tolerance: 7s, replay_guard: false, .. })"
+    );
+}
+
+#[tokio::test]
+async fn limits_are_inclusive_at_their_edges() {
+    let secret = WebhookSecret::generate();
+    let verifier = Verifier::standard([secret.clone()]).build().unwrap();
+    // An id of exactly 256 bytes.
+    let id = MessageId::parse(&"i".repeat(256)).unwrap();
+    let h = Signer::new(secret).headers(&id, OffsetDateTime::now_utc(), b"x");
+    assert!(verifier.verify(&h, b"x").await.is_ok());
+    // 15 digits parse (then fail the tolerance); 16 do not.
+    let sig = h["webhook-signature"].to_str().unwrap();
+    let err = verifier
+        .verify(&headers(id.as_str(), "100000000000000", sig), b"x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WebhookError::TimestampOutOfTolerance),
+        "{err:?}"
+    );
+    let err = verifier
+        .verify(&headers(id.as_str(), "1000000000000000", sig), b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        WebhookError::InvalidHeader("webhook-timestamp")
+    ));
+}
+
+#[tokio::test]
+async fn a_stripe_header_holds_at_most_32_items() {
+    let verifier = Verifier::stripe([SharedSecret::new("whsec_s").unwrap()])
+        .clock(at(1_700_000_000))
+        .build()
+        .unwrap();
+    let good = stripe_header("whsec_s", 1_700_000_000, b"{}");
+    let filler = format!(",v0={}", "0".repeat(8));
+    let check = |value: String| {
+        let mut h = HeaderMap::new();
+        h.insert("stripe-signature", HeaderValue::from_str(&value).unwrap());
+        h
+    };
+    // t, v1 and 30 more: 32 items.
+    assert!(verifier
+        .verify(&check(format!("{good}{}", filler.repeat(30))), b"{}")
+        .await
+        .is_ok());
+    assert!(matches!(
+        verifier
+            .verify(&check(format!("{good}{}", filler.repeat(31))), b"{}")
+            .await,
+        Err(WebhookError::InvalidHeader("stripe-signature"))
+    ));
+}
