@@ -109,7 +109,8 @@ impl WebhookSecret {
 impl PartialEq for WebhookSecret {
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq as _;
-        self.key.len() == other.key.len() && bool::from(self.key.ct_eq(&other.key))
+        // Slices of different lengths compare unequal.
+        bool::from(self.key.ct_eq(&other.key))
     }
 }
 
@@ -301,5 +302,62 @@ mod ed25519 {
                 .field(&self.to_string())
                 .finish()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_value_and_print_redacted() {
+        let a = WebhookSecret::from_bytes(&[7; 32]).unwrap();
+        assert_eq!(a, WebhookSecret::from_bytes(&[7; 32]).unwrap());
+        assert_ne!(a, WebhookSecret::from_bytes(&[8; 32]).unwrap());
+        assert_ne!(a, WebhookSecret::from_bytes(&[7; 24]).unwrap());
+        assert_ne!(WebhookSecret::generate(), WebhookSecret::generate());
+        assert_eq!(format!("{a:?}"), "WebhookSecret([REDACTED])");
+        assert_eq!(
+            &*a.expose_secret(),
+            "whsec_BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+        );
+        assert!(WebhookSecret::from_bytes(&[0; MAX_SECRET_LEN]).is_ok());
+        assert!(WebhookSecret::from_bytes(&[0; MAX_SECRET_LEN + 1]).is_err());
+        assert!(WebhookSecret::from_bytes(&[0; MIN_SECRET_LEN - 1]).is_err());
+    }
+
+    #[cfg(feature = "webhooks-ed25519")]
+    #[test]
+    fn ed25519_keys_parse_the_seed_or_the_seed_and_its_public_half() {
+        let key = Ed25519SecretKey::generate();
+        let seed = decode_base64(key.expose_secret().strip_prefix("whsk_").unwrap()).unwrap();
+        let public = key.public_key();
+        let public_bytes =
+            decode_base64(public.to_string().strip_prefix("whpk_").unwrap()).unwrap();
+        let encode = |bytes: &[u8]| format!("whsk_{}", STANDARD.encode(bytes));
+        let parsed = Ed25519SecretKey::parse(&encode(&seed)).unwrap();
+        assert_eq!(parsed.public_key(), public);
+        let both = [seed.clone(), public_bytes.clone()].concat();
+        assert_eq!(
+            Ed25519SecretKey::parse(&encode(&both))
+                .unwrap()
+                .public_key(),
+            public
+        );
+        let mut wrong = both.clone();
+        wrong[40] ^= 1;
+        assert_eq!(
+            Ed25519SecretKey::parse(&encode(&wrong)).err(),
+            Some(WebhookKeyError::Length)
+        );
+        assert_eq!(
+            Ed25519SecretKey::parse(&encode(&seed[..31])).err(),
+            Some(WebhookKeyError::Length)
+        );
+        assert_eq!(format!("{key:?}"), "Ed25519SecretKey([REDACTED])");
+        assert_eq!(
+            format!("{public:?}"),
+            format!("Ed25519PublicKey({:?})", public.to_string())
+        );
     }
 }

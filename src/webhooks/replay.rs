@@ -184,6 +184,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_lapses_at_its_instant() {
+        let guard = MemoryReplayGuard::with_capacity(1);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let until = t0 + Duration::SECOND;
+        assert!(guard.claim("a", until, t0).await.unwrap());
+        assert!(!guard
+            .claim("a", until, until - Duration::NANOSECOND)
+            .await
+            .unwrap());
+        assert!(guard
+            .claim("a", until + Duration::SECOND, until)
+            .await
+            .unwrap());
+        // Full: a record lapsing exactly now makes room.
+        let later = until + Duration::SECOND;
+        assert!(guard.claim("b", later, later).await.unwrap());
+    }
+
+    #[test]
+    fn errors_keep_their_cause_out_of_the_message() {
+        let err = ReplayError::new("redis down");
+        assert_eq!(err.to_string(), "replay guard unavailable");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("redis down"));
+    }
+
+    #[tokio::test]
     async fn a_released_id_may_be_claimed_again() {
         let guard = MemoryReplayGuard::new();
         let t0 = OffsetDateTime::UNIX_EPOCH;
