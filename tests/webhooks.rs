@@ -941,3 +941,73 @@ async fn a_stripe_header_holds_at_most_32_items() {
         Err(WebhookError::InvalidHeader("stripe-signature"))
     ));
 }
+
+#[tokio::test]
+async fn the_default_body_limit_is_one_mebibyte() {
+    use keyward::webhooks::DEFAULT_BODY_LIMIT;
+    assert_eq!(DEFAULT_BODY_LIMIT, 1024 * 1024);
+    let secret = WebhookSecret::generate();
+    let verifier = Verifier::standard([secret.clone()]).build().unwrap();
+    let handler = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
+    });
+    let service = VerifyWebhookLayer::new(verifier).layer(handler);
+    let signer = Signer::new(secret);
+    for (len, status) in [
+        (DEFAULT_BODY_LIMIT, StatusCode::OK),
+        (DEFAULT_BODY_LIMIT + 1, StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let body = Bytes::from(vec![b'a'; len]);
+        let h = signer.headers(&MessageId::generate(), OffsetDateTime::now_utc(), &body);
+        let mut req = Request::post("/").body(Full::new(body)).unwrap();
+        req.headers_mut().extend(h);
+        let response = service.clone().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), status, "{len}");
+    }
+}
+
+/// A service that is never ready: the layer must say so too.
+#[derive(Clone, Debug)]
+struct Broken;
+
+impl tower::Service<Request<Full<Bytes>>> for Broken {
+    type Response = Response<String>;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Response<String>, &'static str>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Err("broken"))
+    }
+
+    fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+        std::future::ready(Err("broken"))
+    }
+}
+
+#[tokio::test]
+async fn the_layer_delegates_readiness_and_prints_its_parts() {
+    let verifier = Verifier::github([SharedSecret::new("s").unwrap()])
+        .build()
+        .unwrap();
+    let layer = VerifyWebhookLayer::new(verifier).body_limit(10);
+    let mut service = layer.layer(Broken);
+    let ready = std::future::poll_fn(|cx| {
+        tower::Service::<Request<Full<Bytes>>>::poll_ready(&mut service, cx)
+    })
+    .await;
+    assert_eq!(ready, Err("broken"));
+    let debug = format!("{service:?}");
+    assert!(
+        debug.starts_with("VerifyWebhook { inner: Broken, verifier: Verifier("),
+        "{debug}"
+    );
+    assert!(debug.ends_with("body_limit: 10 }"), "{debug}");
+    let future = tower::Service::call(&mut service, request(&HeaderMap::new(), b"x"));
+    assert_eq!(format!("{future:?}"), "ResponseFuture");
+    let response = future.await.unwrap();
+    // No signature header: 400, from the layer, not the broken service.
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
