@@ -53,6 +53,7 @@ enum Reply {
 }
 
 /// One request the fake transport saw.
+#[derive(Clone)]
 struct Seen {
     at: Instant,
     headers: HeaderMap,
@@ -84,6 +85,11 @@ impl Fake {
     fn gaps(&self) -> Vec<Duration> {
         let seen = self.seen.lock().unwrap();
         seen.windows(2).map(|w| w[1].at - w[0].at).collect()
+    }
+
+    /// The requests seen so far.
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
     }
 
     fn count(&self) -> usize {
@@ -174,7 +180,7 @@ async fn the_standard_schedule_with_bounded_jitter() {
     assert!(!report.is_delivered());
     assert_eq!(report.attempts().len(), STANDARD_SCHEDULE.len());
     assert_eq!(
-        fake.seen.lock().unwrap()[0].at,
+        fake.requests()[0].at,
         start,
         "the first attempt is immediate"
     );
@@ -190,7 +196,7 @@ async fn the_standard_schedule_with_bounded_jitter() {
     }
     assert!(jittered > 0, "some delay varies");
     // Each attempt's time is on the deliverer's clock.
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.requests();
     for (attempt, seen) in report.attempts().iter().zip(seen.iter()) {
         assert_eq!(attempt.at(), START + (seen.at - start));
         assert_eq!(
@@ -257,7 +263,7 @@ async fn redirects_are_failures() {
         .await;
     assert_eq!(report.outcome(), DeliveryOutcome::GaveUp);
     assert_eq!(statuses(&report), [Some(302), Some(301)]);
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.requests();
     assert!(seen.iter().all(|s| s.uri == "https://hooks.example.com/in"));
 }
 
@@ -405,7 +411,7 @@ async fn each_attempt_is_signed_again_with_the_same_id() {
         .deliver(&endpoint("https://hooks.example.com/in"), &message)
         .await;
     assert!(report.is_delivered());
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 3);
     let clock = ManualClock::new(START);
     let verifier = Verifier::standard([secret()])
@@ -679,13 +685,12 @@ async fn the_sink_routes_filters_and_delivers_in_the_background() {
     sink.deliver(&revoked).await.unwrap();
     sink.deliver(&event()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 1);
     let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(body["type"], "key.issued");
     assert_eq!(body["timestamp"], "2026-11-27T12:00:00Z");
     assert_eq!(body["data"]["tenant"], "org_1");
-    drop(seen);
 
     // No endpoint: nothing to do.
     let none = WebhookSink::builder(deliverer(&fake), Vec::new())
