@@ -166,7 +166,70 @@ impl DeliveryReport {
 /// `tokio::time::timeout`. Timestamps come from the [`Clock`] (the system
 /// clock by default).
 ///
-/// See the [module](super) for an example.
+/// # Outcomes
+///
+/// | answer | what happens |
+/// |---|---|
+/// | `2xx` | delivered |
+/// | `410 Gone` | the endpoint is disabled; no further attempt |
+/// | `3xx` | a failure (redirects are never followed), retried |
+/// | any other status, a timeout, a connection error | retried per the schedule |
+/// | `Retry-After` (seconds or HTTP date) | the next attempt waits at least that long (bounded) |
+///
+/// Every attempt is signed again with its own timestamp; the message id
+/// stays the same, so receivers can drop duplicates.
+///
+/// # Server-side request forgery
+///
+/// Endpoint URLs usually come from your customers, and a delivery is a
+/// request from inside your network to a URL they chose. [`Endpoint::new`]
+/// refuses plain `http` (except to loopback) and URLs with credentials, but
+/// it does not resolve names: a public name can point at `10.0.0.1` or at a
+/// cloud metadata service. Run deliveries through an egress proxy that
+/// refuses internal addresses (such as Stripe's smokescreen) and from a
+/// subnet that can not reach internal services. [`HttpTransport`] uses the
+/// proxy named by the `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` environment
+/// variables; a custom [`WebhookTransport`] can route otherwise.
+///
+/// # Example
+///
+/// ```
+/// use keyward::webhooks::{
+///     Deliverer, DeliveryOutcome, Endpoint, MessageId, Signer, TransportError, WebhookMessage,
+///     WebhookSecret, WebhookTransport,
+/// };
+///
+/// /// A receiver that accepts everything (use `HttpTransport` for real).
+/// struct Accept;
+///
+/// #[keyward::async_trait]
+/// impl WebhookTransport for Accept {
+///     async fn send(
+///         &self,
+///         request: http::Request<bytes::Bytes>,
+///     ) -> Result<http::Response<()>, TransportError> {
+///         assert!(request.headers().contains_key("webhook-signature"));
+///         Ok(http::Response::new(()))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let endpoint = Endpoint::new(
+///     "https://hooks.example.com/keyward",
+///     Signer::new(WebhookSecret::generate()),
+/// )?;
+/// let message = WebhookMessage::envelope(
+///     MessageId::generate(),
+///     "key.revoked",
+///     time::OffsetDateTime::now_utc(),
+///     &serde_json::json!({ "key_id": "key_1" }),
+/// )?;
+/// let report = Deliverer::new(Accept).deliver(&endpoint, &message).await;
+/// assert_eq!(report.outcome(), DeliveryOutcome::Delivered);
+/// assert_eq!(report.attempts().len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Deliverer {

@@ -46,7 +46,8 @@ pub enum EndpointError {
 ///
 /// `https` is required, except to loopback hosts (`127.0.0.1`, `[::1]`,
 /// `localhost`) for tests and local development. The URL is not resolved
-/// here: see the module's advice on SSRF (an egress proxy). `Debug` and
+/// here: see the advice on SSRF of [`Deliverer`](super::Deliverer) (an
+/// egress proxy). `Debug` and
 /// logs show the origin only (`https://hooks.example.com`), as paths and
 /// queries of webhook URLs often hold a secret.
 ///

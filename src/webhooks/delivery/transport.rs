@@ -82,7 +82,8 @@ pub trait WebhookTransport: Send + Sync + 'static {
 /// connect timeout, at most [`MAX_RESPONSE_BODY`] bytes of a response read
 /// and dropped. It uses the proxy of the `HTTPS_PROXY` / `HTTP_PROXY` /
 /// `NO_PROXY` environment variables: point them at an egress proxy that
-/// refuses internal addresses (see the module's advice on SSRF).
+/// refuses internal addresses (see the advice on SSRF of
+/// [`Deliverer`](super::Deliverer)).
 ///
 /// ```
 /// let transport = keyward::webhooks::HttpTransport::new()?;
