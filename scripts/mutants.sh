@@ -82,6 +82,12 @@ FILES=(
     "src/webhooks/keys.rs|--lib --test webhooks"
     "src/webhooks/replay.rs|--lib --test webhooks"
     "src/webhooks/layer.rs|--lib --test webhooks"
+    "src/webhooks/delivery/deliverer.rs|--lib --test webhook_delivery"
+    "src/webhooks/delivery/endpoint.rs|--lib --test webhook_delivery"
+    "src/webhooks/delivery/outgoing.rs|--lib --test webhook_delivery"
+    "src/webhooks/delivery/policy.rs|--lib --test webhook_delivery"
+    "src/webhooks/delivery/sink.rs|--lib --test webhook_delivery"
+    "src/webhooks/delivery/transport.rs|--lib --test webhook_delivery"
     "src/http/auth/service.rs|--lib --test usage --test http --test auth_failures --test kinds --test layer_edges --test floods --test forged_tokens"
 )
 ACCEPTED=mutants-accepted.txt
