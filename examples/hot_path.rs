@@ -15,13 +15,13 @@
 //! layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 //!
-//! With `--features axum,jwt`, `router` and `bare` drive the example server's
+//! With `--features axum,jwt,webhooks`, `router` and `bare` drive the example server's
 //! routers (`examples/server/app.rs`: `router` with the `loadtest` demo key,
 //! and `bare_router`, what `scripts/load.sh` compares) in process, without
 //! sockets; `KEYS` does not apply (the demo keys only):
 //!
 //! ```sh
-//! cargo build --release --example hot_path --features axum,jwt
+//! cargo build --release --example hot_path --features axum,jwt,webhooks
 //! valgrind --tool=callgrind --toggle-collect='hot_path::router_loop' \
 //!     target/release/examples/hot_path router
 //! ```
@@ -71,12 +71,12 @@ where
 }
 
 /// The example server's application, for `router` and `bare`.
-#[cfg(all(feature = "axum", feature = "jwt"))]
+#[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
 #[path = "server/app.rs"]
 #[allow(dead_code)]
 mod app;
 
-#[cfg(all(feature = "axum", feature = "jwt"))]
+#[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
 #[inline(never)]
 fn router_loop(rt: &tokio::runtime::Runtime, router: &axum::Router, token: &HeaderValue, n: usize) {
     // What the server's accept loop inserts: the peer, for the throttles.
@@ -95,7 +95,7 @@ fn router_loop(rt: &tokio::runtime::Runtime, router: &axum::Router, token: &Head
 }
 
 /// `router` or `bare`: the example server's routers.
-#[cfg(all(feature = "axum", feature = "jwt"))]
+#[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
 fn run_router(what: &str, n: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -124,7 +124,7 @@ fn main() {
     };
     let keys = env_usize("KEYS", 100_000);
     let n = env_usize("ITERATIONS", 10_000);
-    #[cfg(all(feature = "axum", feature = "jwt"))]
+    #[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
     if what == "router" || what == "bare" {
         return run_router(what, n);
     }

@@ -6,7 +6,7 @@
 #
 # What it does:
 #   * builds the example server in release
-#     (`cargo build --release --example server --features axum,jwt`);
+#     (`cargo build --release --example server --features axum,jwt,webhooks`);
 #   * starts it twice on 127.0.0.1, on free ports: once as is, once with
 #     --unauthenticated-load-test-baseline (`GET /api/players` without
 #     AuthLayer or RequireScopes; the server refuses that flag on any address
@@ -49,7 +49,7 @@ fi
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 
 if [ "${KEYWARD_LOAD_NO_BUILD:-}" != 1 ]; then
-    cargo build --release --example server --features axum,jwt
+    cargo build --release --example server --features axum,jwt,webhooks
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

@@ -76,15 +76,17 @@ async fn start_with(limits: serve::Limits) -> Server {
 
 /// The same on `listener`.
 async fn start_on(listener: tokio::net::TcpListener, limits: serve::Limits) -> Server {
-    let keyring = app::keyring();
+    let addr = listener.local_addr().unwrap();
+    // As the example's main: key events go to its own webhook receiver.
+    let webhooks = app::webhooks::Webhooks::new();
+    let keyring = app::keyring_sending(keyward::MemoryStore::new(), webhooks.sink(addr));
     let keys = app::demo_keys(&keyring)
         .await
         .unwrap()
         .into_iter()
         .map(|k| (k.name, k.token))
         .collect();
-    let addr = listener.local_addr().unwrap();
-    let router = app::router(keyring.clone());
+    let router = app::router_with(keyring.clone(), webhooks);
     tokio::spawn(serve::serve(
         listener,
         router,
@@ -311,6 +313,83 @@ async fn keys_are_created_listed_and_revoked() {
             .await
             .assert_rejected(404, "not_found", None);
     }
+}
+
+/// A revocation reaches the example's own webhook receiver as a signed
+/// `key.revoked` message, which it verified; forged or unsigned deliveries
+/// to the receiver are refused over the wire.
+#[tokio::test]
+async fn a_revocation_is_delivered_as_a_verified_webhook() {
+    let s = start().await;
+    let manager = &[key(s.key("key manager"))];
+    let created = s
+        .post(
+            "/api/functions/create-api-key",
+            manager,
+            json!({ "property_id": "property_demo", "name": "to revoke" }),
+        )
+        .await;
+    let id = created.assert_status(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.post(
+        "/api/functions/revoke-api-key",
+        manager,
+        json!({ "id": id }),
+    )
+    .await
+    .assert_status(200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let revoked = loop {
+        let received = s.get("/api/webhooks/received", manager).await;
+        let events = received.assert_status(200)["events"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let found = events
+            .into_iter()
+            .find(|e| e["type"] == "key.revoked" && e["data"]["key_id"] == id.as_str());
+        if let Some(event) = found {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "no key.revoked webhook for {id}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(revoked["data"]["tenant"], "property_demo");
+    assert!(revoked["webhook_id"].as_str().unwrap().starts_with("msg_"));
+    assert!(!revoked.to_string().contains("pk_"), "{revoked}");
+    // Only keys:manage may read the inbox.
+    s.get("/api/webhooks/received", &[key(s.key("players backend"))])
+        .await
+        .assert_rejected(
+            403,
+            "insufficient_scope",
+            Some(r#"Bearer realm="api", error="insufficient_scope", scope="keys:manage""#),
+        );
+    // The receiver refuses what its secret did not sign.
+    let forged = [
+        ("webhook-id", HeaderValue::from_static("msg_forged")),
+        (
+            "webhook-timestamp",
+            HeaderValue::from_str(&time::OffsetDateTime::now_utc().unix_timestamp().to_string())
+                .unwrap(),
+        ),
+        (
+            "webhook-signature",
+            HeaderValue::from_static("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        ),
+    ];
+    s.post(
+        "/webhooks/keyward",
+        &forged,
+        json!({ "type": "key.revoked" }),
+    )
+    .await
+    .assert_rejected(401, "webhook_signature_invalid", None);
+    s.post("/webhooks/keyward", &[], json!({ "type": "key.revoked" }))
+        .await
+        .assert_rejected(400, "webhook_header_missing", None);
 }
 
 #[tokio::test]

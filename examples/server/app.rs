@@ -56,8 +56,11 @@ use serde_json::{json, Value};
 pub(crate) mod issuer;
 #[path = "page.rs"]
 pub(crate) mod page;
+#[path = "webhooks.rs"]
+pub(crate) mod webhooks;
 
 use issuer::DevIssuer;
+use webhooks::Webhooks;
 
 /// PlayerOS: `read` and `write` (enforced, `write` implies `read`) and
 /// `keys:manage` for the key management endpoints.
@@ -102,6 +105,24 @@ pub(crate) fn keyring() -> Keyring {
 
 /// The same keyring on `store`.
 pub(crate) fn keyring_on(store: impl keyward::KeyStore) -> Keyring {
+    builder_on(store).build().expect("a valid keyring")
+}
+
+/// The same keyring on `store`, its lifecycle events delivered as signed
+/// webhooks by `sink` ([`webhooks`]).
+pub(crate) fn keyring_sending(
+    store: impl keyward::KeyStore,
+    sink: keyward::webhooks::WebhookSink,
+) -> Keyring {
+    builder_on(store)
+        .events(sink)
+        .build()
+        .expect("a valid keyring")
+}
+
+fn builder_on(
+    store: impl keyward::KeyStore,
+) -> keyward::KeyringBuilder<std::sync::Arc<dyn keyward::KeyStore>> {
     Keyring::builder()
         .store(store)
         .kind(
@@ -117,8 +138,6 @@ pub(crate) fn keyring_on(store: impl keyward::KeyStore) -> Keyring {
         // A quiet key's last use is written within the interval, not at its
         // next use.
         .last_used_timer(tokio::time::sleep)
-        .build()
-        .expect("a valid keyring")
 }
 
 /// A demo key, printed once at start.
@@ -246,6 +265,7 @@ pub(crate) fn login_throttle() -> ThrottleLayer {
 pub(crate) struct AppState {
     keyring: Keyring,
     issuer: DevIssuer,
+    webhooks: Webhooks,
 }
 
 impl FromRef<AppState> for Keyring {
@@ -267,6 +287,13 @@ impl FromRef<AppState> for DevIssuer {
 /// The handlers get the keyring as router state (no per-request
 /// `Extension` layer).
 pub(crate) fn router(keyring: Keyring) -> Router {
+    router_with(keyring, Webhooks::new())
+}
+
+/// The API, with `webhooks`' receiver at [`webhooks::RECEIVER_PATH`] (no
+/// key: the signature authenticates) and its inbox at
+/// `GET /api/webhooks/received` (for keys holding `keys:manage`).
+pub(crate) fn router_with(keyring: Keyring, webhooks: Webhooks) -> Router {
     let manage = || scopes(&["keys:manage"]);
     let issuer = DevIssuer::new(issuer::SESSION_TTL);
     // One base layer: the product layers derived from it share its failure
@@ -291,6 +318,10 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         .route(
             "/api/functions/revoke-api-key",
             post(revoke_api_key.layer(manage())),
+        )
+        .route(
+            "/api/webhooks/received",
+            get(received_webhooks.layer(manage())),
         )
         // The library's key management for `pk_` keys: list, create, show,
         // revoke, rotate and the grid, for keys holding `keys:manage`.
@@ -330,8 +361,13 @@ pub(crate) fn router(keyring: Keyring) -> Router {
         .route("/api/login", post(login).layer(login_throttle()))
         .route(issuer::JWKS_PATH, get(jwks))
         .merge(page::router())
+        .merge(webhooks.receiver())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(AppState { keyring, issuer })
+        .with_state(AppState {
+            keyring,
+            issuer,
+            webhooks,
+        })
 }
 
 /// `/api/keys`: the library's key management for `pk_` keys, managed by
@@ -538,6 +574,12 @@ async fn create_api_key(
 #[serde(deny_unknown_fields)]
 struct RevokeKey {
     id: String,
+}
+
+/// `GET /api/webhooks/received`: the key events this server's webhook
+/// receiver verified, oldest first.
+async fn received_webhooks(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "events": state.webhooks.received() }))
 }
 
 async fn revoke_api_key(

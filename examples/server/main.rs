@@ -2,14 +2,15 @@
 //! `write`, key management) and PlayableLabs (`pl_` tokens, a
 //! `resource:action` grid with "soon" scopes).
 //!
-//! Run with `cargo run --example server --features axum,jwt` (in-memory store).
+//! Run with `cargo run --example server --features axum,jwt,webhooks`
+//! (in-memory store).
 //! With `--features axum,postgres` and `DATABASE_URL` set, it keeps keys in
 //! PostgreSQL instead: it migrates the schema on start and verifies through
 //! a `CachedStore<PgStore>` whose `RevocationListener` hears revocations
 //! made by other instances on the same database.
 //!
 //! ```sh
-//! DATABASE_URL=postgres://app@localhost/app cargo run --example server --features axum,jwt,postgres
+//! DATABASE_URL=postgres://app@localhost/app cargo run --example server --features axum,jwt,webhooks,postgres
 //! ```
 //!
 //! It listens on
@@ -26,6 +27,12 @@
 //! `/api/tokens`). The login answers a JWT of the server's own development
 //! issuer (`app::issuer`, its key set at `/.well-known/jwks.json`), which
 //! `keyward::jwt::JwtAuthenticator` verifies on `/api/tokens`.
+//!
+//! Every key event (issue, revoke, rotate, …) is delivered as a signed
+//! Standard Webhooks message to the server's own receiver,
+//! `POST /webhooks/keyward`, which verifies it (`app::webhooks`); what it
+//! received is listed at `GET /api/webhooks/received` for keys holding
+//! `keys:manage`.
 //!
 //! `--unauthenticated-load-test-baseline` serves only `GET /api/players`,
 //! without authentication: the baseline of `scripts/load.sh`. The server
@@ -44,6 +51,8 @@
 //! # the dashboard JWT from the login's "session" manages pl_ tokens
 //! JWT=$(curl -s -X POST -H 'X-Account: ada' localhost:3000/api/login | jq -r .session)
 //! curl -H "Authorization: Bearer $JWT" localhost:3000/api/tokens
+//! # revoke a key, then see the signed key.revoked webhook the receiver verified
+//! curl -H "X-Api-Key: $MANAGER" localhost:3000/api/webhooks/received
 //! ```
 
 mod app;
@@ -64,8 +73,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let options = serve::options(std::env::args().skip(1), std::env::var("KEYWARD_ADDR").ok())?;
 
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    let addr = listener.local_addr()?;
+    // Key events go out as signed webhooks, to this server's own receiver.
+    let webhooks = app::webhooks::Webhooks::new();
     // The listener (PostgreSQL only) runs as long as it is held.
-    let (keyring, _listener) = open_keyring().await?;
+    let (keyring, _listener) = open_keyring(webhooks.sink(addr)).await?;
     for key in app::demo_keys(&keyring).await? {
         println!("{}", serde_json::to_string(&key)?);
     }
@@ -79,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let sensitive = [AUTHORIZATION, HeaderName::from_static("x-api-key")];
     let router = match options.mode {
-        Mode::Api => app::router(keyring.clone()),
+        Mode::Api => app::router_with(keyring.clone(), webhooks),
         Mode::UnauthenticatedBaseline => {
             eprintln!(
                 "{}: /api/players WITHOUT authentication on {} (load-test baseline only)",
@@ -93,8 +106,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive));
 
-    let listener = tokio::net::TcpListener::bind(options.addr).await?;
-    eprintln!("listening on http://{}", listener.local_addr()?);
+    eprintln!("listening on http://{addr}");
+    eprintln!(
+        "webhooks: key events are signed and delivered to http://{addr}{}",
+        app::webhooks::RECEIVER_PATH
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -106,7 +122,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// On PostgreSQL when `DATABASE_URL` is set: migrated, cached, and listening
 /// for other instances' revocations. In memory otherwise.
 #[cfg(feature = "postgres")]
-async fn open_keyring() -> Result<
+async fn open_keyring(
+    sink: keyward::webhooks::WebhookSink,
+) -> Result<
     (
         keyward::Keyring,
         Option<keyward::store::postgres::RevocationListener>,
@@ -120,7 +138,10 @@ async fn open_keyring() -> Result<
         Ok(url) if !url.is_empty() => url,
         _ => {
             eprintln!("store: in memory (set DATABASE_URL for PostgreSQL)");
-            return Ok((app::keyring(), None));
+            return Ok((
+                app::keyring_sending(keyward::MemoryStore::new(), sink),
+                None,
+            ));
         }
     };
     let pg = PgStore::builder(&url).build()?;
@@ -128,16 +149,18 @@ async fn open_keyring() -> Result<
     let store = CachedStore::new(pg.clone());
     let listener = pg.listen(store.invalidator())?;
     eprintln!("store: PostgreSQL (migrated; cached, revocations shared by LISTEN/NOTIFY)");
-    Ok((app::keyring_on(store), Some(listener)))
+    Ok((app::keyring_sending(store, sink), Some(listener)))
 }
 
 /// In memory: built without the `postgres` feature.
 #[cfg(not(feature = "postgres"))]
-async fn open_keyring() -> Result<(keyward::Keyring, ()), Box<dyn std::error::Error>> {
+async fn open_keyring(
+    sink: keyward::webhooks::WebhookSink,
+) -> Result<(keyward::Keyring, ()), Box<dyn std::error::Error>> {
     if std::env::var_os("DATABASE_URL").is_some() {
         eprintln!("store: in memory (DATABASE_URL ignored: built without the postgres feature)");
     } else {
         eprintln!("store: in memory");
     }
-    Ok((app::keyring(), ()))
+    Ok((app::keyring_sending(keyward::MemoryStore::new(), sink), ()))
 }
