@@ -445,7 +445,17 @@ mod tests {
         for good in ["a", "acme", "acme-cloud_2", &"a".repeat(32)] {
             assert_eq!(rules.clone().name(good).unwrap().name, good);
         }
-        for bad in ["", "Acme", "1acme", "-a", "a b", "a\"", "a'", "é", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "Acme",
+            "1acme",
+            "-a",
+            "a b",
+            "a\"",
+            "a'",
+            "é",
+            &"a".repeat(33),
+        ] {
             assert_eq!(
                 rules.clone().name(bad).unwrap_err(),
                 ConfigError::InvalidRuleName(bad.to_owned()),
@@ -457,7 +467,10 @@ mod tests {
     #[test]
     fn word_characters_are_ascii_alphanumerics_and_underscore() {
         let words: Vec<u8> = (0..=255u8).filter(|b| is_word(*b)).collect();
-        let mut expected: Vec<u8> = (b'0'..=b'9').chain(b'A'..=b'Z').chain(b'a'..=b'z').collect();
+        let mut expected: Vec<u8> = (b'0'..=b'9')
+            .chain(b'A'..=b'Z')
+            .chain(b'a'..=b'z')
+            .collect();
         expected.push(b'_');
         expected.sort_unstable();
         assert_eq!(words, expected);

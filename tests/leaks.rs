@@ -65,7 +65,11 @@ fn github() -> LeakReport {
 async fn a_live_key_is_revoked_with_one_leaked_event() {
     let f = fixture();
     for prefix in ["pk", "sk"] {
-        let issued = f.keyring.issue(NewKey::new(prefix, "org_1", "CI")).await.unwrap();
+        let issued = f
+            .keyring
+            .issue(NewKey::new(prefix, "org_1", "CI"))
+            .await
+            .unwrap();
         f.sink.clear();
         let token = issued.token.expose_secret();
         let outcome = f.keyring.report_leak(token, github()).await.unwrap();
@@ -90,7 +94,10 @@ async fn a_live_key_is_revoked_with_one_leaked_event() {
         assert_eq!(event.key_kind, prefix);
         assert_eq!(event.actor, Some(Actor::System("secret-scanning")));
         assert_eq!(event.at, start());
-        assert!(matches!(f.keyring.verify(token).await, Err(VerifyError::Revoked)));
+        assert!(matches!(
+            f.keyring.verify(token).await,
+            Err(VerifyError::Revoked)
+        ));
 
         // Reported again: known, inactive, no second revocation or event.
         let revokes = f.store.calls(Op::Revoke);
@@ -132,19 +139,32 @@ async fn revocation_is_immediate_through_a_cache_and_for_a_lagging_reader() {
         .clock(ManualClock::new(start() - time::Duration::hours(1)))
         .build()
         .unwrap();
-    let issued = keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+    let issued = keyring
+        .issue(NewKey::new("pk", "org_1", "CI"))
+        .await
+        .unwrap();
     let token = issued.token.expose_secret();
     keyring.verify(token).await.unwrap();
     let outcome = keyring.report_leak(token, github()).await.unwrap();
     assert!(matches!(outcome, LeakOutcome::Revoked(_)));
-    assert!(matches!(keyring.verify(token).await, Err(VerifyError::Revoked)));
-    assert!(matches!(lagging.verify(token).await, Err(VerifyError::Revoked)));
+    assert!(matches!(
+        keyring.verify(token).await,
+        Err(VerifyError::Revoked)
+    ));
+    assert!(matches!(
+        lagging.verify(token).await,
+        Err(VerifyError::Revoked)
+    ));
 }
 
 #[tokio::test]
 async fn a_key_in_its_rotation_grace_is_revoked_now() {
     let f = fixture();
-    let issued = f.keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+    let issued = f
+        .keyring
+        .issue(NewKey::new("pk", "org_1", "CI"))
+        .await
+        .unwrap();
     let token = issued.token.expose_secret();
     let successor = f
         .keyring
@@ -155,7 +175,10 @@ async fn a_key_in_its_rotation_grace_is_revoked_now() {
     f.sink.clear();
     let outcome = f.keyring.report_leak(token, github()).await.unwrap();
     assert!(matches!(outcome, LeakOutcome::Revoked(_)), "{outcome:?}");
-    assert!(matches!(f.keyring.verify(token).await, Err(VerifyError::Revoked)));
+    assert!(matches!(
+        f.keyring.verify(token).await,
+        Err(VerifyError::Revoked)
+    ));
     assert_eq!(f.sink.names(), ["leaked"]);
     // The successor's token is another secret: it keeps working.
     f.keyring
@@ -196,7 +219,11 @@ async fn tokens_not_ours_are_refused_without_a_lookup() {
     let good = pk.expose_secret();
     let mut bad_checksum = good.as_bytes().to_vec();
     let last = bad_checksum.len() - 1;
-    bad_checksum[last] = if bad_checksum[last] == b'a' { b'b' } else { b'a' };
+    bad_checksum[last] = if bad_checksum[last] == b'a' {
+        b'b'
+    } else {
+        b'a'
+    };
     let bad_checksum = String::from_utf8(bad_checksum).unwrap();
     let foreign_tag = TokenKind::new("sk")
         .unwrap()
@@ -239,7 +266,11 @@ async fn an_unknown_token_is_not_found() {
 #[tokio::test]
 async fn store_failures_fail_closed() {
     let f = fixture();
-    let issued = f.keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+    let issued = f
+        .keyring
+        .issue(NewKey::new("pk", "org_1", "CI"))
+        .await
+        .unwrap();
     let token = issued.token.expose_secret();
     f.store.set_fault_on(Op::FindByHash, Fault::Fail);
     assert!(f.keyring.report_leak(token, github()).await.is_err());
@@ -266,7 +297,10 @@ async fn keys_hashed_under_the_previous_pepper_are_found() {
         .hasher(TokenHasher::new(old.clone()))
         .build()
         .unwrap();
-    let issued = before.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+    let issued = before
+        .issue(NewKey::new("pk", "org_1", "CI"))
+        .await
+        .unwrap();
     let after = Keyring::builder()
         .store(store)
         .kind(kind("pk"))
@@ -285,7 +319,11 @@ async fn a_store_answer_for_another_kind_is_not_trusted() {
     // A store that answers a lookup with a record of another kind (or
     // another hash) must not get that key revoked.
     let f = fixture();
-    let other = f.keyring.issue(NewKey::new("sk", "org_1", "CI")).await.unwrap();
+    let other = f
+        .keyring
+        .issue(NewKey::new("sk", "org_1", "CI"))
+        .await
+        .unwrap();
     let record = f.store.get_ref().get(other.info.id()).await.unwrap();
     f.store.set_lookup_answer(record);
     let stranger = TokenKind::new("pk").unwrap().generate();
@@ -417,7 +455,11 @@ mod github {
 
     async fn refused(svc: &GithubAlerts, req: http::Request<String>, status: u16, code: &str) {
         let (got, body) = send(svc, req).await;
-        assert_eq!((got, body["error"].as_str()), (status, Some(code)), "{body}");
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
     }
 
     fn sha256_hex(token: &str) -> String {
@@ -432,9 +474,21 @@ mod github {
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
-        let live = f.keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
-        let keyed = f.keyring.issue(NewKey::new("sk", "org_1", "CI")).await.unwrap();
-        let old = f.keyring.issue(NewKey::new("pk", "org_1", "old")).await.unwrap();
+        let live = f
+            .keyring
+            .issue(NewKey::new("pk", "org_1", "CI"))
+            .await
+            .unwrap();
+        let keyed = f
+            .keyring
+            .issue(NewKey::new("sk", "org_1", "CI"))
+            .await
+            .unwrap();
+        let old = f
+            .keyring
+            .issue(NewKey::new("pk", "org_1", "old"))
+            .await
+            .unwrap();
         f.keyring.revoke(old.info.id()).await.unwrap();
         let unknown = TokenKind::new("pk").unwrap().generate();
         f.sink.clear();
@@ -447,7 +501,13 @@ mod github {
         ];
         let (status, body) = send(&svc, signed(alert(&tokens))).await;
         assert_eq!(status, 200, "{body}");
-        let labels = ["true_positive", "true_positive", "true_positive", "false_positive", "false_positive"];
+        let labels = [
+            "true_positive",
+            "true_positive",
+            "true_positive",
+            "false_positive",
+            "false_positive",
+        ];
         let entries = body.as_array().unwrap();
         assert_eq!(entries.len(), tokens.len());
         for ((entry, token), label) in entries.iter().zip(tokens).zip(labels) {
@@ -460,11 +520,17 @@ mod github {
         // The live keys are revoked at once, with one event each; the old
         // one is not revoked again.
         for token in [live.token.expose_secret(), keyed.token.expose_secret()] {
-            assert!(matches!(f.keyring.verify(token).await, Err(VerifyError::Revoked)));
+            assert!(matches!(
+                f.keyring.verify(token).await,
+                Err(VerifyError::Revoked)
+            ));
         }
         let events = f.sink.take();
         assert_eq!(
-            events.iter().map(|e| (e.kind.name(), &e.key_id)).collect::<Vec<_>>(),
+            events
+                .iter()
+                .map(|e| (e.kind.name(), &e.key_id))
+                .collect::<Vec<_>>(),
             [("leaked", live.info.id()), ("leaked", keyed.info.id())]
         );
         assert_eq!(keys.fetches.load(Ordering::SeqCst), 1);
@@ -483,7 +549,11 @@ mod github {
     async fn a_token_repeated_in_one_alert_is_reported_once() {
         let f = fixture();
         let svc = service(&f, &Keys::default());
-        let live = f.keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+        let live = f
+            .keyring
+            .issue(NewKey::new("pk", "org_1", "CI"))
+            .await
+            .unwrap();
         f.sink.clear();
         let token = live.token.expose_secret();
         let (status, body) = send(&svc, signed(alert(&[token, token]))).await;
@@ -507,14 +577,22 @@ mod github {
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
-        let live = f.keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+        let live = f
+            .keyring
+            .issue(NewKey::new("pk", "org_1", "CI"))
+            .await
+            .unwrap();
         let body = alert(&[live.token.expose_secret()]);
         // Signed by another key, by the other listed key, over other bytes,
         // or not a DER signature: 401, nothing revoked.
         let cases = [
             request("k2", &sign(&github_key(9), &body), body.clone()),
             request("k2", &sign(&github_key(1), &body), body.clone()),
-            request("k2", &sign(&github_key(2), &format!("{body} ")), body.clone()),
+            request(
+                "k2",
+                &sign(&github_key(2), &format!("{body} ")),
+                body.clone(),
+            ),
             request("k2", "AAAA", body.clone()),
             // Not even JSON, badly signed: still 401, not 400.
             request("k2", &sign(&github_key(9), "x"), "not json".into()),
@@ -535,12 +613,19 @@ mod github {
         let body = alert(&[]);
         let sig = sign(&github_key(2), &body);
         let mut missing_id = request("k2", &sig, body.clone());
-        missing_id.headers_mut().remove("github-public-key-identifier");
+        missing_id
+            .headers_mut()
+            .remove("github-public-key-identifier");
         refused(&svc, missing_id, 400, "missing_header").await;
         let mut missing_sig = request("k2", &sig, body.clone());
-        missing_sig.headers_mut().remove("github-public-key-signature");
+        missing_sig
+            .headers_mut()
+            .remove("github-public-key-signature");
         refused(&svc, missing_sig, 400, "missing_header").await;
-        for name in ["github-public-key-identifier", "github-public-key-signature"] {
+        for name in [
+            "github-public-key-identifier",
+            "github-public-key-signature",
+        ] {
             let mut twice = request("k2", &sig, body.clone());
             let value = twice.headers()[name].clone();
             twice.headers_mut().append(name, value);
@@ -554,7 +639,13 @@ mod github {
             ("k2", ""),
             ("k2", &"A".repeat(260)),
         ] {
-            refused(&svc, request(id, signature, body.clone()), 400, "malformed_header").await;
+            refused(
+                &svc,
+                request(id, signature, body.clone()),
+                400,
+                "malformed_header",
+            )
+            .await;
         }
         let mut binary = request("k2", &sig, body.clone());
         binary.headers_mut().insert(
@@ -563,8 +654,20 @@ mod github {
         );
         refused(&svc, binary, 400, "malformed_header").await;
         // Just within the bounds: a 128-character identifier is looked up.
-        refused(&svc, request(&"k".repeat(128), &sig, body.clone()), 401, "unknown_key").await;
-        refused(&svc, request(&"k".repeat(129), &sig, body), 400, "malformed_header").await;
+        refused(
+            &svc,
+            request(&"k".repeat(128), &sig, body.clone()),
+            401,
+            "unknown_key",
+        )
+        .await;
+        refused(
+            &svc,
+            request(&"k".repeat(129), &sig, body),
+            400,
+            "malformed_header",
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -627,7 +730,13 @@ mod github {
             .refetch_interval(Duration::ZERO)
             .build()
             .unwrap();
-        refused(&eager, request("k3", &sig, body.clone()), 401, "unknown_key").await;
+        refused(
+            &eager,
+            request("k3", &sig, body.clone()),
+            401,
+            "unknown_key",
+        )
+        .await;
         refused(&eager, request("k3", &sig, body), 401, "unknown_key").await;
         assert_eq!(keys.fetches.load(Ordering::SeqCst), 3);
     }
@@ -650,7 +759,13 @@ mod github {
         keys.failing.store(true, Ordering::SeqCst);
         let body = "[]".to_owned();
         let sig = sign(&github_key(2), &body);
-        refused(&svc, request("k9", &sig, body.clone()), 503, "keys_unavailable").await;
+        refused(
+            &svc,
+            request("k9", &sig, body.clone()),
+            503,
+            "keys_unavailable",
+        )
+        .await;
         assert_eq!(send(&svc, request("k2", &sig, body)).await.0, 200);
 
         // A hanging fetch times out.
@@ -682,14 +797,21 @@ mod github {
     async fn store_failures_answer_503() {
         let f = fixture();
         let svc = service(&f, &Keys::default());
-        let live = f.keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+        let live = f
+            .keyring
+            .issue(NewKey::new("pk", "org_1", "CI"))
+            .await
+            .unwrap();
         let body = alert(&[live.token.expose_secret()]);
         f.store.set_fault_on(Op::Revoke, Fault::Fail);
         refused(&svc, signed(body.clone()), 503, "store_unavailable").await;
         f.keyring.verify(live.token.expose_secret()).await.unwrap();
         f.store.set_fault_on(Op::Revoke, Fault::None);
         let (status, feedback) = send(&svc, signed(body)).await;
-        assert_eq!((status, &feedback[0]["label"]), (200, &serde_json::json!("true_positive")));
+        assert_eq!(
+            (status, &feedback[0]["label"]),
+            (200, &serde_json::json!("true_positive"))
+        );
     }
 
     #[test]

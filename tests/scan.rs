@@ -73,7 +73,12 @@ fn minted_tokens_match_their_regex_and_are_found() {
         let own = compile(&kind_regex(&kind));
         for _ in 0..20 {
             for token in minted(&kind) {
-                assert!(own.is_match(&token), "{} {}", kind.prefix(), kind_regex(&kind));
+                assert!(
+                    own.is_match(&token),
+                    "{} {}",
+                    kind.prefix(),
+                    kind_regex(&kind)
+                );
                 assert!(whole.is_match(&token));
                 for text in contexts(&token) {
                     let found = scan(&format, &text);
@@ -98,7 +103,9 @@ fn several_tokens_are_found_in_order() {
     let found = scan(&format, &text);
     let got: Vec<&str> = found.iter().map(|f| f.expose_secret()).collect();
     assert_eq!(got, tokens);
-    assert!(found.windows(2).all(|w| w[0].range().end < w[1].range().start));
+    assert!(found
+        .windows(2)
+        .all(|w| w[0].range().end < w[1].range().start));
 }
 
 /// Changes one base62 character at `at` to another base62 character.
@@ -134,12 +141,19 @@ fn look_alikes_are_not_found() {
         ];
         if kind.is_keyed() {
             // A tagged token of a foreign key: the checksum holds, the tag not.
-            let foreign = TokenKind::new(kind.prefix()).unwrap().key(key(9)).generate();
+            let foreign = TokenKind::new(kind.prefix())
+                .unwrap()
+                .key(key(9))
+                .generate();
             fakes.push(foreign.expose_secret().to_owned());
         }
         for fake in fakes {
             for text in [fake.clone(), format!("KEY={fake}\n"), format!("\"{fake}\"")] {
-                assert!(scan(&format, &text).is_empty(), "{} found in {text:?}", kind.prefix());
+                assert!(
+                    scan(&format, &text).is_empty(),
+                    "{} found in {text:?}",
+                    kind.prefix()
+                );
             }
         }
     }
@@ -187,7 +201,9 @@ fn gitleaks_rules_hold_one_rule_per_kind() {
     }
     // Each rule's regex, as gitleaks reads the literal string, compiles.
     for line in toml.lines().filter(|l| l.starts_with("regex = ")) {
-        let pattern = line.trim_start_matches("regex = '''").trim_end_matches("'''");
+        let pattern = line
+            .trim_start_matches("regex = '''")
+            .trim_end_matches("'''");
         compile(pattern);
     }
     assert!(!toml.contains("\t"));
@@ -202,7 +218,8 @@ fn trufflehog_detectors_capture_the_token() {
     let format = format();
     for kind in kinds() {
         let p = kind.prefix();
-        let head = format!("  - name: acme-{p}\n    keywords:\n      - {p}_\n    regex:\n      token: '");
+        let head =
+            format!("  - name: acme-{p}\n    keywords:\n      - {p}_\n    regex:\n      token: '");
         let at = yaml.find(&head).unwrap() + head.len();
         let pattern = &yaml[at..at + yaml[at..].find("'\n").unwrap()];
         let regex = compile(pattern);

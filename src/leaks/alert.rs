@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn alerts_parse_within_their_bound() {
-        let body = br#"[{"token":"t1","type":"acme_pk","url":"https://github.com/o/r","source":"content"},
+        let body =
+            br#"[{"token":"t1","type":"acme_pk","url":"https://github.com/o/r","source":"content"},
                         {"token":"t2","type":"acme_pk","url":null},
                         {"token":"t3","type":"acme_pk"}]"#;
         let matches = parse(body, 3).unwrap();
@@ -104,10 +105,16 @@ mod tests {
             b"[1]",
             b"[] []",
         ] {
-            assert!(matches!(parse(bad, 10), Err(AlertError::InvalidAlert)), "{bad:?}");
+            assert!(
+                matches!(parse(bad, 10), Err(AlertError::InvalidAlert)),
+                "{bad:?}"
+            );
         }
         let debug = format!("{:?}", matches[0]);
-        assert!(!debug.contains("t1") && debug.contains("[REDACTED]"), "{debug}");
+        assert!(
+            !debug.contains("t1") && debug.contains("[REDACTED]"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -133,7 +133,10 @@ impl fmt::Debug for HttpKeyFetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpKeyFetcher")
             .field("url", &self.url)
-            .field("token", &self.token.as_ref().map(|_| crate::error::Redacted))
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::error::Redacted),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -371,9 +374,17 @@ mod tests {
         for sig in [sig, flipped] {
             assert!(verify(key.verifying_key(), body, sig.to_der().as_bytes()));
         }
-        assert!(!verify(key.verifying_key(), b"[ ]", sig.to_der().as_bytes()));
+        assert!(!verify(
+            key.verifying_key(),
+            b"[ ]",
+            sig.to_der().as_bytes()
+        ));
         assert!(!verify(key.verifying_key(), body, &sig.to_bytes()));
-        assert!(!verify(signing_key(8).verifying_key(), body, sig.to_der().as_bytes()));
+        assert!(!verify(
+            signing_key(8).verifying_key(),
+            body,
+            sig.to_der().as_bytes()
+        ));
     }
 
     #[test]
@@ -396,7 +407,10 @@ mod tests {
         assert_eq!(&keys["a"], a.verifying_key());
         assert!(parse_keys(br#"{"public_keys":[]}"#).unwrap().is_empty());
         assert!(parse_keys(b"[]").is_err());
-        let padded = format!(r#"{{"public_keys":[]}}{}"#, " ".repeat(MAX_KEY_LIST_LEN - 18));
+        let padded = format!(
+            r#"{{"public_keys":[]}}{}"#,
+            " ".repeat(MAX_KEY_LIST_LEN - 18)
+        );
         assert_eq!(padded.len(), MAX_KEY_LIST_LEN);
         assert!(parse_keys(padded.as_bytes()).is_ok());
         assert!(parse_keys(format!("{padded} ").as_bytes()).is_err());
@@ -409,7 +423,10 @@ mod tests {
             .map(|i| serde_json::json!({"key_identifier": format!("k{i}"), "key": pem}))
             .collect();
         let doc = serde_json::json!({ "public_keys": entries });
-        assert_eq!(parse_keys(doc.to_string().as_bytes()).unwrap().len(), MAX_KEYS);
+        assert_eq!(
+            parse_keys(doc.to_string().as_bytes()).unwrap().len(),
+            MAX_KEYS
+        );
     }
 
     #[test]
@@ -429,7 +446,10 @@ mod tests {
             .url("https://ghes.example/api/v3/meta/public_keys/secret_scanning")
             .github_token("secret-token");
         let debug = format!("{fetcher:?}");
-        assert!(debug.contains("ghes.example") && debug.contains("[REDACTED]"), "{debug}");
+        assert!(
+            debug.contains("ghes.example") && debug.contains("[REDACTED]"),
+            "{debug}"
+        );
         assert!(!debug.contains("secret-token"));
         let err = KeyFetchError::new(std::io::Error::other("refused"));
         assert_eq!(err.to_string(), "secret-scanning key fetch failed: refused");

@@ -96,10 +96,14 @@ impl GithubAlertsBuilder {
     /// bound, or when the default fetcher's HTTP client can not be built.
     pub fn build(self) -> Result<GithubAlerts, ConfigError> {
         if self.body_limit == 0 {
-            return Err(ConfigError::InvalidLeakConfig("the body limit must not be zero"));
+            return Err(ConfigError::InvalidLeakConfig(
+                "the body limit must not be zero",
+            ));
         }
         if self.max_tokens == 0 {
-            return Err(ConfigError::InvalidLeakConfig("the token bound must not be zero"));
+            return Err(ConfigError::InvalidLeakConfig(
+                "the token bound must not be zero",
+            ));
         }
         let fetcher = match self.fetcher {
             Some(fetcher) => fetcher,
@@ -236,7 +240,10 @@ impl Inner {
                 label,
             });
         }
-        let ours = labels.values().filter(|l| **l == Label::TruePositive).count();
+        let ours = labels
+            .values()
+            .filter(|l| **l == Label::TruePositive)
+            .count();
         tracing::info!(target: "keyward::leaks", key_id, reported = matches.len(), ours, "GitHub secret-scanning alert handled");
         let body = serde_json::to_string(&feedback).map_err(|_| AlertError::InvalidAlert)?;
         let mut response = Response::new(body);
@@ -254,7 +261,9 @@ fn one_header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str,
     if values.next().is_some() {
         return Err(AlertError::DuplicateHeader(name));
     }
-    value.to_str().map_err(|_| AlertError::MalformedHeader(name))
+    value
+        .to_str()
+        .map_err(|_| AlertError::MalformedHeader(name))
 }
 
 /// The key identifier: 1–128 ASCII letters, digits, `-` or `_`.
@@ -280,7 +289,9 @@ fn signature(headers: &HeaderMap) -> Result<Vec<u8>, AlertError> {
 }
 
 /// The response future of [`GithubAlerts`].
-pub struct ResponseFuture(Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>);
+pub struct ResponseFuture(
+    Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>,
+);
 
 impl Future for ResponseFuture {
     type Output = Result<Response<String>, Infallible>;
