@@ -5,6 +5,8 @@
 //! (`keyward::leaks::GithubAlerts`): every refusal with its status and
 //! code, and the success path.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -812,6 +814,49 @@ mod github {
             (status, &feedback[0]["label"]),
             (200, &serde_json::json!("true_positive"))
         );
+    }
+
+    #[tokio::test]
+    async fn logs_name_the_leak_and_never_the_token() {
+        let keyring = keyward::Keyring::builder()
+            .store(keyward::MemoryStore::new())
+            .kind(super::kind("pk"))
+            .build()
+            .unwrap();
+        let live = keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+        let token = live.token.expose_secret();
+        let svc = GithubAlerts::builder(keyring)
+            .fetcher(Keys::default())
+            .build()
+            .unwrap();
+        let (logs, _guard) = super::common::capture();
+        let body = alert(&[token, "pk_malformed"]);
+        assert_eq!(send(&svc, signed(body)).await.0, 200);
+        let mut bad = signed(alert(&[token]));
+        bad.headers_mut().insert(
+            "github-public-key-signature",
+            http::HeaderValue::from_static("AAAA"),
+        );
+        refused(&svc, bad, 401, "bad_signature").await;
+        let logs = logs.text();
+        let audit = logs
+            .lines()
+            .find(|l| l.contains("leaked key revoked"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        for field in [
+            "event=\"leaked\"",
+            &format!("key_id={}", live.info.id()),
+            "actor=\"system:secret-scanning\"",
+            "reporter=\"github\"",
+            "url=\"https://github.com/octo/app/blob/1a2b/.env\"",
+        ] {
+            assert!(audit.contains(field), "{field} not in {audit}");
+        }
+        assert!(audit.contains("WARN"), "{audit}");
+        assert!(logs.contains("reported=2 ours=1"), "{logs}");
+        assert!(logs.contains("code=\"bad_signature\""), "{logs}");
+        assert!(!logs.contains(token), "{logs}");
+        assert!(!logs.contains(&token[3..33]), "{logs}");
     }
 
     #[test]

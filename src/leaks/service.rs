@@ -30,6 +30,33 @@ pub const DEFAULT_MAX_TOKENS: usize = 1000;
 const MAX_SIGNATURE_LEN: usize = 256;
 
 /// Configures [`GithubAlerts`]; made by [`GithubAlerts::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use keyward::leaks::{GithubAlerts, HttpKeyFetcher};
+/// use keyward::{KeyKind, Keyring, MemoryStore, ScopeCatalog};
+///
+/// let keyring = Keyring::builder()
+///     .store(MemoryStore::new())
+///     .kind(KeyKind::new("acme_pk", ScopeCatalog::builder().build()?)?)
+///     .build()?;
+/// let alerts = GithubAlerts::builder(keyring)
+///     .fetcher(HttpKeyFetcher::new()?.github_token("github_pat_…"))
+///     .body_limit(512 * 1024)
+///     .max_tokens(500)
+///     .refetch_interval(Duration::from_secs(300))
+///     .fetch_timeout(Duration::from_secs(3))
+///     .build()?;
+/// # let _ = alerts;
+/// assert!(GithubAlerts::builder(keyward::Keyring::builder()
+///     .store(MemoryStore::new())
+///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+///     .build()?)
+///     .max_tokens(0)
+///     .build()
+///     .is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub struct GithubAlertsBuilder {
     keyring: Keyring,
