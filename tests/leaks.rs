@@ -640,6 +640,7 @@ mod github {
             ("k2", "not base64!"),
             ("k2", ""),
             ("k2", &"A".repeat(260)),
+            ("k2", &"A".repeat(257)),
         ] {
             refused(
                 &svc,
@@ -655,6 +656,8 @@ mod github {
             http::HeaderValue::from_bytes(b"k\xff").unwrap(),
         );
         refused(&svc, binary, 400, "malformed_header").await;
+        // The longest signature read: base64, so looked at, and wrong.
+        refused(&svc, request("k2", &"A".repeat(256), body.clone()), 401, "bad_signature").await;
         // Just within the bounds: a 128-character identifier is looked up.
         refused(
             &svc,
@@ -830,7 +833,8 @@ mod github {
             .build()
             .unwrap();
         let (logs, _guard) = super::common::capture();
-        let body = alert(&[token, "pk_malformed"]);
+        let stranger = TokenKind::new("pk").unwrap().generate();
+        let body = alert(&[token, "pk_malformed", stranger.expose_secret()]);
         assert_eq!(send(&svc, signed(body)).await.0, 200);
         let mut bad = signed(alert(&[token]));
         bad.headers_mut().insert(
@@ -853,7 +857,7 @@ mod github {
             assert!(audit.contains(field), "{field} not in {audit}");
         }
         assert!(audit.contains("WARN"), "{audit}");
-        assert!(logs.contains("reported=2 ours=1"), "{logs}");
+        assert!(logs.contains("reported=3 ours=1"), "{logs}");
         assert!(logs.contains("code=\"bad_signature\""), "{logs}");
         assert!(!logs.contains(token), "{logs}");
         assert!(!logs.contains(&token[3..33]), "{logs}");
@@ -869,8 +873,15 @@ mod github {
             assert!(builder.fetcher(Keys::default()).build().is_err());
         }
         // The default fetcher builds without network access.
-        let svc = GithubAlerts::builder(f.keyring.clone()).build().unwrap();
-        assert!(format!("{svc:?}").contains("body_limit: 1048576"));
+        let builder = GithubAlerts::builder(f.keyring.clone()).fetch_timeout(Duration::from_secs(2));
+        let debug = format!("{builder:?}");
+        assert!(debug.contains("custom_fetcher: false") && debug.contains("fetch_timeout: 2s"), "{debug}");
+        let mut svc = builder.build().unwrap();
+        let debug = format!("{svc:?}");
+        assert!(debug.contains("body_limit: 1048576") && debug.contains("max_tokens: 1000"), "{debug}");
+        assert!(debug.contains("refetch_interval: 60s") && debug.contains("fetch_timeout: 2s"), "{debug}");
+        let future = tower::Service::call(&mut svc, http::Request::new(String::new()));
+        assert_eq!(format!("{future:?}"), "ResponseFuture");
         let _: fn(KeyInfo) -> LeakOutcome = LeakOutcome::Revoked;
     }
 

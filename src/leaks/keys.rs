@@ -454,4 +454,85 @@ mod tests {
         let err = KeyFetchError::new(std::io::Error::other("refused"));
         assert_eq!(err.to_string(), "secret-scanning key fetch failed: refused");
     }
+
+    #[test]
+    fn a_fetch_error_prints_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let err = KeyFetchError::new(Outer(std::io::Error::other("connection refused")));
+        assert_eq!(
+            err.to_string(),
+            "secret-scanning key fetch failed: error sending request"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert_eq!(source.to_string(), "connection refused");
+    }
+
+    /// Serves one HTTP/1.1 response on 127.0.0.1 (a thread of its own);
+    /// the request's head, lowercased, comes back through the handle.
+    fn serve_once(response: String) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&chunk[..n]);
+            }
+            // The client may hang up early (a body over the limit).
+            let _ = socket.write_all(response.as_bytes());
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        (format!("http://{addr}/meta/public_keys/secret_scanning"), task)
+    }
+
+    fn http_response(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn the_http_fetcher_reads_the_list_with_its_token() {
+        let (url, request) = serve_once(http_response("200 OK", r#"{"public_keys":[]}"#));
+        let fetcher = HttpKeyFetcher::new().unwrap().url(url).github_token("tok_1");
+        assert_eq!(fetcher.fetch().await.unwrap(), br#"{"public_keys":[]}"#);
+        let head = request.join().unwrap();
+        assert!(head.starts_with("get /meta/public_keys/secret_scanning "), "{head}");
+        assert!(head.contains("\r\nauthorization: bearer tok_1\r\n"), "{head}");
+        assert!(head.contains("\r\naccept: application/json\r\n"), "{head}");
+
+        let (url, request) = serve_once(http_response("200 OK", "{}"));
+        HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap();
+        assert!(!request.join().unwrap().contains("authorization"));
+    }
+
+    #[tokio::test]
+    async fn the_http_fetcher_refuses_errors_and_large_lists() {
+        let (url, _request) = serve_once(http_response("503 Service Unavailable", "{}"));
+        let err = HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap_err();
+        assert!(err.to_string().contains("status 503"), "{err}");
+
+        let big = " ".repeat(MAX_KEY_LIST_LEN + 1);
+        let (url, _request) = serve_once(http_response("200 OK", &big));
+        let err = HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap_err();
+        assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
+
+        let fits = " ".repeat(MAX_KEY_LIST_LEN);
+        let (url, _request) = serve_once(http_response("200 OK", &fits));
+        let body = HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap();
+        assert_eq!(body.len(), MAX_KEY_LIST_LEN);
+
+        let bad = HttpKeyFetcher::new().unwrap().url("http://127.0.0.1:1/").github_token("a\nb");
+        let err = bad.fetch().await.unwrap_err();
+        assert!(err.to_string().contains("not a header value"), "{err}");
+    }
 }
