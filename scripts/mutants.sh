@@ -61,7 +61,7 @@ MUTANTS_VERSION=27.1.0
 FILES=(
     "src/token.rs|--lib --test properties --test keyring --test forged_tokens"
     "src/hash.rs|--lib --test keyring"
-    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels --test manage --test conformance --test expiry_policy --test lifecycle --test usage"
+    "src/keyring.rs|--lib --test keyring --test verify --test issue --test last_used --test labels --test manage --test conformance --test expiry_policy --test lifecycle --test usage --test leaks"
     "src/sweeper.rs|--lib --test lifecycle"
     "src/store/lifecycle.rs|--lib --test lifecycle --test conformance"
     "src/store/cache.rs|--lib --test keyring --test verify --test floods --test conformance"
@@ -89,6 +89,11 @@ FILES=(
     "src/webhooks/delivery/sink.rs|--lib --test webhook_delivery"
     "src/webhooks/delivery/transport.rs|--lib --test webhook_delivery"
     "src/http/auth/service.rs|--lib --test usage --test http --test auth_failures --test kinds --test layer_edges --test floods --test forged_tokens"
+    "src/scan.rs|--lib --test scan"
+    "src/leaks/mod.rs|--lib --test leaks"
+    "src/leaks/keys.rs|--lib --test leaks"
+    "src/leaks/alert.rs|--lib --test leaks"
+    "src/leaks/service.rs|--lib --test leaks"
 )
 ACCEPTED=mutants-accepted.txt
 RECORD=mutants-full-run.txt

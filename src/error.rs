@@ -106,6 +106,14 @@ pub enum ConfigError {
     /// which.
     #[error("invalid sweeper configuration: {0}")]
     InvalidSweeper(&'static str),
+    /// A [`ScanRules`](crate::scan::ScanRules) name is not 1–32 of
+    /// `[a-z0-9_-]` starting with a letter.
+    #[error("invalid scanner rule name {0:?}: use 1-32 of [a-z0-9_-], starting with a letter")]
+    InvalidRuleName(String),
+    /// A secret-scanning receiver setting is out of range (a zero body
+    /// limit or token bound); the text says which.
+    #[error("invalid secret-scanning configuration: {0}")]
+    InvalidLeakConfig(&'static str),
 }
 
 /// Why a scope string or a catalog declaration is invalid.

@@ -35,7 +35,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::clock::{span, Clock, SystemClock};
-use crate::error::{ConfigError, IssueError, ManageError, StoreError, VerifyError};
+use crate::error::{ConfigError, IssueError, ManageError, StoreError, TokenError, VerifyError};
 use crate::hash::TokenHasher;
 use crate::key::{
     displayable, valid_label, ExpiryPolicy, KeyId, KeyInfo, KeyRecord, KeyState, NewKey, OwnerId,
@@ -46,7 +46,7 @@ use crate::lifecycle::{announce, Actor, EventKind, LifecycleEvent, LifecycleSink
 use crate::page::{decode_cursor, encode_cursor, KeyPage, ListQuery, MAX_PAGE_LIMIT};
 use crate::scope::{Decision, Requirement, ScopeCatalog, ScopeSet};
 use crate::store::{KeyStore, NoticeClaim, NoticeOutcome, PageRequest, Revocation};
-use crate::token::{Secret, TokenFormat, TokenKey, TokenKind};
+use crate::token::{ParsedToken, Secret, TokenFormat, TokenKey, TokenKind};
 use crate::usage::{
     BudgetId, ControlsUpdate, CreditSpend, Credits, CreditsChange, IpAllowlist, UseContext,
 };
@@ -99,6 +99,113 @@ pub enum ReusePolicy {
     Report,
     /// Also revoke, at once, every key that descends from it by rotation.
     RevokeFamily,
+}
+
+/// Longest reporter name a [`LeakReport`] keeps, in bytes.
+const MAX_REPORTER_LEN: usize = 64;
+/// Longest URL a [`LeakReport`] keeps, in bytes.
+const MAX_LEAK_URL_LEN: usize = 2048;
+
+/// Who reported a leaked token and where it was found, for
+/// [`Keyring::report_leak`] and its [`EventKind::Leaked`] event.
+///
+/// Both come from outside (a scanner's alert): the reporter is cut to 64
+/// bytes and the URL to 2048 (at a character boundary); an empty URL is
+/// none.
+///
+/// ```
+/// use keyward::LeakReport;
+///
+/// let report = LeakReport::new("github").url("https://github.com/o/r/blob/1/.env");
+/// assert_eq!(report.reporter(), "github");
+/// assert_eq!(report.get_url(), Some("https://github.com/o/r/blob/1/.env"));
+/// assert_eq!(LeakReport::new("github").url("").get_url(), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakReport {
+    reporter: Cow<'static, str>,
+    url: Option<String>,
+}
+
+impl LeakReport {
+    /// A report from `reporter` (`"github"`, `"gitleaks"`, a support
+    /// ticket's queue).
+    #[must_use]
+    pub fn new(reporter: impl Into<Cow<'static, str>>) -> Self {
+        let mut reporter = reporter.into();
+        if reporter.len() > MAX_REPORTER_LEN {
+            reporter = Cow::Owned(cut(&reporter, MAX_REPORTER_LEN).to_owned());
+        }
+        LeakReport {
+            reporter,
+            url: None,
+        }
+    }
+
+    /// Where the token was found.
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        let mut url = url.into();
+        url.truncate(cut(&url, MAX_LEAK_URL_LEN).len());
+        self.url = Some(url).filter(|u| !u.is_empty());
+        self
+    }
+
+    /// Who reported it.
+    #[must_use]
+    pub fn reporter(&self) -> &str {
+        &self.reporter
+    }
+
+    /// Where it was found, if said.
+    #[must_use]
+    pub fn get_url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// What [`Keyring::report_leak`] found and did.
+///
+/// ```
+/// use keyward::{LeakOutcome, TokenError};
+///
+/// let outcome = LeakOutcome::NotOurs(TokenError::BadChecksum);
+/// assert!(!outcome.is_ours());
+/// assert!(!LeakOutcome::NotFound.is_ours());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+#[must_use]
+pub enum LeakOutcome {
+    /// Not a token of this keyring (malformed, unknown prefix, bad checksum
+    /// or tag): refused offline, no store was asked.
+    NotOurs(TokenError),
+    /// Well formed, but no key has this token.
+    NotFound,
+    /// The key was live and is now revoked; [`EventKind::Leaked`] was
+    /// announced.
+    Revoked(KeyInfo),
+    /// The key was already revoked or expired; nothing was done.
+    Inactive(KeyInfo),
+}
+
+impl LeakOutcome {
+    /// Whether the token is one of this keyring's keys (revoked now or
+    /// before): a true positive for the reporter.
+    #[must_use]
+    pub fn is_ours(&self) -> bool {
+        matches!(self, LeakOutcome::Revoked(_) | LeakOutcome::Inactive(_))
+    }
 }
 
 /// A token kind with the scopes its keys may hold: the prefix, its scope
@@ -887,20 +994,7 @@ impl Keyring {
         from: UseContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let parsed = self.inner.format.parse(token)?;
-        // Through the trait object itself: method lookup on the `Arc` would
-        // pick `impl KeyStore for Arc<S>`, one more boxed future per call.
-        let store: &dyn KeyStore = &*self.inner.store;
-        let mut found = None;
-        for hash in self.inner.hasher.candidates(parsed.expose_secret()) {
-            if let Some(record) = store.find_by_hash(&hash).await? {
-                // A store must answer by exact hash; check rather than trust.
-                if record.hash == hash && record.kind == parsed.kind().prefix() {
-                    found = Some(record);
-                }
-                break;
-            }
-        }
-        let record = found.ok_or(VerifyError::Unknown)?;
+        let record = self.find(&parsed).await?.ok_or(VerifyError::Unknown)?;
         let now = self.now();
         match record.state(now) {
             KeyState::Active => {}
@@ -931,6 +1025,98 @@ impl Keyring {
             Recorded::Arm(wait, task) => self.arm_last_used_timer(wait, task),
         }
         Ok(VerifiedKey { record, kind })
+    }
+
+    /// The stored record of a parsed token: looked up by its hash under the
+    /// current pepper, then the previous one; the first record found decides.
+    async fn find(
+        &self,
+        parsed: &ParsedToken<'_, '_>,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        // Through the trait object itself: method lookup on the `Arc` would
+        // pick `impl KeyStore for Arc<S>`, one more boxed future per call.
+        let store: &dyn KeyStore = &*self.inner.store;
+        for hash in self.inner.hasher.candidates(parsed.expose_secret()) {
+            if let Some(record) = store.find_by_hash(&hash).await? {
+                // A store must answer by exact hash; check rather than trust.
+                let exact = record.hash == hash && record.kind == parsed.kind().prefix();
+                return Ok(exact.then_some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Handles a report that `token` leaked (a secret scanner found it in
+    /// public): checks it offline, looks it up by hash as
+    /// [`verify`](Self::verify) does, and if its key is live revokes it at
+    /// once ([`Revocation::Now`]: on the store's clock, as
+    /// [`revoke`](Self::revoke) does) and announces
+    /// [`EventKind::Leaked`] with actor `Actor::System("secret-scanning")`.
+    ///
+    /// * not a token of this keyring (malformed, unknown prefix, bad
+    ///   checksum or tag): [`LeakOutcome::NotOurs`], without a store
+    ///   lookup;
+    /// * well formed but no key has it: [`LeakOutcome::NotFound`];
+    /// * its key was live: [`LeakOutcome::Revoked`];
+    /// * its key was already revoked or expired:
+    ///   [`LeakOutcome::Inactive`], and nothing is written or announced.
+    ///
+    /// Two reports of one live key at the same instant may both revoke it
+    /// (the store keeps the first instant) and both announce it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{KeyKind, Keyring, LeakOutcome, LeakReport, MemoryStore, NewKey, ScopeCatalog,
+    ///               VerifyError};
+    ///
+    /// let keyring = Keyring::builder()
+    ///     .store(MemoryStore::new())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "org_1", "CI")).await?;
+    /// let token = issued.token.expose_secret();
+    ///
+    /// let report = LeakReport::new("github").url("https://github.com/o/r/blob/1/.env");
+    /// let outcome = keyring.report_leak(token, report.clone()).await?;
+    /// assert!(matches!(outcome, LeakOutcome::Revoked(ref info) if info.id() == issued.info.id()));
+    /// assert!(matches!(keyring.verify(token).await, Err(VerifyError::Revoked)));
+    ///
+    /// // Reported again: known, already inactive, nothing more happens.
+    /// assert!(matches!(keyring.report_leak(token, report.clone()).await?, LeakOutcome::Inactive(_)));
+    /// assert!(matches!(keyring.report_leak("pk_nope", report).await?, LeakOutcome::NotOurs(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store's error when the lookup or the revocation fails (fails
+    /// closed: the caller should answer so that the report is sent again).
+    pub async fn report_leak(
+        &self,
+        token: &str,
+        report: LeakReport,
+    ) -> Result<LeakOutcome, StoreError> {
+        let parsed = match self.inner.format.parse(token) {
+            Ok(parsed) => parsed,
+            Err(err) => return Ok(LeakOutcome::NotOurs(err)),
+        };
+        let Some(record) = self.find(&parsed).await? else {
+            return Ok(LeakOutcome::NotFound);
+        };
+        if record.state(self.now()) != KeyState::Active {
+            return Ok(LeakOutcome::Inactive(self.fresh(&record)));
+        }
+        let kind = EventKind::Leaked {
+            reporter: report.reporter,
+            url: report.url,
+        };
+        let actor = Actor::System("secret-scanning");
+        match self.revoke_now(&record.id, Some(&actor), kind).await? {
+            Some(revoked) => Ok(LeakOutcome::Revoked(self.fresh(&revoked))),
+            // Deleted from the store since the lookup.
+            None => Ok(LeakOutcome::NotFound),
+        }
     }
 
     /// A revoked key's token was presented: if the key's rotation grace ran
@@ -1283,15 +1469,26 @@ impl Keyring {
             self.record(tenant, id).await?;
         }
         let record = self
-            .inner
-            .store
-            .revoke(id, Revocation::Now)
+            .revoke_now(id, actor, EventKind::Revoked { reason })
             .await?
             .ok_or(ManageError::NotFound)?;
-        let event =
-            LifecycleEvent::about(&record, EventKind::Revoked { reason }, actor, self.now());
-        announce(&*self.inner.sink, &event).await;
         Ok(self.fresh(&record))
+    }
+
+    /// Revokes a key now ([`Revocation::Now`]) and announces `kind` about
+    /// it; `None` for an unknown id (nothing announced).
+    async fn revoke_now(
+        &self,
+        id: &KeyId,
+        actor: Option<&Actor>,
+        kind: EventKind,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let record = self.inner.store.revoke(id, Revocation::Now).await?;
+        if let Some(record) = &record {
+            let event = LifecycleEvent::about(record, kind, actor, self.now());
+            announce(&*self.inner.sink, &event).await;
+        }
+        Ok(record)
     }
 
     /// Spends `cost` of a verified key's credits, atomically in the store

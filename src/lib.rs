@@ -95,8 +95,8 @@ pub use key::{
     ParseStateFilterError, RateLimit, StateFilter, TenantId,
 };
 pub use keyring::{
-    Acting, IssuedKey, KeyKind, Keyring, KeyringBuilder, NoStore, ReusePolicy, VerifiedKey,
-    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
+    Acting, IssuedKey, KeyKind, Keyring, KeyringBuilder, LeakOutcome, LeakReport, NoStore,
+    ReusePolicy, VerifiedKey, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
 };
 pub use lifecycle::{Actor, EventKind, LifecycleEvent, LifecycleSink, SinkError, TracingSink};
 pub use page::{KeyPage, ListQuery, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};

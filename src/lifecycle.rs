@@ -4,8 +4,11 @@
 //!
 //! The [`Keyring`](crate::Keyring) sends [`EventKind::Issued`],
 //! [`Revoked`](EventKind::Revoked), [`Rotated`](EventKind::Rotated) and
-//! [`ReuseDetected`](EventKind::ReuseDetected) and
-//! [`ControlsChanged`](EventKind::ControlsChanged); the
+//! [`ReuseDetected`](EventKind::ReuseDetected),
+//! [`ControlsChanged`](EventKind::ControlsChanged) and
+//! [`Leaked`](EventKind::Leaked) (a leak report revoked the key:
+//! [`Keyring::report_leak`](crate::Keyring::report_leak), GitHub's
+//! secret-scanning alerts in `keyward::leaks`); the
 //! [`Sweeper`](crate::Sweeper) sends [`ExpiringSoon`](EventKind::ExpiringSoon),
 //! [`Expired`](EventKind::Expired), [`Stale`](EventKind::Stale) and
 //! [`AutoRevoked`](EventKind::AutoRevoked). Every event names the key id,
@@ -115,12 +118,25 @@ pub enum EventKind {
         /// What was asked for (fields left `None` were kept).
         update: ControlsUpdate,
     },
+    /// The key's token was reported leaked (found in public by a secret
+    /// scanner) while the key was live, and the key was revoked at once
+    /// ([`Keyring::report_leak`](crate::Keyring::report_leak)). Sent once
+    /// per revocation: a report about a key already revoked or expired
+    /// sends nothing.
+    Leaked {
+        /// Who reported it (`"github"` for GitHub's secret-scanning
+        /// alerts).
+        reporter: Cow<'static, str>,
+        /// Where it was found, when the reporter said (a commit's file,
+        /// an issue comment).
+        url: Option<String>,
+    },
 }
 
 impl EventKind {
     /// A stable name: `issued`, `revoked`, `rotated`, `expiring_soon`,
     /// `expired`, `stale`, `auto_revoked`, `reuse_detected`,
-    /// `controls_changed`.
+    /// `controls_changed`, `leaked`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -133,6 +149,7 @@ impl EventKind {
             EventKind::AutoRevoked { .. } => "auto_revoked",
             EventKind::ReuseDetected { .. } => "reuse_detected",
             EventKind::ControlsChanged { .. } => "controls_changed",
+            EventKind::Leaked { .. } => "leaked",
         }
     }
 }
@@ -289,8 +306,9 @@ pub trait LifecycleSink: Send + Sync + 'static {
 }
 
 /// The default sink: one `tracing` event per lifecycle event at target
-/// `keyward::audit`, level INFO (WARN for reuse), with fields `event`,
-/// `key_id`, `tenant`, `kind`, `owner`, `actor` and the kind's details.
+/// `keyward::audit`, level INFO (WARN for reuse and leaks), with fields
+/// `event`, `key_id`, `tenant`, `kind`, `owner`, `actor` and the kind's
+/// details (for a leak: `reporter` and `url`).
 ///
 /// ```
 /// let keyring = keyward::Keyring::builder()
@@ -372,6 +390,12 @@ pub(crate) fn log_event(e: &LifecycleEvent) {
             let budget = update.budget.as_ref().map(tracing::field::debug);
             let rate_limit = update.rate_limit.as_ref().map(tracing::field::debug);
             tracing::info!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, allowed_ips, credits, budget, rate_limit, "key usage controls changed");
+        }
+        EventKind::Leaked { reporter, url } => {
+            // Debug: both come from the reporter, quoted and escaped.
+            let reporter = tracing::field::debug(reporter);
+            let url = url.as_deref().map(tracing::field::debug);
+            tracing::warn!(target: "keyward::audit", event = name, key_id = %e.key_id, tenant = %e.tenant, kind = %e.key_kind, owner, actor, reporter, url, "leaked key revoked");
         }
     }
 }
