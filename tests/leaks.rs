@@ -324,7 +324,11 @@ async fn a_store_answer_for_another_kind_is_not_trusted() {
     let stranger = TokenKind::new("pk").unwrap().generate();
     // Another kind's key, then another key of the same kind.
     for kind in ["sk", "pk"] {
-        let other = f.keyring.issue(NewKey::new(kind, "org_1", "CI")).await.unwrap();
+        let other = f
+            .keyring
+            .issue(NewKey::new(kind, "org_1", "CI"))
+            .await
+            .unwrap();
         let record = f.store.get_ref().get(other.info.id()).await.unwrap();
         f.store.set_lookup_answer(record);
         let outcome = f
@@ -332,7 +336,10 @@ async fn a_store_answer_for_another_kind_is_not_trusted() {
             .report_leak(stranger.expose_secret(), github())
             .await
             .unwrap();
-        assert!(matches!(outcome, LeakOutcome::NotFound), "{kind}: {outcome:?}");
+        assert!(
+            matches!(outcome, LeakOutcome::NotFound),
+            "{kind}: {outcome:?}"
+        );
         assert_eq!(f.store.calls(Op::Revoke), 0);
     }
 }
@@ -657,7 +664,13 @@ mod github {
         );
         refused(&svc, binary, 400, "malformed_header").await;
         // The longest signature read: base64, so looked at, and wrong.
-        refused(&svc, request("k2", &"A".repeat(256), body.clone()), 401, "bad_signature").await;
+        refused(
+            &svc,
+            request("k2", &"A".repeat(256), body.clone()),
+            401,
+            "bad_signature",
+        )
+        .await;
         // Just within the bounds: a 128-character identifier is looked up.
         refused(
             &svc,
@@ -826,7 +839,10 @@ mod github {
             .kind(super::kind("pk"))
             .build()
             .unwrap();
-        let live = keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+        let live = keyring
+            .issue(NewKey::new("pk", "org_1", "CI"))
+            .await
+            .unwrap();
         let token = live.token.expose_secret();
         let svc = GithubAlerts::builder(keyring)
             .fetcher(Keys::default())
@@ -873,13 +889,23 @@ mod github {
             assert!(builder.fetcher(Keys::default()).build().is_err());
         }
         // The default fetcher builds without network access.
-        let builder = GithubAlerts::builder(f.keyring.clone()).fetch_timeout(Duration::from_secs(2));
+        let builder =
+            GithubAlerts::builder(f.keyring.clone()).fetch_timeout(Duration::from_secs(2));
         let debug = format!("{builder:?}");
-        assert!(debug.contains("custom_fetcher: false") && debug.contains("fetch_timeout: 2s"), "{debug}");
+        assert!(
+            debug.contains("custom_fetcher: false") && debug.contains("fetch_timeout: 2s"),
+            "{debug}"
+        );
         let mut svc = builder.build().unwrap();
         let debug = format!("{svc:?}");
-        assert!(debug.contains("body_limit: 1048576") && debug.contains("max_tokens: 1000"), "{debug}");
-        assert!(debug.contains("refetch_interval: 60s") && debug.contains("fetch_timeout: 2s"), "{debug}");
+        assert!(
+            debug.contains("body_limit: 1048576") && debug.contains("max_tokens: 1000"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("refetch_interval: 60s") && debug.contains("fetch_timeout: 2s"),
+            "{debug}"
+        );
         let future = tower::Service::call(&mut svc, http::Request::new(String::new()));
         assert_eq!(format!("{future:?}"), "ResponseFuture");
         let _: fn(KeyInfo) -> LeakOutcome = LeakOutcome::Revoked;

@@ -99,11 +99,15 @@ pub(crate) fn playable_labs() -> ScopeCatalog {
 
 /// An in-memory keyring with `pk_` (PlayerOS, default `read` + `write`) and
 /// `pl_` (PlayableLabs) keys.
+// Not the server's own (its events go out as webhooks): the tests', the
+// fuzz targets' and `examples/hot_path.rs`.
+#[allow(dead_code)]
 pub(crate) fn keyring() -> Keyring {
     keyring_on(MemoryStore::new())
 }
 
-/// The same keyring on `store`.
+/// The same keyring on `store` (`tests/tokens_api.rs`).
+#[allow(dead_code)]
 pub(crate) fn keyring_on(store: impl keyward::KeyStore) -> Keyring {
     builder_on(store).build().expect("a valid keyring")
 }
@@ -286,6 +290,8 @@ impl FromRef<AppState> for DevIssuer {
 /// set; and the tokens page.
 /// The handlers get the keyring as router state (no per-request
 /// `Extension` layer).
+// The tests', the fuzz targets' and `examples/hot_path.rs`.
+#[allow(dead_code)]
 pub(crate) fn router(keyring: Keyring) -> Router {
     router_with(keyring, Webhooks::new())
 }
