@@ -113,7 +113,13 @@ pub use token::{
 };
 
 /// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "postgres", feature = "jwt", feature = "webhooks"))]
+#[cfg(all(
+    doctest,
+    feature = "postgres",
+    feature = "jwt",
+    feature = "webhooks",
+    feature = "secret-scanning"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
