@@ -390,6 +390,33 @@ async fn a_revocation_is_delivered_as_a_verified_webhook() {
     s.post("/webhooks/keyward", &[], json!({ "type": "key.revoked" }))
         .await
         .assert_rejected(400, "webhook_header_missing", None);
+    // Only the receiver route is verified: other paths and methods answer
+    // as before.
+    assert_eq!(s.get("/webhooks/keyward", &[]).await.status, 405);
+    assert_eq!(s.get("/nonexistent", &[]).await.status, 404);
+    // A manager of another tenant sees none of property_demo's events.
+    let other = s
+        .keyring
+        .issue(NewKey::new("pk", "property_other", "other manager").scopes(["read", "keys:manage"]))
+        .await
+        .unwrap();
+    let theirs = s
+        .get(
+            "/api/webhooks/received",
+            &[key(other.token.expose_secret())],
+        )
+        .await;
+    let events = theirs.assert_status(200)["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["data"]["tenant"] == "property_other"),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e["data"]["key_id"] == id.as_str()));
 }
 
 #[tokio::test]

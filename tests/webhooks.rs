@@ -491,7 +491,8 @@ async fn github_documented_vector() {
     );
     let verified = verifier.verify(&h, b"Hello, World!").await.unwrap();
     assert_eq!(verified.scheme(), WebhookScheme::GitHub);
-    assert_eq!(verified.id(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+    // The delivery id is not signed: not reported.
+    assert_eq!(verified.id(), None);
     assert!(matches!(
         verifier.verify(&h, b"Hello, World?").await,
         Err(WebhookError::InvalidSignature)
@@ -1010,4 +1011,168 @@ async fn the_layer_delegates_readiness_and_prints_its_parts() {
     let response = future.await.unwrap();
     // No signature header: 400, from the layer, not the broken service.
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// GitHub signs the body only: a replay with another (unsigned) delivery
+/// id, or none, is the same message.
+#[tokio::test]
+async fn a_github_replay_is_refused_whatever_its_delivery_id() {
+    let verifier = Verifier::github([SharedSecret::new("It's a Secret to Everybody").unwrap()])
+        .replay_guard(MemoryReplayGuard::new())
+        .build()
+        .unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-hub-signature-256",
+        HeaderValue::from_static(
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ),
+    );
+    h.insert(
+        "x-github-delivery",
+        HeaderValue::from_static("72d3162e-cc78"),
+    );
+    assert!(verifier.verify(&h, b"Hello, World!").await.is_ok());
+    for delivery in [Some("attacker-1"), Some("attacker-2"), None] {
+        match delivery {
+            Some(id) => h.insert("x-github-delivery", HeaderValue::from_static(id)),
+            None => h.remove("x-github-delivery"),
+        };
+        assert!(
+            matches!(
+                verifier.verify(&h, b"Hello, World!").await,
+                Err(WebhookError::Replayed)
+            ),
+            "{delivery:?}"
+        );
+    }
+}
+
+/// During a rotation Stripe sends a signature per secret: either one alone
+/// is the same message, refused as a replay.
+#[tokio::test]
+async fn a_stripe_replay_is_refused_whichever_signature_it_keeps() {
+    let verifier = Verifier::stripe([
+        SharedSecret::new("whsec_a").unwrap(),
+        SharedSecret::new("whsec_b").unwrap(),
+    ])
+    .clock(at(1_700_000_000))
+    .replay_guard(MemoryReplayGuard::new())
+    .build()
+    .unwrap();
+    let body = br#"{"id":"evt_1"}"#;
+    let a = stripe_header("whsec_a", 1_700_000_000, body);
+    let b = stripe_header("whsec_b", 1_700_000_000, body);
+    let sig_b = b.split_once(",v1=").unwrap().1;
+    let check = |value: String| {
+        let mut h = HeaderMap::new();
+        h.insert("stripe-signature", HeaderValue::from_str(&value).unwrap());
+        h
+    };
+    assert!(verifier
+        .verify(&check(format!("{a},v1={sig_b}")), body)
+        .await
+        .is_ok());
+    assert!(matches!(
+        verifier.verify(&check(a), body).await,
+        Err(WebhookError::Replayed)
+    ));
+    assert!(matches!(
+        verifier.verify(&check(b), body).await,
+        Err(WebhookError::Replayed)
+    ));
+    // Another body at the same instant is another message.
+    let other = stripe_header("whsec_a", 1_700_000_000, b"{}");
+    assert!(verifier.verify(&check(other), b"{}").await.is_ok());
+}
+
+/// Verifiers of two senders sharing one guard, each with its namespace:
+/// one sender's ids do not block the other's.
+#[tokio::test]
+async fn namespaces_keep_senders_apart_in_a_shared_guard() {
+    let guard: Arc<dyn keyward::webhooks::ReplayGuard> = Arc::new(MemoryReplayGuard::new());
+    let (one, two) = (WebhookSecret::generate(), WebhookSecret::generate());
+    let first = Verifier::standard([one.clone()])
+        .shared_replay_guard(guard.clone())
+        .replay_namespace("sender-1")
+        .build()
+        .unwrap();
+    let second = Verifier::standard([two.clone()])
+        .shared_replay_guard(guard.clone())
+        .replay_namespace("sender-2")
+        .build()
+        .unwrap();
+    let same_id = MessageId::parse("evt_42").unwrap();
+    let now = OffsetDateTime::now_utc();
+    let by_one = Signer::new(one).headers(&same_id, now, b"x");
+    let by_two = Signer::new(two).headers(&same_id, now, b"x");
+    assert!(first.verify(&by_one, b"x").await.is_ok());
+    assert!(second.verify(&by_two, b"x").await.is_ok());
+    assert!(matches!(
+        first.verify(&by_one, b"x").await,
+        Err(WebhookError::Replayed)
+    ));
+    // Without namespaces they would collide.
+    let shared = |key: WebhookSecret| {
+        Verifier::standard([key])
+            .shared_replay_guard(guard.clone())
+            .build()
+            .unwrap()
+    };
+    let (k1, k2) = (WebhookSecret::generate(), WebhookSecret::generate());
+    let id = MessageId::parse("evt_43").unwrap();
+    assert!(shared(k1.clone())
+        .verify(&Signer::new(k1).headers(&id, now, b"x"), b"x")
+        .await
+        .is_ok());
+    assert!(matches!(
+        shared(k2.clone())
+            .verify(&Signer::new(k2).headers(&id, now, b"x"), b"x")
+            .await,
+        Err(WebhookError::Replayed)
+    ));
+}
+
+/// A body that never ends: refused on its headers, never read.
+#[tokio::test]
+async fn headers_are_checked_before_the_body_is_read() {
+    let handler = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
+    });
+    let service = VerifyWebhookLayer::new(vector_verifier()).layer(handler);
+    let req = Request::post("/").body(Endless).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), service.oneshot(req))
+        .await
+        .expect("refused without reading the body")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // And a stale timestamp, too.
+    let h = headers(VECTOR_ID, "1000000000", VECTOR_SIGNATURE);
+    let mut req = Request::post("/").body(Endless).unwrap();
+    req.headers_mut().extend(h);
+    let service = VerifyWebhookLayer::new(vector_verifier()).layer(tower::service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
+        },
+    ));
+    let response = tokio::time::timeout(Duration::from_secs(5), service.oneshot(req))
+        .await
+        .expect("refused without reading the body")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A body that never yields a frame.
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
 }

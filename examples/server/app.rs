@@ -582,10 +582,10 @@ struct RevokeKey {
     id: String,
 }
 
-/// `GET /api/webhooks/received`: the key events this server's webhook
-/// receiver verified, oldest first.
-async fn received_webhooks(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "events": state.webhooks.received() }))
+/// `GET /api/webhooks/received`: the key events of the caller's tenant this
+/// server's webhook receiver verified, oldest first.
+async fn received_webhooks(State(state): State<AppState>, principal: Principal) -> Json<Value> {
+    Json(json!({ "events": state.webhooks.received(principal.tenant().as_str()) }))
 }
 
 async fn revoke_api_key(

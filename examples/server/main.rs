@@ -32,7 +32,8 @@
 //! Standard Webhooks message to the server's own receiver,
 //! `POST /webhooks/keyward`, which verifies it (`app::webhooks`); what it
 //! received is listed at `GET /api/webhooks/received` for keys holding
-//! `keys:manage`.
+//! `keys:manage` (their tenant's events only). The receiver reads at most
+//! 16 KiB of body, as every route.
 //!
 //! `--unauthenticated-load-test-baseline` serves only `GET /api/players`,
 //! without authentication: the baseline of `scripts/load.sh`. The server
@@ -52,6 +53,8 @@
 //! JWT=$(curl -s -X POST -H 'X-Account: ada' localhost:3000/api/login | jq -r .session)
 //! curl -H "Authorization: Bearer $JWT" localhost:3000/api/tokens
 //! # revoke a key, then see the signed key.revoked webhook the receiver verified
+//! curl -H "X-Api-Key: $MANAGER" -H 'content-type: application/json' \
+//!      -d '{"id":"key_…"}' localhost:3000/api/functions/revoke-api-key
 //! curl -H "X-Api-Key: $MANAGER" localhost:3000/api/webhooks/received
 //! ```
 

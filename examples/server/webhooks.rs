@@ -7,14 +7,15 @@
 //! That route is a receiver as a customer would write one:
 //! `VerifyWebhookLayer` checks the signature, the timestamp (5 minutes) and
 //! that the message id is new, then the handler keeps the event. The last
-//! [`INBOX_LEN`] events are listed at `GET /api/webhooks/received` (for keys
-//! holding `keys:manage`).
+//! [`INBOX_LEN`] events are listed at `GET /api/webhooks/received`, those of
+//! the caller's tenant only (for keys holding `keys:manage`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
+use axum::handler::Handler as _;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Router};
@@ -79,14 +80,20 @@ impl Webhooks {
             inbox.push_back(event);
             StatusCode::NO_CONTENT
         };
-        Router::new()
-            .route(RECEIVER_PATH, post(receive))
-            .layer(VerifyWebhookLayer::new(verifier))
+        // On the handler: only POST to this route is verified (the router's
+        // 404 and 405 answers stay as they are); the server's 16 KiB body
+        // limit holds here too (the layer reads the body itself).
+        let layer = VerifyWebhookLayer::new(verifier).body_limit(super::MAX_BODY);
+        Router::new().route(RECEIVER_PATH, post(receive.layer(layer)))
     }
 
-    /// The events received, oldest first.
-    pub(crate) fn received(&self) -> Vec<Value> {
+    /// The events received about keys of `tenant`, oldest first.
+    pub(crate) fn received(&self, tenant: &str) -> Vec<Value> {
         let inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-        inbox.iter().cloned().collect()
+        inbox
+            .iter()
+            .filter(|event| event["data"]["tenant"] == tenant)
+            .cloned()
+            .collect()
     }
 }

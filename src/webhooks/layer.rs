@@ -19,8 +19,9 @@ use crate::http::macros::inner_service_accessors;
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
-/// Verifies inbound webhooks before the inner service sees them: reads the
-/// body (up to a limit, 413 beyond it), verifies it with a [`Verifier`],
+/// Verifies inbound webhooks before the inner service sees them: checks the
+/// headers and the timestamp, reads the body (up to a limit, 413 beyond
+/// it), verifies it with a [`Verifier`],
 /// and hands the request on with the same bytes as its body
 /// (`http_body_util::Full<Bytes>`) and the
 /// [`VerifiedWebhook`](super::VerifiedWebhook) in its extensions. A refusal
@@ -29,7 +30,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// guard, so the sender's retry gets through.
 ///
 /// ```
-/// use axum::{routing::post, Extension, Router};
+/// use axum::{handler::Handler as _, routing::post, Extension, Router};
 /// use keyward::webhooks::{VerifiedWebhook, Verifier, VerifyWebhookLayer, WebhookSecret};
 ///
 /// async fn receive(Extension(hook): Extension<VerifiedWebhook>, body: String) -> &'static str {
@@ -38,9 +39,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// }
 ///
 /// let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
-/// let app: Router = Router::new()
-///     .route("/webhooks", post(receive))
-///     .layer(VerifyWebhookLayer::new(Verifier::standard([secret]).build()?));
+/// // On the handler: the router's 404 and 405 answers stay as they are.
+/// let layer = VerifyWebhookLayer::new(Verifier::standard([secret]).build()?);
+/// let app: Router = Router::new().route("/webhooks", post(receive.layer(layer)));
 /// # let _ = app;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -144,6 +145,10 @@ where
         let limit = self.body_limit;
         ResponseFuture(Box::pin(async move {
             let (mut parts, body) = req.into_parts();
+            // No plausible signature: refused before the body is read.
+            if let Err(err) = verifier.check_headers(&parts.headers) {
+                return Ok(refuse(&err));
+            }
             let bytes = match body::read(&parts.headers, body, limit).await {
                 Ok(bytes) => bytes,
                 Err(BodyError::TooLarge) => return Ok(refuse(&WebhookError::BodyTooLarge)),

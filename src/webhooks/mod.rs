@@ -16,7 +16,9 @@
 //! * **Receiving**: [`VerifyWebhookLayer`] reads the body (up to a limit),
 //!   verifies it and hands it on intact, with the [`VerifiedWebhook`] in
 //!   the request extensions.
-//! * **Sending**: see the delivery types below ([`Delivery`]).
+//! * **Sending**: [`Deliverer`] delivers a [`WebhookMessage`] to an
+//!   [`Endpoint`] with the specification's retry schedule;
+//!   [`WebhookSink`] delivers the keyring's lifecycle events.
 //!
 //! # Example
 //!

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::HeaderName;
 use http::HeaderMap;
+use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -33,7 +34,6 @@ const MAX_SIGNATURES: usize = 16;
 
 const STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
 const GITHUB_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
-const GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
 
 /// A key a receiver trusts for Standard Webhooks.
 ///
@@ -152,8 +152,8 @@ impl VerifiedWebhook {
         self.scheme
     }
 
-    /// The message id: `webhook-id`, or GitHub's `X-GitHub-Delivery`;
-    /// `None` for Stripe (its event id is in the body).
+    /// The message id (`webhook-id`, signed); `None` for Stripe (its event
+    /// id is in the body) and GitHub (its delivery id is not signed).
     #[must_use]
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
@@ -180,6 +180,7 @@ pub struct VerifierBuilder {
     tolerance: Duration,
     clock: Arc<dyn Clock>,
     replay: Option<Arc<dyn ReplayGuard>>,
+    namespace: String,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -194,12 +195,15 @@ impl fmt::Debug for VerifierBuilder {
 
 impl VerifierBuilder {
     fn new(keys: Keys) -> Self {
-        VerifierBuilder {
+        let mut builder = VerifierBuilder {
             keys,
             tolerance: DEFAULT_TOLERANCE,
             clock: Arc::new(SystemClock),
             replay: None,
-        }
+            namespace: String::new(),
+        };
+        builder.namespace = builder.scheme().name().to_owned();
+        builder
     }
 
     fn scheme(&self) -> WebhookScheme {
@@ -228,6 +232,15 @@ impl VerifierBuilder {
     /// `webhook_replayed`). Off by default.
     pub fn replay_guard(mut self, guard: impl ReplayGuard) -> Self {
         self.replay = Some(Arc::new(guard));
+        self
+    }
+
+    /// The prefix of this verifier's records in its replay guard: the
+    /// scheme's name by default (`standard`, `stripe`, `github`). Give each
+    /// sender its own when several verifiers share a guard, so one sender
+    /// can not claim another's message ids.
+    pub fn replay_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
         self
     }
 
@@ -305,9 +318,11 @@ impl Verifier {
 
     /// GitHub's scheme: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256
     /// of the body with the webhook's secret. GitHub signs no timestamp, so
-    /// there is no tolerance check; with a replay guard, the
-    /// `X-GitHub-Delivery` id (or the signature) is refused for the
-    /// tolerance after it was first accepted.
+    /// there is no tolerance check; with a replay guard, the same body is
+    /// refused for the tolerance after it was first accepted. GitHub's
+    /// `X-GitHub-Delivery` id is not signed, so it is neither used nor
+    /// reported ([`VerifiedWebhook::id`] is `None`): never treat it as an
+    /// idempotency key.
     pub fn github(secrets: impl IntoIterator<Item = SharedSecret>) -> VerifierBuilder {
         VerifierBuilder::new(Keys::GitHub(secrets.into_iter().collect()))
     }
@@ -342,10 +357,58 @@ impl Verifier {
     ) -> Result<VerifiedWebhook, WebhookError> {
         let config = &*self.0;
         let now = config.clock.now();
-        let mut verified = match &config.keys {
-            Keys::Standard(keys) => standard(keys, headers, body, now, config.tolerance)?,
-            Keys::Stripe(keys) => stripe(keys, headers, body, now, config.tolerance)?,
-            Keys::GitHub(keys) => github(keys, headers, body)?,
+        let namespace = &config.namespace;
+        let mut verified = match (&config.keys, self.parse(headers, now)?) {
+            (
+                Keys::Standard(keys),
+                Parsed::Standard {
+                    id,
+                    timestamp,
+                    at,
+                    entries,
+                },
+            ) => {
+                standard(keys, id, timestamp, &entries, body)?;
+                VerifiedWebhook {
+                    scheme: WebhookScheme::Standard,
+                    id: Some(id.to_owned()),
+                    timestamp: Some(at),
+                    replay_key: Some(format!("{namespace}:{id}")),
+                }
+            }
+            (
+                Keys::Stripe(keys),
+                Parsed::Stripe {
+                    timestamp,
+                    at,
+                    signatures,
+                },
+            ) => {
+                stripe(keys, timestamp, &signatures, body)?;
+                // The message, not the signature that matched: during a
+                // rotation Stripe sends one per secret, and either alone
+                // must not pass for a new message.
+                let digest = STANDARD.encode(sha2::Sha256::digest(body));
+                VerifiedWebhook {
+                    scheme: WebhookScheme::Stripe,
+                    id: None,
+                    timestamp: Some(at),
+                    replay_key: Some(format!("{namespace}:{timestamp}:{digest}")),
+                }
+            }
+            (Keys::GitHub(keys), Parsed::GitHub { signature }) => {
+                github(keys, &signature, body)?;
+                // GitHub signs the body only: its delivery id is not signed,
+                // so the record is keyed on the signature (one per body).
+                VerifiedWebhook {
+                    scheme: WebhookScheme::GitHub,
+                    id: None,
+                    timestamp: None,
+                    replay_key: Some(format!("{namespace}:{}", STANDARD.encode(signature))),
+                }
+            }
+            // `parse` reads the headers of this verifier's scheme.
+            _ => return Err(WebhookError::InvalidSignature),
         };
         if let Some(guard) = &config.replay {
             let Some(key) = verified.replay_key.take() else {
@@ -360,6 +423,28 @@ impl Verifier {
             }
         }
         Ok(verified)
+    }
+
+    /// The headers of this verifier's scheme, read and checked (format,
+    /// timestamp) without the body.
+    fn parse<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        now: OffsetDateTime,
+    ) -> Result<Parsed<'a>, WebhookError> {
+        let tolerance = self.0.tolerance;
+        match &self.0.keys {
+            Keys::Standard(_) => standard_headers(headers, now, tolerance),
+            Keys::Stripe(_) => stripe_headers(headers, now, tolerance),
+            Keys::GitHub(_) => github_headers(headers),
+        }
+    }
+
+    /// Checks what can be checked before the body is read: the headers'
+    /// presence and format, and the timestamp. The layer calls it so a
+    /// request without a plausible signature costs no body read.
+    pub(crate) fn check_headers(&self, headers: &HeaderMap) -> Result<(), WebhookError> {
+        self.parse(headers, self.0.clock.now()).map(drop)
     }
 
     /// Forgets a verified message's id in the replay guard, so the sender's
@@ -442,13 +527,30 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn standard(
-    keys: &[VerifyingKey],
+/// A message's headers, read and checked (format and timestamp) before its
+/// body is.
+enum Parsed<'a> {
+    Standard {
+        id: &'a str,
+        timestamp: i64,
+        at: OffsetDateTime,
+        entries: Vec<(&'a str, &'a str)>,
+    },
+    Stripe {
+        timestamp: i64,
+        at: OffsetDateTime,
+        signatures: Vec<[u8; 32]>,
+    },
+    GitHub {
+        signature: [u8; 32],
+    },
+}
+
+fn standard_headers(
     headers: &HeaderMap,
-    body: &[u8],
     now: OffsetDateTime,
     tolerance: Duration,
-) -> Result<VerifiedWebhook, WebhookError> {
+) -> Result<Parsed<'_>, WebhookError> {
     let id = one_header(
         headers,
         &WEBHOOK_ID,
@@ -481,6 +583,21 @@ fn standard(
         return Err(WebhookError::InvalidHeader("webhook-signature"));
     }
     let at = within(timestamp, now, tolerance)?;
+    Ok(Parsed::Standard {
+        id,
+        timestamp,
+        at,
+        entries,
+    })
+}
+
+fn standard(
+    keys: &[VerifyingKey],
+    id: &str,
+    timestamp: i64,
+    entries: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), WebhookError> {
     let content = signed_content(id, timestamp, body);
     let macs: Vec<[u8; 32]> = keys
         .iter()
@@ -505,24 +622,18 @@ fn standard(
             _ => false,
         }
     });
-    if !matched {
-        return Err(WebhookError::InvalidSignature);
+    if matched {
+        Ok(())
+    } else {
+        Err(WebhookError::InvalidSignature)
     }
-    Ok(VerifiedWebhook {
-        scheme: WebhookScheme::Standard,
-        id: Some(id.to_owned()),
-        timestamp: Some(at),
-        replay_key: Some(format!("{}:{id}", WebhookScheme::Standard.name())),
-    })
 }
 
-fn stripe(
-    keys: &[SharedSecret],
+fn stripe_headers(
     headers: &HeaderMap,
-    body: &[u8],
     now: OffsetDateTime,
     tolerance: Duration,
-) -> Result<VerifiedWebhook, WebhookError> {
+) -> Result<Parsed<'_>, WebhookError> {
     const LABEL: &str = "stripe-signature";
     let header = one_header(headers, &STRIPE_SIGNATURE, LABEL, MAX_SIGNATURE_HEADER_LEN)?;
     let mut timestamp = None;
@@ -547,65 +658,48 @@ fn stripe(
     }
     let timestamp = timestamp.ok_or(WebhookError::InvalidHeader(LABEL))?;
     let at = within(timestamp, now, tolerance)?;
-    let mut content = format!("{timestamp}.").into_bytes();
-    content.extend_from_slice(body);
-    let matched = keys.iter().find_map(|key| {
-        let mac = hmac(&key.0, &content);
-        signatures.iter().find(|sig| same(&mac, &sig[..]))
-    });
-    let Some(signature) = matched else {
-        return Err(WebhookError::InvalidSignature);
-    };
-    Ok(VerifiedWebhook {
-        scheme: WebhookScheme::Stripe,
-        id: None,
-        timestamp: Some(at),
-        replay_key: Some(format!(
-            "{}:{}",
-            WebhookScheme::Stripe.name(),
-            STANDARD.encode(signature)
-        )),
+    Ok(Parsed::Stripe {
+        timestamp,
+        at,
+        signatures,
     })
 }
 
-fn github(
+fn stripe(
     keys: &[SharedSecret],
-    headers: &HeaderMap,
+    timestamp: i64,
+    signatures: &[[u8; 32]],
     body: &[u8],
-) -> Result<VerifiedWebhook, WebhookError> {
+) -> Result<(), WebhookError> {
+    let mut content = format!("{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    let matched = keys.iter().any(|key| {
+        let mac = hmac(&key.0, &content);
+        signatures.iter().any(|sig| same(&mac, sig))
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(WebhookError::InvalidSignature)
+    }
+}
+
+fn github_headers(headers: &HeaderMap) -> Result<Parsed<'_>, WebhookError> {
     const LABEL: &str = "x-hub-signature-256";
     let header = one_header(headers, &GITHUB_SIGNATURE, LABEL, MAX_SIGNATURE_HEADER_LEN)?;
     let signature = header
         .strip_prefix("sha256=")
         .and_then(decode_hex32)
         .ok_or(WebhookError::InvalidHeader(LABEL))?;
-    let delivery = match headers.get(&GITHUB_DELIVERY) {
-        None => None,
-        Some(_) => {
-            let id = one_header(headers, &GITHUB_DELIVERY, "x-github-delivery", 256)?;
-            if !valid_id(id) {
-                return Err(WebhookError::InvalidHeader("x-github-delivery"));
-            }
-            Some(id.to_owned())
-        }
-    };
-    if !keys.iter().any(|key| same(&hmac(&key.0, body), &signature)) {
-        return Err(WebhookError::InvalidSignature);
+    Ok(Parsed::GitHub { signature })
+}
+
+fn github(keys: &[SharedSecret], signature: &[u8; 32], body: &[u8]) -> Result<(), WebhookError> {
+    if keys.iter().any(|key| same(&hmac(&key.0, body), signature)) {
+        Ok(())
+    } else {
+        Err(WebhookError::InvalidSignature)
     }
-    let replay_key = match &delivery {
-        Some(id) => format!("{}:{id}", WebhookScheme::GitHub.name()),
-        None => format!(
-            "{}:{}",
-            WebhookScheme::GitHub.name(),
-            STANDARD.encode(signature)
-        ),
-    };
-    Ok(VerifiedWebhook {
-        scheme: WebhookScheme::GitHub,
-        id: delivery,
-        timestamp: None,
-        replay_key: Some(replay_key),
-    })
 }
 
 #[cfg(test)]
