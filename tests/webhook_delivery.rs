@@ -729,3 +729,167 @@ fn a_sink_needs_a_runtime_and_room() {
         .spawn()
         .is_ok());
 }
+
+/// A log buffer for `tracing_subscriber::fmt`.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_outcomes_are_logged_without_secrets() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let url = "https://hooks.example.com/p/secret-path?token=abc";
+    let fake = Fake::new([Reply::Status(204), Reply::Status(410)]);
+    let sink = WebhookSink::builder(deliverer(&fake).policy(exact(&[0])), vec![endpoint(url)])
+        .spawn()
+        .unwrap();
+    for expected in [
+        "webhook delivered",
+        "webhook endpoint answered 410 Gone: disabled",
+        "webhook not delivered: endpoint disabled",
+    ] {
+        sink.deliver(&event()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            logs.text().contains(expected),
+            "{expected}: {}",
+            logs.text()
+        );
+    }
+    let failing = Fake::new([Reply::Fail]);
+    let sink = WebhookSink::builder(deliverer(&failing).policy(exact(&[0])), vec![endpoint(url)])
+        .spawn()
+        .unwrap();
+    sink.deliver(&event()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let text = logs.text();
+    assert!(text.contains("webhook delivery gave up"), "{text}");
+    assert!(text.contains("connection reset"), "{text}");
+    assert!(text.contains("status=204"), "{text}");
+    assert!(text.contains("status=410"), "{text}");
+    assert!(text.contains("attempts=1"), "{text}");
+    assert!(text.contains("key.issued"), "{text}");
+    assert!(text.contains("https://hooks.example.com"), "{text}");
+    assert!(text.contains("msg_"), "{text}");
+    assert!(text.contains("keyward::webhooks"), "{text}");
+    assert!(
+        !text.contains("secret-path") && !text.contains("token=abc"),
+        "{text}"
+    );
+    assert!(!text.contains("whsec_") && !text.contains("v1,"), "{text}");
+}
+
+#[test]
+fn names_accessors_and_redacted_debug() {
+    assert_eq!(
+        [
+            DeliveryOutcome::Delivered,
+            DeliveryOutcome::Gone,
+            DeliveryOutcome::EndpointDisabled,
+            DeliveryOutcome::GaveUp
+        ]
+        .map(DeliveryOutcome::name),
+        ["delivered", "gone", "endpoint_disabled", "gave_up"]
+    );
+    let policy = exact(&[0, 3]);
+    let deliverer = Deliverer::new(Fake::default()).policy(policy.clone());
+    assert_eq!(deliverer.get_policy(), &policy);
+    assert_eq!(
+        Deliverer::new(Fake::default()).get_policy(),
+        &DeliveryPolicy::default()
+    );
+    let debug = format!("{deliverer:?}");
+    assert!(
+        debug.starts_with("Deliverer {") && debug.contains("schedule"),
+        "{debug}"
+    );
+
+    let endpoint = endpoint("https://hooks.example.com/p/secret-path?token=abc");
+    let debug = format!("{endpoint:?}");
+    assert!(
+        debug.contains("https://hooks.example.com") && debug.contains("enabled: true"),
+        "{debug}"
+    );
+    assert!(
+        !debug.contains("secret-path") && !debug.contains("whsec_"),
+        "{debug}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let builder = WebhookSink::builder(deliverer.clone(), vec![endpoint.clone()])
+        .only_events(["key.revoked"])
+        .queue_capacity(7);
+    let debug = format!("{builder:?}");
+    assert!(
+        debug.starts_with("WebhookSinkBuilder {") && debug.contains("queue_capacity: 7"),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("key.revoked") && !debug.contains("secret-path"),
+        "{debug}"
+    );
+    let debug = format!("{:?}", builder.spawn().unwrap());
+    assert!(
+        debug.starts_with("WebhookSink {") && debug.contains("queue_capacity: 7"),
+        "{debug}"
+    );
+    assert!(debug.contains("key.revoked"), "{debug}");
+}
+
+#[test]
+fn transport_errors_keep_their_cause() {
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connect failed")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let err = TransportError::new(Outer(std::io::Error::other("refused")));
+    assert_eq!(err.to_string(), "webhook request failed: connect failed");
+    let source = std::error::Error::source(&err).unwrap();
+    assert_eq!(
+        source.to_string(),
+        "refused",
+        "the cause below the message, once"
+    );
+    let attempt = AttemptError::Transport(err);
+    assert_eq!(
+        std::error::Error::source(&attempt).unwrap().to_string(),
+        "webhook request failed: connect failed"
+    );
+}
