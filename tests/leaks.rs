@@ -133,6 +133,7 @@ async fn revocation_is_immediate_through_a_cache_and_for_a_lagging_reader() {
         .shared_store(cached)
         .kind(kind("pk"))
         .clock(clock.clone())
+        .events(RecordingSink::new())
         .build()
         .unwrap();
     let lagging = Keyring::builder()
@@ -307,6 +308,7 @@ async fn keys_hashed_under_the_previous_pepper_are_found() {
         .store(store)
         .kind(kind("pk"))
         .hasher(TokenHasher::new(new).with_previous(old).unwrap())
+        .events(RecordingSink::new())
         .build()
         .unwrap();
     let outcome = after
@@ -324,7 +326,11 @@ async fn a_store_answer_for_another_kind_is_not_trusted() {
     let stranger = TokenKind::new("pk").unwrap().generate();
     // Another kind's key, then another key of the same kind.
     for kind in ["sk", "pk"] {
-        let other = f.keyring.issue(NewKey::new(kind, "org_1", "CI")).await.unwrap();
+        let other = f
+            .keyring
+            .issue(NewKey::new(kind, "org_1", "CI"))
+            .await
+            .unwrap();
         let record = f.store.get_ref().get(other.info.id()).await.unwrap();
         f.store.set_lookup_answer(record);
         let outcome = f
@@ -332,7 +338,10 @@ async fn a_store_answer_for_another_kind_is_not_trusted() {
             .report_leak(stranger.expose_secret(), github())
             .await
             .unwrap();
-        assert!(matches!(outcome, LeakOutcome::NotFound), "{kind}: {outcome:?}");
+        assert!(
+            matches!(outcome, LeakOutcome::NotFound),
+            "{kind}: {outcome:?}"
+        );
         assert_eq!(f.store.calls(Op::Revoke), 0);
     }
 }
@@ -373,6 +382,12 @@ mod github {
     use tower::ServiceExt as _;
 
     use super::{fixture, Fixture};
+
+    /// The tests of this module run one at a time: one of them captures
+    /// the logs of callsites the others hit, and tracing's per-callsite
+    /// interest cache is not reliable under concurrent registration.
+    static SERIAL: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+        std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
 
     /// GitHub's key list with the test keys `k1` and `k2`; counts fetches
     /// and can be told to fail.
@@ -473,6 +488,7 @@ mod github {
 
     #[tokio::test]
     async fn an_alert_revokes_live_keys_and_labels_each_token() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
@@ -549,6 +565,7 @@ mod github {
 
     #[tokio::test]
     async fn a_token_repeated_in_one_alert_is_reported_once() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let live = f
@@ -568,6 +585,7 @@ mod github {
 
     #[tokio::test]
     async fn an_empty_alert_is_answered_with_no_feedback() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let (status, body) = send(&svc, signed("[]".into())).await;
@@ -576,6 +594,7 @@ mod github {
 
     #[tokio::test]
     async fn the_signature_is_checked_before_the_body_is_read() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
@@ -610,6 +629,7 @@ mod github {
 
     #[tokio::test]
     async fn headers_must_be_present_single_and_well_formed() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let body = alert(&[]);
@@ -657,7 +677,13 @@ mod github {
         );
         refused(&svc, binary, 400, "malformed_header").await;
         // The longest signature read: base64, so looked at, and wrong.
-        refused(&svc, request("k2", &"A".repeat(256), body.clone()), 401, "bad_signature").await;
+        refused(
+            &svc,
+            request("k2", &"A".repeat(256), body.clone()),
+            401,
+            "bad_signature",
+        )
+        .await;
         // Just within the bounds: a 128-character identifier is looked up.
         refused(
             &svc,
@@ -677,6 +703,7 @@ mod github {
 
     #[tokio::test]
     async fn only_post_is_accepted() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let mut req = signed("[]".into());
@@ -689,6 +716,7 @@ mod github {
 
     #[tokio::test]
     async fn bodies_and_alerts_are_bounded() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let padded = format!("[{}]", " ".repeat(4094));
@@ -702,6 +730,7 @@ mod github {
 
     #[tokio::test]
     async fn alerts_that_are_not_lists_of_matches_are_refused() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         for body in [
@@ -718,6 +747,7 @@ mod github {
 
     #[tokio::test]
     async fn unknown_key_ids_refetch_at_most_once_an_interval() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
@@ -748,6 +778,7 @@ mod github {
 
     #[tokio::test]
     async fn key_fetch_failures_fail_closed() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         keys.failing.store(true, Ordering::SeqCst);
@@ -786,6 +817,7 @@ mod github {
 
     #[tokio::test]
     async fn a_throttled_failure_stays_unavailable() {
+        let _serial = SERIAL.lock().await;
         // The first fetch failed and the next is not due yet: the cache
         // can not decide, so 503 (GitHub retries), never 401.
         let f = fixture();
@@ -821,18 +853,23 @@ mod github {
 
     #[tokio::test]
     async fn logs_name_the_leak_and_never_the_token() {
+        let _serial = SERIAL.lock().await;
         let keyring = keyward::Keyring::builder()
             .store(keyward::MemoryStore::new())
             .kind(super::kind("pk"))
             .build()
             .unwrap();
-        let live = keyring.issue(NewKey::new("pk", "org_1", "CI")).await.unwrap();
+        let live = keyring
+            .issue(NewKey::new("pk", "org_1", "CI"))
+            .await
+            .unwrap();
         let token = live.token.expose_secret();
         let svc = GithubAlerts::builder(keyring)
             .fetcher(Keys::default())
             .build()
             .unwrap();
         let (logs, _guard) = super::common::capture();
+        tracing::callsite::rebuild_interest_cache();
         let stranger = TokenKind::new("pk").unwrap().generate();
         let body = alert(&[token, "pk_malformed", stranger.expose_secret()]);
         assert_eq!(send(&svc, signed(body)).await.0, 200);
@@ -873,13 +910,23 @@ mod github {
             assert!(builder.fetcher(Keys::default()).build().is_err());
         }
         // The default fetcher builds without network access.
-        let builder = GithubAlerts::builder(f.keyring.clone()).fetch_timeout(Duration::from_secs(2));
+        let builder =
+            GithubAlerts::builder(f.keyring.clone()).fetch_timeout(Duration::from_secs(2));
         let debug = format!("{builder:?}");
-        assert!(debug.contains("custom_fetcher: false") && debug.contains("fetch_timeout: 2s"), "{debug}");
+        assert!(
+            debug.contains("custom_fetcher: false") && debug.contains("fetch_timeout: 2s"),
+            "{debug}"
+        );
         let mut svc = builder.build().unwrap();
         let debug = format!("{svc:?}");
-        assert!(debug.contains("body_limit: 1048576") && debug.contains("max_tokens: 1000"), "{debug}");
-        assert!(debug.contains("refetch_interval: 60s") && debug.contains("fetch_timeout: 2s"), "{debug}");
+        assert!(
+            debug.contains("body_limit: 1048576") && debug.contains("max_tokens: 1000"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("refetch_interval: 60s") && debug.contains("fetch_timeout: 2s"),
+            "{debug}"
+        );
         let future = tower::Service::call(&mut svc, http::Request::new(String::new()));
         assert_eq!(format!("{future:?}"), "ResponseFuture");
         let _: fn(KeyInfo) -> LeakOutcome = LeakOutcome::Revoked;

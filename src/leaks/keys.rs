@@ -490,7 +490,10 @@ mod tests {
             let _ = socket.write_all(response.as_bytes());
             String::from_utf8_lossy(&head).to_lowercase()
         });
-        (format!("http://{addr}/meta/public_keys/secret_scanning"), task)
+        (
+            format!("http://{addr}/meta/public_keys/secret_scanning"),
+            task,
+        )
     }
 
     fn http_response(status: &str, body: &str) -> String {
@@ -503,35 +506,67 @@ mod tests {
     #[tokio::test]
     async fn the_http_fetcher_reads_the_list_with_its_token() {
         let (url, request) = serve_once(http_response("200 OK", r#"{"public_keys":[]}"#));
-        let fetcher = HttpKeyFetcher::new().unwrap().url(url).github_token("tok_1");
+        let fetcher = HttpKeyFetcher::new()
+            .unwrap()
+            .url(url)
+            .github_token("tok_1");
         assert_eq!(fetcher.fetch().await.unwrap(), br#"{"public_keys":[]}"#);
         let head = request.join().unwrap();
-        assert!(head.starts_with("get /meta/public_keys/secret_scanning "), "{head}");
-        assert!(head.contains("\r\nauthorization: bearer tok_1\r\n"), "{head}");
+        assert!(
+            head.starts_with("get /meta/public_keys/secret_scanning "),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nauthorization: bearer tok_1\r\n"),
+            "{head}"
+        );
         assert!(head.contains("\r\naccept: application/json\r\n"), "{head}");
 
         let (url, request) = serve_once(http_response("200 OK", "{}"));
-        HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap();
+        HttpKeyFetcher::new()
+            .unwrap()
+            .url(url)
+            .fetch()
+            .await
+            .unwrap();
         assert!(!request.join().unwrap().contains("authorization"));
     }
 
     #[tokio::test]
     async fn the_http_fetcher_refuses_errors_and_large_lists() {
         let (url, _request) = serve_once(http_response("503 Service Unavailable", "{}"));
-        let err = HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap_err();
+        let err = HttpKeyFetcher::new()
+            .unwrap()
+            .url(url)
+            .fetch()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("status 503"), "{err}");
 
         let big = " ".repeat(MAX_KEY_LIST_LEN + 1);
         let (url, _request) = serve_once(http_response("200 OK", &big));
-        let err = HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap_err();
+        let err = HttpKeyFetcher::new()
+            .unwrap()
+            .url(url)
+            .fetch()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
 
         let fits = " ".repeat(MAX_KEY_LIST_LEN);
         let (url, _request) = serve_once(http_response("200 OK", &fits));
-        let body = HttpKeyFetcher::new().unwrap().url(url).fetch().await.unwrap();
+        let body = HttpKeyFetcher::new()
+            .unwrap()
+            .url(url)
+            .fetch()
+            .await
+            .unwrap();
         assert_eq!(body.len(), MAX_KEY_LIST_LEN);
 
-        let bad = HttpKeyFetcher::new().unwrap().url("http://127.0.0.1:1/").github_token("a\nb");
+        let bad = HttpKeyFetcher::new()
+            .unwrap()
+            .url("http://127.0.0.1:1/")
+            .github_token("a\nb");
         let err = bad.fetch().await.unwrap_err();
         assert!(err.to_string().contains("not a header value"), "{err}");
     }
