@@ -133,6 +133,7 @@ async fn revocation_is_immediate_through_a_cache_and_for_a_lagging_reader() {
         .shared_store(cached)
         .kind(kind("pk"))
         .clock(clock.clone())
+        .events(RecordingSink::new())
         .build()
         .unwrap();
     let lagging = Keyring::builder()
@@ -307,6 +308,7 @@ async fn keys_hashed_under_the_previous_pepper_are_found() {
         .store(store)
         .kind(kind("pk"))
         .hasher(TokenHasher::new(new).with_previous(old).unwrap())
+        .events(RecordingSink::new())
         .build()
         .unwrap();
     let outcome = after
@@ -380,6 +382,12 @@ mod github {
     use tower::ServiceExt as _;
 
     use super::{fixture, Fixture};
+
+    /// The tests of this module run one at a time: one of them captures
+    /// the logs of callsites the others hit, and tracing's per-callsite
+    /// interest cache is not reliable under concurrent registration.
+    static SERIAL: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+        std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
 
     /// GitHub's key list with the test keys `k1` and `k2`; counts fetches
     /// and can be told to fail.
@@ -480,6 +488,7 @@ mod github {
 
     #[tokio::test]
     async fn an_alert_revokes_live_keys_and_labels_each_token() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
@@ -556,6 +565,7 @@ mod github {
 
     #[tokio::test]
     async fn a_token_repeated_in_one_alert_is_reported_once() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let live = f
@@ -575,6 +585,7 @@ mod github {
 
     #[tokio::test]
     async fn an_empty_alert_is_answered_with_no_feedback() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let (status, body) = send(&svc, signed("[]".into())).await;
@@ -583,6 +594,7 @@ mod github {
 
     #[tokio::test]
     async fn the_signature_is_checked_before_the_body_is_read() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
@@ -617,6 +629,7 @@ mod github {
 
     #[tokio::test]
     async fn headers_must_be_present_single_and_well_formed() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let body = alert(&[]);
@@ -690,6 +703,7 @@ mod github {
 
     #[tokio::test]
     async fn only_post_is_accepted() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let mut req = signed("[]".into());
@@ -702,6 +716,7 @@ mod github {
 
     #[tokio::test]
     async fn bodies_and_alerts_are_bounded() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         let padded = format!("[{}]", " ".repeat(4094));
@@ -715,6 +730,7 @@ mod github {
 
     #[tokio::test]
     async fn alerts_that_are_not_lists_of_matches_are_refused() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let svc = service(&f, &Keys::default());
         for body in [
@@ -731,6 +747,7 @@ mod github {
 
     #[tokio::test]
     async fn unknown_key_ids_refetch_at_most_once_an_interval() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         let svc = service(&f, &keys);
@@ -761,6 +778,7 @@ mod github {
 
     #[tokio::test]
     async fn key_fetch_failures_fail_closed() {
+        let _serial = SERIAL.lock().await;
         let f = fixture();
         let keys = Keys::default();
         keys.failing.store(true, Ordering::SeqCst);
@@ -799,6 +817,7 @@ mod github {
 
     #[tokio::test]
     async fn a_throttled_failure_stays_unavailable() {
+        let _serial = SERIAL.lock().await;
         // The first fetch failed and the next is not due yet: the cache
         // can not decide, so 503 (GitHub retries), never 401.
         let f = fixture();
@@ -834,6 +853,7 @@ mod github {
 
     #[tokio::test]
     async fn logs_name_the_leak_and_never_the_token() {
+        let _serial = SERIAL.lock().await;
         let keyring = keyward::Keyring::builder()
             .store(keyward::MemoryStore::new())
             .kind(super::kind("pk"))
@@ -849,6 +869,7 @@ mod github {
             .build()
             .unwrap();
         let (logs, _guard) = super::common::capture();
+        tracing::callsite::rebuild_interest_cache();
         let stranger = TokenKind::new("pk").unwrap().generate();
         let body = alert(&[token, "pk_malformed", stranger.expose_secret()]);
         assert_eq!(send(&svc, signed(body)).await.0, 200);
