@@ -745,7 +745,7 @@ mod github {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn unknown_key_ids_refetch_at_most_once_an_interval() {
         let _serial = SERIAL.lock().await;
         let f = fixture();
@@ -759,10 +759,16 @@ mod github {
         // Known ids need no fetch.
         assert_eq!(send(&svc, request("k2", &sig, body.clone())).await.0, 200);
         assert_eq!(keys.fetches.load(Ordering::SeqCst), 1);
-        // Without the throttle, each unknown id fetches.
+        // Once the interval has passed, an unknown id fetches again.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        refused(&svc, request("k3", &sig, body.clone()), 401, "unknown_key").await;
+        assert_eq!(keys.fetches.load(Ordering::SeqCst), 2);
+        refused(&svc, request("k3", &sig, body.clone()), 401, "unknown_key").await;
+        assert_eq!(keys.fetches.load(Ordering::SeqCst), 2);
+        // A shorter interval, down to its 10 s floor.
         let eager = GithubAlerts::builder(f.keyring.clone())
             .fetcher(keys.clone())
-            .refetch_interval(Duration::ZERO)
+            .refetch_interval(Duration::from_secs(10))
             .build()
             .unwrap();
         refused(
@@ -772,11 +778,20 @@ mod github {
             "unknown_key",
         )
         .await;
+        tokio::time::advance(Duration::from_secs(10)).await;
         refused(&eager, request("k3", &sig, body), 401, "unknown_key").await;
-        assert_eq!(keys.fetches.load(Ordering::SeqCst), 3);
+        assert_eq!(keys.fetches.load(Ordering::SeqCst), 4);
+        for (interval, timeout) in [(9_999, 5_000), (60_000, 99), (60_000, 10_001)] {
+            assert!(GithubAlerts::builder(f.keyring.clone())
+                .fetcher(keys.clone())
+                .refetch_interval(Duration::from_millis(interval))
+                .fetch_timeout(Duration::from_millis(timeout))
+                .build()
+                .is_err());
+        }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn key_fetch_failures_fail_closed() {
         let _serial = SERIAL.lock().await;
         let f = fixture();
@@ -784,17 +799,19 @@ mod github {
         keys.failing.store(true, Ordering::SeqCst);
         let svc = GithubAlerts::builder(f.keyring.clone())
             .fetcher(keys.clone())
-            .refetch_interval(Duration::ZERO)
+            .refetch_interval(Duration::from_secs(10))
             .build()
             .unwrap();
         refused(&svc, signed("[]".into()), 503, "keys_unavailable").await;
         keys.failing.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(send(&svc, signed("[]".into())).await.0, 200);
         // A later failure keeps the known keys, but an unknown id is then
         // undecidable: 503, not 401.
         keys.failing.store(true, Ordering::SeqCst);
         let body = "[]".to_owned();
         let sig = sign(&github_key(2), &body);
+        tokio::time::advance(Duration::from_secs(10)).await;
         refused(
             &svc,
             request("k9", &sig, body.clone()),
@@ -809,7 +826,7 @@ mod github {
         hanging.hanging.store(true, Ordering::SeqCst);
         let svc = GithubAlerts::builder(f.keyring.clone())
             .fetcher(hanging)
-            .fetch_timeout(Duration::from_millis(20))
+            .fetch_timeout(Duration::from_millis(100))
             .build()
             .unwrap();
         refused(&svc, signed("[]".into()), 503, "keys_unavailable").await;

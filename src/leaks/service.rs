@@ -102,14 +102,18 @@ impl GithubAlertsBuilder {
     }
 
     /// The least time between two fetches of GitHub's keys caused by an
-    /// unknown key identifier (or a failed fetch); 60 s by default.
+    /// unknown key identifier (or a failed fetch); 60 s by default, at
+    /// least 10 s (anyone can send an unknown identifier, and GitHub allows
+    /// 60 unauthenticated API calls an hour: set
+    /// [`HttpKeyFetcher::github_token`] in production).
     pub fn refetch_interval(mut self, interval: Duration) -> Self {
         self.refetch_interval = interval;
         self
     }
 
     /// The longest a key fetch may take (a slower one counts as failed:
-    /// 503); 5 s by default, well inside GitHub's 10 s wait for an answer.
+    /// 503); 5 s by default, well inside GitHub's 10 s wait for an answer;
+    /// from 100 ms to 10 s.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
         self
@@ -120,7 +124,9 @@ impl GithubAlertsBuilder {
     /// # Errors
     ///
     /// [`ConfigError::InvalidLeakConfig`] for a zero body limit or token
-    /// bound, or when the default fetcher's HTTP client can not be built.
+    /// bound, a refetch interval under 10 s, a fetch timeout outside
+    /// 100 ms to 10 s, or when the default fetcher's HTTP client can not be
+    /// built.
     pub fn build(self) -> Result<GithubAlerts, ConfigError> {
         if self.body_limit == 0 {
             return Err(ConfigError::InvalidLeakConfig(
@@ -130,6 +136,18 @@ impl GithubAlertsBuilder {
         if self.max_tokens == 0 {
             return Err(ConfigError::InvalidLeakConfig(
                 "the token bound must not be zero",
+            ));
+        }
+        if self.refetch_interval < Duration::from_secs(10) {
+            return Err(ConfigError::InvalidLeakConfig(
+                "the refetch interval must be at least 10 s",
+            ));
+        }
+        if self.fetch_timeout < Duration::from_millis(100)
+            || self.fetch_timeout > Duration::from_secs(10)
+        {
+            return Err(ConfigError::InvalidLeakConfig(
+                "the fetch timeout must be between 100 ms and 10 s",
             ));
         }
         let fetcher = match self.fetcher {

@@ -37,6 +37,6 @@ pub use policy::{
 };
 pub use sink::{
     WebhookEndpoints, WebhookSink, WebhookSinkBuilder, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_MAX_PER_ENDPOINT, DEFAULT_QUEUE_CAPACITY,
 };
 pub use transport::{HttpTransport, TransportError, WebhookTransport, MAX_RESPONSE_BODY};

@@ -21,6 +21,23 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// How many deliveries may be under way (attempting or waiting to retry)
 /// at once, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// How many deliveries to one endpoint may be queued or under way at once,
+/// by default.
+pub const DEFAULT_MAX_PER_ENDPOINT: usize = 128;
+
+/// Every event type the sink sends: `key.` and an [`EventKind::name`].
+const EVENT_TYPES: [&str; 10] = [
+    "key.issued",
+    "key.revoked",
+    "key.rotated",
+    "key.expiring_soon",
+    "key.expired",
+    "key.stale",
+    "key.auto_revoked",
+    "key.reuse_detected",
+    "key.controls_changed",
+    "key.leaked",
+];
 
 /// The endpoints an event goes to: the host's routing (a multi-tenant host
 /// returns the endpoints of `event.tenant`). A `Vec<Endpoint>` sends every
@@ -63,6 +80,69 @@ impl WebhookEndpoints for Vec<Endpoint> {
 struct Job {
     endpoint: Endpoint,
     message: WebhookMessage,
+    /// Its place in its endpoint's backlog, given back when it ends.
+    _backlog: BacklogSlot,
+}
+
+/// Deliveries queued or under way, per endpoint URL: a failing endpoint
+/// (whose deliveries retry for days) holds at most its own bound of the
+/// worker's in-flight slots, so other tenants' endpoints keep theirs.
+#[derive(Default)]
+struct Backlogs(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+impl Backlogs {
+    /// Takes one slot for each endpoint, all or none.
+    fn take(self: &Arc<Self>, endpoints: &[Endpoint], max: usize) -> Option<Vec<BacklogSlot>> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut wanted: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for endpoint in endpoints {
+            *wanted.entry(endpoint.uri().to_string()).or_default() += 1;
+        }
+        if wanted
+            .iter()
+            .any(|(url, n)| counts.get(url).copied().unwrap_or(0) + n > max)
+        {
+            return None;
+        }
+        Some(
+            endpoints
+                .iter()
+                .map(|endpoint| {
+                    let url = endpoint.uri().to_string();
+                    *counts.entry(url.clone()).or_default() += 1;
+                    BacklogSlot {
+                        backlogs: Arc::clone(self),
+                        url,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One delivery's place in its endpoint's backlog.
+struct BacklogSlot {
+    backlogs: Arc<Backlogs>,
+    url: String,
+}
+
+impl Drop for BacklogSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .backlogs
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.url) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.url);
+            }
+        }
+    }
 }
 
 /// A [`LifecycleSink`] that delivers key lifecycle events as signed
@@ -71,7 +151,8 @@ struct Job {
 /// with `data` holding `key_id`, `tenant`, `kind`, `owner`, `actor` and the
 /// event's details (`reason`; `successor` and `grace_seconds`;
 /// `expires_at`; `threshold_seconds`; `unused_since`; `successors` and
-/// `family_revoked`; `changed`, the names of the usage controls changed).
+/// `family_revoked`; `changed`, the names of the usage controls changed;
+/// `reporter` and `url` of a leak).
 /// Never a token or a hash.
 ///
 /// [`deliver`](LifecycleSink::deliver) only finds the endpoints and queues
@@ -106,6 +187,8 @@ pub struct WebhookSink {
     queue: mpsc::Sender<Job>,
     endpoints: Arc<dyn WebhookEndpoints>,
     only: Option<Arc<HashSet<String>>>,
+    backlogs: Arc<Backlogs>,
+    max_per_endpoint: usize,
 }
 
 /// Builds a [`WebhookSink`] (see there).
@@ -116,6 +199,7 @@ pub struct WebhookSinkBuilder {
     only: Option<HashSet<String>>,
     queue_capacity: usize,
     max_in_flight: usize,
+    max_per_endpoint: usize,
 }
 
 impl WebhookSink {
@@ -127,13 +211,17 @@ impl WebhookSink {
             only: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_per_endpoint: DEFAULT_MAX_PER_ENDPOINT,
         }
     }
 }
 
 impl WebhookSinkBuilder {
     /// Sends only these event types (`key.revoked`); others are skipped.
-    /// By default every event is sent.
+    /// By default every event is sent. Revocations come as `key.revoked`,
+    /// `key.auto_revoked` and `key.leaked`: subscribe to all three to hear
+    /// of every key that stopped working. An unknown type is refused by
+    /// [`spawn`](Self::spawn).
     pub fn only_events<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
         self.only = Some(types.into_iter().map(Into::into).collect());
         self
@@ -153,16 +241,34 @@ impl WebhookSinkBuilder {
         self
     }
 
+    /// How many deliveries to one endpoint may be queued or under way at
+    /// once (default 128); past it [`deliver`](LifecycleSink::deliver)
+    /// fails for events to that endpoint. An endpoint that fails holds
+    /// each of its deliveries for days of retries: this bound keeps it from
+    /// taking the in-flight slots of every other endpoint.
+    pub fn max_per_endpoint(mut self, max: usize) -> Self {
+        self.max_per_endpoint = max;
+        self
+    }
+
     /// Spawns the worker on the current tokio runtime and returns the
     /// sink. The worker ends once every clone of the sink is dropped and
     /// the queue is drained; deliveries under way go on to their outcome.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidWebhookConfig`] outside a tokio runtime, or
-    /// for a zero queue capacity or in-flight bound.
+    /// [`ConfigError::InvalidWebhookConfig`] outside a tokio runtime, for
+    /// an unknown event type in [`only_events`](Self::only_events), or for
+    /// a zero queue capacity, in-flight or per-endpoint bound.
     pub fn spawn(self) -> Result<WebhookSink, ConfigError> {
-        if self.queue_capacity == 0 || self.max_in_flight == 0 {
+        if let Some(only) = &self.only {
+            if !only.iter().all(|t| EVENT_TYPES.contains(&t.as_str())) {
+                return Err(ConfigError::InvalidWebhookConfig(
+                    "only_events names an unknown event type (see WebhookSink's docs)",
+                ));
+            }
+        }
+        if self.queue_capacity == 0 || self.max_in_flight == 0 || self.max_per_endpoint == 0 {
             return Err(ConfigError::InvalidWebhookConfig(
                 "a webhook sink's queue capacity and in-flight bound are at least 1",
             ));
@@ -177,6 +283,8 @@ impl WebhookSinkBuilder {
             queue,
             endpoints: self.endpoints,
             only: self.only.map(Arc::new),
+            backlogs: Arc::default(),
+            max_per_endpoint: self.max_per_endpoint,
         })
     }
 }
@@ -216,6 +324,10 @@ impl LifecycleSink for WebhookSink {
         let data = event_data(event).map_err(SinkError::new)?;
         let message = WebhookMessage::envelope(MessageId::generate(), &event_type, event.at, &data)
             .map_err(SinkError::new)?;
+        let backlog = self
+            .backlogs
+            .take(&endpoints, self.max_per_endpoint)
+            .ok_or_else(|| SinkError::new("webhook endpoint backlog full"))?;
         // All endpoints or none, so a retried event is not sent twice to
         // the first ones.
         let slots = self
@@ -225,10 +337,11 @@ impl LifecycleSink for WebhookSink {
                 TrySendError::Full(()) => SinkError::new("webhook queue full"),
                 TrySendError::Closed(()) => SinkError::new("webhook worker stopped"),
             })?;
-        for (slot, endpoint) in slots.zip(endpoints) {
+        for ((slot, endpoint), place) in slots.zip(endpoints).zip(backlog) {
             slot.send(Job {
                 endpoint,
                 message: message.clone(),
+                _backlog: place,
             });
         }
         Ok(())
@@ -251,6 +364,7 @@ impl fmt::Debug for WebhookSinkBuilder {
             .field("only", &self.only)
             .field("queue_capacity", &self.queue_capacity)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_per_endpoint", &self.max_per_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +423,10 @@ fn event_data(event: &LifecycleEvent) -> Result<Value, super::MessageError> {
             .filter_map(|(name, set)| set.then_some(name))
             .collect();
             data.insert("changed".into(), json!(changed));
+        }
+        EventKind::Leaked { reporter, url } => {
+            data.insert("reporter".into(), json!(reporter));
+            data.insert("url".into(), json!(url));
         }
         // `Issued`, and kinds added later: the common fields.
         _ => {}
@@ -400,13 +518,68 @@ mod tests {
                 },
                 json!({"changed": ["budget"]}),
             ),
+            (
+                EventKind::Leaked {
+                    reporter: Cow::Borrowed("github"),
+                    url: Some("https://github.com/o/r/blob/1/.env".into()),
+                },
+                json!({"reporter": "github", "url": "https://github.com/o/r/blob/1/.env"}),
+            ),
         ];
+        let mut names = Vec::new();
         for (kind, extra) in cases {
+            names.push(format!("key.{}", kind.name()));
             assert_eq!(
                 event_data(&event(kind.clone())).unwrap(),
                 with(extra),
                 "{kind:?}"
             );
         }
+        // Every kind's type is one only_events accepts, and no other.
+        names.sort();
+        let mut known: Vec<String> = EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect();
+        known.sort();
+        assert_eq!(names, known);
+    }
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint::new(
+            url,
+            crate::webhooks::Signer::new(crate::webhooks::WebhookSecret::generate()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn backlogs_bound_each_endpoint_all_or_none_and_free_on_drop() {
+        let backlogs = Arc::new(Backlogs::default());
+        let (a, b) = (
+            endpoint("https://a.example/h"),
+            endpoint("https://b.example/h"),
+        );
+        let first = backlogs.take(std::slice::from_ref(&a), 2).unwrap();
+        let second = backlogs.take(&[a.clone(), b.clone()], 2).unwrap();
+        // `a` is full: an event for a and b takes neither.
+        assert!(backlogs.take(&[a.clone(), b.clone()], 2).is_none());
+        assert!(backlogs.take(std::slice::from_ref(&b), 2).is_some());
+        drop(first);
+        assert!(backlogs.take(std::slice::from_ref(&a), 2).is_some());
+        drop(second);
+        // The same endpoint twice in one event counts twice.
+        assert!(backlogs.take(&[a.clone(), a.clone(), a], 2).is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_event_types_are_refused() {
+        let deliverer = Deliverer::http().unwrap();
+        let err = WebhookSink::builder(deliverer.clone(), Vec::<Endpoint>::new())
+            .only_events(["revoked"])
+            .spawn()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidWebhookConfig(_)));
+        assert!(WebhookSink::builder(deliverer, Vec::<Endpoint>::new())
+            .only_events(["key.revoked", "key.leaked", "key.auto_revoked"])
+            .spawn()
+            .is_ok());
     }
 }

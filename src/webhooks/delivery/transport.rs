@@ -111,12 +111,16 @@ impl HttpTransport {
 #[async_trait::async_trait]
 impl WebhookTransport for HttpTransport {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<()>, TransportError> {
-        let request = reqwest::Request::try_from(request).map_err(TransportError::new)?;
+        // reqwest's errors name the whole URL, whose path or query may be
+        // the endpoint's own secret (Slack-style URLs): dropped, as every
+        // log line names the origin only.
+        let request = reqwest::Request::try_from(request)
+            .map_err(|err| TransportError::new(err.without_url()))?;
         let response = self
             .client
             .execute(request)
             .await
-            .map_err(TransportError::new)?;
+            .map_err(|err| TransportError::new(err.without_url()))?;
         let mut out = Response::new(());
         *out.status_mut() = response.status();
         *out.headers_mut() = response.headers().clone();
