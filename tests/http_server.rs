@@ -76,10 +76,29 @@ async fn start_with(limits: serve::Limits) -> Server {
 
 /// The same on `listener`.
 async fn start_on(listener: tokio::net::TcpListener, limits: serve::Limits) -> Server {
+    start_serving(listener, limits, false).await
+}
+
+/// As the example's main, key events delivered as webhooks to the
+/// server's own receiver (kept out of the other tests: each delivery is a
+/// connection of its own, which the connection-bound tests would count).
+async fn start_sending_webhooks() -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_serving(listener, serve::Limits::default(), true).await
+}
+
+async fn start_serving(
+    listener: tokio::net::TcpListener,
+    limits: serve::Limits,
+    send_webhooks: bool,
+) -> Server {
     let addr = listener.local_addr().unwrap();
-    // As the example's main: key events go to its own webhook receiver.
     let webhooks = app::webhooks::Webhooks::new();
-    let keyring = app::keyring_sending(keyward::MemoryStore::new(), webhooks.sink(addr));
+    let keyring = if send_webhooks {
+        app::keyring_sending(keyward::MemoryStore::new(), webhooks.sink(addr))
+    } else {
+        app::keyring()
+    };
     let keys = app::demo_keys(&keyring)
         .await
         .unwrap()
@@ -320,7 +339,7 @@ async fn keys_are_created_listed_and_revoked() {
 /// to the receiver are refused over the wire.
 #[tokio::test]
 async fn a_revocation_is_delivered_as_a_verified_webhook() {
-    let s = start().await;
+    let s = start_sending_webhooks().await;
     let manager = &[key(s.key("key manager"))];
     let created = s
         .post(
