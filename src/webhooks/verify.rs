@@ -358,6 +358,9 @@ impl Verifier {
         let config = &*self.0;
         let now = config.clock.now();
         let namespace = &config.namespace;
+        // The replay record's key, built only when there is a guard (the
+        // Stripe one hashes the body).
+        let record = |key: &dyn Fn() -> String| config.replay.as_ref().map(|_| key());
         let mut verified = match (&config.keys, self.parse(headers, now)?) {
             (
                 Keys::Standard(keys),
@@ -373,7 +376,7 @@ impl Verifier {
                     scheme: WebhookScheme::Standard,
                     id: Some(id.to_owned()),
                     timestamp: Some(at),
-                    replay_key: Some(format!("{namespace}:{id}")),
+                    replay_key: record(&|| format!("{namespace}:{id}")),
                 }
             }
             (
@@ -388,12 +391,14 @@ impl Verifier {
                 // The message, not the signature that matched: during a
                 // rotation Stripe sends one per secret, and either alone
                 // must not pass for a new message.
-                let digest = STANDARD.encode(sha2::Sha256::digest(body));
                 VerifiedWebhook {
                     scheme: WebhookScheme::Stripe,
                     id: None,
                     timestamp: Some(at),
-                    replay_key: Some(format!("{namespace}:{timestamp}:{digest}")),
+                    replay_key: record(&|| {
+                        let digest = STANDARD.encode(sha2::Sha256::digest(body));
+                        format!("{namespace}:{timestamp}:{digest}")
+                    }),
                 }
             }
             (Keys::GitHub(keys), Parsed::GitHub { signature }) => {
@@ -404,7 +409,7 @@ impl Verifier {
                     scheme: WebhookScheme::GitHub,
                     id: None,
                     timestamp: None,
-                    replay_key: Some(format!("{namespace}:{}", STANDARD.encode(signature))),
+                    replay_key: record(&|| format!("{namespace}:{}", STANDARD.encode(signature))),
                 }
             }
             // `parse` reads the headers of this verifier's scheme.
