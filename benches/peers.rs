@@ -12,14 +12,16 @@
 use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use keyward::{
-    KeyKind, Keyring, MemoryStore, NewKey, Pepper, RateLimit, ScopeCatalog, ScopeStatus,
-    TokenFormat, TokenHasher, TokenKey, TokenKind,
-};
+use hmac::{Hmac, Mac};
+use keyward::{NewKey, Pepper, RateLimit, TokenFormat, TokenHasher, TokenKey, TokenKind};
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};
 
-const KEYS: usize = 100_000;
+mod common;
+
+#[cfg(feature = "http")]
+use common::StorePeer;
+use common::{issue_keys, keyring, keyring_with, token_key, KEYS};
 
 fn pak_controller() -> PrefixedApiKeyController<rand08::rngs::ThreadRng, Sha256> {
     PrefixedApiKeyController::configure()
@@ -40,55 +42,6 @@ fn generation(c: &mut Criterion) {
 }
 
 /// The token key of the `*_tagged` rows.
-fn token_key() -> TokenKey {
-    TokenKey::new(1, vec![9; 32]).unwrap()
-}
-
-fn keyring(hasher: TokenHasher) -> Keyring {
-    keyring_with(hasher, None)
-}
-
-fn keyring_with(hasher: TokenHasher, token_key: Option<TokenKey>) -> Keyring {
-    let catalog = ScopeCatalog::builder()
-        .scope("read", "", ScopeStatus::Enforced)
-        .build()
-        .unwrap();
-    let mut kind = KeyKind::new("pk", catalog)
-        .unwrap()
-        .default_scopes(["read"])
-        .unwrap();
-    if let Some(key) = token_key {
-        kind = kind.token_key(key);
-    }
-    Keyring::builder()
-        .store(MemoryStore::new())
-        .kind(kind)
-        .hasher(hasher)
-        .build()
-        .unwrap()
-}
-
-/// Issues [`KEYS`] keys with scope `read` over 1,000 tenants; returns their
-/// tokens.
-fn issue_keys(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> Vec<String> {
-    rt.block_on(async {
-        let mut tokens = Vec::with_capacity(KEYS);
-        for i in 0..KEYS {
-            let issued = keyring
-                .issue(
-                    // Unlimited, as `scripts/load.sh`'s key: the layer rows
-                    // measure authentication, not a rate limit's 429s.
-                    NewKey::new("pk", &format!("t{}", i % 1000), "bench")
-                        .rate_limit(RateLimit::Unlimited),
-                )
-                .await
-                .unwrap();
-            tokens.push(issued.token.expose_secret().to_owned());
-        }
-        tokens
-    })
-}
-
 fn verification(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -150,6 +103,23 @@ fn verification(c: &mut Criterion) {
             floor.get(&digest).copied()
         })
     });
+
+    // The HMAC variant's floor: one HMAC-SHA256 under a 32-byte pepper
+    // (its key schedule prepared once, as keyward's is) and one lookup.
+    let mac = Hmac::<Sha256>::new_from_slice(&[7; 32]).unwrap();
+    let tag = |t: &str| -> [u8; 32] {
+        let mut m = mac.clone();
+        m.update(t.as_bytes());
+        m.finalize().into_bytes().into()
+    };
+    let floor: HashMap<[u8; 32], usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (tag(t), i))
+        .collect();
+    group.bench_function(BenchmarkId::new("floor_hmac_plus_lookup", KEYS), |b| {
+        b.iter(|| floor.get(&tag(probe)).copied())
+    });
     group.finish();
 }
 
@@ -165,6 +135,7 @@ fn layer(c: &mut Criterion) {
     use http::{HeaderValue, Request, Response, StatusCode};
     use keyward::http::{AuthLayer, RequireScopesLayer};
     use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    use tower_http::auth::AsyncRequireAuthorizationLayer;
     use tower_http::validate_request::ValidateRequestHeaderLayer;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -202,15 +173,57 @@ fn layer(c: &mut Criterion) {
         });
     }
 
+    // The default configuration: the key's rate limit checked by the
+    // layer's in-memory limiter (a limit the bench never reaches), its
+    // `RateLimit` headers on every response.
+    let limited = rt
+        .block_on(
+            keyring.issue(
+                NewKey::new("pk", "t_limited", "bench")
+                    .rate_limit(RateLimit::per_minute(u32::MAX).unwrap()),
+            ),
+        )
+        .unwrap();
+    let limited = HeaderValue::from_str(limited.token.expose_secret()).unwrap();
+    let limited_request = || {
+        Request::get("/api/players")
+            .header("x-api-key", limited.clone())
+            .body(String::new())
+            .unwrap()
+    };
+
     let mut group = c.benchmark_group("layer_100k_keys");
     let keyward = ServiceBuilder::new()
         .layer(AuthLayer::new(keyring))
         .layer(RequireScopesLayer::all(["read"]).unwrap())
         .service(ok);
-    bench(&mut group, &rt, "keyward_auth_scopes", keyward, &request);
+    let res = rt
+        .block_on(keyward.clone().oneshot(limited_request()))
+        .unwrap();
+    assert!(
+        res.headers().contains_key("ratelimit-policy"),
+        "the limit is checked"
+    );
+    bench(
+        &mut group,
+        &rt,
+        "keyward_limit_on",
+        keyward.clone(),
+        &limited_request,
+    );
+    bench(&mut group, &rt, "keyward_unlimited", keyward, &request);
+
+    // The fair peer: the same store-backed check written with tower-http's
+    // `AsyncRequireAuthorizationLayer` (SHA-256 of the header, a lookup
+    // among the same 100 000 hashes behind a lock, as a store that can
+    // revoke needs, revocation and expiry, the record in the extensions).
+    let store = StorePeer::new(tokens.iter().map(|t| Sha256::digest(t.as_bytes()).into()));
+    let peer = ServiceBuilder::new()
+        .layer(AsyncRequireAuthorizationLayer::new(store))
+        .service(ok);
+    bench(&mut group, &rt, "tower_http_store_peer", peer, &request);
 
     let expected = token.clone();
-    // tower-http's `ValidateRequest` returns the whole rejection response.
     #[allow(clippy::result_large_err)]
     let check = move |req: &mut Request<String>| match req.headers().get("x-api-key") {
         Some(value) if value == expected => Ok(()),

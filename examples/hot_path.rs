@@ -11,8 +11,10 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | head -40
 //! ```
 //!
-//! Arguments: `verify`, `layer` or `none` (the layer loop without the
-//! layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
+//! Arguments: `verify`, `layer` (a key with a limit the loop never reaches:
+//! the default path, the limiter checked and its headers sent),
+//! `layer-unlimited` (an unlimited key) or `none` (the layer loop without
+//! the layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 //!
 //! With `--features axum,jwt,webhooks`, `router` and `bare` drive the example server's
@@ -148,16 +150,21 @@ fn main() {
         .enable_time()
         .build()
         .unwrap();
+    // The key presented is the last one issued.
+    let presented = match what {
+        "layer" => RateLimit::per_minute(u32::MAX).unwrap(),
+        _ => RateLimit::Unlimited,
+    };
     let token = rt.block_on(async {
         let mut last = None;
         for i in 0..keys.max(1) {
+            let limit = if i + 1 == keys.max(1) {
+                presented
+            } else {
+                RateLimit::Unlimited
+            };
             let issued = keyring
-                .issue(
-                    // Unlimited, as `scripts/load.sh`'s key: the layer rows
-                    // measure authentication, not a rate limit's 429s.
-                    NewKey::new("pk", &format!("t{}", i % 1000), "bench")
-                        .rate_limit(RateLimit::Unlimited),
-                )
+                .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench").rate_limit(limit))
                 .await
                 .unwrap();
             last = Some(issued.token);
@@ -170,7 +177,7 @@ fn main() {
     });
     let header = HeaderValue::from_str(token.expose_secret()).unwrap();
     match what {
-        "layer" => {
+        "layer" | "layer-unlimited" => {
             let service = ServiceBuilder::new()
                 .layer(AuthLayer::new(keyring))
                 .layer(RequireScopesLayer::all(["read"]).unwrap())

@@ -11,12 +11,15 @@
 #     --unauthenticated-load-test-baseline (`GET /api/players` without
 #     AuthLayer or RequireScopes; the server refuses that flag on any address
 #     but a loopback one);
-#   * reads the unlimited, read-only `loadtest` demo key from the first
-#     server's stdout and sends it as `X-Api-Key` to `GET /api/players`;
-#   * alternates auth and bare rounds of `wrk` (ROUNDS each, DURATION each),
-#     prints requests per second and the server's CPU time per request per
-#     round, the medians, the ratio authenticated / bare and the CPU time
-#     authentication adds per request;
+#   * reads two read-only demo keys from the first server's stdout and sends
+#     them as `X-Api-Key` to `GET /api/players`: `loadtest-limited`, with a
+#     rate limit the load never reaches (the default path: the limiter is
+#     checked and its headers sent on every request), and `loadtest`,
+#     unlimited;
+#   * alternates limited, unlimited and bare rounds of `wrk` (ROUNDS each,
+#     DURATION each), prints requests per second and the server's CPU time
+#     per request per round, the medians, and for each key the ratio
+#     authenticated / bare and the CPU time authentication adds per request;
 #   * kills both servers on exit (trap on EXIT/INT/TERM), also on failure.
 #
 # Environment variables read (defaults in brackets):
@@ -103,16 +106,23 @@ start() {
 start auth
 auth_port=$port
 auth_pid=${pids[-1]}
-key=$(grep '"name":"loadtest"' "$work/auth.out" \
-    | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
-[ -n "$key" ] || { echo "no loadtest key in the server's output" >&2; exit 1; }
+# demo_key NAME: the token of the demo key NAME from the server's stdout.
+demo_key() {
+    local token
+    token=$(grep "\"name\":\"$1\"" "$work/auth.out" \
+        | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+    [ -n "$token" ] || { echo "no $1 key in the server's output" >&2; exit 1; }
+    echo "$token"
+}
+key=$(demo_key loadtest)
+limited_key=$(demo_key loadtest-limited)
 
 start bare --unauthenticated-load-test-baseline
 bare_port=$port
 bare_pid=${pids[-1]}
 
 # Both must answer 200 before we measure anything.
-for check in "auth $auth_port -H X-Api-Key:$key" "bare $bare_port"; do
+for check in "auth $auth_port -H X-Api-Key:$key" "limited $auth_port -H X-Api-Key:$limited_key" "bare $bare_port"; do
     set -- $check
     name=$1 p=$2
     shift 2
@@ -124,6 +134,10 @@ done
 status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
     "http://127.0.0.1:$auth_port/api/players")
 [ "$status" = 401 ] || { echo "auth: no key gave $status, not 401" >&2; exit 1; }
+# The limited key's answers carry its limit: the limiter is on its path.
+curl -s -D - -o /dev/null --max-time 5 -H "X-Api-Key: $limited_key" \
+    "http://127.0.0.1:$auth_port/api/players" | grep -qi '^ratelimit-policy:' \
+    || { echo "limited: no RateLimit-Policy header; the limiter is not checked" >&2; exit 1; }
 
 # CPU time (user + system) a process has used, in clock ticks.
 cpu_ticks() {
@@ -158,22 +172,32 @@ median() {
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET /api/players, $ROUNDS rounds each; $(uptime)"
-auth_rps=() bare_rps=() auth_cpu=() bare_cpu=()
+limited_rps=() auth_rps=() bare_rps=() limited_cpu=() auth_cpu=() bare_cpu=()
 for round in $(seq "$ROUNDS"); do
+    read -r rps cpu < <(run "$auth_pid" "$auth_port" -H "X-Api-Key: $limited_key")
+    limited_rps+=("$rps") limited_cpu+=("$cpu")
+    printf 'round %d  limited    %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
     read -r rps cpu < <(run "$auth_pid" "$auth_port" -H "X-Api-Key: $key")
     auth_rps+=("$rps") auth_cpu+=("$cpu")
-    printf 'round %d  auth  %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
+    printf 'round %d  unlimited  %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
     read -r rps cpu < <(run "$bare_pid" "$bare_port")
     bare_rps+=("$rps") bare_cpu+=("$cpu")
-    printf 'round %d  bare  %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
+    printf 'round %d  bare       %10.0f req/s  %7.2f us server CPU/request\n' "$round" "$rps" "$cpu"
 done
 
-auth_median=$(printf '%s\n' "${auth_rps[@]}" | median)
-bare_median=$(printf '%s\n' "${bare_rps[@]}" | median)
-auth_cpu_median=$(printf '%s\n' "${auth_cpu[@]}" | median)
-bare_cpu_median=$(printf '%s\n' "${bare_cpu[@]}" | median)
-printf 'median    auth  %10.0f req/s  %7.2f us server CPU/request\n' "$auth_median" "$auth_cpu_median"
-printf 'median    bare  %10.0f req/s  %7.2f us server CPU/request\n' "$bare_median" "$bare_cpu_median"
-awk -v a="$auth_median" -v b="$bare_median" -v ac="$auth_cpu_median" -v bc="$bare_cpu_median" \
-    'BEGIN { printf "ratio auth/bare  %.3f (target >= 0.95); auth costs %+.2f us CPU/request\n", a / b, ac - bc }'
+med() { printf '%s\n' "$@" | median; }
+limited_median=$(med "${limited_rps[@]}")
+auth_median=$(med "${auth_rps[@]}")
+bare_median=$(med "${bare_rps[@]}")
+limited_cpu_median=$(med "${limited_cpu[@]}")
+auth_cpu_median=$(med "${auth_cpu[@]}")
+bare_cpu_median=$(med "${bare_cpu[@]}")
+printf 'median    limited    %10.0f req/s  %7.2f us server CPU/request\n' "$limited_median" "$limited_cpu_median"
+printf 'median    unlimited  %10.0f req/s  %7.2f us server CPU/request\n' "$auth_median" "$auth_cpu_median"
+printf 'median    bare       %10.0f req/s  %7.2f us server CPU/request\n' "$bare_median" "$bare_cpu_median"
+for row in "limited $limited_median $limited_cpu_median" "unlimited $auth_median $auth_cpu_median"; do
+    set -- $row
+    awk -v name="$1" -v a="$2" -v b="$bare_median" -v ac="$3" -v bc="$bare_cpu_median" \
+        'BEGIN { printf "ratio %-9s / bare  %.3f (target >= 0.95); auth costs %+.2f us CPU/request (target <= +0.60)\n", name, a / b, ac - bc }'
+done
 echo "load average after: $(uptime | sed 's/.*load average: //')"

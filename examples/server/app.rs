@@ -164,8 +164,9 @@ pub(crate) const LIMITED_PER_MINUTE: u32 = 3;
 /// read-only, key manager (read, write and `keys:manage`: it may mint keys
 /// up to read/write through `/api/keys`), and "limited", read-only at 3
 /// requests a minute),
-/// PlayableLabs tokens for `org_demo`, and an unlimited read-only `loadtest`
-/// key for `property_loadtest`.
+/// PlayableLabs tokens for `org_demo`, and two read-only keys for
+/// `property_loadtest`: `loadtest`, unlimited, and `loadtest-limited`, with a
+/// limit a load test never reaches.
 pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueError> {
     let limited = RateLimit::per_minute(LIMITED_PER_MINUTE).expect("non-zero");
     let default = RateLimit::default();
@@ -214,22 +215,29 @@ pub(crate) async fn demo_keys(keyring: &Keyring) -> Result<Vec<DemoKey>, IssueEr
             tenant: tenant.to_owned(),
         });
     }
-    // For `scripts/load.sh`: read-only and unlimited, so a load test measures
-    // authentication rather than the rate limiter. Its own tenant keeps the
-    // demo property's key list as it was.
-    let issued = keyring
-        .issue(
-            NewKey::new("pk", "property_loadtest", "loadtest")
-                .scopes(["read"])
-                .rate_limit(RateLimit::Unlimited),
-        )
-        .await?;
-    keys.push(DemoKey {
-        name: "loadtest".to_owned(),
-        token: issued.token.expose_secret().to_owned(),
-        scopes: vec!["read".to_owned()],
-        tenant: "property_loadtest".to_owned(),
-    });
+    // For `scripts/load.sh`: read-only, one unlimited and one with a limit
+    // the load never reaches (the default path: the limiter checked and its
+    // headers sent on every request). Their own tenant keeps the demo
+    // property's key list as it was.
+    let never_reached = RateLimit::per_minute(u32::MAX).expect("non-zero");
+    for (name, rate_limit) in [
+        ("loadtest", RateLimit::Unlimited),
+        ("loadtest-limited", never_reached),
+    ] {
+        let issued = keyring
+            .issue(
+                NewKey::new("pk", "property_loadtest", name)
+                    .scopes(["read"])
+                    .rate_limit(rate_limit),
+            )
+            .await?;
+        keys.push(DemoKey {
+            name: name.to_owned(),
+            token: issued.token.expose_secret().to_owned(),
+            scopes: vec!["read".to_owned()],
+            tenant: "property_loadtest".to_owned(),
+        });
+    }
     Ok(keys)
 }
 
