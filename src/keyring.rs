@@ -1037,7 +1037,12 @@ impl Keyring {
         // pick `impl KeyStore for Arc<S>`, one more boxed future per call.
         let store: &dyn KeyStore = &*self.inner.store;
         for hash in self.inner.hasher.candidates(parsed.expose_secret()) {
-            if let Some(record) = store.find_by_hash(&hash).await? {
+            // From memory without a future when the store can.
+            let found = match store.find_by_hash_now(&hash) {
+                Some(found) => found?,
+                None => store.find_by_hash(&hash).await?,
+            };
+            if let Some(record) = found {
                 // A store must answer by exact hash; check rather than trust.
                 let exact = record.hash == hash && record.kind == parsed.kind().prefix();
                 return Ok(exact.then_some(record));

@@ -170,3 +170,52 @@ where
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
+
+pin_project! {
+    /// `tokio::time::timeout` that starts its timer only if `future` waits:
+    /// a check that completes at once (an in-memory store) never touches
+    /// the runtime's timer, reads no clock and registers nothing. The limit
+    /// runs from the first time `future` is pending; what ran before is
+    /// this task's own CPU work.
+    pub(crate) struct WhenPending<F> {
+        #[pin]
+        future: F,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        limit: std::time::Duration,
+    }
+}
+
+/// The limit passed while `future` was waiting.
+#[derive(Debug)]
+pub(crate) struct Elapsed;
+
+/// [`WhenPending`] around `future`.
+pub(crate) fn timeout_when_pending<F: Future>(
+    limit: std::time::Duration,
+    future: F,
+) -> WhenPending<F> {
+    WhenPending {
+        future,
+        sleep: None,
+        limit,
+    }
+}
+
+impl<F: Future> Future for WhenPending<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep(*this.limit)));
+        }
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed)),
+            _ => Poll::Pending,
+        }
+    }
+}

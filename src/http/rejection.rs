@@ -381,14 +381,24 @@ pub(crate) fn rate_limit_headers(headers: &mut HeaderMap, decision: &RateDecisio
         headers.insert(RETRY_AFTER, retry_after_secs(decision).into());
     }
     // Digits, quotes, `;` and `=` only: always a valid header value.
-    for (name, value) in [
-        (RATELIMIT_POLICY, decision.policy_value()),
-        (RATELIMIT, decision.value()),
-    ] {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(name, value);
-        }
+    if let Some(value) = header_value(decision.policy()) {
+        headers.insert(RATELIMIT_POLICY, value);
     }
+    if let Some(value) = header_value(decision.state()) {
+        headers.insert(RATELIMIT, value);
+    }
+}
+
+/// `text` as a header value, formatted on the stack (the value's one
+/// allocation is its own); `None` if it is not a valid value or longer
+/// than 64 bytes (no rate limit value is: two `u64`s and 15 bytes).
+fn header_value(text: impl fmt::Display) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut rest = &mut buf[..];
+    write!(rest, "{text}").ok()?;
+    let len = 64 - rest.len();
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 /// Renders `rejection`, with the rate limit headers of `decision` when a

@@ -176,6 +176,10 @@ impl RateLimiter for MemoryRateLimiter {
     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
         self.check_sync(key, quota)
     }
+
+    fn check_now(&self, key: &str, quota: Quota) -> Option<Result<RateDecision, LimitError>> {
+        Some(self.check_sync(key, quota))
+    }
 }
 
 /// Configures a [`MemoryRateLimiter`].

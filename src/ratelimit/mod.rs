@@ -126,12 +126,39 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
     /// `key` must come from authenticated or bounded data, never from raw
     /// header input (see the [module docs](self)).
     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError>;
+
+    /// [`check`](Self::check) for a limiter that decides without waiting
+    /// (in memory): `Some` with the decision `check` would make, counting
+    /// the request as `check` does, or `None` (having counted nothing) to
+    /// be asked through `check`. [`AuthLayer`](crate::http::AuthLayer)
+    /// tries this first, which spares the boxed future of an in-memory
+    /// check.
+    ///
+    /// Provided: `None`. [`MemoryRateLimiter`] answers here.
+    ///
+    /// ```
+    /// use keyward::ratelimit::{MemoryRateLimiter, Quota, RateLimiter};
+    ///
+    /// let limiter = MemoryRateLimiter::new();
+    /// let quota = Quota::per_minute(1).unwrap();
+    /// assert!(limiter.check_now("key:k_1", quota).expect("in memory")?.allowed);
+    /// assert!(!limiter.check_now("key:k_1", quota).expect("in memory")?.allowed);
+    /// # Ok::<(), keyward::ratelimit::LimitError>(())
+    /// ```
+    fn check_now(&self, key: &str, quota: Quota) -> Option<Result<RateDecision, LimitError>> {
+        let _ = (key, quota);
+        None
+    }
 }
 
 #[async_trait]
 impl<L: RateLimiter + ?Sized> RateLimiter for Arc<L> {
     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimitError> {
         (**self).check(key, quota).await
+    }
+
+    fn check_now(&self, key: &str, quota: Quota) -> Option<Result<RateDecision, LimitError>> {
+        (**self).check_now(key, quota)
     }
 }
 
@@ -189,27 +216,58 @@ impl RateDecision {
     /// seconds, rounded up>`.
     #[must_use]
     pub fn policy_value(&self) -> String {
-        format!(
-            "\"{POLICY_NAME}\";q={};w={}",
-            self.limit,
-            ceil_secs(self.window)
-        )
+        self.policy().to_string()
     }
 
     /// The IETF `RateLimit` value, `"default";r=<remaining>;t=<seconds until
     /// the key is full again, rounded up>`.
     #[must_use]
     pub fn value(&self) -> String {
-        format!(
-            "\"{POLICY_NAME}\";r={};t={}",
-            self.remaining,
-            ceil_secs(self.reset)
-        )
+        self.state().to_string()
+    }
+
+    /// [`policy_value`](Self::policy_value), written where it is wanted.
+    pub(crate) fn policy(&self) -> impl fmt::Display {
+        HeaderText("q", u64::from(self.limit), "w", ceil_secs(self.window))
+    }
+
+    /// [`value`](Self::value), written where it is wanted.
+    pub(crate) fn state(&self) -> impl fmt::Display {
+        HeaderText("r", u64::from(self.remaining), "t", ceil_secs(self.reset))
+    }
+}
+
+/// `"default";<a>=<x>;<b>=<y>`: the rate limit header values.
+struct HeaderText(&'static str, u64, &'static str, u64);
+
+impl fmt::Display for HeaderText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let HeaderText(a, x, b, y) = self;
+        write!(f, "\"{POLICY_NAME}\";{a}={x};{b}={y}")
     }
 }
 
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// [`bounded_key`] written into `buf` when it is `<kind>:<value>` (short
+/// enough not to be hashed): no allocation. `None` for a longer one.
+#[cfg(feature = "http")]
+pub(crate) fn short_key<'b>(
+    buf: &'b mut [u8; MAX_KEY_LEN],
+    kind: &str,
+    value: &str,
+) -> Option<&'b str> {
+    let len = kind.len() + 1 + value.len();
+    if len > MAX_KEY_LEN {
+        return None;
+    }
+    buf[..kind.len()].copy_from_slice(kind.as_bytes());
+    buf[kind.len()] = b':';
+    buf[kind.len() + 1..len].copy_from_slice(value.as_bytes());
+    // Two `str`s and an ASCII byte: always UTF-8.
+    std::str::from_utf8(&buf[..len]).ok()
 }
 
 /// `<kind>:<value>`, or `<kind>:sha256:<hex digest of value>` when that
@@ -274,6 +332,19 @@ mod tests {
         assert_eq!(key.len(), "ext:sha256:".len() + 64);
         assert!(valid_key(&key).is_ok());
         assert_ne!(hashed_key("acct", "ada"), hashed_key("acct", "bob"));
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn short_keys_are_the_bounded_keys_on_the_stack() {
+        let mut buf = [0; MAX_KEY_LEN];
+        assert_eq!(short_key(&mut buf, "key", "key_123"), Some("key:key_123"));
+        let longest = "s".repeat(MAX_KEY_LEN - 4);
+        let mut buf = [0; MAX_KEY_LEN];
+        let key = short_key(&mut buf, "ext", &longest).map(str::to_owned);
+        assert_eq!(key.as_deref(), Some(bounded_key("ext", &longest).as_str()));
+        let long = "s".repeat(MAX_KEY_LEN - 3);
+        assert_eq!(short_key(&mut buf, "ext", &long), None);
     }
 
     #[test]

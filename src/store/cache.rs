@@ -386,6 +386,19 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.inner.insert(record).await
     }
 
+    fn find_by_hash_now(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
+        // A fresh entry only: a stale one is `find_by_hash`'s to drop.
+        let now = self.cache.clock.now();
+        let state = self.cache.lock();
+        match state.entries.get(hash) {
+            Some(entry) if entry.until > now => Some(Ok(entry.record.clone())),
+            _ => None,
+        }
+    }
+
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let now = self.cache.clock.now();
         let epoch = {
@@ -570,6 +583,30 @@ mod tests {
         assert_eq!(inner.calls(Op::FindByHash), 1);
         clock.advance(std::time::Duration::from_secs(30));
         store.find_by_hash(&r.hash).await.unwrap().unwrap();
+        assert_eq!(inner.calls(Op::FindByHash), 2);
+    }
+
+    /// The answer without a future: a fresh entry only (found or missing),
+    /// never a stale one, never the inner store.
+    #[tokio::test]
+    async fn answers_now_from_a_fresh_entry_only() {
+        let (store, inner, clock) = cached(10);
+        let (r, gone) = (record("a"), record("gone"));
+        store.insert(r.clone()).await.unwrap();
+        assert!(store.find_by_hash_now(&r.hash).is_none(), "not cached yet");
+        store.find_by_hash(&r.hash).await.unwrap();
+        store.find_by_hash(&gone.hash).await.unwrap();
+        let now = store.find_by_hash_now(&r.hash).unwrap().unwrap();
+        assert_eq!(now.unwrap().id, r.id);
+        assert!(store
+            .find_by_hash_now(&gone.hash)
+            .unwrap()
+            .unwrap()
+            .is_none());
+        assert_eq!(inner.calls(Op::FindByHash), 2);
+        clock.advance(std::time::Duration::from_secs(30));
+        assert!(store.find_by_hash_now(&r.hash).is_none(), "stale");
+        assert!(store.find_by_hash_now(&gone.hash).is_none(), "stale");
         assert_eq!(inner.calls(Op::FindByHash), 2);
     }
 

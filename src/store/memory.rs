@@ -130,6 +130,13 @@ impl KeyStore for MemoryStore {
         Ok(self.read().by_hash.get(hash).cloned())
     }
 
+    fn find_by_hash_now(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
+        Some(Ok(self.read().by_hash.get(hash).cloned()))
+    }
+
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let maps = self.read();
         Ok(maps

@@ -361,6 +361,39 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The record with exactly this hash, whatever its state.
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 
+    /// [`find_by_hash`](Self::find_by_hash) for a store that can answer
+    /// without waiting (from memory): `Some` with the answer
+    /// `find_by_hash` would give, or `None` to be asked through
+    /// `find_by_hash`. Verification tries this first, which spares the
+    /// boxed future of an in-memory lookup.
+    ///
+    /// Provided: `None`. [`MemoryStore`](crate::MemoryStore) answers here,
+    /// and [`CachedStore`](crate::CachedStore) for a fresh cache entry.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::{KeyKind, Keyring, KeyStore, MemoryStore, NewKey, ScopeCatalog, TokenHasher};
+    ///
+    /// let store = MemoryStore::new();
+    /// let keyring = Keyring::builder()
+    ///     .store(store.clone())
+    ///     .kind(KeyKind::new("pk", ScopeCatalog::builder().build()?)?)
+    ///     .build()?;
+    /// let issued = keyring.issue(NewKey::new("pk", "org_1", "CI")).await?;
+    /// let hash = TokenHasher::sha256().hash(issued.token.expose_secret());
+    /// let now = store.find_by_hash_now(&hash).expect("answers from memory")?;
+    /// assert_eq!(now.map(|r| r.id.clone()), store.find_by_hash(&hash).await?.map(|r| r.id.clone()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    fn find_by_hash_now(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
+        let _ = hash;
+        None
+    }
+
     /// The record with this id.
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 
@@ -469,6 +502,12 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
     }
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         (**self).find_by_hash(hash).await
+    }
+    fn find_by_hash_now(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
+        (**self).find_by_hash_now(hash)
     }
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         (**self).get(id).await

@@ -311,10 +311,14 @@ impl AuthLayer {
     /// [`DEFAULT_VERIFY_TIMEOUT`](Self::DEFAULT_VERIFY_TIMEOUT) (5 s) by
     /// default; [`AuthHook`]s are not included.
     ///
-    /// The timer is tokio's: the service must run inside a tokio runtime
-    /// with its time driver enabled (as `#[tokio::main]`, axum and hyper
-    /// servers do). Elsewhere, a request with credentials panics (and never
-    /// reaches the inner service).
+    /// The limit runs from the first time the verification waits (on the
+    /// store, or the authenticator); a verification that completes at once
+    /// (an in-memory store, a fresh [`CachedStore`](crate::CachedStore)
+    /// entry) never starts a timer. The timer is tokio's: the service must
+    /// run inside a tokio runtime with its time driver enabled (as
+    /// `#[tokio::main]`, axum and hyper servers do). Elsewhere, a
+    /// verification that waits panics (and never reaches the inner
+    /// service).
     pub fn verify_timeout(mut self, timeout: Duration) -> Self {
         self.config().verify_timeout = timeout;
         self

@@ -14,12 +14,12 @@ use tower::Service;
 use super::failures::counts_as_failure;
 use super::layer::AuthConfig;
 use crate::http::credentials::{self, Credential, SourceSet};
-use crate::http::future::{Admitted, ResponseFuture, State};
+use crate::http::future::{timeout_when_pending, Admitted, ResponseFuture, State};
 use crate::http::principal::{Anonymous, Identity, Principal};
 use crate::http::rejection::{render_limited, Rejection, Renderer};
 use crate::http::throttle::ClientNet;
 use crate::key::TenantId;
-use crate::ratelimit::{bounded_key, ceil_secs, Quota, RateDecision};
+use crate::ratelimit::{bounded_key, ceil_secs, short_key, Quota, RateDecision, MAX_KEY_LEN};
 use crate::usage::{CreditSpend, IpAllowlist, UseContext};
 
 /// Authenticates requests, then calls the inner service with the
@@ -340,7 +340,7 @@ impl AuthConfig {
         from: UseContext<'_>,
     ) -> Result<Principal, Rejection> {
         let verify = self.principal(credential, tenant, from);
-        tokio::time::timeout(self.verify_timeout, verify)
+        timeout_when_pending(self.verify_timeout, verify)
             .await
             .unwrap_or_else(|_| {
                 tracing::warn!(target: "keyward::http", timeout = ?self.verify_timeout, "credential verification timed out");
@@ -367,14 +367,24 @@ impl AuthConfig {
         let Some(quota) = quota else {
             return Ok(None);
         };
-        let key = match principal.identity() {
+        let budget = match principal.identity() {
+            Identity::Key(key) => key.budget().map(|budget| (key.tenant(), budget)),
+            Identity::External(_) => None,
+        };
+        let key = match budget {
             // A shared budget is the tenant's: labels hold no control
             // characters, so the separator keeps (tenant, budget) pairs apart.
-            Identity::Key(key) => match key.budget() {
-                Some(budget) => bounded_key("budget", &format!("{}\u{1f}{budget}", key.tenant())),
-                None => bounded_key(kind, id),
-            },
-            Identity::External(_) => bounded_key(kind, id),
+            Some((tenant, budget)) => bounded_key("budget", &format!("{tenant}\u{1f}{budget}")),
+            None => {
+                // The common case, decided in memory: the key on the stack,
+                // no future.
+                let mut buf = [0u8; MAX_KEY_LEN];
+                let now = short_key(&mut buf, kind, id).and_then(|k| limiter.check_now(k, quota));
+                if let Some(decided) = now {
+                    return decided.map(Some).map_err(|err| Rejection::from(&err));
+                }
+                bounded_key(kind, id)
+            }
         };
         match limiter.check(&key, quota).await {
             Ok(decision) => Ok(Some(decision)),
