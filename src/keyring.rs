@@ -996,14 +996,59 @@ impl Keyring {
         let parsed = self.inner.format.parse(token)?;
         let record = self.find(&parsed).await?.ok_or(VerifyError::Unknown)?;
         let now = self.now();
-        match record.state(now) {
-            KeyState::Active => {}
-            KeyState::Revoked => {
+        if let Some(refused) = refusal(&record, now) {
+            if matches!(refused, VerifyError::Revoked) {
                 self.check_reuse(&record, now).await;
-                return Err(VerifyError::Revoked);
             }
-            KeyState::Expired => return Err(VerifyError::Expired),
+            return Err(refused);
         }
+        let (key, write) = self.accept(record, &parsed, now, from)?;
+        if let Some(write) = write {
+            write.await;
+        }
+        Ok(key)
+    }
+
+    /// [`verify_with`](Self::verify_with) without waiting, for a store that
+    /// answers from memory ([`KeyStore::find_by_hash_now`]): the key and the
+    /// last-used write to await before answering (due, and no spawner to
+    /// hand it to), or the refusal. `None`, having recorded nothing, when it
+    /// would wait: the store must be asked through a future, or a revoked
+    /// key's rotation reuse must be looked into.
+    #[cfg(feature = "http")]
+    pub(crate) fn verify_now(
+        &self,
+        token: &str,
+        from: UseContext<'_>,
+    ) -> Option<Result<(VerifiedKey, Option<LastUsedWrite>), VerifyError>> {
+        let parsed = match self.inner.format.parse(token) {
+            Ok(parsed) => parsed,
+            Err(err) => return Some(Err(err.into())),
+        };
+        let record = match self.find_now(&parsed)? {
+            Ok(Some(record)) => record,
+            Ok(None) => return Some(Err(VerifyError::Unknown)),
+            Err(err) => return Some(Err(err.into())),
+        };
+        let now = self.now();
+        match refusal(&record, now) {
+            None => Some(self.accept(record, &parsed, now, from)),
+            // `check_reuse` acts only on a scheduled revocation.
+            Some(VerifyError::Revoked) if record.revocation_scheduled => None,
+            Some(refused) => Some(Err(refused)),
+        }
+    }
+
+    /// An active key's record, found for `parsed`: the verified key, with
+    /// its use recorded, and the last-used write to await, if one is due
+    /// and no spawner takes it.
+    fn accept(
+        &self,
+        record: Arc<KeyRecord>,
+        parsed: &ParsedToken<'_, '_>,
+        now: OffsetDateTime,
+        from: UseContext<'_>,
+    ) -> Result<(VerifiedKey, Option<LastUsedWrite>), VerifyError> {
         let kind = self
             .inner
             .kinds
@@ -1011,20 +1056,29 @@ impl Keyring {
             .find(|k| &k.token == parsed.kind())
             .cloned()
             .ok_or(VerifyError::Unknown)?;
-        match self
+        let write = match self
             .inner
             .last_used
             .record(&record.id, now, from.ip, from.user_agent)
         {
-            Recorded::Noted => {}
+            Recorded::Noted => None,
             // The write's outcome never changes this request's answer.
-            Recorded::Write(batch) => match &self.inner.spawner {
-                Some(spawn) => spawn(Box::pin(write_batch(Arc::clone(&self.inner.store), batch))),
-                None => write_batch(Arc::clone(&self.inner.store), batch).await,
-            },
-            Recorded::Arm(wait, task) => self.arm_last_used_timer(wait, task),
-        }
-        Ok(VerifiedKey { record, kind })
+            Recorded::Write(batch) => {
+                let write = Box::pin(write_batch(Arc::clone(&self.inner.store), batch));
+                match &self.inner.spawner {
+                    Some(spawn) => {
+                        spawn(write);
+                        None
+                    }
+                    None => Some(write as LastUsedWrite),
+                }
+            }
+            Recorded::Arm(wait, task) => {
+                self.arm_last_used_timer(wait, task);
+                None
+            }
+        };
+        Ok((VerifiedKey { record, kind }, write))
     }
 
     /// The stored record of a parsed token: looked up by its hash under the
@@ -1043,12 +1097,28 @@ impl Keyring {
                 None => store.find_by_hash(&hash).await?,
             };
             if let Some(record) = found {
-                // A store must answer by exact hash; check rather than trust.
-                let exact = record.hash == hash && record.kind == parsed.kind().prefix();
-                return Ok(exact.then_some(record));
+                return Ok(exact(record, &hash, parsed));
             }
         }
         Ok(None)
+    }
+
+    /// [`find`](Self::find) from memory; `None` when the store would have
+    /// to be asked through a future.
+    #[cfg(feature = "http")]
+    fn find_now(
+        &self,
+        parsed: &ParsedToken<'_, '_>,
+    ) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
+        let store: &dyn KeyStore = &*self.inner.store;
+        for hash in self.inner.hasher.candidates(parsed.expose_secret()) {
+            match store.find_by_hash_now(&hash)? {
+                Ok(Some(record)) => return Some(Ok(exact(record, &hash, parsed))),
+                Ok(None) => {}
+                Err(err) => return Some(Err(err)),
+            }
+        }
+        Some(Ok(None))
     }
 
     /// Handles a report that `token` leaked (a secret scanner found it in
@@ -2071,6 +2141,30 @@ async fn finishes_within(
 
 /// Writes a last-used batch; on failure the dropped batch goes back to the
 /// tracker for the next interval.
+/// A last-used write a verification hands back to be awaited (see
+/// [`Keyring::verify_now`]).
+pub(crate) type LastUsedWrite = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why a found record is refused at `now`, if it is.
+fn refusal(record: &KeyRecord, now: OffsetDateTime) -> Option<VerifyError> {
+    match record.state(now) {
+        KeyState::Active => None,
+        KeyState::Revoked => Some(VerifyError::Revoked),
+        KeyState::Expired => Some(VerifyError::Expired),
+    }
+}
+
+/// `record` if it is exactly the one asked for: a store must answer by
+/// exact hash; check rather than trust.
+fn exact(
+    record: Arc<KeyRecord>,
+    hash: &crate::hash::TokenHash,
+    parsed: &ParsedToken<'_, '_>,
+) -> Option<Arc<KeyRecord>> {
+    let exact = record.hash == *hash && record.kind == parsed.kind().prefix();
+    exact.then_some(record)
+}
+
 async fn write_batch(store: Arc<dyn KeyStore>, batch: Batch) {
     match store.record_uses(batch.uses()).await {
         Ok(()) => batch.written(),

@@ -93,10 +93,17 @@ impl Presented {
     /// assert!(Presented::new(&value, 99).is_err());
     /// ```
     pub fn new(header: &HeaderValue, start: usize) -> Result<Self, Rejection> {
-        let text = header
-            .to_str()
-            .ok()
-            .and_then(|text| text.get(start..))
+        // What precedes the token must be visible ASCII (as `to_str` would
+        // have it); the token itself is checked by its stricter grammar.
+        let bytes = header.as_bytes();
+        let text = bytes
+            .get(..start)
+            .filter(|before| {
+                before
+                    .iter()
+                    .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            })
+            .and_then(|_| std::str::from_utf8(&bytes[start..]).ok())
             .ok_or(Rejection::InvalidRequest(
                 "the credential is not a single token (RFC 6750 b64token)",
             ))?;
@@ -109,11 +116,12 @@ impl Presented {
 
     /// The token.
     pub(crate) fn value(&self) -> &str {
-        // `new` checked it is a b64token: this cannot fail.
+        // `new` checked it is a b64token (ASCII): this cannot fail, and
+        // `from_utf8`'s ASCII run is cheaper than `to_str`'s byte walk.
         self.header
-            .to_str()
-            .ok()
-            .and_then(|t| t.get(self.start..))
+            .as_bytes()
+            .get(self.start..)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .unwrap_or_default()
     }
 }
@@ -534,6 +542,22 @@ mod tests {
         let presented = Presented::new(&value, 0).unwrap();
         assert_eq!(format!("{presented:?}"), "Presented(<redacted>)");
         assert_eq!(presented.value(), "pk_secret");
+    }
+
+    /// Only visible ASCII may precede the token, as `HeaderValue::to_str`
+    /// requires of the whole value.
+    #[test]
+    fn what_precedes_the_token_must_be_visible_ascii() {
+        // obs-text: the only bytes a HeaderValue holds that are not visible.
+        for before in [&b"\xffx "[..], b"x\x80 "] {
+            let value = HeaderValue::from_bytes(&[before, b"pk_abc"].concat()).unwrap();
+            assert!(Presented::new(&value, before.len()).is_err(), "{before:?}");
+        }
+        let value = HeaderValue::from_bytes(b"Tok\ten ~x pk_abc").unwrap();
+        let presented = Presented::new(&value, 10).unwrap();
+        assert_eq!(presented.value(), "pk_abc");
+        let value = HeaderValue::from_bytes(b"pk_abc\xff").unwrap();
+        assert!(Presented::new(&value, 0).is_err());
     }
 
     #[test]
