@@ -198,7 +198,19 @@ async fn a_hanging_external_authenticator_is_503_at_the_timeout() {
 /// next attempt.
 #[tokio::test(start_paused = true)]
 async fn a_failed_or_hung_last_used_write_keeps_its_batch() {
+    failed_or_hung_last_used_writes(false).await;
+}
+
+/// The same when the lookup is answered at once (an in-memory store): the
+/// layer decides without a future, then waits for the due write.
+#[tokio::test(start_paused = true)]
+async fn a_failed_or_hung_last_used_write_keeps_its_batch_after_a_lookup_from_memory() {
+    failed_or_hung_last_used_writes(true).await;
+}
+
+async fn failed_or_hung_last_used_writes(lookups_now: bool) {
     let store = FaultyStore::new(MemoryStore::new());
+    store.set_lookups_now(lookups_now);
     let (keyring, clock) = keyring_on(store.clone());
     let issued = keyring.issue(NewKey::new("pk", "p", "k")).await.unwrap();
     let id = issued.info.id().clone();

@@ -52,6 +52,60 @@ async fn reuse_after_grace_is_detected() {
     scenario::reuse_after_grace_is_detected(store()).await;
 }
 
+/// Through `AuthLayer` on a store that answers lookups at once (the layer's
+/// path without a future): the rotated-out token is refused with 401, its
+/// reuse detected and the family revoked, as `verify` does.
+#[cfg(feature = "http")]
+#[tokio::test]
+async fn reuse_through_the_layer_is_detected() {
+    use http::{Request, Response, StatusCode};
+    use keyward::http::AuthLayer;
+    use keyward::testing::RecordingSink;
+    use keyward::{EventKind, NewKey, VerifyError};
+    use tower::{service_fn, Layer, ServiceExt};
+
+    let clock = ManualClock::new(common::start());
+    let sink = RecordingSink::new();
+    let keyring = scenario::keyring(store(), &clock, &sink);
+    let a = keyring
+        .issue(NewKey::new("pl", "org_1", "ci"))
+        .await
+        .unwrap();
+    let b = keyring
+        .rotate(a.info.id(), std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    sink.clear();
+
+    let ok = service_fn(|_req: Request<String>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    });
+    let service = AuthLayer::new(keyring.clone()).layer(ok);
+    let req = Request::get("/")
+        .header(
+            "authorization",
+            format!("Bearer {}", a.token.expose_secret()),
+        )
+        .body(String::new())
+        .unwrap();
+    let res = service.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let events = sink.take();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].kind,
+        EventKind::ReuseDetected {
+            successors: vec![b.info.id().clone()],
+            family_revoked: true
+        }
+    );
+    assert!(matches!(
+        keyring.verify(b.token.expose_secret()).await,
+        Err(VerifyError::Revoked)
+    ));
+}
+
 #[tokio::test]
 async fn owners_are_offboarded_in_one_call() {
     scenario::owners_are_offboarded_in_one_call(store()).await;

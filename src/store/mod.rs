@@ -368,7 +368,7 @@ pub trait KeyStore: Send + Sync + 'static {
     /// boxed future of an in-memory lookup.
     ///
     /// Provided: `None`. [`MemoryStore`](crate::MemoryStore) answers here,
-    /// and [`CachedStore`](crate::CachedStore) for a fresh cache entry.
+    /// and [`CachedStore`](crate::store::CachedStore) for a fresh cache entry.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -98,6 +98,8 @@ struct State {
     next_lookup: Mutex<Option<Arc<Gates>>>,
     /// What every `find_by_hash` answers instead of the inner store's row.
     lookup_answer: Mutex<Option<Arc<KeyRecord>>>,
+    /// Whether `find_by_hash_now` forwards to the inner store.
+    lookups_now: std::sync::atomic::AtomicBool,
 }
 
 /// The two points of a held lookup: it has read the inner store; it may
@@ -288,6 +290,32 @@ impl<S: KeyStore> FaultyStore<S> {
         Hold(gates)
     }
 
+    /// Whether [`KeyStore::find_by_hash_now`] forwards to the inner store
+    /// (off by default: every lookup goes through `find_by_hash` and its
+    /// faults). On, a lookup is answered at once, as an in-memory store's
+    /// is, while no fault, hold or answer is set for `find_by_hash`; with
+    /// one set it goes through `find_by_hash` as before. For testing both
+    /// paths a verification can take.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use keyward::testing::{Fault, FaultyStore, Op};
+    /// use keyward::{KeyStore, MemoryStore, TokenHasher};
+    ///
+    /// let store = FaultyStore::new(MemoryStore::new());
+    /// let hash = TokenHasher::sha256().hash("pk_unknown");
+    /// assert!(store.find_by_hash_now(&hash).is_none());
+    /// store.set_lookups_now(true);
+    /// assert!(store.find_by_hash_now(&hash).unwrap().unwrap().is_none());
+    /// assert_eq!(store.calls(Op::FindByHash), 1);
+    /// store.set_fault_on(Op::FindByHash, Fault::Fail);
+    /// assert!(store.find_by_hash_now(&hash).is_none(), "the fault applies");
+    /// # });
+    /// ```
+    pub fn set_lookups_now(&self, on: bool) {
+        self.state.lookups_now.store(on, Ordering::SeqCst);
+    }
+
     /// Makes every `find_by_hash` that reaches the inner store answer with
     /// `record`, whatever hash it was asked for: a store returning the wrong
     /// row. `None` restores the inner store's answers.
@@ -334,6 +362,22 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
         self.enter(Op::Insert).await?;
         self.inner.insert(record).await
     }
+    fn find_by_hash_now(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>> {
+        if !self.state.lookups_now.load(Ordering::SeqCst)
+            || self.faults()[Op::FindByHash.index()] != Fault::None
+            || held(&self.state.next_lookup)
+            || held(&self.state.lookup_answer)
+        {
+            return None;
+        }
+        let found = self.inner.find_by_hash_now(hash)?;
+        self.state.calls[Op::FindByHash.index()].fetch_add(1, Ordering::SeqCst);
+        Some(found)
+    }
+
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.enter(Op::FindByHash).await?;
         let hold = self
@@ -435,4 +479,11 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
             .fetch_add(uses.len(), Ordering::SeqCst);
         self.inner.record_uses(uses).await
     }
+}
+
+/// Whether `slot` holds something.
+fn held<T>(slot: &Mutex<Option<T>>) -> bool {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
 }

@@ -313,7 +313,7 @@ impl AuthLayer {
     ///
     /// The limit runs from the first time the verification waits (on the
     /// store, or the authenticator); a verification that completes at once
-    /// (an in-memory store, a fresh [`CachedStore`](crate::CachedStore)
+    /// (an in-memory store, a fresh [`CachedStore`](crate::store::CachedStore)
     /// entry) never starts a timer. The timer is tokio's: the service must
     /// run inside a tokio runtime with its time driver enabled (as
     /// `#[tokio::main]`, axum and hyper servers do). Elsewhere, a
