@@ -17,10 +17,12 @@
 //! the layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 //!
-//! With `--features axum,jwt,webhooks`, `router` and `bare` drive the example server's
-//! routers (`examples/server/app.rs`: `router` with the `loadtest` demo key,
-//! and `bare_router`, what `scripts/load.sh` compares) in process, without
-//! sockets; `KEYS` does not apply (the demo keys only):
+//! With `--features axum,jwt,webhooks`, `router`, `router-unlimited` and
+//! `bare` drive the example server's routers (`examples/server/app.rs`:
+//! `router` with the `loadtest-limited` demo key, whose limit is checked but
+//! never reached, or the unlimited `loadtest` one, and `bare_router`: what
+//! `scripts/load.sh` compares) in process, without sockets; `KEYS` does not
+//! apply (the demo keys only):
 //!
 //! ```sh
 //! cargo build --release --example hot_path --features axum,jwt,webhooks
@@ -96,7 +98,7 @@ fn router_loop(rt: &tokio::runtime::Runtime, router: &axum::Router, token: &Head
     });
 }
 
-/// `router` or `bare`: the example server's routers.
+/// `router`, `router-unlimited` or `bare`: the example server's routers.
 #[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
 fn run_router(what: &str, n: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -105,7 +107,13 @@ fn run_router(what: &str, n: usize) {
         .unwrap();
     let keyring = app::keyring();
     let keys = rt.block_on(app::demo_keys(&keyring)).unwrap();
-    let token = keys.iter().find(|k| k.name == "loadtest").unwrap();
+    // `router`: the default path (the key's limit checked, never reached);
+    // `router-unlimited`: an unlimited key, as before 0.2's hot path work.
+    let name = match what {
+        "router-unlimited" => "loadtest",
+        _ => "loadtest-limited",
+    };
+    let token = keys.iter().find(|k| k.name == name).unwrap();
     let header = HeaderValue::from_str(&token.token).unwrap();
     let router = match what {
         "bare" => app::bare_router(),
@@ -127,7 +135,7 @@ fn main() {
     let keys = env_usize("KEYS", 100_000);
     let n = env_usize("ITERATIONS", 10_000);
     #[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
-    if what == "router" || what == "bare" {
+    if matches!(what, "router" | "router-unlimited" | "bare") {
         return run_router(what, n);
     }
 

@@ -525,16 +525,22 @@ impl TokenFormat {
         if bytes.len() > self.max_len {
             return Err(TokenError::TooLong);
         }
-        if !bytes.iter().all(|b| TOKEN_BYTES[usize::from(*b)]) {
+        // One pass: every byte's class, and where the last `_` is.
+        let mut invalid = false;
+        let mut last_underscore = None;
+        for (i, b) in bytes.iter().enumerate() {
+            invalid |= !TOKEN_BYTES[usize::from(*b)];
+            if *b == b'_' {
+                last_underscore = Some(i);
+            }
+        }
+        if invalid {
             return Err(TokenError::InvalidCharacter);
         }
-        let split = bytes
-            .iter()
-            .rposition(|b| *b == b'_')
-            .ok_or(TokenError::MissingPrefix)?;
-        if split == 0 {
-            return Err(TokenError::MissingPrefix);
-        }
+        let split = match last_underscore {
+            Some(0) | None => return Err(TokenError::MissingPrefix),
+            Some(split) => split,
+        };
         let (prefix, body) = (&input[..split], &input[split + 1..]);
         let kind = self.kind(prefix).ok_or(TokenError::UnknownPrefix)?;
         kind.check_body(input, body.len())?;

@@ -27,6 +27,7 @@
 //! the throttle).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -271,10 +272,13 @@ pub(crate) fn login_throttle() -> ThrottleLayer {
         )
 }
 
-/// The router's state: the keyring, and the development issuer of the
-/// demo login.
+/// The router's state: the keyring, the development issuer of the demo
+/// login and the webhook inbox. Behind one `Arc`: axum clones the state for
+/// every request, so a clone is one reference count.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppParts>);
+
+pub(crate) struct AppParts {
     keyring: Keyring,
     issuer: DevIssuer,
     webhooks: Webhooks,
@@ -282,13 +286,13 @@ pub(crate) struct AppState {
 
 impl FromRef<AppState> for Keyring {
     fn from_ref(state: &AppState) -> Keyring {
-        state.keyring.clone()
+        state.0.keyring.clone()
     }
 }
 
 impl FromRef<AppState> for DevIssuer {
     fn from_ref(state: &AppState) -> DevIssuer {
-        state.issuer.clone()
+        state.0.issuer.clone()
     }
 }
 
@@ -377,11 +381,11 @@ pub(crate) fn router_with(keyring: Keyring, webhooks: Webhooks) -> Router {
         .merge(page::router())
         .merge(webhooks.receiver())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(AppState {
+        .with_state(AppState(Arc::new(AppParts {
             keyring,
             issuer,
             webhooks,
-        })
+        })))
 }
 
 /// `/api/keys`: the library's key management for `pk_` keys, managed by
@@ -593,7 +597,7 @@ struct RevokeKey {
 /// `GET /api/webhooks/received`: the key events of the caller's tenant this
 /// server's webhook receiver verified, oldest first.
 async fn received_webhooks(State(state): State<AppState>, principal: Principal) -> Json<Value> {
-    Json(json!({ "events": state.webhooks.received(principal.tenant().as_str()) }))
+    Json(json!({ "events": state.0.webhooks.received(principal.tenant().as_str()) }))
 }
 
 async fn revoke_api_key(

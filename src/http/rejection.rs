@@ -42,6 +42,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -52,7 +53,7 @@ use http::{Response, StatusCode};
 
 use crate::error::VerifyError;
 use crate::http::external::ExternalAuthError;
-use crate::ratelimit::{ceil_secs, LimitError, RateDecision};
+use crate::ratelimit::{ceil_secs, HeaderText, LimitError, RateDecision};
 
 /// The IETF `RateLimit-Policy` header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -381,7 +382,7 @@ pub(crate) fn rate_limit_headers(headers: &mut HeaderMap, decision: &RateDecisio
         headers.insert(RETRY_AFTER, retry_after_secs(decision).into());
     }
     // Digits, quotes, `;` and `=` only: always a valid header value.
-    if let Some(value) = header_value(decision.policy()) {
+    if let Some(value) = policy_value(decision.policy()) {
         headers.insert(RATELIMIT_POLICY, value);
     }
     if let Some(value) = header_value(decision.state()) {
@@ -389,16 +390,36 @@ pub(crate) fn rate_limit_headers(headers: &mut HeaderMap, decision: &RateDecisio
     }
 }
 
-/// `text` as a header value, formatted on the stack (the value's one
-/// allocation is its own); `None` if it is not a valid value or longer
-/// than 64 bytes (no rate limit value is: two `u64`s and 15 bytes).
-fn header_value(text: impl fmt::Display) -> Option<HeaderValue> {
-    use std::io::Write as _;
-    let mut buf = [0u8; 64];
-    let mut rest = &mut buf[..];
-    write!(rest, "{text}").ok()?;
-    let len = 64 - rest.len();
-    HeaderValue::from_bytes(&buf[..len]).ok()
+/// `text` as a header value (its one allocation is the value's own).
+fn header_value(text: HeaderText) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(text.bytes(&mut [0; HeaderText::MAX_LEN])).ok()
+}
+
+thread_local! {
+    /// The `RateLimit-Policy` values this thread sent last, by quota: the
+    /// value depends on the quota alone, and a service has few, so most
+    /// responses clone one (a reference count) instead of building it.
+    static POLICIES: RefCell<[Option<(HeaderText, HeaderValue)>; 4]> =
+        const { RefCell::new([const { None }; 4]) };
+}
+
+/// [`header_value`] of a `RateLimit-Policy` text, from [`POLICIES`] when
+/// it was sent before.
+fn policy_value(text: HeaderText) -> Option<HeaderValue> {
+    POLICIES
+        .with(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
+            let slot = &mut cache[text.slot() % 4];
+            match slot {
+                Some((cached, value)) if *cached == text => Some(value.clone()),
+                _ => {
+                    let value = header_value(text)?;
+                    *slot = Some((text, value.clone()));
+                    Some(value)
+                }
+            }
+        })
+        .or_else(|| header_value(text))
 }
 
 /// Renders `rejection`, with the rate limit headers of `decision` when a
@@ -573,6 +594,66 @@ impl fmt::Debug for Renderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The policy values a thread keeps are per quota: each response gets
+    /// its own quota's, whatever was sent before, colliding slots included.
+    #[test]
+    fn rate_limit_headers_are_each_decisions_own() {
+        let decision = |limit: u32, window: u64, remaining: u32| RateDecision {
+            allowed: true,
+            limit,
+            window: std::time::Duration::from_secs(window),
+            remaining,
+            reset: std::time::Duration::from_millis(1500),
+            retry_after: None,
+        };
+        let cases = [
+            (
+                decision(100, 60, 99),
+                r#""default";q=100;w=60"#,
+                r#""default";r=99;t=2"#,
+            ),
+            (
+                decision(3, 60, 0),
+                r#""default";q=3;w=60"#,
+                r#""default";r=0;t=2"#,
+            ),
+            (
+                decision(100, 60, 7),
+                r#""default";q=100;w=60"#,
+                r#""default";r=7;t=2"#,
+            ),
+            // Slot 100 % 4 == 104 % 4: the same slot, another quota.
+            (
+                decision(104, 60, 1),
+                r#""default";q=104;w=60"#,
+                r#""default";r=1;t=2"#,
+            ),
+            (
+                decision(100, 3600, 0),
+                r#""default";q=100;w=3600"#,
+                r#""default";r=0;t=2"#,
+            ),
+            (
+                decision(u32::MAX, u64::MAX, u32::MAX),
+                "\"default\";q=4294967295;w=18446744073709551615",
+                "\"default\";r=4294967295;t=2",
+            ),
+            (
+                decision(100, 60, 0),
+                r#""default";q=100;w=60"#,
+                r#""default";r=0;t=2"#,
+            ),
+        ];
+        for (decision, policy, state) in cases {
+            let mut headers = HeaderMap::new();
+            rate_limit_headers(&mut headers, &decision);
+            assert_eq!(headers[RATELIMIT_POLICY], policy);
+            assert_eq!(headers[RATELIMIT], state);
+            assert_eq!(decision.policy_value(), policy);
+            assert_eq!(decision.value(), state);
+        }
+    }
 
     #[test]
     fn realm_cannot_break_out_of_its_quotes() {

@@ -227,23 +227,68 @@ impl RateDecision {
     }
 
     /// [`policy_value`](Self::policy_value), written where it is wanted.
-    pub(crate) fn policy(&self) -> impl fmt::Display {
-        HeaderText("q", u64::from(self.limit), "w", ceil_secs(self.window))
+    pub(crate) fn policy(&self) -> HeaderText {
+        HeaderText(b'q', u64::from(self.limit), b'w', ceil_secs(self.window))
     }
 
     /// [`value`](Self::value), written where it is wanted.
-    pub(crate) fn state(&self) -> impl fmt::Display {
-        HeaderText("r", u64::from(self.remaining), "t", ceil_secs(self.reset))
+    pub(crate) fn state(&self) -> HeaderText {
+        HeaderText(b'r', u64::from(self.remaining), b't', ceil_secs(self.reset))
     }
 }
 
-/// `"default";<a>=<x>;<b>=<y>`: the rate limit header values.
-struct HeaderText(&'static str, u64, &'static str, u64);
+/// `"default";<a>=<x>;<b>=<y>`: a rate limit header value, written without
+/// `core::fmt` (it is on every limited response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeaderText(u8, u64, u8, u64);
+
+impl HeaderText {
+    /// The longest text: the name, two parameters and two `u64`s.
+    pub(crate) const MAX_LEN: usize = 2 + POLICY_NAME.len() + 2 * (3 + 20);
+
+    /// A small number that tells most texts apart (for a cache slot).
+    pub(crate) fn slot(&self) -> usize {
+        (self.1 ^ self.3.rotate_left(16)) as usize
+    }
+
+    /// The text, written into `buf`.
+    pub(crate) fn bytes<'b>(&self, buf: &'b mut [u8; Self::MAX_LEN]) -> &'b [u8] {
+        let HeaderText(a, x, b, y) = *self;
+        let mut len = 0;
+        let mut push = |bytes: &[u8]| {
+            buf[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        push(b"\"");
+        push(POLICY_NAME.as_bytes());
+        push(b"\";");
+        push(&[a, b'=']);
+        push(decimal(x, &mut [0; 20]));
+        push(&[b';', b, b'=']);
+        push(decimal(y, &mut [0; 20]));
+        &buf[..len]
+    }
+}
 
 impl fmt::Display for HeaderText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let HeaderText(a, x, b, y) = self;
-        write!(f, "\"{POLICY_NAME}\";{a}={x};{b}={y}")
+        // ASCII by construction.
+        let mut buf = [0; Self::MAX_LEN];
+        f.write_str(std::str::from_utf8(self.bytes(&mut buf)).unwrap_or_default())
+    }
+}
+
+/// The decimal digits of `n`, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // A digit: `n % 10` is below 10.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
 
