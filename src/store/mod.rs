@@ -367,8 +367,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// `find_by_hash`. Verification tries this first, which spares the
     /// boxed future of an in-memory lookup.
     ///
-    /// Provided: `None`. [`MemoryStore`](crate::MemoryStore) answers here,
-    /// and [`CachedStore`](crate::store::CachedStore) for a fresh cache entry.
+    /// Provided: `None`. [`MemoryStore`] answers here,
+    /// and [`CachedStore`] for a fresh cache entry.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
