@@ -112,6 +112,21 @@ fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
     }
 }
 
+/// `find_by_hash`, and `find_by_hash_now` when the store answers there:
+/// both must give the same record (verification trusts the one answered
+/// at once as it trusts the other).
+async fn by_hash<S: KeyStore + ?Sized>(store: &S, hash: &TokenHash) -> Option<Arc<KeyRecord>> {
+    let found = ok(store.find_by_hash(hash).await, "find_by_hash");
+    if let Some(now) = store.find_by_hash_now(hash) {
+        let now = ok(now, "find_by_hash_now");
+        assert_eq!(
+            now, found,
+            "KeyStore contract: find_by_hash_now must answer as find_by_hash does"
+        );
+    }
+    found
+}
+
 async fn insert<S: KeyStore + ?Sized>(store: &S, record: &KeyRecord) {
     ok(store.insert(record.clone()).await, "insert of a new record");
 }
@@ -162,7 +177,7 @@ async fn round_trip<S: KeyStore + ?Sized>(store: &S) {
             *record,
             "KeyStore contract: get must return the record exactly as inserted"
         );
-        let found = ok(store.find_by_hash(&record.hash).await, "find_by_hash");
+        let found = by_hash(store, &record.hash).await;
         assert_eq!(
             found.as_deref(),
             Some(record),
@@ -186,7 +201,7 @@ async fn insert_conflicts<S: KeyStore + ?Sized>(store: &S) {
         "KeyStore contract: insert must fail with StoreError::Conflict when the id is taken"
     );
     assert!(
-        ok(store.find_by_hash(&same_id.hash).await, "find_by_hash").is_none(),
+        by_hash(store, &same_id.hash).await.is_none(),
         "KeyStore contract: a refused insert (id conflict) must store nothing"
     );
 
@@ -222,7 +237,7 @@ async fn find_by_hash_is_exact<S: KeyStore + ?Sized>(store: &S) {
     revoked_and_expired.revoked_at = Some(t(1));
     insert(store, &revoked_and_expired).await;
     let hash = revoked_and_expired.hash;
-    let found = ok(store.find_by_hash(&hash).await, "find_by_hash");
+    let found = by_hash(store, &hash).await;
     assert_eq!(
         found.as_deref(),
         Some(&revoked_and_expired),
@@ -247,7 +262,7 @@ async fn find_by_hash_is_exact<S: KeyStore + ?Sized>(store: &S) {
         (fresh_hash(), "an unknown hash"),
     ] {
         assert!(
-            ok(store.find_by_hash(&near).await, "find_by_hash").is_none(),
+            by_hash(store, &near).await.is_none(),
             "KeyStore contract: find_by_hash must match exactly; it found a key for {what}"
         );
     }
@@ -544,7 +559,7 @@ async fn revoke_earliest_wins<S: KeyStore + ?Sized>(store: &S) {
             want,
             "KeyStore contract: {what} (visible to get once revoke returns)"
         );
-        let found = ok(store.find_by_hash(&key.hash).await, "find_by_hash");
+        let found = by_hash(store, &key.hash).await;
         assert_eq!(
             found.as_deref(),
             Some(&want),
@@ -571,7 +586,7 @@ async fn revoke_now<S: KeyStore + ?Sized>(store: &S, key: &KeyRecord, what: &str
             "get once revoke returns",
         ),
         (
-            ok(store.find_by_hash(&key.hash).await, "find_by_hash"),
+            by_hash(store, &key.hash).await,
             "find_by_hash once revoke returns",
         ),
     ] {
