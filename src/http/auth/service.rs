@@ -728,6 +728,44 @@ mod tests {
     use crate::http::{AuthLayer, RequireScopesLayer};
     use crate::{KeyKind, Keyring, MemoryStore, NewKey, ScopeCatalog, ScopeStatus};
 
+    /// A service that is never ready.
+    #[derive(Debug, Clone)]
+    struct Busy;
+
+    impl tower::Service<Request<String>> for Busy {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            std::task::Poll::Pending
+        }
+
+        fn call(&mut self, _: Request<String>) -> Self::Future {
+            std::future::ready(Ok(Response::new(String::new())))
+        }
+    }
+
+    /// The layer is ready when its inner service is, not before; its
+    /// `Debug` names it and its inner service, nothing of the keyring.
+    #[test]
+    fn readiness_and_debug_are_the_inner_services() {
+        use tower::{Layer, Service};
+        let keyring = Keyring::builder()
+            .store(MemoryStore::new())
+            .kind(KeyKind::new("pk", ScopeCatalog::builder().build().unwrap()).unwrap())
+            .build()
+            .unwrap();
+        let mut auth = AuthLayer::new(keyring).layer(Busy);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(auth.poll_ready(&mut cx).is_pending());
+        assert_eq!(format!("{auth:?}"), "Auth { inner: Busy, .. }");
+    }
+
     /// The realm of the scope layer's 403 behind `outer` then `inner`.
     async fn realm_behind(outer: Option<&str>, inner: Option<&str>) -> String {
         let catalog = ScopeCatalog::builder()
