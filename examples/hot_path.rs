@@ -1,6 +1,7 @@
 //! The verify and tower-layer hot paths in a loop, for an instruction
 //! profiler: instructions are repeatable on a busy machine, where times are
-//! not.
+//! not. `scripts/callgrind.sh` runs every mode below and prints
+//! instructions per request; by hand:
 //!
 //! ```sh
 //! cargo build --release --example hot_path
