@@ -651,7 +651,8 @@ impl AuthConfig {
         if let Err(rejection) = self.check_kind(credential) {
             return Some(Err((rejection, None)));
         }
-        if self.external.is_some() && self.is_external(credential) {
+        // Only with an authenticator: its sources are none without one.
+        if self.is_external(credential) {
             return None;
         }
         Some(match self.keyring.verify_now(credential.value(), from)? {
