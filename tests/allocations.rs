@@ -112,4 +112,30 @@ fn the_hot_path_allocates_only_what_it_hands_on() {
     // (indices and entries).
     let over = through(&rt, &layers, &limited) - none;
     assert!(over <= 7.0, "limited key: {over} allocations over none");
+
+    // A refusal is decided at once too: a revoked key's 401 allocates its
+    // response (the body, the challenge) and nothing to get there.
+    let revoked = issue(RateLimit::Unlimited);
+    let id = rt
+        .block_on(keyring.verify(revoked.to_str().unwrap()))
+        .unwrap()
+        .id()
+        .clone();
+    rt.block_on(keyring.revoke(&id)).unwrap();
+    let refused = per_call(|| {
+        let req = Request::get("/api/players")
+            .header("x-api-key", revoked.clone())
+            .body(String::new())
+            .unwrap();
+        let res = rt.block_on(layers.clone().oneshot(req)).unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    });
+    // The JSON body and its fields, the challenge and the response's
+    // headers: 16 over the request's own 4. A boxed future would be one
+    // more.
+    assert!(
+        refused - none <= 16.0,
+        "revoked key: {} allocations over none",
+        refused - none
+    );
 }
