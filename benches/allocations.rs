@@ -15,14 +15,14 @@ use std::convert::Infallible;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use keyward::http::{AuthLayer, RequireScopesLayer};
-use keyward::{NewKey, Pepper, RateLimit, TokenHasher};
+use keyward::{Pepper, TokenHasher};
 use sha2::{Digest, Sha256};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_http::auth::AsyncRequireAuthorizationLayer;
 
 mod common;
 
-use common::{issue_keys, keyring, StorePeer, KEYS};
+use common::{issue_keys, issue_limited, keyring, StorePeer, KEYS};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -82,15 +82,7 @@ fn main() {
     let keyring = keyring(TokenHasher::sha256());
     let tokens = issue_keys(&rt, &keyring);
     let token = HeaderValue::from_str(&tokens[KEYS / 2]).unwrap();
-    let limited = rt
-        .block_on(
-            keyring.issue(
-                NewKey::new("pk", "t_limited", "bench")
-                    .rate_limit(RateLimit::per_minute(u32::MAX).unwrap()),
-            ),
-        )
-        .unwrap();
-    let limited = HeaderValue::from_str(limited.token.expose_secret()).unwrap();
+    let limited = HeaderValue::from_str(&issue_limited(&rt, &keyring)).unwrap();
     let ok = service_fn(|_req: Request<String>| async {
         Ok::<_, Infallible>(Response::new(String::new()))
     });

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use hmac::{Hmac, Mac};
-use keyward::{NewKey, Pepper, RateLimit, TokenFormat, TokenHasher, TokenKey, TokenKind};
+use keyward::{NewKey, Pepper, TokenFormat, TokenHasher, TokenKey, TokenKind};
 use prefixed_api_key::{PrefixedApiKey, PrefixedApiKeyController};
 use sha2::{Digest, Sha256};
 
@@ -21,7 +21,7 @@ mod common;
 
 #[cfg(feature = "http")]
 use common::StorePeer;
-use common::{issue_keys, keyring, keyring_with, token_key, KEYS};
+use common::{issue_keys, issue_limited, keyring, keyring_with, token_key, KEYS};
 
 fn pak_controller() -> PrefixedApiKeyController<rand08::rngs::ThreadRng, Sha256> {
     PrefixedApiKeyController::configure()
@@ -176,15 +176,7 @@ fn layer(c: &mut Criterion) {
     // The default configuration: the key's rate limit checked by the
     // layer's in-memory limiter (a limit the bench never reaches), its
     // `RateLimit` headers on every response.
-    let limited = rt
-        .block_on(
-            keyring.issue(
-                NewKey::new("pk", "t_limited", "bench")
-                    .rate_limit(RateLimit::per_minute(u32::MAX).unwrap()),
-            ),
-        )
-        .unwrap();
-    let limited = HeaderValue::from_str(limited.token.expose_secret()).unwrap();
+    let limited = HeaderValue::from_str(&issue_limited(&rt, &keyring)).unwrap();
     let limited_request = || {
         Request::get("/api/players")
             .header("x-api-key", limited.clone())

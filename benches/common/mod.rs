@@ -121,3 +121,12 @@ impl<B> tower_http::auth::AsyncAuthorizeRequest<B> for StorePeer {
         })
     }
 }
+
+/// The token of a key whose rate limit is checked but never reached
+/// (`u32::MAX` a minute): the default path of the layers.
+pub fn issue_limited(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> String {
+    let new = NewKey::new("pk", "t_limited", "bench")
+        .rate_limit(RateLimit::per_minute(u32::MAX).unwrap());
+    let issued = rt.block_on(keyring.issue(new)).unwrap();
+    issued.token.expose_secret().to_owned()
+}
