@@ -279,6 +279,8 @@ impl PageRequest {
 /// async fn update_controls(&self, id: &KeyId, update: &ControlsUpdate, now: OffsetDateTime) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 /// // Provided over `touch`; override to keep client IPs and user agents:
 /// async fn record_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
+/// // Provided (`None`: ask `find_by_hash`); override when answering from memory:
+/// fn find_by_hash_now(&self, hash: &TokenHash) -> Option<Result<Option<Arc<KeyRecord>>, StoreError>>;
 /// ```
 ///
 /// A store that counts lookups around another one, with nothing but this
