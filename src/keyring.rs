@@ -1014,25 +1014,23 @@ impl Keyring {
     /// last-used write to await before answering (due, and no spawner to
     /// hand it to), or the refusal. `None`, having recorded nothing, when it
     /// would wait: the store must be asked through a future, or a revoked
-    /// key's rotation reuse must be looked into.
+    /// key's rotation reuse must be looked into. The token comes parsed
+    /// (by [`format`](Self::format)): the layer parses it once for its own
+    /// checks and this one.
     #[cfg(feature = "http")]
     pub(crate) fn verify_now(
         &self,
-        token: &str,
+        parsed: &ParsedToken<'_, '_>,
         from: UseContext<'_>,
     ) -> Option<Result<(VerifiedKey, Option<LastUsedWrite>), VerifyError>> {
-        let parsed = match self.inner.format.parse(token) {
-            Ok(parsed) => parsed,
-            Err(err) => return Some(Err(err.into())),
-        };
-        let record = match self.find_now(&parsed)? {
+        let record = match self.find_now(parsed)? {
             Ok(Some(record)) => record,
             Ok(None) => return Some(Err(VerifyError::Unknown)),
             Err(err) => return Some(Err(err.into())),
         };
         let now = self.now();
         match refusal(&record, now) {
-            None => Some(self.accept(record, &parsed, now, from)),
+            None => Some(self.accept(record, parsed, now, from)),
             // `check_reuse` acts only on a scheduled revocation.
             Some(VerifyError::Revoked) if record.revocation_scheduled => None,
             Some(refused) => Some(Err(refused)),

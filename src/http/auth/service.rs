@@ -26,6 +26,7 @@ use crate::ratelimit::{
 };
 use crate::usage::{CreditSpend, IpAllowlist, UseContext};
 use crate::VerifiedKey;
+use crate::VerifyError;
 
 /// Authenticates requests, then calls the inner service with the
 /// [`Principal`](crate::http::Principal) in the request extensions. Built by [`AuthLayer`](crate::http::AuthLayer).
@@ -648,14 +649,30 @@ impl AuthConfig {
         from: UseContext<'_>,
     ) -> Option<Result<(Principal, Option<LastUsedWrite>), (Rejection, Option<LastUsedWrite>)>>
     {
-        if let Err(rejection) = self.check_kind(credential) {
-            return Some(Err((rejection, None)));
-        }
-        // Only with an authenticator: its sources are none without one.
+        let value = credential.value();
+        // Only with an authenticator: its sources are none without one. A
+        // value it checks is no token of the keyring's kinds, so
+        // `check_kind` passes it.
         if self.is_external(credential) {
             return None;
         }
-        Some(match self.keyring.verify_now(credential.value(), from)? {
+        // Parsed once, for the kind check and verification: a token that
+        // parses is of the kind its prefix names.
+        let parsed = match self.keyring.format().parse(value) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                return Some(Err((
+                    self.check_kind(credential)
+                        .err()
+                        .unwrap_or_else(|| Rejection::from(&VerifyError::from(err))),
+                    None,
+                )))
+            }
+        };
+        if let Err(rejection) = self.check_source(parsed.kind().prefix(), credential) {
+            return Some(Err((rejection, None)));
+        }
+        Some(match self.keyring.verify_now(&parsed, from)? {
             Ok((key, write)) => match key_principal(key, tenant) {
                 Ok(principal) => Ok((principal, write)),
                 Err(rejection) => Err((rejection, write)),
@@ -685,6 +702,12 @@ impl AuthConfig {
         if self.keyring.kind(prefix).is_none() {
             return Ok(());
         }
+        self.check_source(prefix, credential)
+    }
+
+    /// Refuses a token of the keyring's kind `prefix` that this layer does
+    /// not accept from the sources `credential` came from.
+    fn check_source(&self, prefix: &str, credential: &Credential) -> Result<(), Rejection> {
         let allowed = match &self.kind_sets {
             None => self.default_set,
             Some(kinds) => kinds
