@@ -1015,20 +1015,21 @@ impl Keyring {
     /// hand it to), or the refusal. `None`, having recorded nothing, when it
     /// would wait: the store must be asked through a future, or a revoked
     /// key's rotation reuse must be looked into. The token comes parsed
-    /// (by [`format`](Self::format)): the layer parses it once for its own
-    /// checks and this one.
+    /// (by [`format`](Self::format)), and `now` from the keyring's clock:
+    /// the layer parses the token once for its own checks and this one,
+    /// and reads the clock once for this and its rate limit.
     #[cfg(feature = "http")]
     pub(crate) fn verify_now(
         &self,
         parsed: &ParsedToken<'_, '_>,
         from: UseContext<'_>,
+        now: OffsetDateTime,
     ) -> Option<Result<(VerifiedKey, Option<LastUsedWrite>), VerifyError>> {
         let record = match self.find_now(parsed)? {
             Ok(Some(record)) => record,
             Ok(None) => return Some(Err(VerifyError::Unknown)),
             Err(err) => return Some(Err(err.into())),
         };
-        let now = self.now();
         match refusal(&record, now) {
             None => Some(self.accept(record, parsed, now, from)),
             // `check_reuse` acts only on a scheduled revocation.

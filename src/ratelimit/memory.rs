@@ -110,6 +110,22 @@ impl MemoryRateLimiter {
         Ok(self.table.step(key, |k| Box::from(k), quota, self.now()))
     }
 
+    /// [`check_sync`](Self::check_sync) at `now`, an instant its clock gave
+    /// a moment ago (the layer's verification read it): one clock read
+    /// per request.
+    #[cfg(feature = "http")]
+    pub(crate) fn check_at(
+        &self,
+        key: &str,
+        quota: Quota,
+        now: time::OffsetDateTime,
+    ) -> Result<RateDecision, LimitError> {
+        valid_key(key)?;
+        Ok(self
+            .table
+            .step(key, |k| Box::from(k), quota, unix_nanos(now)))
+    }
+
     fn now(&self) -> i64 {
         if self.system_clock {
             return match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {

@@ -247,6 +247,7 @@ impl HeaderText {
     pub(crate) const MAX_LEN: usize = 2 + POLICY_NAME.len() + 2 * (3 + 20);
 
     /// A small number that tells most texts apart (for a cache slot).
+    #[cfg(feature = "http")]
     pub(crate) fn slot(&self) -> usize {
         (self.1 ^ self.3.rotate_left(16)) as usize
     }

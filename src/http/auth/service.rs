@@ -27,6 +27,7 @@ use crate::ratelimit::{
 use crate::usage::{CreditSpend, IpAllowlist, UseContext};
 use crate::VerifiedKey;
 use crate::VerifyError;
+use time::OffsetDateTime;
 
 /// Authenticates requests, then calls the inner service with the
 /// [`Principal`](crate::http::Principal) in the request extensions. Built by [`AuthLayer`](crate::http::AuthLayer).
@@ -344,7 +345,9 @@ impl AuthConfig {
         }
         let user_agent = self.user_agent(&parts.headers);
         let from = self.use_context(user_agent.as_deref(), client);
-        let (verified, write) = match self.principal_now(credential, tenant, from)? {
+        // One clock read for verification and the rate limit.
+        let now = self.keyring.now();
+        let (verified, write) = match self.principal_now(credential, tenant, from, now)? {
             Ok((principal, write)) => (Ok(principal), write),
             Err((rejection, write)) => (Err(rejection), write),
         };
@@ -366,7 +369,7 @@ impl AuthConfig {
         if let Err(rejection) = self.check_key_ip(&principal, client) {
             return Some(Now::Refused(rejection, None));
         }
-        let decision = match self.rate_limit_now(&principal) {
+        let decision = match self.rate_limit_now(&principal, now) {
             Some(Ok(decision)) => decision,
             Some(Err(rejection)) => return Some(Now::Refused(rejection, None)),
             None => return Some(Now::Resume(Ok(principal), None)),
@@ -527,7 +530,7 @@ impl AuthConfig {
     /// limit, or [`AuthLayer::external_quota`](crate::http::AuthLayer::external_quota).
     /// `None` when nothing was checked.
     async fn rate_limit(&self, principal: &Principal) -> Result<Option<RateDecision>, Rejection> {
-        if let Some(decided) = self.rate_limit_now(principal) {
+        if let Some(decided) = self.rate_limit_now(principal, self.keyring.now()) {
             return decided;
         }
         let Some((limiter, key, quota)) = self.limit_of(principal) else {
@@ -541,9 +544,12 @@ impl AuthConfig {
 
     /// [`rate_limit`](Self::rate_limit) without waiting: `None`, having
     /// counted nothing, when the limiter must be asked through a future.
+    /// `now` is the instant verification read: the layer's own limiter
+    /// (on the keyring's clock) steps at it, another reads its own clock.
     fn rate_limit_now(
         &self,
         principal: &Principal,
+        now: OffsetDateTime,
     ) -> Option<Result<Option<RateDecision>, Rejection>> {
         let Some(limiter) = &self.limiter else {
             return Some(Ok(None));
@@ -561,11 +567,17 @@ impl AuthConfig {
         }
         // The common case: the limiter key on the stack.
         let mut buf = [0u8; MAX_KEY_LEN];
-        match short_key(&mut buf, kind, id) {
-            Some(key) => limiter.check_now(key, quota).map(decided),
-            None => limiter
-                .check_now(&bounded_key(kind, id), quota)
-                .map(decided),
+        let long;
+        let key = match short_key(&mut buf, kind, id) {
+            Some(key) => key,
+            None => {
+                long = bounded_key(kind, id);
+                &long
+            }
+        };
+        match &self.own_limiter {
+            Some(own) => Some(decided(own.check_at(key, quota, now))),
+            None => limiter.check_now(key, quota).map(decided),
         }
     }
 
@@ -647,6 +659,7 @@ impl AuthConfig {
         credential: &Credential,
         tenant: Option<&TenantId>,
         from: UseContext<'_>,
+        now: OffsetDateTime,
     ) -> Option<Result<(Principal, Option<LastUsedWrite>), (Rejection, Option<LastUsedWrite>)>>
     {
         let value = credential.value();
@@ -672,7 +685,7 @@ impl AuthConfig {
         if let Err(rejection) = self.check_source(parsed.kind().prefix(), credential) {
             return Some(Err((rejection, None)));
         }
-        Some(match self.keyring.verify_now(&parsed, from)? {
+        Some(match self.keyring.verify_now(&parsed, from, now)? {
             Ok((key, write)) => match key_principal(key, tenant) {
                 Ok(principal) => Ok((principal, write)),
                 Err(rejection) => Err((rejection, write)),
