@@ -173,6 +173,65 @@ async fn a_kind_in_another_kinds_header_is_invalid_token() {
     assert_eq!(status, 200);
 }
 
+/// A hook that lets every request through: with one, the layer checks
+/// asynchronously (verification, then the hook).
+struct Pass;
+
+#[keyward::async_trait]
+impl keyward::http::AuthHook for Pass {
+    async fn after_authentication(
+        &self,
+        _: &Principal,
+        _: &mut http::request::Parts,
+    ) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// The same refusals when the layer checks asynchronously (a hook), still
+/// before any lookup; malformed tokens of either kind are `invalid_token`
+/// too.
+#[tokio::test]
+async fn kinds_and_sources_hold_on_the_asynchronous_path() {
+    let fx = fixture().await;
+    let both = AuthLayer::new(fx.keyring.clone())
+        .accept("pk", [Source::api_key()])
+        .unwrap()
+        .accept("pl", [Source::bearer()])
+        .unwrap()
+        .without_failure_throttle()
+        .hook(Pass);
+    assert_eq!(send(&both, &[("x-api-key", &fx.pk)]).await.0, 200);
+    assert_eq!(
+        send(&both, &[("authorization", &bearer(&fx.pl))]).await.0,
+        200
+    );
+    let before = fx.store.calls(Op::FindByHash);
+    let bad_checksum = |t: &str| {
+        format!(
+            "{}{}",
+            &t[..t.len() - 1],
+            if t.ends_with('a') { 'b' } else { 'a' }
+        )
+    };
+    for headers in [
+        [("authorization", bearer(&fx.pk))],
+        [("x-api-key", fx.pl.clone())],
+        [("x-api-key", bad_checksum(&fx.pk))],
+        [("authorization", bearer(&bad_checksum(&fx.pk)))],
+        [("x-api-key", bad_checksum(&fx.pl))],
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (status, body) = send(&both, &headers).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(fx.store.calls(Op::FindByHash), before, "no lookup");
+}
+
 /// Refused before the store is asked and before the key's quota is
 /// charged: the `pl` token (one request a minute) still works afterwards.
 #[tokio::test]

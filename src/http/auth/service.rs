@@ -670,17 +670,12 @@ impl AuthConfig {
             return None;
         }
         // Parsed once, for the kind check and verification: a token that
-        // parses is of the kind its prefix names.
+        // parses is of the kind its prefix names. One that does not is
+        // `invalid_token`, whichever source it came from (as `check_kind`
+        // would have it).
         let parsed = match self.keyring.format().parse(value) {
             Ok(parsed) => parsed,
-            Err(err) => {
-                return Some(Err((
-                    self.check_kind(credential)
-                        .err()
-                        .unwrap_or_else(|| Rejection::from(&VerifyError::from(err))),
-                    None,
-                )))
-            }
+            Err(err) => return Some(Err((Rejection::from(&VerifyError::from(err)), None))),
         };
         if let Err(rejection) = self.check_source(parsed.kind().prefix(), credential) {
             return Some(Err((rejection, None)));
