@@ -138,21 +138,30 @@ async fn each_product_accepts_its_own_kind_from_its_own_header() {
     );
 }
 
+/// `pk` keys from `X-Api-Key`, `pl` tokens as Bearer.
+fn each_kind_from_its_header(fx: &Fixture) -> AuthLayer {
+    AuthLayer::new(fx.keyring.clone())
+        .accept("pk", [Source::api_key()])
+        .unwrap()
+        .accept("pl", [Source::bearer()])
+        .unwrap()
+}
+
+async fn admits_each_kind_from_its_header(layer: &AuthLayer, fx: &Fixture) {
+    assert_eq!(send(layer, &[("x-api-key", &fx.pk)]).await.0, 200);
+    assert_eq!(
+        send(layer, &[("authorization", &bearer(&fx.pl))]).await.0,
+        200
+    );
+}
+
 /// A layer reading both headers, each kind from one: the right kind in the
 /// wrong header is refused like a token of another kind.
 #[tokio::test]
 async fn a_kind_in_another_kinds_header_is_invalid_token() {
     let fx = fixture().await;
-    let both = AuthLayer::new(fx.keyring.clone())
-        .accept("pk", [Source::api_key()])
-        .unwrap()
-        .accept("pl", [Source::bearer()])
-        .unwrap();
-    assert_eq!(send(&both, &[("x-api-key", &fx.pk)]).await.0, 200);
-    assert_eq!(
-        send(&both, &[("authorization", &bearer(&fx.pl))]).await.0,
-        200
-    );
+    let both = each_kind_from_its_header(&fx);
+    admits_each_kind_from_its_header(&both, &fx).await;
     for headers in [
         [("authorization", bearer(&fx.pk))],
         [("x-api-key", fx.pl.clone())],
@@ -194,18 +203,10 @@ impl keyward::http::AuthHook for Pass {
 #[tokio::test]
 async fn kinds_and_sources_hold_on_the_asynchronous_path() {
     let fx = fixture().await;
-    let both = AuthLayer::new(fx.keyring.clone())
-        .accept("pk", [Source::api_key()])
-        .unwrap()
-        .accept("pl", [Source::bearer()])
-        .unwrap()
+    let both = each_kind_from_its_header(&fx)
         .without_failure_throttle()
         .hook(Pass);
-    assert_eq!(send(&both, &[("x-api-key", &fx.pk)]).await.0, 200);
-    assert_eq!(
-        send(&both, &[("authorization", &bearer(&fx.pl))]).await.0,
-        200
-    );
+    admits_each_kind_from_its_header(&both, &fx).await;
     let before = fx.store.calls(Op::FindByHash);
     let bad_checksum = |t: &str| {
         format!(
