@@ -674,8 +674,8 @@ fn encode_base62<const N: usize>(mut value: u64) -> [u8; N] {
     out
 }
 
-/// Whether every byte is a base62 digit (`[0-9A-Za-z]`): without an early
-/// exit, so the loop vectorizes.
+/// Whether every byte is a base62 digit (`[0-9A-Za-z]`), without a branch
+/// per byte.
 fn all_base62(bytes: &[u8]) -> bool {
     bytes
         .iter()

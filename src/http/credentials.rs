@@ -525,8 +525,7 @@ fn token(value: &str) -> Result<&str, Rejection> {
     }
 }
 
-/// [`token`]'s check on bytes, without an early exit (the loop
-/// vectorizes).
+/// [`token`]'s check on bytes, without a branch per byte.
 fn is_b64token(value: &[u8]) -> bool {
     let body_len = value.len() - value.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &value[..body_len];
