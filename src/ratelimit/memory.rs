@@ -4,6 +4,7 @@ use std::any::TypeId;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -76,6 +77,11 @@ pub(crate) struct TatTable<K> {
     shards: Box<[Mutex<Shard<K>>]>,
     hasher: RandomState,
     shard_capacity: usize,
+    /// How many keys the shards hold, kept beside them (each change made
+    /// under the shard's lock): [`peek`](Self::peek) answers an empty
+    /// table without hashing or locking, the failure throttle's common
+    /// case (no client with failures on record).
+    tracked: AtomicUsize,
 }
 
 struct Shard<K> {
@@ -271,6 +277,16 @@ impl<K: Hash + Eq> TatTable<K> {
                 .collect(),
             hasher,
             shard_capacity: max_keys / shards,
+            tracked: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records that a shard went from `before` keys to `after`.
+    fn resized(&self, before: usize, after: usize) {
+        if after > before {
+            self.tracked.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.tracked.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 
@@ -343,12 +359,14 @@ impl<K: Hash + Eq> TatTable<K> {
             return result;
         }
         let (result, first) = next(None);
+        let before = shard.tats.len();
         shard.make_room(now, self.shard_capacity);
         shard
             .tats
             .raw_entry_mut()
             .from_key_hashed_nocheck(hash, key)
             .insert(own(key), first);
+        self.resized(before, shard.tats.len());
         result
     }
 
@@ -366,6 +384,10 @@ impl<K: Hash + Eq> TatTable<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        // Racing an insert, this is the look taken just before it.
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let (hash, shard) = self.shard(key);
         let (_, &tat) = shard.tats.raw_entry().from_key_hashed_nocheck(hash, key)?;
         Some(quota.step_nanos(Some(tat), now()).0)
@@ -383,7 +405,9 @@ impl<K: Hash + Eq> TatTable<K> {
 
     /// Drops every key whose TAT is at or before `now`; returns how many.
     pub(crate) fn sweep(&self, now: i64) -> usize {
-        self.shards.iter().map(|s| lock(s).sweep(now)).sum()
+        let swept = self.shards.iter().map(|s| lock(s).sweep(now)).sum();
+        self.tracked.fetch_sub(swept, Ordering::Relaxed);
+        swept
     }
 
     /// The bytes asked of the allocator: the shards, each hash table's
@@ -474,6 +498,33 @@ mod tests {
             .shards(shards)
             .build();
         (limiter, clock)
+    }
+
+    /// The count `peek` trusts follows the shards through inserts, the
+    /// evictions of a full shard and sweeps; a tracked key is peeked.
+    #[test]
+    fn the_tracked_count_follows_the_shards() {
+        let quota = Quota::per_minute(1).unwrap();
+        let table: TatTable<u32> = TatTable::new(8, 2);
+        let counted = |table: &TatTable<u32>| table.tracked.load(Ordering::Relaxed);
+        assert!(table.peek(&1, quota, || 0).is_none());
+        let mut now = 1_000_000_000_000;
+        for key in 0..40u32 {
+            assert!(table.step(&key, |k| *k, quota, now).allowed, "a first step");
+            assert_eq!(counted(&table), table.len(), "after inserting {key}");
+            now += 1_000_000;
+        }
+        assert!(table.len() <= 8, "evicted to the bound");
+        let kept = (0..40u32).find(|k| table.shards.iter().any(|s| lock(s).tats.contains_key(k)));
+        let kept = kept.expect("some key is kept");
+        assert!(!table.peek(&kept, quota, || now).unwrap().allowed);
+        let held = table.len();
+        assert_eq!(table.sweep(now + 120_000_000_000), held, "every key idle");
+        assert_eq!((counted(&table), table.len()), (0, 0));
+        assert!(table.peek(&kept, quota, || now).is_none());
+        table.charge(&kept, |k| *k, quota, now, i64::MAX);
+        assert_eq!(counted(&table), 1);
+        assert!(table.peek(&kept, quota, || now).is_some());
     }
 
     #[test]
