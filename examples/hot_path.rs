@@ -14,7 +14,9 @@
 //!
 //! Arguments: `verify`, `layer` (a key with a limit the loop never reaches:
 //! the default path, the limiter checked and its headers sent),
-//! `layer-unlimited` (an unlimited key) or `none` (the layer loop without
+//! `layer-unlimited` (an unlimited key), `peer` (the benchmarks' fair peer:
+//! the same store-backed check written with tower-http's
+//! `AsyncRequireAuthorizationLayer`) or `none` (the layer loop without
 //! the layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 //!
@@ -40,7 +42,9 @@ use keyward::{
     KeyKind, Keyring, MemoryStore, NewKey, Pepper, RateLimit, ScopeCatalog, ScopeStatus,
     TokenHasher,
 };
+use sha2::{Digest, Sha256};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower_http::auth::AsyncRequireAuthorizationLayer;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -74,6 +78,10 @@ where
         }
     });
 }
+
+/// The benchmarks' fair peer (`StorePeer`), for `peer`.
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 /// The example server's application, for `router` and `bare`.
 #[cfg(all(feature = "axum", feature = "jwt", feature = "webhooks"))]
@@ -164,6 +172,8 @@ fn main() {
         "layer" => RateLimit::per_minute(u32::MAX).unwrap(),
         _ => RateLimit::Unlimited,
     };
+    // `peer`: the SHA-256 of every token, the peer's store.
+    let mut digests: Vec<[u8; 32]> = Vec::new();
     let token = rt.block_on(async {
         let mut last = None;
         for i in 0..keys.max(1) {
@@ -176,6 +186,9 @@ fn main() {
                 .issue(NewKey::new("pk", &format!("t{}", i % 1000), "bench").rate_limit(limit))
                 .await
                 .unwrap();
+            if what == "peer" {
+                digests.push(Sha256::digest(issued.token.expose_secret().as_bytes()).into());
+            }
             last = Some(issued.token);
         }
         last.unwrap()
@@ -190,6 +203,14 @@ fn main() {
             let service = ServiceBuilder::new()
                 .layer(AuthLayer::new(keyring))
                 .layer(RequireScopesLayer::all(["read"]).unwrap())
+                .service(ok);
+            layer_loop(&rt, &service, &header, n);
+        }
+        "peer" => {
+            let service = ServiceBuilder::new()
+                .layer(AsyncRequireAuthorizationLayer::new(common::StorePeer::new(
+                    digests.into_iter(),
+                )))
                 .service(ok);
             layer_loop(&rt, &service, &header, n);
         }

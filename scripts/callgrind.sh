@@ -13,11 +13,13 @@
 #     measured loop (`--toggle-collect`), and prints instructions per
 #     iteration: `verify` (SHA-256 and HMAC, 100 000 keys), `layer` (both
 #     layers, a key whose rate limit is checked: the default path),
-#     `layer-unlimited`, `none` (the same requests without layers: subtract
-#     it), `router`, `router-unlimited` and `bare` (the example server's
-#     routers in process: subtract `bare`);
-#   * prints the differences that matter: layers over none, routers over
-#     bare.
+#     `layer-unlimited`, `peer` (the benchmarks' fair peer: the same
+#     store-backed check with tower-http's `AsyncRequireAuthorizationLayer`),
+#     `none` (the same requests without layers: subtract it), `router`,
+#     `router-unlimited` and `bare` (the example server's routers in
+#     process: subtract `bare`);
+#   * prints the differences that matter: layers and peer over none, the
+#     layers against the peer, routers over bare.
 #
 # Environment variables read (defaults in brackets):
 #   KEYS [100000]  ITERATIONS [10000]
@@ -46,7 +48,7 @@ trap 'rm -rf "$work"' EXIT
 declare -A per
 for mode in "verify sha256 verify_loop" "verify hmac verify_loop" \
     "layer sha256 layer_loop" "layer-unlimited sha256 layer_loop" \
-    "none sha256 layer_loop" "router - router_loop" \
+    "peer sha256 layer_loop" "none sha256 layer_loop" "router - router_loop" \
     "router-unlimited - router_loop" "bare - router_loop"; do
     set -- $mode
     total=$(valgrind --tool=callgrind --callgrind-out-file="$work/out" \
@@ -56,7 +58,12 @@ for mode in "verify sha256 verify_loop" "verify hmac verify_loop" \
     per["$1 $2"]=$((total / ITERATIONS))
     printf '%-18s %-7s %8d instructions per iteration\n' "$1" "$2" "${per["$1 $2"]}"
 done
-printf 'layers over none:    limited %d, unlimited %d\n' \
-    $((per["layer sha256"] - per["none sha256"])) $((per["layer-unlimited sha256"] - per["none sha256"]))
+printf 'layers over none:    limited %d, unlimited %d; peer over none %d\n' \
+    $((per["layer sha256"] - per["none sha256"])) $((per["layer-unlimited sha256"] - per["none sha256"])) \
+    $((per["peer sha256"] - per["none sha256"]))
+# Whole requests, as the criterion group compares them (1.00 = the peer's).
+printf 'layers against the peer: limited %s, unlimited %s\n' \
+    "$(awk -v a="${per["layer sha256"]}" -v b="${per["peer sha256"]}" 'BEGIN { printf "%.2f", a / b }')" \
+    "$(awk -v a="${per["layer-unlimited sha256"]}" -v b="${per["peer sha256"]}" 'BEGIN { printf "%.2f", a / b }')"
 printf 'routers over bare:   limited %d, unlimited %d\n' \
     $((per["router -"] - per["bare -"])) $((per["router-unlimited -"] - per["bare -"]))
