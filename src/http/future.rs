@@ -111,19 +111,23 @@ where
                     credits,
                     soon_header,
                 } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    if let Some(decision) = decision {
-                        rate_limit_headers(response.headers_mut(), decision);
+                    // The response is changed where the inner future put
+                    // it and returned as it is: no copy out and back in.
+                    let mut poll = future.poll(cx);
+                    if let Poll::Ready(Ok(response)) = &mut poll {
+                        if let Some(decision) = decision {
+                            rate_limit_headers(response.headers_mut(), decision);
+                        }
+                        if let Some(remaining) = *credits {
+                            response
+                                .headers_mut()
+                                .insert(CREDITS_REMAINING, remaining.into());
+                        }
+                        if let Some(name) = soon_header.take() {
+                            soon_scopes_header(response, name);
+                        }
                     }
-                    if let Some(remaining) = *credits {
-                        response
-                            .headers_mut()
-                            .insert(CREDITS_REMAINING, remaining.into());
-                    }
-                    if let Some(name) = soon_header.take() {
-                        soon_scopes_header(&mut response, name);
-                    }
-                    return Poll::Ready(Ok(response));
+                    return poll;
                 }
                 StateProj::Rejected { response } => {
                     let response = response.take().expect("polled after completion");

@@ -49,17 +49,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Future { future, would_deny } => {
-                let mut response = std::task::ready!(future.poll(cx))?;
-                if let Some(would_deny) = would_deny.take() {
-                    let extensions = response.extensions_mut();
-                    match extensions.get_mut::<WouldDeny>() {
-                        Some(existing) => existing.add(would_deny.missing()),
-                        None => {
-                            extensions.insert(would_deny);
+                // The response is changed where the inner future put it and
+                // returned as it is: no copy out and back in.
+                let mut poll = future.poll(cx);
+                if let Poll::Ready(Ok(response)) = &mut poll {
+                    if let Some(would_deny) = would_deny.take() {
+                        let extensions = response.extensions_mut();
+                        match extensions.get_mut::<WouldDeny>() {
+                            Some(existing) => existing.add(would_deny.missing()),
+                            None => {
+                                extensions.insert(would_deny);
+                            }
                         }
                     }
                 }
-                Poll::Ready(Ok(response))
+                poll
             }
             KindProj::Rejected { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
