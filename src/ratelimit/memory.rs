@@ -77,10 +77,11 @@ pub(crate) struct TatTable<K> {
     shards: Box<[Mutex<Shard<K>>]>,
     hasher: RandomState,
     shard_capacity: usize,
-    /// How many keys the shards hold, kept beside them (each change made
-    /// under the shard's lock): [`peek`](Self::peek) answers an empty
-    /// table without hashing or locking, the failure throttle's common
-    /// case (no client with failures on record).
+    /// How many keys the shards hold, kept beside them: an insert counts
+    /// under its shard's lock, a sweep after it let go of the locks, so the
+    /// count is at times a little high, never low. [`peek`](Self::peek)
+    /// answers an empty table without hashing or locking, the failure
+    /// throttle's common case (no client with failures on record).
     tracked: AtomicUsize,
 }
 
