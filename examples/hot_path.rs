@@ -19,6 +19,9 @@
 //! `AsyncRequireAuthorizationLayer`) or `none` (the layer loop without
 //! the layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
+//! With `THREADS=n` (default 1) the layer modes run on `n` threads at once,
+//! all presenting the same key, and print the wall time a request: what
+//! contention on one key's shared state costs.
 //!
 //! With `--features axum,jwt,webhooks`, `router`, `router-unlimited` and
 //! `bare` drive the example server's routers (`examples/server/app.rs`:
@@ -77,6 +80,39 @@ where
             assert_eq!(res.status(), StatusCode::OK);
         }
     });
+}
+
+/// `layer_loop` on `THREADS` threads at once (each its own runtime and a
+/// clone of `service`, as a multi-threaded server has), all presenting the
+/// same key: what contention on that key's shared state costs. Prints the
+/// wall time per request of one thread.
+fn layer_threads<S>(rt: &tokio::runtime::Runtime, service: &S, token: &HeaderValue, n: usize)
+where
+    S: Service<Request<String>, Response = Response<String>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync,
+    S::Future: Send,
+{
+    let threads = env_usize("THREADS", 1).max(1);
+    let start = std::time::Instant::now();
+    if threads == 1 {
+        layer_loop(rt, service, token, n);
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .unwrap();
+                    layer_loop(&rt, service, token, n);
+                });
+            }
+        });
+    }
+    let per = start.elapsed().as_nanos() / n.max(1) as u128;
+    println!("{threads} thread(s): {per} ns a request on each");
 }
 
 /// The benchmarks' fair peer (`StorePeer`), for `peer`.
@@ -204,7 +240,7 @@ fn main() {
                 .layer(AuthLayer::new(keyring))
                 .layer(RequireScopesLayer::all(["read"]).unwrap())
                 .service(ok);
-            layer_loop(&rt, &service, &header, n);
+            layer_threads(&rt, &service, &header, n);
         }
         "peer" => {
             let service = ServiceBuilder::new()
@@ -212,10 +248,10 @@ fn main() {
                     digests.into_iter(),
                 )))
                 .service(ok);
-            layer_loop(&rt, &service, &header, n);
+            layer_threads(&rt, &service, &header, n);
         }
         // The same requests without any layer: subtract from `layer`.
-        "none" => layer_loop(&rt, &ok, &header, n),
+        "none" => layer_threads(&rt, &ok, &header, n),
         _ => verify_loop(&rt, &keyring, token.expose_secret(), n),
     }
     println!("{what}: {n} iterations over {keys} keys");
