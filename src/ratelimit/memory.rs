@@ -519,6 +519,13 @@ mod tests {
         let kept = (0..40u32).find(|k| table.shards.iter().any(|s| lock(s).tats.contains_key(k)));
         let kept = kept.expect("some key is kept");
         assert!(!table.peek(&kept, quota, || now).unwrap().allowed);
+        // Every key idle: a full shard sweeps itself before the next
+        // insert, so it holds fewer keys after it than before.
+        now += 120_000_000_000;
+        let before = table.len();
+        assert!(table.step(&1000, |k| *k, quota, now).allowed);
+        assert!(table.len() < before, "the shard swept itself");
+        assert_eq!(counted(&table), table.len(), "after a shard swept itself");
         let held = table.len();
         assert_eq!(table.sweep(now + 120_000_000_000), held, "every key idle");
         assert_eq!((counted(&table), table.len()), (0, 0));
