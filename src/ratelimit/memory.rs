@@ -282,13 +282,11 @@ impl<K: Hash + Eq> TatTable<K> {
         }
     }
 
-    /// Records that a shard went from `before` keys to `after`.
+    /// Records that a shard went from `before` keys to `after`: the
+    /// difference, wrapping (`fetch_add` wraps too), so a shrink subtracts.
     fn resized(&self, before: usize, after: usize) {
-        if after > before {
-            self.tracked.fetch_add(after - before, Ordering::Relaxed);
-        } else if before > after {
-            self.tracked.fetch_sub(before - after, Ordering::Relaxed);
-        }
+        self.tracked
+            .fetch_add(after.wrapping_sub(before), Ordering::Relaxed);
     }
 
     /// The hash of `key` and its shard.
