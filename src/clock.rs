@@ -37,6 +37,7 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[inline]
     fn now(&self) -> OffsetDateTime {
         utc(SystemTime::now())
     }
@@ -69,6 +70,33 @@ fn utc(at: SystemTime) -> OffsetDateTime {
     whole
         .and_then(|whole| whole.replace_nanosecond(since.subsec_nanos()).ok())
         .unwrap_or_else(|| OffsetDateTime::from(at))
+}
+
+/// `at.unix_timestamp_nanos()`, at a quarter of its cost for an instant in
+/// the second this thread's [`SystemClock`] last read: the rate limiters
+/// turn the instant the layer just read into nanoseconds on every request.
+pub(crate) fn unix_timestamp_nanos(at: OffsetDateTime) -> i128 {
+    let (secs, whole) = SECOND.with(Cell::get);
+    let same_second = at.offset().is_utc()
+        && at.date() == whole.date()
+        && at.time().as_hms() == whole.time().as_hms();
+    if same_second {
+        // `whole` is `secs` seconds after the epoch (see `utc`).
+        i128::from(secs) * 1_000_000_000 + i128::from(at.nanosecond())
+    } else {
+        at.unix_timestamp_nanos()
+    }
+}
+
+/// `a <= b`. Instants at UTC (the clock's and the stores') compare by
+/// calendar date and time of day, at a third of the cost of `time`'s
+/// comparison, which works out both offsets first.
+pub(crate) fn at_or_before(a: OffsetDateTime, b: OffsetDateTime) -> bool {
+    if a.offset().is_utc() && b.offset().is_utc() {
+        (a.date(), a.time()) <= (b.date(), b.time())
+    } else {
+        a <= b
+    }
 }
 
 /// A clock that moves only when told: for tests (feature `test-util`).
@@ -131,7 +159,8 @@ mod tests {
 
     use time::OffsetDateTime;
 
-    use super::{utc, Clock, SystemClock};
+    use super::{at_or_before, unix_timestamp_nanos, utc, Clock, SystemClock};
+    use time::macros::{datetime, offset};
 
     /// The per-second cache answers exactly what `time` does: within one
     /// second, across seconds, and in either order.
@@ -160,6 +189,70 @@ mod tests {
         std::thread::spawn(move || assert_eq!(utc(now), OffsetDateTime::from(now)))
             .join()
             .unwrap();
+    }
+
+    /// Within the cached second and outside it, before the epoch, at other
+    /// offsets: what `time` answers.
+    #[test]
+    fn nanoseconds_since_the_epoch_are_what_time_says() {
+        let read = SystemClock.now(); // caches this thread's second
+        let second = read.replace_nanosecond(0).unwrap();
+        let instants = [
+            read,
+            second,
+            second + time::Duration::nanoseconds(999_999_999),
+            second - time::Duration::nanoseconds(1),
+            second + time::Duration::SECOND,
+            second + time::Duration::MINUTE,
+            second + time::Duration::HOUR,
+            second + time::Duration::DAY,
+            second - time::Duration::days(366),
+            // The same calendar second at another offset is another instant.
+            second.replace_offset(offset!(+2)),
+            second.to_offset(offset!(-5:30)),
+            datetime!(1969-12-31 23:59:59.5 UTC),
+            OffsetDateTime::UNIX_EPOCH,
+        ];
+        for at in instants {
+            assert_eq!(unix_timestamp_nanos(at), at.unix_timestamp_nanos(), "{at}");
+        }
+        // A thread that never read the clock caches the epoch.
+        std::thread::spawn(move || {
+            for at in [
+                OffsetDateTime::UNIX_EPOCH,
+                read,
+                second.to_offset(offset!(+1)),
+            ] {
+                assert_eq!(unix_timestamp_nanos(at), at.unix_timestamp_nanos(), "{at}");
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Equal, a nanosecond apart, a day apart, across offsets: as `time`
+    /// orders them.
+    #[test]
+    fn instants_order_as_time_orders_them() {
+        let at = datetime!(2026-11-27 14:05:32.5 UTC);
+        let others = [
+            at,
+            at + time::Duration::NANOSECOND,
+            at - time::Duration::NANOSECOND,
+            at + time::Duration::DAY,
+            at - time::Duration::DAY,
+            at.replace_time(time::macros::time!(14:05:32.4)),
+            at.to_offset(offset!(+3)),
+            at.to_offset(offset!(-1)) + time::Duration::NANOSECOND,
+            at.replace_offset(offset!(+1)),
+            at.replace_offset(offset!(-1)),
+            datetime!(2025-12-31 23:59:59.999_999_999 UTC),
+        ];
+        for a in others {
+            for b in others {
+                assert_eq!(at_or_before(a, b), a <= b, "{a} <= {b}");
+            }
+        }
     }
 
     #[test]

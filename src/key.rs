@@ -12,6 +12,7 @@ use rand::distr::{Alphanumeric, Distribution};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::clock::at_or_before;
 use crate::hash::TokenHash;
 use crate::scope::ScopeSet;
 use crate::usage::{Credits, IpAllowlist};
@@ -717,10 +718,10 @@ impl KeyRecord {
     pub fn state(&self, now: OffsetDateTime) -> KeyState {
         if self
             .revoked_at
-            .is_some_and(|at| !self.revocation_scheduled || at <= now)
+            .is_some_and(|at| !self.revocation_scheduled || at_or_before(at, now))
         {
             KeyState::Revoked
-        } else if self.expires_at.is_some_and(|at| at <= now) {
+        } else if self.expires_at.is_some_and(|at| at_or_before(at, now)) {
             KeyState::Expired
         } else {
             KeyState::Active

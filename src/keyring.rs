@@ -409,6 +409,8 @@ pub struct KeyringBuilder<S = NoStore> {
     kinds: Vec<KeyKind>,
     hasher: TokenHasher,
     clock: Arc<dyn Clock>,
+    /// `clock` is a [`SystemClock`]: read without the dynamic call.
+    system_clock: bool,
     last_used_interval: Duration,
     spawner: Option<Spawner>,
     timer: Option<Sleeper>,
@@ -445,6 +447,7 @@ impl<S> KeyringBuilder<S> {
             kinds: self.kinds,
             hasher: self.hasher,
             clock: self.clock,
+            system_clock: self.system_clock,
             last_used_interval: self.last_used_interval,
             spawner: self.spawner,
             timer: self.timer,
@@ -472,7 +475,8 @@ impl<S> KeyringBuilder<S> {
     }
 
     /// Where time comes from; the system clock by default.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
+    pub fn clock<C: Clock>(mut self, clock: C) -> Self {
+        self.system_clock = std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>();
         self.clock = Arc::new(clock);
         self
     }
@@ -605,6 +609,7 @@ impl KeyringBuilder<Arc<dyn KeyStore>> {
                 kinds: self.kinds.into_iter().map(Arc::new).collect(),
                 hasher: self.hasher,
                 clock: self.clock,
+                system_clock: self.system_clock,
                 last_used: Arc::new(LastUsedTracker::new(self.last_used_interval, timed)),
                 spawner: self.spawner,
                 timer: self.timer,
@@ -650,6 +655,8 @@ struct Inner {
     kinds: Vec<Arc<KeyKind>>,
     hasher: TokenHasher,
     clock: Arc<dyn Clock>,
+    /// `clock` is a [`SystemClock`] (see `now`).
+    system_clock: bool,
     last_used: Arc<LastUsedTracker>,
     spawner: Option<Spawner>,
     timer: Option<Sleeper>,
@@ -798,6 +805,7 @@ impl Keyring {
             kinds: Vec::new(),
             hasher: TokenHasher::sha256(),
             clock: Arc::new(SystemClock),
+            system_clock: true,
             spawner: None,
             timer: None,
             last_used_interval: Duration::from_secs(60),
@@ -824,7 +832,14 @@ impl Keyring {
 
     /// The current instant of the keyring's clock.
     pub(crate) fn now(&self) -> OffsetDateTime {
-        self.inner.clock.now()
+        // The default clock called directly: its instant comes back in
+        // registers, not through memory as a dynamic call's does (a stall
+        // on every request).
+        if self.inner.system_clock {
+            SystemClock.now()
+        } else {
+            self.inner.clock.now()
+        }
     }
 
     /// The keyring's clock, for the limiters of its HTTP layer.
@@ -994,6 +1009,18 @@ impl Keyring {
         from: UseContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let parsed = self.inner.format.parse(token)?;
+        // A store answering from memory: decided without this future
+        // holding anything across an await (the common case, and the
+        // cheapest). Otherwise, or for a scheduled revocation's reuse check,
+        // the same steps through the store's futures; a store without
+        // answers from memory pays its first hash twice, beside a round trip.
+        if let Some(done) = self.verify_now(&parsed, &from, self.now()) {
+            let (key, write) = done?;
+            if let Some(write) = write {
+                write.await;
+            }
+            return Ok(key);
+        }
         let record = self.find(&parsed).await?.ok_or(VerifyError::Unknown)?;
         let now = self.now();
         if let Some(refused) = refusal(&record, now) {
@@ -1002,7 +1029,7 @@ impl Keyring {
             }
             return Err(refused);
         }
-        let (key, write) = self.accept(record, &parsed, now, from)?;
+        let (key, write) = self.accept(record, &parsed, now, &from)?;
         if let Some(write) = write {
             write.await;
         }
@@ -1018,11 +1045,10 @@ impl Keyring {
     /// (by [`format`](Self::format)), and `now` from the keyring's clock:
     /// the layer parses the token once for its own checks and this one,
     /// and reads the clock once for this and its rate limit.
-    #[cfg(feature = "http")]
     pub(crate) fn verify_now(
         &self,
         parsed: &ParsedToken<'_, '_>,
-        from: UseContext<'_>,
+        from: &UseContext<'_>,
         now: OffsetDateTime,
     ) -> Option<Result<(VerifiedKey, Option<LastUsedWrite>), VerifyError>> {
         let record = match self.find_now(parsed)? {
@@ -1046,7 +1072,7 @@ impl Keyring {
         record: Arc<KeyRecord>,
         parsed: &ParsedToken<'_, '_>,
         now: OffsetDateTime,
-        from: UseContext<'_>,
+        from: &UseContext<'_>,
     ) -> Result<(VerifiedKey, Option<LastUsedWrite>), VerifyError> {
         let kind = self
             .inner
@@ -1104,7 +1130,6 @@ impl Keyring {
 
     /// [`find`](Self::find) from memory; `None` when the store would have
     /// to be asked through a future.
-    #[cfg(feature = "http")]
     fn find_now(
         &self,
         parsed: &ParsedToken<'_, '_>,
@@ -2138,8 +2163,6 @@ async fn finishes_within(
     .await
 }
 
-/// Writes a last-used batch; on failure the dropped batch goes back to the
-/// tracker for the next interval.
 /// A last-used write a verification hands back to be awaited (see
 /// [`Keyring::verify_now`]).
 pub(crate) type LastUsedWrite = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -2164,6 +2187,8 @@ fn exact(
     exact.then_some(record)
 }
 
+/// Writes a last-used batch; on failure the dropped batch goes back to the
+/// tracker for the next interval.
 async fn write_batch(store: Arc<dyn KeyStore>, batch: Batch) {
     match store.record_uses(batch.uses()).await {
         Ok(()) => batch.written(),

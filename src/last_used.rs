@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use time::{Duration, OffsetDateTime};
 
-use crate::clock::span;
+use crate::clock::{at_or_before, span};
 use crate::key::KeyId;
 use crate::usage::{clean_user_agent, KeyUse, RECENT_IPS};
 
@@ -48,7 +48,7 @@ impl Pending {
     /// most recent (instants taken on several threads may arrive a little
     /// out of order; `at` keeps the latest).
     fn note(&mut self, at: OffsetDateTime, ip: Option<IpAddr>, user_agent: Option<&str>) {
-        if at > self.at {
+        if !at_or_before(at, self.at) {
             self.at = at;
         }
         if let Some(ip) = ip {

@@ -243,7 +243,7 @@ impl Quota {
 /// An instant as nanoseconds since the Unix epoch, the unit of a stored TAT,
 /// saturating outside the years 1677–2262.
 pub(crate) fn unix_nanos(at: OffsetDateTime) -> i64 {
-    let nanos = at.unix_timestamp_nanos();
+    let nanos = crate::clock::unix_timestamp_nanos(at);
     i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
 

@@ -680,7 +680,7 @@ impl AuthConfig {
         if let Err(rejection) = self.check_source(parsed.kind().prefix(), credential) {
             return Some(Err((rejection, None)));
         }
-        Some(match self.keyring.verify_now(&parsed, from, now)? {
+        Some(match self.keyring.verify_now(&parsed, &from, now)? {
             Ok((key, write)) => match key_principal(key, tenant) {
                 Ok(principal) => Ok((principal, write)),
                 Err(rejection) => Err((rejection, write)),
