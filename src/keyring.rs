@@ -475,8 +475,8 @@ impl<S> KeyringBuilder<S> {
     }
 
     /// Where time comes from; the system clock by default.
-    pub fn clock<C: Clock>(mut self, clock: C) -> Self {
-        self.system_clock = std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>();
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.system_clock = is_system_clock(&clock);
         self.clock = Arc::new(clock);
         self
     }
@@ -2167,6 +2167,11 @@ async fn finishes_within(
 /// [`Keyring::verify_now`]).
 pub(crate) type LastUsedWrite = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Whether `clock` is the [`SystemClock`] (read without the dynamic call).
+fn is_system_clock<C: Clock>(_clock: &C) -> bool {
+    std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>()
+}
+
 /// Why a found record is refused at `now`, if it is.
 fn refusal(record: &KeyRecord, now: OffsetDateTime) -> Option<VerifyError> {
     match record.state(now) {
@@ -2224,6 +2229,37 @@ mod tests {
             .kind(KeyKind::new("pk", ScopeCatalog::builder().build().unwrap()).unwrap())
             .build()
             .unwrap()
+    }
+
+    /// The default clock, or `SystemClock` given explicitly, is read
+    /// directly; any other clock through the keyring's `dyn Clock`.
+    #[test]
+    fn only_the_system_clock_is_read_directly() {
+        #[derive(Debug)]
+        struct Fixed;
+        impl Clock for Fixed {
+            fn now(&self) -> OffsetDateTime {
+                OffsetDateTime::UNIX_EPOCH
+            }
+        }
+        assert!(keyring().inner.system_clock);
+        let explicit = Keyring::builder().clock(SystemClock);
+        assert!(explicit.system_clock);
+        let manual = Keyring::builder().clock(crate::ManualClock::new(OffsetDateTime::UNIX_EPOCH));
+        assert!(!manual.system_clock);
+        let fixed = Keyring::builder()
+            .store(crate::MemoryStore::new())
+            .clock(Fixed)
+            .kind(KeyKind::new("pk", ScopeCatalog::builder().build().unwrap()).unwrap())
+            .build()
+            .unwrap();
+        assert!(!fixed.inner.system_clock);
+        assert_eq!(fixed.now(), OffsetDateTime::UNIX_EPOCH);
+        // The flag survives `shared_store`.
+        let shared = Keyring::builder()
+            .clock(Fixed)
+            .shared_store(Arc::new(crate::MemoryStore::new()));
+        assert!(!shared.system_clock);
     }
 
     #[test]
