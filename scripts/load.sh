@@ -30,7 +30,8 @@
 #
 # Needs `wrk` (Debian package `wrk`); installs it with apt-get when absent and
 # running as root. Bounded: the build aside, it runs
-# 2 * ROUNDS * DURATION plus a few seconds of start-up.
+# 3 * ROUNDS * DURATION (limited, unlimited and bare rounds) plus a few
+# seconds of start-up.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}

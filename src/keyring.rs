@@ -1009,19 +1009,14 @@ impl Keyring {
         from: UseContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let parsed = self.inner.format.parse(token)?;
-        // A store answering from memory: decided without this future
-        // holding anything across an await (the common case, and the
-        // cheapest). Otherwise, or for a scheduled revocation's reuse check,
-        // the same steps through the store's futures; a store without
-        // answers from memory pays its first hash twice, beside a round trip.
-        if let Some(done) = self.verify_now(&parsed, &from, self.now()) {
-            let (key, write) = done?;
-            if let Some(write) = write {
-                write.await;
-            }
-            return Ok(key);
+        // From memory when the store can, without a future (the common case
+        // and the cheapest); otherwise through the store's futures, the
+        // first hash worked out again beside a round trip.
+        let record = match self.find_now(&parsed) {
+            Some(found) => found?,
+            None => self.find(&parsed).await?,
         }
-        let record = self.find(&parsed).await?.ok_or(VerifyError::Unknown)?;
+        .ok_or(VerifyError::Unknown)?;
         let now = self.now();
         if let Some(refused) = refusal(&record, now) {
             if matches!(refused, VerifyError::Revoked) {
@@ -1045,6 +1040,7 @@ impl Keyring {
     /// (by [`format`](Self::format)), and `now` from the keyring's clock:
     /// the layer parses the token once for its own checks and this one,
     /// and reads the clock once for this and its rate limit.
+    #[cfg(feature = "http")]
     pub(crate) fn verify_now(
         &self,
         parsed: &ParsedToken<'_, '_>,
