@@ -72,8 +72,9 @@ fn utc(at: SystemTime) -> OffsetDateTime {
         .unwrap_or_else(|| OffsetDateTime::from(at))
 }
 
-/// `at.unix_timestamp_nanos()`, at a quarter of its cost for an instant in
-/// the second this thread's [`SystemClock`] last read: the rate limiters
+/// `at.unix_timestamp_nanos()`, at about two thirds of its cost for an
+/// instant in the second this thread's [`SystemClock`] last read (6 ns a
+/// call here, 4 through the cache): the rate limiters
 /// turn the instant the layer just read into nanoseconds on every request.
 pub(crate) fn unix_timestamp_nanos(at: OffsetDateTime) -> i128 {
     let (secs, whole) = SECOND.with(Cell::get);
