@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 mod common;
 
 #[cfg(feature = "http")]
-use common::StorePeer;
+use common::{feature_peer, StorePeer};
 use common::{issue_keys, issue_limited, keyring, keyring_with, token_key, KEYS};
 
 fn pak_controller() -> PrefixedApiKeyController<rand08::rngs::ThreadRng, Sha256> {
@@ -214,6 +214,53 @@ fn layer(c: &mut Criterion) {
         .layer(AsyncRequireAuthorizationLayer::new(store))
         .service(ok);
     bench(&mut group, &rt, "tower_http_store_peer", peer, &request);
+
+    // The fair peer doing keyward's other work too, plainly written
+    // (`common::feature_peer`): what that work costs at least.
+    let shared = feature_peer::Shared::new(
+        tokens
+            .iter()
+            .map(String::as_str)
+            .chain([limited.to_str().unwrap()]),
+        |t| (t == limited.to_str().unwrap()).then_some(u32::MAX),
+    );
+    let feature = ServiceBuilder::new()
+        .layer_fn(|inner| shared.layer(inner))
+        .layer(AsyncRequireAuthorizationLayer::new(
+            feature_peer::FeatureScopes("read"),
+        ))
+        .service(ok);
+    let res = rt
+        .block_on(feature.clone().oneshot(limited_request()))
+        .unwrap();
+    assert!(
+        res.headers().contains_key("ratelimit"),
+        "the limit is checked"
+    );
+    // It refuses what keyward refuses in these ways.
+    let unknown = TokenKind::new("pk").unwrap().generate();
+    for (values, refused) in [
+        (vec![unknown.expose_secret()], StatusCode::UNAUTHORIZED),
+        (vec![token.to_str().unwrap(); 2], StatusCode::BAD_REQUEST),
+        (vec!["pk_not a token"], StatusCode::BAD_REQUEST),
+        (vec![], StatusCode::UNAUTHORIZED),
+    ] {
+        let mut req = Request::get("/api/players");
+        for value in values {
+            req = req.header("x-api-key", value);
+        }
+        let req = req.body(String::new()).unwrap();
+        let res = rt.block_on(feature.clone().oneshot(req)).unwrap();
+        assert_eq!(res.status(), refused);
+    }
+    bench(
+        &mut group,
+        &rt,
+        "feature_peer_limit_on",
+        feature.clone(),
+        &limited_request,
+    );
+    bench(&mut group, &rt, "feature_peer_unlimited", feature, &request);
 
     let expected = token.clone();
     #[allow(clippy::result_large_err)]

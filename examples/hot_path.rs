@@ -16,8 +16,11 @@
 //! the default path, the limiter checked and its headers sent),
 //! `layer-unlimited` (an unlimited key), `peer` (the benchmarks' fair peer:
 //! the same store-backed check written with tower-http's
-//! `AsyncRequireAuthorizationLayer`) or `none` (the layer loop without
-//! the layers, to subtract), then `sha256` or `hmac`; `KEYS` (default
+//! `AsyncRequireAuthorizationLayer`), `feature-peer` and
+//! `feature-peer-unlimited` (that peer doing keyward's other work too,
+//! plainly written: `benches/common/mod.rs`, with a limited and an
+//! unlimited key) or `none` (the layer loop without the layers, to
+//! subtract), then `sha256` or `hmac`; `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 //! `verify` prints its loop's wall time per verification. An unknown mode
 //! or hasher is refused (exit status 2). With `THREADS=n` (default 1) the
@@ -190,7 +193,18 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map_or("verify", String::as_str);
     let router_mode = ROUTER_MODES.contains(&what);
-    if !router_mode && !["verify", "layer", "layer-unlimited", "peer", "none"].contains(&what) {
+    if !router_mode
+        && ![
+            "verify",
+            "layer",
+            "layer-unlimited",
+            "peer",
+            "feature-peer",
+            "feature-peer-unlimited",
+            "none",
+        ]
+        .contains(&what)
+    {
         usage(&format!("unknown mode {what:?}"));
     }
     if router_mode && !cfg!(all(feature = "axum", feature = "jwt", feature = "webhooks")) {
@@ -229,11 +243,13 @@ fn main() {
         .unwrap();
     // The key presented is the last one issued.
     let presented = match what {
-        "layer" => RateLimit::per_minute(u32::MAX).unwrap(),
+        "layer" | "feature-peer" => RateLimit::per_minute(u32::MAX).unwrap(),
         _ => RateLimit::Unlimited,
     };
     // `peer`: the SHA-256 of every token, the peer's store.
     let mut digests: Vec<[u8; 32]> = Vec::new();
+    // `feature-peer*`: every token, the feature peer's store.
+    let mut tokens: Vec<String> = Vec::new();
     let token = rt.block_on(async {
         let mut last = None;
         for i in 0..keys.max(1) {
@@ -248,6 +264,9 @@ fn main() {
                 .unwrap();
             if what == "peer" {
                 digests.push(Sha256::digest(issued.token.expose_secret().as_bytes()).into());
+            }
+            if what.starts_with("feature-peer") {
+                tokens.push(issued.token.expose_secret().to_owned());
             }
             last = Some(issued.token);
         }
@@ -271,6 +290,25 @@ fn main() {
                 .layer(AsyncRequireAuthorizationLayer::new(common::StorePeer::new(
                     digests.into_iter(),
                 )))
+                .service(ok);
+            layer_threads(&rt, &service, &header, n);
+        }
+        "feature-peer" | "feature-peer-unlimited" => {
+            let last = tokens.last().cloned().unwrap_or_default();
+            let limited = (what == "feature-peer").then_some(u32::MAX);
+            let shared =
+                common::feature_peer::Shared::new(tokens.iter().map(String::as_str), |t| {
+                    if t == last {
+                        limited
+                    } else {
+                        None
+                    }
+                });
+            let service = ServiceBuilder::new()
+                .layer_fn(|inner| shared.layer(inner))
+                .layer(AsyncRequireAuthorizationLayer::new(
+                    common::feature_peer::FeatureScopes("read"),
+                ))
                 .service(ok);
             layer_threads(&rt, &service, &header, n);
         }

@@ -15,11 +15,13 @@
 #     layers, a key whose rate limit is checked: the default path),
 #     `layer-unlimited`, `peer` (the benchmarks' fair peer: the same
 #     store-backed check with tower-http's `AsyncRequireAuthorizationLayer`),
+#     `feature-peer` and `feature-peer-unlimited` (that peer doing keyward's
+#     other work too, plainly written: what the work costs at least),
 #     `none` (the same requests without layers: subtract it), `router`,
 #     `router-unlimited` and `bare` (the example server's routers in
 #     process: subtract `bare`);
-#   * prints the differences that matter: layers and peer over none, the
-#     layers against the peer, routers over bare.
+#   * prints the differences that matter: layers and peers over none, the
+#     layers against the peers, routers over bare.
 #
 # Environment variables read (defaults in brackets):
 #   KEYS [100000]  ITERATIONS [10000]
@@ -48,7 +50,8 @@ trap 'rm -rf "$work"' EXIT
 declare -A per
 for mode in "verify sha256 verify_loop" "verify hmac verify_loop" \
     "layer sha256 layer_loop" "layer-unlimited sha256 layer_loop" \
-    "peer sha256 layer_loop" "none sha256 layer_loop" "router - router_loop" \
+    "peer sha256 layer_loop" "feature-peer sha256 layer_loop" \
+    "feature-peer-unlimited sha256 layer_loop" "none sha256 layer_loop" "router - router_loop" \
     "router-unlimited - router_loop" "bare - router_loop"; do
     set -- $mode
     total=$(valgrind --tool=callgrind --callgrind-out-file="$work/out" \
@@ -62,9 +65,15 @@ done
 printf 'layers over none:    limited %d, unlimited %d; peer over none %d\n' \
     $((per["layer sha256"] - per["none sha256"])) $((per["layer-unlimited sha256"] - per["none sha256"])) \
     $((per["peer sha256"] - per["none sha256"]))
+printf 'feature peer over none: limited %d, unlimited %d\n' \
+    $((per["feature-peer sha256"] - per["none sha256"])) \
+    $((per["feature-peer-unlimited sha256"] - per["none sha256"]))
 # Whole requests, as the criterion group compares them (1.00 = the peer's).
 printf 'layers against the peer: limited %s, unlimited %s\n' \
     "$(awk -v a="${per["layer sha256"]}" -v b="${per["peer sha256"]}" 'BEGIN { printf "%.2f", a / b }')" \
     "$(awk -v a="${per["layer-unlimited sha256"]}" -v b="${per["peer sha256"]}" 'BEGIN { printf "%.2f", a / b }')"
+printf 'layers against the feature peer: limited %s, unlimited %s\n' \
+    "$(awk -v a="${per["layer sha256"]}" -v b="${per["feature-peer sha256"]}" 'BEGIN { printf "%.2f", a / b }')" \
+    "$(awk -v a="${per["layer-unlimited sha256"]}" -v b="${per["feature-peer-unlimited sha256"]}" 'BEGIN { printf "%.2f", a / b }')"
 printf 'routers over bare:   limited %d, unlimited %d\n' \
     $((per["router -"] - per["bare -"])) $((per["router-unlimited -"] - per["bare -"]))

@@ -130,3 +130,346 @@ pub fn issue_limited(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> String 
     let issued = rt.block_on(keyring.issue(new)).unwrap();
     issued.token.expose_secret().to_owned()
 }
+
+/// The fair peer doing, plainly, the work keyward's two layers do besides
+/// the peer's check: what that work costs at least, written without a
+/// library. Per request: the credential header looked up and refused when
+/// repeated, too long, not visible ASCII or not a b64token; an
+/// `Authorization` header looked for; the tenant and `User-Agent` headers
+/// looked up; the token's prefix, digits and CRC-32 checked (keyward's
+/// public [`keyward::TokenFormat::parse`]: the format's own cost); the
+/// clock read; SHA-256 and a lookup behind a lock; revocation, expiry and
+/// the tenant checked; the last use stored (one atomic store: less than
+/// keyward's note, which also keeps the address and user agent for its
+/// batched write); the record in the extensions; the scope checked by a
+/// second layer from the extensions ([`FeatureScopes`]). With a limit: a
+/// GCRA step on the record (one compare-and-swap), the decision in the
+/// extensions and two `RateLimit` headers on the response (the policy's
+/// value prepared once, the state's written without `core::fmt`).
+#[cfg(feature = "http")]
+pub mod feature_peer {
+    use std::collections::HashMap;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, RwLock};
+    use std::task::{Context, Poll};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use http::header::{HeaderName, HeaderValue, AUTHORIZATION, USER_AGENT};
+    use http::{HeaderMap, Request, Response, StatusCode};
+    use keyward::{TokenFormat, TokenKind};
+    use sha2::{Digest, Sha256};
+
+    const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    const TENANT: HeaderName = HeaderName::from_static("x-property-id");
+    const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+    /// A key as the peer stores it.
+    pub struct Record {
+        tenant: String,
+        scopes: Vec<String>,
+        revoked: bool,
+        expires_at: Option<SystemTime>,
+        /// Seconds since the epoch of the last use.
+        last_used: AtomicU64,
+        /// `(limit a minute, the policy's header value)`, `None`: unlimited.
+        limit: Option<(u32, HeaderValue)>,
+        /// The GCRA's theoretical arrival time, ns since the epoch.
+        tat: AtomicU64,
+    }
+
+    /// A rate decision, as the peer reports it.
+    #[derive(Clone, Copy)]
+    pub struct Decision {
+        remaining: u64,
+        reset_secs: u64,
+    }
+
+    /// The peer's layer: its shared state and the inner service.
+    #[derive(Clone)]
+    pub struct FeaturePeer<S> {
+        inner: S,
+        shared: Arc<Shared>,
+    }
+
+    pub struct Shared {
+        format: TokenFormat,
+        keys: RwLock<HashMap<[u8; 32], Arc<Record>>>,
+    }
+
+    impl Shared {
+        /// Keys for `tokens` (tenant `t<i % 1000>`, scope `read`), each
+        /// with the limit `limit_of(token)` a minute, if any.
+        pub fn new<'t>(
+            tokens: impl Iterator<Item = &'t str>,
+            limit_of: impl Fn(&str) -> Option<u32>,
+        ) -> Arc<Self> {
+            let far = SystemTime::now() + Duration::from_secs(86_400 * 365);
+            let keys = tokens
+                .enumerate()
+                .map(|(i, token)| {
+                    let limit = limit_of(token).map(|per_minute| {
+                        let policy = format!("\"default\";q={per_minute};w=60");
+                        (per_minute, HeaderValue::from_str(&policy).unwrap())
+                    });
+                    let tenant = if limit.is_some() {
+                        "t_limited".to_owned()
+                    } else {
+                        format!("t{}", i % 1000)
+                    };
+                    let record = Record {
+                        tenant,
+                        scopes: vec!["read".to_owned()],
+                        revoked: false,
+                        expires_at: Some(far),
+                        last_used: AtomicU64::new(0),
+                        limit,
+                        tat: AtomicU64::new(0),
+                    };
+                    (Sha256::digest(token.as_bytes()).into(), Arc::new(record))
+                })
+                .collect();
+            Arc::new(Shared {
+                format: TokenFormat::new([TokenKind::new("pk").unwrap()]),
+                keys: RwLock::new(keys),
+            })
+        }
+
+        pub fn layer<S>(self: &Arc<Self>, inner: S) -> FeaturePeer<S> {
+            FeaturePeer {
+                inner,
+                shared: self.clone(),
+            }
+        }
+    }
+
+    fn status(code: StatusCode) -> Response<String> {
+        let mut res = Response::new(String::new());
+        *res.status_mut() = code;
+        res
+    }
+
+    /// The one value of header `name`, if any: refused when repeated, too
+    /// long, not visible ASCII or empty.
+    fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ()> {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() || value.len() > 512 {
+            return Err(());
+        }
+        match value.to_str() {
+            Ok(text) if !text.is_empty() => Ok(Some(text)),
+            _ => Err(()),
+        }
+    }
+
+    /// RFC 6750's `b64token`.
+    fn is_b64token(text: &str) -> bool {
+        let body = text.trim_end_matches('=');
+        !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    }
+
+    impl Shared {
+        /// The record of the request's key and the rate decision, or the
+        /// refusal's status.
+        fn check(
+            &self,
+            headers: &HeaderMap,
+        ) -> Result<(Arc<Record>, Option<Decision>), StatusCode> {
+            let bad = |()| StatusCode::BAD_REQUEST;
+            let token = single(headers, &API_KEY).map_err(bad)?;
+            if let Some(auth) = single(headers, &AUTHORIZATION).map_err(bad)? {
+                // The Bearer source: not presented by these requests.
+                return Err(if auth.len() > 7 {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::BAD_REQUEST
+                });
+            }
+            let token = token.ok_or(StatusCode::UNAUTHORIZED)?;
+            if !is_b64token(token) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            let tenant = single(headers, &TENANT).map_err(bad)?;
+            let user_agent = headers.get(USER_AGENT).map(HeaderValue::as_bytes);
+            std::hint::black_box(user_agent);
+            self.format
+                .parse(token)
+                .map_err(|_| StatusCode::UNAUTHORIZED)?;
+            let now = SystemTime::now();
+            let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            let record = self
+                .keys
+                .read()
+                .unwrap()
+                .get(&hash)
+                .cloned()
+                .ok_or(StatusCode::UNAUTHORIZED)?;
+            if record.revoked || record.expires_at.is_some_and(|at| now >= at) {
+                return Err(StatusCode::UNAUTHORIZED);
+            }
+            if tenant.is_some_and(|t| t != record.tenant) {
+                return Err(StatusCode::FORBIDDEN);
+            }
+            let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+            record.last_used.store(since.as_secs(), Ordering::Relaxed);
+            let decision = match &record.limit {
+                None => None,
+                Some((per_minute, _)) => Some(gcra(&record.tat, *per_minute, since)?),
+            };
+            Ok((record, decision))
+        }
+    }
+
+    /// One GCRA step (burst: the whole minute's limit).
+    fn gcra(tat: &AtomicU64, per_minute: u32, now: Duration) -> Result<Decision, StatusCode> {
+        let now = now.as_nanos() as u64;
+        let interval = 60_000_000_000 / u64::from(per_minute).max(1);
+        let window = 60_000_000_000u64;
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            let next = current.max(now) + interval;
+            if next - now > window {
+                return Err(StatusCode::TOO_MANY_REQUESTS);
+            }
+            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Ok(Decision {
+                        remaining: (window - (next - now)) / interval,
+                        reset_secs: (next - now).div_ceil(1_000_000_000),
+                    });
+                }
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// `"default";r=<remaining>;t=<reset>`, without `core::fmt`.
+    fn state_value(decision: Decision) -> HeaderValue {
+        fn push(buf: &mut [u8; 64], len: &mut usize, mut n: u64) {
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            let d = &digits[i..];
+            buf[*len..*len + d.len()].copy_from_slice(d);
+            *len += d.len();
+        }
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        for (text, n) in [
+            (&b"\"default\";r="[..], decision.remaining),
+            (&b";t="[..], decision.reset_secs),
+        ] {
+            buf[len..len + text.len()].copy_from_slice(text);
+            len += text.len();
+            push(&mut buf, &mut len, n);
+        }
+        HeaderValue::from_bytes(&buf[..len]).unwrap()
+    }
+
+    impl<S> tower::Service<Request<String>> for FeaturePeer<S>
+    where
+        S: tower::Service<Request<String>, Response = Response<String>> + Clone,
+    {
+        type Response = Response<String>;
+        type Error = S::Error;
+        type Future = PeerFuture<S::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, mut req: Request<String>) -> Self::Future {
+            match self.shared.check(req.headers()) {
+                Ok((record, decision)) => {
+                    let policy = record.limit.as_ref().map(|(_, policy)| policy.clone());
+                    req.extensions_mut().insert(record);
+                    if let Some(decision) = decision {
+                        req.extensions_mut().insert(decision);
+                    }
+                    let clone = self.inner.clone();
+                    let mut inner = std::mem::replace(&mut self.inner, clone);
+                    PeerFuture::Inner {
+                        future: inner.call(req),
+                        headers: decision.zip(policy),
+                    }
+                }
+                Err(code) => PeerFuture::Refused {
+                    response: Some(status(code)),
+                },
+            }
+        }
+    }
+
+    pin_project_lite::pin_project! {
+        /// The inner service's future, the rate limit headers added to its
+        /// response; or a refusal.
+        #[project = PeerProj]
+        pub enum PeerFuture<F> {
+            Inner { #[pin] future: F, headers: Option<(Decision, HeaderValue)> },
+            Refused { response: Option<Response<String>> },
+        }
+    }
+
+    impl<F, E> Future for PeerFuture<F>
+    where
+        F: Future<Output = Result<Response<String>, E>>,
+    {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            match self.project() {
+                PeerProj::Inner { future, headers } => {
+                    let mut poll = future.poll(cx);
+                    if let (Poll::Ready(Ok(res)), Some((decision, policy))) =
+                        (&mut poll, headers.take())
+                    {
+                        res.headers_mut().insert(RATELIMIT_POLICY, policy);
+                        res.headers_mut().insert(RATELIMIT, state_value(decision));
+                    }
+                    poll
+                }
+                PeerProj::Refused { response } => {
+                    Poll::Ready(Ok(response.take().expect("polled once")))
+                }
+            }
+        }
+    }
+
+    /// The scope check, from the record in the extensions (tower-http's
+    /// `AsyncRequireAuthorizationLayer`).
+    #[derive(Clone)]
+    pub struct FeatureScopes(pub &'static str);
+
+    impl<B: Send + 'static> tower_http::auth::AsyncAuthorizeRequest<B> for FeatureScopes {
+        type RequestBody = B;
+        type ResponseBody = String;
+        type Future = std::future::Ready<Result<Request<B>, Response<String>>>;
+
+        fn authorize(&mut self, req: Request<B>) -> Self::Future {
+            let allowed = req
+                .extensions()
+                .get::<Arc<Record>>()
+                .is_some_and(|record| record.scopes.iter().any(|s| s == self.0));
+            std::future::ready(if allowed {
+                Ok(req)
+            } else {
+                Err(status(StatusCode::FORBIDDEN))
+            })
+        }
+    }
+}
