@@ -145,6 +145,9 @@ pub struct Source {
     /// `Authorization: Bearer`: the only source whose values may go to an
     /// external authenticator.
     bearer: bool,
+    /// The built-in whole-value source ([`WholeValue`]): its value is read
+    /// as [`Presented::new`]`(value, 0)`.
+    whole: bool,
 }
 
 impl Source {
@@ -161,6 +164,7 @@ impl Source {
         Source {
             inner: Arc::new(WholeValue { name, describe }),
             bearer: false,
+            whole: true,
         }
     }
 
@@ -171,6 +175,7 @@ impl Source {
         Source {
             inner: Arc::new(Bearer),
             bearer: true,
+            whole: false,
         }
     }
 
@@ -180,6 +185,7 @@ impl Source {
         Source {
             inner: Arc::new(source),
             bearer: false,
+            whole: false,
         }
     }
 
@@ -225,7 +231,7 @@ impl CredentialSource for Bearer {
         "Authorization: Bearer"
     }
     fn read(&self, value: &HeaderValue) -> Result<Option<Presented>, Rejection> {
-        // `single_value` checked it is visible ASCII.
+        // `visible_text` checked it is visible ASCII.
         let text = value.to_str().map_err(|_| {
             Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
         })?;
@@ -359,10 +365,16 @@ impl CredentialRules {
     pub(crate) fn extract(&self, headers: &HeaderMap) -> Result<Option<Credential>, Rejection> {
         let mut found: Option<Credential> = None;
         for (i, source) in self.sources.iter().enumerate() {
-            let Some(value) = single_value(headers, source.inner.header(), self.max_len)? else {
+            let Some(value) = single_header(headers, source.inner.header(), self.max_len)? else {
                 continue;
             };
-            let Some(presented) = source.inner.read(value.0)? else {
+            let presented = if source.whole {
+                Some(whole_value(value)?)
+            } else {
+                visible_text(value)?;
+                source.inner.read(value)?
+            };
+            let Some(presented) = presented else {
                 continue;
             };
             match &mut found {
@@ -416,6 +428,19 @@ fn single_value<'a>(
     name: &HeaderName,
     max_len: usize,
 ) -> Result<Option<(&'a HeaderValue, &'a str)>, Rejection> {
+    match single_header(headers, name, max_len)? {
+        None => Ok(None),
+        Some(value) => Ok(Some((value, visible_text(value)?))),
+    }
+}
+
+/// The value of a header that must appear at most once and be at most
+/// `max_len` bytes long.
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    max_len: usize,
+) -> Result<Option<&'a HeaderValue>, Rejection> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -430,6 +455,23 @@ fn single_value<'a>(
             "a credential or tenant header is too long",
         ));
     }
+    Ok(Some(value))
+}
+
+/// The token of a whole-value source's header (`X-Api-Key`): as
+/// [`visible_text`] then [`Presented::new`]`(value, 0)` would have it, one
+/// pass over the value when it is a token. A b64token is visible ASCII and
+/// not empty, so `visible_text` would pass; it runs only to name what is
+/// wrong with a value that is not one.
+fn whole_value(value: &HeaderValue) -> Result<Presented, Rejection> {
+    Presented::new(value, 0).or_else(|rejection| {
+        visible_text(value)?;
+        Err(rejection)
+    })
+}
+
+/// The text of a credential or tenant header: visible ASCII, not empty.
+fn visible_text(value: &HeaderValue) -> Result<&str, Rejection> {
     let text = value.to_str().map_err(|_| {
         Rejection::InvalidRequest("a credential or tenant header is not visible ASCII")
     })?;
@@ -438,7 +480,7 @@ fn single_value<'a>(
             "a credential or tenant header is empty",
         ));
     }
-    Ok(Some((value, text)))
+    Ok(text)
 }
 
 /// The token of `Bearer <token>`; `None` for another scheme.
@@ -599,6 +641,44 @@ mod tests {
             reason("Bearer t t"),
             "the credential is not a single token (RFC 6750 b64token)"
         );
+    }
+
+    /// `whole_value` answers as checking the text first, then the token
+    /// did: the same token, or the same rejection.
+    #[test]
+    fn a_whole_value_is_read_as_its_text_then_its_token() {
+        let reference =
+            |value: &HeaderValue| visible_text(value).and_then(|_| Presented::new(value, 0));
+        let mut values: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"pk_abc".to_vec(),
+            b"pk_abc==".to_vec(),
+            b"==".to_vec(),
+            b"pk abc".to_vec(),
+            b"\tpk".to_vec(),
+            b"pk_abc\xff".to_vec(),
+        ];
+        for b in 0..=255u8 {
+            for at in [0, 3, 6] {
+                let mut value = b"pk_abc".to_vec();
+                value.insert(at, b);
+                values.push(value);
+            }
+            values.push(vec![b]);
+        }
+        let mut checked = 0;
+        for bytes in values {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                continue;
+            };
+            checked += 1;
+            match (whole_value(&value), reference(&value)) {
+                (Ok(got), Ok(want)) => assert_eq!(got.value(), want.value()),
+                (Err(got), Err(want)) => assert_eq!(got, want, "{bytes:?}"),
+                (got, want) => panic!("{bytes:?}: {got:?} against {want:?}"),
+            }
+        }
+        assert!(checked > 700, "{checked}");
     }
 
     #[test]
