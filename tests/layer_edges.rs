@@ -256,3 +256,128 @@ async fn revoke_answers_the_fresh_last_use() {
     assert!(revoked.revoked_at().is_some());
     assert_eq!(revoked.last_used_at(), fresh);
 }
+
+/// An inner service that holds tower's contract to account: a clone is
+/// not ready, `poll_ready` readies it, and `call` on a service that is not
+/// ready panics (as a `Buffer` or a concurrency limit would misbehave).
+#[derive(Debug)]
+struct Strict {
+    ready: bool,
+}
+
+impl Clone for Strict {
+    fn clone(&self) -> Self {
+        Strict { ready: false }
+    }
+}
+
+impl tower::Service<Request<String>> for Strict {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.ready = true;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        assert!(self.ready, "called without poll_ready");
+        self.ready = false;
+        std::future::ready(Ok(Response::new(String::new())))
+    }
+}
+
+/// A hook that lets everything through: it sends authentication down the
+/// asynchronous path.
+struct Pass;
+
+#[keyward::async_trait]
+impl keyward::http::AuthHook for Pass {
+    async fn after_authentication(
+        &self,
+        _: &Principal,
+        _: &mut http::request::Parts,
+    ) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// Each layer calls its inner service only when `poll_ready` readied it:
+/// the service itself when it calls at once, the readied one kept for the
+/// request when it calls later; several requests on one service, each
+/// after its own `poll_ready`.
+#[tokio::test]
+async fn layers_call_only_a_readied_inner_service() {
+    use keyward::http::ThrottleLayer;
+    use keyward::ratelimit::Quota;
+    use tower::Service;
+
+    let (keyring, _) = common::keyring();
+    let key = issue(&keyring, "pk", "prop_1", &["read"]).await;
+    let peer = |_: &http::request::Parts| Some(std::net::IpAddr::from([192, 0, 2, 1]));
+    let at_once = AuthLayer::new(keyring.clone()).peer_ip(peer);
+    let later = AuthLayer::new(keyring.clone()).peer_ip(peer).hook(Pass);
+    let anonymous = AuthLayer::new(keyring.clone()).allow_anonymous(true);
+    let throttled = ThrottleLayer::new()
+        .per_ip(Quota::per_second(1000).unwrap())
+        .peer_ip(peer);
+    let unthrottled = ThrottleLayer::new();
+    let scopes = || RequireScopesLayer::all(["read"]).unwrap();
+    let keyed = || request(&[("x-api-key", &key)]);
+
+    let mut services: Vec<(&str, tower::util::BoxCloneService<_, _, _>, bool)> = vec![
+        (
+            "auth at once",
+            ServiceBuilder::new()
+                .boxed_clone()
+                .layer(at_once.clone())
+                .layer(scopes())
+                .service(Strict { ready: false }),
+            true,
+        ),
+        (
+            "auth later",
+            ServiceBuilder::new()
+                .boxed_clone()
+                .layer(later)
+                .layer(scopes())
+                .service(Strict { ready: false }),
+            true,
+        ),
+        (
+            "anonymous",
+            ServiceBuilder::new()
+                .boxed_clone()
+                .layer(anonymous)
+                .service(Strict { ready: false }),
+            false,
+        ),
+        (
+            "throttle checking",
+            ServiceBuilder::new()
+                .boxed_clone()
+                .layer(throttled)
+                .service(Strict { ready: false }),
+            false,
+        ),
+        (
+            "throttle without checks",
+            ServiceBuilder::new()
+                .boxed_clone()
+                .layer(unthrottled)
+                .service(Strict { ready: false }),
+            false,
+        ),
+    ];
+    for (name, service, with_key) in &mut services {
+        for _ in 0..3 {
+            let req = if *with_key { keyed() } else { request(&[]) };
+            let res = service.ready().await.unwrap().call(req).await.unwrap();
+            assert_eq!(res.status(), 200, "{name}");
+        }
+    }
+}

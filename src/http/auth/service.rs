@@ -109,10 +109,6 @@ where
                 accepted: config.rules.accepted.to_string().into(),
             },
             Ok(presented) => {
-                // The clone may not be ready: keep the ready service for this
-                // request.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
                 if presented.is_none() {
                     // Let through anonymously: a scope check behind says 401,
                     // not "misconfigured".
@@ -121,8 +117,10 @@ where
                     });
                 }
                 let Some((credential, tenant, client)) = presented else {
+                    // Called now, the service `poll_ready` readied: no
+                    // clone (an axum route's clone is an allocation).
                     return ResponseFuture::new(State::Future {
-                        future: inner.call(Request::from_parts(parts, body)),
+                        future: self.inner.call(Request::from_parts(parts, body)),
                         decision: None,
                         credits: None,
                         soon_header: config.soon_header.clone(),
@@ -138,7 +136,7 @@ where
                                 parts.extensions.insert(decision);
                             }
                             return ResponseFuture::new(State::Future {
-                                future: inner.call(Request::from_parts(parts, body)),
+                                future: self.inner.call(Request::from_parts(parts, body)),
                                 decision,
                                 credits: None,
                                 soon_header: config.soon_header.clone(),
@@ -166,6 +164,10 @@ where
                             ))
                         }
                     };
+                // Called later: the clone may not be ready, so this request
+                // keeps the ready service.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
                 return ResponseFuture::new(State::Checking {
                     check,
                     inner: Some(inner),

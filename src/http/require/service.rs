@@ -90,14 +90,14 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let kind = match self.check(&mut req) {
             Ok(would_deny) => {
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
                 // Only on the rare path: a "soon" scope let it through.
                 let would_deny = would_deny
                     .then(|| req.extensions().get::<WouldDeny>().cloned())
                     .flatten();
+                // Called now, the service `poll_ready` readied: no clone
+                // (an axum route's clone is an allocation).
                 Kind::Future {
-                    future: inner.call(req),
+                    future: self.inner.call(req),
                     would_deny,
                 }
             }

@@ -63,17 +63,19 @@ where
             }
         };
         let req = Request::from_parts(parts, body);
-        // The clone may not be ready: keep the ready service for this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if checks.is_empty() {
+            // Called now, the service `poll_ready` readied: no clone.
             return ResponseFuture::new(State::Future {
-                future: inner.call(req),
+                future: self.inner.call(req),
                 decision: None,
                 credits: None,
                 soon_header: None,
             });
         }
+        // Called later: the clone may not be ready, so this request keeps
+        // the ready service.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::new(State::Checking {
             check: Box::pin(check(self.config.clone(), checks, req)),
             inner: Some(inner),
