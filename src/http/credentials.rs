@@ -766,6 +766,28 @@ mod tests {
         assert_eq!(credential.value(), "pk_a");
     }
 
+    /// A Bearer (or custom) source's value is checked as text before the
+    /// source reads it: an empty or non-visible `Authorization` says so,
+    /// whatever the source would have made of it.
+    #[test]
+    fn a_bearer_value_is_checked_as_text_first() {
+        let rules = CredentialRules::default();
+        for (value, reason) in [
+            (&b""[..], "a credential or tenant header is empty"),
+            (
+                &b"Bearer pk_\xff"[..],
+                "a credential or tenant header is not visible ASCII",
+            ),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+            assert!(
+                matches!(rules.extract(&headers), Err(Rejection::InvalidRequest(r)) if r == reason),
+                "{value:?}"
+            );
+        }
+    }
+
     /// With the API key header as the only source, `Authorization` is not
     /// read for a credential, yet a malformed Bearer in it is refused.
     #[test]
