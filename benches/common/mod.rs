@@ -134,11 +134,14 @@ pub fn issue_limited(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> String 
 /// The fair peer doing, plainly, the work keyward's two layers do besides
 /// the peer's check: what that work costs at least, written without a
 /// library. Per request: the credential header looked up and refused when
-/// repeated, too long, not visible ASCII or not a b64token; an
+/// repeated, too long or not a b64token (one pass: a b64token is visible
+/// ASCII); an
 /// `Authorization` header looked for; the tenant and `User-Agent` headers
 /// looked up; the token's prefix, digits and CRC-32 checked (keyward's
 /// public [`keyward::TokenFormat::parse`]: the format's own cost); the
-/// clock read; SHA-256 and a lookup behind a lock; revocation, expiry and
+/// clock read; SHA-256 and a lookup behind a lock (`hashbrown`'s default
+/// hasher, as keyward's `MemoryStore`; the fair peer [`StorePeer`] keeps
+/// std's SipHash, as its rows were measured); revocation, expiry and
 /// the tenant checked; the last use stored (one atomic store: less than
 /// keyward's note, which also keeps the address and user agent for its
 /// batched write); the record in the extensions; the scope checked by a
@@ -148,7 +151,9 @@ pub fn issue_limited(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> String 
 /// value prepared once, the state's written without `core::fmt`).
 #[cfg(feature = "http")]
 pub mod feature_peer {
-    use std::collections::HashMap;
+    // The default hasher of `hashbrown`, as keyward's `MemoryStore` has it
+    // (std's SipHash would cost the peer about 150 instructions more).
+    use hashbrown::HashMap;
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,9 +256,12 @@ pub mod feature_peer {
         res
     }
 
-    /// The one value of header `name`, if any: refused when repeated, too
-    /// long, not visible ASCII or empty.
-    fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ()> {
+    /// The one value of header `name`, if any: refused when repeated or too
+    /// long.
+    fn single_header<'h>(
+        headers: &'h HeaderMap,
+        name: &HeaderName,
+    ) -> Result<Option<&'h HeaderValue>, ()> {
         let mut values = headers.get_all(name).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -261,19 +269,41 @@ pub mod feature_peer {
         if values.next().is_some() || value.len() > 512 {
             return Err(());
         }
-        match value.to_str() {
-            Ok(text) if !text.is_empty() => Ok(Some(text)),
-            _ => Err(()),
+        Ok(Some(value))
+    }
+
+    /// [`single_header`], as visible ASCII and not empty.
+    fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ()> {
+        match single_header(headers, name)?.map(HeaderValue::to_str) {
+            None => Ok(None),
+            Some(Ok(text)) if !text.is_empty() => Ok(Some(text)),
+            Some(_) => Err(()),
         }
     }
 
-    /// RFC 6750's `b64token`.
-    fn is_b64token(text: &str) -> bool {
-        let body = text.trim_end_matches('=');
-        !body.is_empty()
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    /// The bytes of RFC 6750's `b64token` besides the trailing `=`.
+    const B64: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] =
+                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            b += 1;
+        }
+        table
+    };
+
+    /// The value as one RFC 6750 `b64token` (which is visible ASCII and not
+    /// empty: one pass over the bytes).
+    fn b64token(value: &HeaderValue) -> Option<&str> {
+        let bytes = value.as_bytes();
+        let body = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'=').count();
+        let ok = body > 0
+            && bytes[..body]
+                .iter()
+                .fold(true, |all, &b| all & B64[usize::from(b)]);
+        ok.then(|| std::str::from_utf8(bytes).ok()).flatten()
     }
 
     impl Shared {
@@ -284,7 +314,7 @@ pub mod feature_peer {
             headers: &HeaderMap,
         ) -> Result<(Arc<Record>, Option<Decision>), StatusCode> {
             let bad = |()| StatusCode::BAD_REQUEST;
-            let token = single(headers, &API_KEY).map_err(bad)?;
+            let token = single_header(headers, &API_KEY).map_err(bad)?;
             if let Some(auth) = single(headers, &AUTHORIZATION).map_err(bad)? {
                 // The Bearer source: not presented by these requests.
                 return Err(if auth.len() > 7 {
@@ -294,9 +324,7 @@ pub mod feature_peer {
                 });
             }
             let token = token.ok_or(StatusCode::UNAUTHORIZED)?;
-            if !is_b64token(token) {
-                return Err(StatusCode::BAD_REQUEST);
-            }
+            let token = b64token(token).ok_or(StatusCode::BAD_REQUEST)?;
             let tenant = single(headers, &TENANT).map_err(bad)?;
             let user_agent = headers.get(USER_AGENT).map(HeaderValue::as_bytes);
             std::hint::black_box(user_agent);
