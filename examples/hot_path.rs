@@ -20,7 +20,8 @@
 //! `feature-peer-unlimited` (that peer doing keyward's other work too,
 //! plainly written: `benches/common/mod.rs`, with a limited and an
 //! unlimited key) or `none` (the layer loop without the layers, to
-//! subtract), then `sha256` or `hmac`; `KEYS` (default
+//! subtract), then `sha256` or `hmac` (the peers hash with SHA-256
+//! whatever it says); `KEYS` (default
 //! 100,000) keys are issued, then `ITERATIONS` (default 10,000) requests run.
 //! `verify` prints its loop's wall time per verification. An unknown mode
 //! or hasher is refused (exit status 2). With `THREADS=n` (default 1) the

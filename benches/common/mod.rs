@@ -266,7 +266,7 @@ pub mod feature_peer {
         let Some(value) = values.next() else {
             return Ok(None);
         };
-        if values.next().is_some() || value.len() > 512 {
+        if values.next().is_some() || value.len() > 4096 {
             return Err(());
         }
         Ok(Some(value))
@@ -429,10 +429,9 @@ pub mod feature_peer {
                     if let Some(decision) = decision {
                         req.extensions_mut().insert(decision);
                     }
-                    let clone = self.inner.clone();
-                    let mut inner = std::mem::replace(&mut self.inner, clone);
+                    // Called at once, the service `poll_ready` readied.
                     PeerFuture::Inner {
-                        future: inner.call(req),
+                        future: self.inner.call(req),
                         headers: decision.zip(policy),
                     }
                 }
