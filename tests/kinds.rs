@@ -182,21 +182,6 @@ async fn a_kind_in_another_kinds_header_is_invalid_token() {
     assert_eq!(status, 200);
 }
 
-/// A hook that lets every request through: with one, the layer checks
-/// asynchronously (verification, then the hook).
-struct Pass;
-
-#[keyward::async_trait]
-impl keyward::http::AuthHook for Pass {
-    async fn after_authentication(
-        &self,
-        _: &Principal,
-        _: &mut http::request::Parts,
-    ) -> Result<(), Rejection> {
-        Ok(())
-    }
-}
-
 /// The same refusals when the layer checks asynchronously (a hook), still
 /// before any lookup; malformed tokens of either kind are `invalid_token`
 /// too.
@@ -205,7 +190,7 @@ async fn kinds_and_sources_hold_on_the_asynchronous_path() {
     let fx = fixture().await;
     let both = each_kind_from_its_header(&fx)
         .without_failure_throttle()
-        .hook(Pass);
+        .hook(common::PassHook);
     admits_each_kind_from_its_header(&both, &fx).await;
     let before = fx.store.calls(Op::FindByHash);
     let bad_checksum = |t: &str| {

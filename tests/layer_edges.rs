@@ -291,21 +291,6 @@ impl tower::Service<Request<String>> for Strict {
     }
 }
 
-/// A hook that lets everything through: it sends authentication down the
-/// asynchronous path.
-struct Pass;
-
-#[keyward::async_trait]
-impl keyward::http::AuthHook for Pass {
-    async fn after_authentication(
-        &self,
-        _: &Principal,
-        _: &mut http::request::Parts,
-    ) -> Result<(), Rejection> {
-        Ok(())
-    }
-}
-
 /// Each layer calls its inner service only when `poll_ready` readied it:
 /// the service itself when it calls at once, the readied one kept for the
 /// request when it calls later; several requests on one service, each
@@ -320,7 +305,9 @@ async fn layers_call_only_a_readied_inner_service() {
     let key = issue(&keyring, "pk", "prop_1", &["read"]).await;
     let peer = |_: &http::request::Parts| Some(std::net::IpAddr::from([192, 0, 2, 1]));
     let at_once = AuthLayer::new(keyring.clone()).peer_ip(peer);
-    let later = AuthLayer::new(keyring.clone()).peer_ip(peer).hook(Pass);
+    let later = AuthLayer::new(keyring.clone())
+        .peer_ip(peer)
+        .hook(common::PassHook);
     let anonymous = AuthLayer::new(keyring.clone()).allow_anonymous(true);
     let throttled = ThrottleLayer::new()
         .per_ip(Quota::per_second(1000).unwrap())

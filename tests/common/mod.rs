@@ -110,3 +110,20 @@ pub mod pg;
 pub mod race;
 #[cfg(feature = "http")]
 pub mod usage;
+
+/// A hook that lets every request through: with one, `AuthLayer` checks
+/// asynchronously (verification, then the hook).
+#[cfg(feature = "http")]
+pub struct PassHook;
+
+#[cfg(feature = "http")]
+#[keyward::async_trait]
+impl keyward::http::AuthHook for PassHook {
+    async fn after_authentication(
+        &self,
+        _: &keyward::http::Principal,
+        _: &mut http::request::Parts,
+    ) -> Result<(), keyward::http::Rejection> {
+        Ok(())
+    }
+}
