@@ -216,7 +216,7 @@ fn layer(c: &mut Criterion) {
     bench(&mut group, &rt, "tower_http_store_peer", peer, &request);
 
     // The fair peer doing keyward's other work too, plainly written
-    // (`common::feature_peer`): what that work costs at least.
+    // (`common::feature_peer`): what a lean single-purpose layer pays.
     let shared = feature_peer::Shared::new(
         tokens
             .iter()

@@ -181,11 +181,23 @@ fn run_router(what: &str, n: usize) {
 
 /// Modes that need the example server's features.
 const ROUTER_MODES: [&str; 3] = ["router", "router-unlimited", "bare"];
+/// The modes over an issued keyring (`KEYS` keys), with a hasher.
+const LOOP_MODES: [&str; 7] = [
+    "verify",
+    "layer",
+    "layer-unlimited",
+    "peer",
+    "feature-peer",
+    "feature-peer-unlimited",
+    "none",
+];
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "hot_path: {problem}\nusage: hot_path [verify|layer|layer-unlimited|peer|feature-peer|feature-peer-unlimited|none] [sha256|hmac]\n       \
-         hot_path [router|router-unlimited|bare]   (built with --features axum,jwt,webhooks)"
+        "hot_path: {problem}\nusage: hot_path [{}] [sha256|hmac]\n       \
+         hot_path [{}]   (built with --features axum,jwt,webhooks)",
+        LOOP_MODES.join("|"),
+        ROUTER_MODES.join("|"),
     );
     std::process::exit(2);
 }
@@ -194,18 +206,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map_or("verify", String::as_str);
     let router_mode = ROUTER_MODES.contains(&what);
-    if !router_mode
-        && ![
-            "verify",
-            "layer",
-            "layer-unlimited",
-            "peer",
-            "feature-peer",
-            "feature-peer-unlimited",
-            "none",
-        ]
-        .contains(&what)
-    {
+    if !router_mode && !LOOP_MODES.contains(&what) {
         usage(&format!("unknown mode {what:?}"));
     }
     if router_mode && !cfg!(all(feature = "axum", feature = "jwt", feature = "webhooks")) {

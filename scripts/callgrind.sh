@@ -16,7 +16,7 @@
 #     `layer-unlimited`, `peer` (the benchmarks' fair peer: the same
 #     store-backed check with tower-http's `AsyncRequireAuthorizationLayer`),
 #     `feature-peer` and `feature-peer-unlimited` (that peer doing keyward's
-#     other work too, plainly written: what the work costs at least),
+#     other work too, plainly written: what a lean layer pays for it),
 #     `none` (the same requests without layers: subtract it), `router`,
 #     `router-unlimited` and `bare` (the example server's routers in
 #     process: subtract `bare`);

@@ -132,8 +132,9 @@ pub fn issue_limited(rt: &tokio::runtime::Runtime, keyring: &Keyring) -> String 
 }
 
 /// The fair peer doing, plainly, the work keyward's two layers do besides
-/// the peer's check: what that work costs at least, written without a
-/// library. Per request: the credential header looked up and refused when
+/// the peer's check, written without a library: what a lean
+/// single-purpose layer pays for that work (one implementation, not a
+/// bound). Per request: the credential header looked up and refused when
 /// repeated, too long or not a b64token (one pass: a b64token is visible
 /// ASCII); an
 /// `Authorization` header looked for; the tenant and `User-Agent` headers
