@@ -19,7 +19,9 @@
 #   * alternates limited, unlimited and bare rounds of `wrk` (ROUNDS each,
 #     DURATION each), prints requests per second and the server's CPU time
 #     per request per round, the medians, and for each key the ratio
-#     authenticated / bare and the CPU time authentication adds per request;
+#     authenticated / bare and the CPU time authentication adds per request,
+#     then the spread of both over the rounds (each round against the bare
+#     round after it);
 #   * kills both servers on exit (trap on EXIT/INT/TERM), also on failure.
 #
 # Environment variables read (defaults in brackets):
@@ -201,4 +203,20 @@ for row in "limited $limited_median $limited_cpu_median" "unlimited $auth_median
     awk -v name="$1" -v a="$2" -v b="$bare_median" -v ac="$3" -v bc="$bare_cpu_median" \
         'BEGIN { printf "ratio %-9s / bare  %.3f (target >= 0.95); auth costs %+.2f us CPU/request (target <= +0.60)\n", name, a / b, ac - bc }'
 done
+# The spread: each round's ratio to the bare round that followed it. On a
+# 2-core machine, where wrk and the server share the cores, it is wide;
+# a difference between two builds inside it is not a difference.
+spread() {
+    local -n num=$1 num_cpu=$2
+    local i ratios=() costs=()
+    for i in "${!bare_rps[@]}"; do
+        ratios+=("$(awk -v a="${num[$i]}" -v b="${bare_rps[$i]}" 'BEGIN { printf "%.3f", a / b }')")
+        costs+=("$(awk -v a="${num_cpu[$i]}" -v b="${bare_cpu[$i]}" 'BEGIN { printf "%+.2f", a - b }')")
+    done
+    printf 'rounds %-9s ratio %s to %s, CPU %s to %s us/request\n' "$3" \
+        "$(printf '%s\n' "${ratios[@]}" | sort -g | head -1)" "$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)" \
+        "$(printf '%s\n' "${costs[@]}" | sort -g | head -1)" "$(printf '%s\n' "${costs[@]}" | sort -g | tail -1)"
+}
+spread limited_rps limited_cpu limited
+spread auth_rps auth_cpu unlimited
 echo "load average after: $(uptime | sed 's/.*load average: //')"
