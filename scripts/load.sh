@@ -203,9 +203,10 @@ for row in "limited $limited_median $limited_cpu_median" "unlimited $auth_median
     awk -v name="$1" -v a="$2" -v b="$bare_median" -v ac="$3" -v bc="$bare_cpu_median" \
         'BEGIN { printf "ratio %-9s / bare  %.3f (target >= 0.95); auth costs %+.2f us CPU/request (target <= +0.60)\n", name, a / b, ac - bc }'
 done
-# The spread: each round's ratio to the bare round that followed it. On a
-# 2-core machine, where wrk and the server share the cores, it is wide;
-# a difference between two builds inside it is not a difference.
+# The spread: each round's ratio to the bare round that followed it, and
+# the CPU time a request it adds. On a 2-core machine, where wrk and the
+# server share the cores, it is wide; a difference between two builds
+# inside it is not a difference.
 spread() {
     local -n num=$1 num_cpu=$2
     local i ratios=() costs=()
